@@ -1,0 +1,506 @@
+//! `minikind create cluster`: each step a small action with its own status line, as in KIND's
+//! create flow. A failure (or Ctrl-C) at any step deletes everything the attempt made, unless
+//! `--retain`.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bollard::Docker;
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
+};
+use futures::future::try_join_all;
+use minikind_node_agent::agent::{
+    ADMIN_KUBECONFIG, BOOT_COMPLETE, CONTROL_PLANE_READY, NODE_KUBECONFIG,
+};
+
+use crate::cluster::nodes::{self, Privileges};
+use crate::cluster::{delete, kubeconfig};
+use crate::config::{ClusterConfig, NodeRole, Upstream};
+use crate::docker;
+use crate::progress::Status;
+
+pub struct CreateOptions {
+    pub name: String,
+    pub config: ClusterConfig,
+    pub retain: bool,
+    /// Upper bound for every wait in the create (nodes booting).
+    pub wait: Duration,
+}
+
+/// What a finished create made, for the summary and for tests.
+#[derive(Debug)]
+pub struct Created {
+    pub nodes: Vec<String>,
+}
+
+pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Result<Created> {
+    let mut wanted: Vec<String> = nodes::node_names(&opts.name, &opts.config.nodes)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    wanted.push(nodes::upstream_name(&opts.name));
+    ensure_name_free(docker, &opts.name, &wanted).await?;
+    status.line(&format!("Creating cluster \"{}\" ...", opts.name));
+
+    let outcome = tokio::select! {
+        r = steps(docker, status, &opts) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    match outcome {
+        Ok(created) => {
+            status.line(&format!(
+                "Cluster \"{}\" is up: {} node(s). Try `minikind get nodes --name {}`.",
+                opts.name,
+                created.nodes.len(),
+                opts.name
+            ));
+            Ok(created)
+        }
+        Err(e) if opts.retain => Err(e.context(format!(
+            "creating cluster {:?} failed; its containers are kept (--retain): remove them with \
+             `minikind delete cluster --name {}`",
+            opts.name, opts.name
+        ))),
+        Err(e) => {
+            let step = status.step("Deleting what the failed create made");
+            // A request the interrupted future had already sent may still land: clean twice.
+            let cleanup = async {
+                kubeconfig::unexport(&opts.name)?;
+                delete::remove_cluster_objects(docker, &opts.name).await?;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                delete::remove_cluster_objects(docker, &opts.name).await
+            };
+            match cleanup.await {
+                Ok(_) => step.done(),
+                Err(ce) => {
+                    step.fail();
+                    return Err(e.context(format!("and cleaning up failed too: {ce:#}")));
+                }
+            }
+            Err(e.context(format!("creating cluster {:?} failed", opts.name)))
+        }
+    }
+}
+
+/// A name is in use when any object carries its label, or when a container or network with
+/// one of the names we would make exists (someone else's: we must not touch it).
+async fn ensure_name_free(docker: &Docker, name: &str, containers: &[String]) -> Result<()> {
+    if !docker::containers(docker, docker::cluster_filter(name))
+        .await?
+        .is_empty()
+        || !docker::networks(docker, docker::cluster_filter(name))
+            .await?
+            .is_empty()
+    {
+        bail!(
+            "a cluster named {name:?} already exists: delete it first \
+             (`minikind delete cluster --name {name}`) or choose another name with --name"
+        );
+    }
+    let exact = containers.iter().map(|c| format!("^/{c}$")).collect();
+    let by_name = HashMap::from([("name".to_string(), exact)]);
+    if let Some(c) = docker::containers(docker, by_name)
+        .await?
+        .into_iter()
+        .next()
+    {
+        bail!(
+            "cannot create cluster {name:?}: a container named {:?} already exists and is not \
+             minikind's",
+            c.name
+        );
+    }
+    let net = nodes::network_name(name);
+    if docker.inspect_network(&net, None).await.is_ok() {
+        bail!(
+            "cannot create cluster {name:?}: a network named {net:?} already exists and is not minikind's"
+        );
+    }
+    Ok(())
+}
+
+async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result<Created> {
+    let cfg = &opts.config;
+    let name = opts.name.as_str();
+
+    let step = status.step("Ensuring node image");
+    let image = minikind_images::ensure_node_image(docker, false).await?;
+    step.done();
+    status.line(&format!(
+        "   {} ({}, {:.0} MB)",
+        image.reference,
+        if image.built { "built" } else { "reused" },
+        image.rootfs_bytes as f64 / 1e6
+    ));
+
+    let step = status.step(format!(
+        "Preparing network {}{}",
+        nodes::network_name(name),
+        if cfg.networking.internal {
+            " (internal)"
+        } else {
+            ""
+        }
+    ));
+    docker
+        .create_network(NetworkCreateRequest {
+            name: nodes::network_name(name),
+            driver: Some("bridge".into()),
+            internal: Some(cfg.networking.internal),
+            labels: Some(nodes::labels(name, "network")),
+            ..Default::default()
+        })
+        .await
+        .context("creating the cluster network")?;
+    step.done();
+
+    let upstream_ip = if cfg.dns.upstream == Upstream::Lab {
+        let step = status.step("Starting lab upstream 🧪");
+        let ip = start_upstream(docker, name, &image.reference).await?;
+        step.done();
+        Some(ip)
+    } else {
+        None
+    };
+
+    let names = nodes::node_names(name, &cfg.nodes);
+    let boxes = "📦 ".repeat(names.len());
+    let step = status.step(format!("Preparing nodes {}", boxes.trim_end()));
+    let started_at = unix_now();
+    let privileges = start_nodes(
+        docker,
+        name,
+        &names,
+        &image.reference,
+        cfg,
+        upstream_ip.as_deref(),
+    )
+    .await?;
+    step.done();
+    if privileges == Privileges::Capabilities {
+        status.line(&format!(
+            "   the engine refuses --privileged: nodes run with {} instead",
+            Privileges::NARROW_CAPS.join(", ")
+        ));
+    }
+
+    let step = status.step(if cfg.dns.network_magic {
+        "Booting nodes (network magic) 🪄"
+    } else {
+        "Booting nodes (network magic off)"
+    });
+    try_join_all(names.iter().map(|(node, _)| {
+        super::wait::log_line(docker, node, BOOT_COMPLETE, started_at, opts.wait)
+    }))
+    .await?;
+    step.done();
+
+    let cp = names
+        .iter()
+        .find(|(_, r)| *r == NodeRole::ControlPlane)
+        .map(|(n, _)| n.clone())
+        .context("the config has no control-plane node")?;
+    let step = status.step("Starting control-plane 🕹️");
+    super::wait::log_line(docker, &cp, CONTROL_PLANE_READY, started_at, opts.wait).await?;
+    let admin = kubeconfig::read_node_file(docker, &cp, ADMIN_KUBECONFIG).await?;
+    let server = api_server_url(docker, name, &cp).await?;
+    let client = client_for(&admin, &server).await?;
+    let version = tokio::time::timeout(opts.wait, client.apiserver_version())
+        .await
+        .context("the API server did not answer in time")?
+        .with_context(|| format!("asking the API server at {server} for its version"))?;
+    step.done();
+    status.line(&format!("   API server {server} ({})", version.git_version));
+
+    let workers: Vec<&String> = names
+        .iter()
+        .filter(|(_, r)| *r == NodeRole::Worker)
+        .map(|(n, _)| n)
+        .collect();
+    if !workers.is_empty() {
+        let step = status.step("Joining worker nodes 🚜");
+        try_join_all(
+            workers
+                .iter()
+                .map(|w| kubeconfig::write_node_file(docker, w, NODE_KUBECONFIG, &admin, 0o600)),
+        )
+        .await?;
+        step.done();
+    }
+
+    let step = status.step("Waiting for nodes Ready ⏳");
+    let node_names: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
+    tokio::time::timeout(opts.wait, wait_nodes_ready(&client, &node_names))
+        .await
+        .with_context(|| {
+            format!(
+                "nodes not Ready within {}",
+                humantime::format_duration(opts.wait)
+            )
+        })??;
+    step.done();
+
+    if cfg.dns.network_magic {
+        let step = status.step("Waiting for cluster DNS 🔎");
+        tokio::time::timeout(opts.wait, wait_cluster_dns(docker, &cp, cfg))
+            .await
+            .with_context(|| {
+                format!(
+                    "kubernetes.default did not resolve from a pod within {}",
+                    humantime::format_duration(opts.wait)
+                )
+            })??;
+        step.done();
+    } else {
+        // Without the fix, CoreDNS forwards to 127.0.0.11 — itself, in its own namespace — and
+        // its loop plugin stops it: the failure this switch exists to show.
+        status.line(
+            "   network magic off: not waiting for cluster DNS (CoreDNS is expected to crash-loop \
+             on its loop check; see `minikind logs -n kube-system <coredns pod>`)",
+        );
+    }
+
+    let path = kubeconfig::export(name, &admin, &server)?;
+    status.line(&format!(
+        "Set kubectl context to \"{}\" (in {})",
+        minikind_node_agent::control_plane::kubeconfig::entry_name(name),
+        path.display()
+    ));
+
+    Ok(Created {
+        nodes: names.into_iter().map(|(n, _)| n).collect(),
+    })
+}
+
+/// Where this host reaches the API server: the published port on `apiServerAddress`, or, on an
+/// `--internal` network (where Docker publishes nothing), the node's own address, which the
+/// host reaches over the network's bridge.
+pub async fn api_server_url(docker: &Docker, cluster: &str, cp: &str) -> Result<String> {
+    let network = docker
+        .inspect_network(&nodes::network_name(cluster), None)
+        .await
+        .with_context(|| format!("inspecting the network of cluster {cluster}"))?;
+    if network.internal == Some(true) {
+        let ip = container_ip(docker, cp, &nodes::network_name(cluster)).await?;
+        return Ok(format!("https://{ip}:6443"));
+    }
+    let info = docker
+        .inspect_container(cp, None::<InspectContainerOptions>)
+        .await
+        .with_context(|| format!("inspecting {cp}"))?;
+    let binding = info
+        .network_settings
+        .and_then(|n| n.ports)
+        .and_then(|mut p| p.remove(nodes::API_SERVER_PORT))
+        .flatten()
+        .and_then(|b| b.into_iter().next())
+        .with_context(|| format!("{cp} publishes no API server port"))?;
+    let host = binding
+        .host_ip
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let port = binding
+        .host_port
+        .context("the API server port binding has no port")?;
+    Ok(format!("https://{host}:{port}"))
+}
+
+/// Polls the Node objects until every node is registered with condition Ready=True.
+async fn wait_nodes_ready(client: &kube::Client, names: &[String]) -> Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    let api: kube::Api<Node> = kube::Api::all(client.clone());
+    loop {
+        let nodes = api
+            .list(&Default::default())
+            .await
+            .context("listing nodes")?;
+        let ready = |n: &Node| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        };
+        let all = names.iter().all(|want| {
+            nodes
+                .items
+                .iter()
+                .any(|n| n.metadata.name.as_deref() == Some(want.as_str()) && ready(n))
+        });
+        if all {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Names of the throw-away pod-like namespace the DNS check uses on the control-plane node:
+/// its own bridge and subnet, apart from the kubelet's pods.
+const DNS_CHECK_NS: &str = "minikind-dns-check";
+const DNS_CHECK_BRIDGE: &str = "mkcheck0";
+
+/// Waits until `kubernetes.default` resolves from a namespace set up as a ClusterFirst pod
+/// (nameserver = kube-dns, the pod search list, ndots:5): the whole chain pod → service rules →
+/// cluster-dns → API works.
+async fn wait_cluster_dns(docker: &Docker, cp: &str, cfg: &ClusterConfig) -> Result<()> {
+    use super::exec::exec_in;
+    let dns = minikind_node_agent::dns_addon::cluster_dns_ip(cfg.networking.service_subnet);
+    let resolv = format!(
+        "nameserver {dns}\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+    );
+    // Not under /run: the engine's archive API cannot write into a tmpfs mount.
+    let conf_path = "/etc/kubernetes/dns-check.resolv.conf";
+    kubeconfig::write_node_file(docker, cp, conf_path, &resolv, 0o644).await?;
+    let _ = exec_in(docker, cp, &["netns", "delete", DNS_CHECK_NS]).await;
+    let add = exec_in(
+        docker,
+        cp,
+        &[
+            "netns",
+            "add",
+            DNS_CHECK_NS,
+            "--bridge",
+            DNS_CHECK_BRIDGE,
+            "--address",
+            "10.250.255.2/24",
+            "--gateway",
+            "10.250.255.1",
+            "--resolv-conf",
+            conf_path,
+        ],
+    )
+    .await?;
+    anyhow::ensure!(
+        add.ok(),
+        "making the DNS check namespace: {}",
+        add.stderr.trim()
+    );
+    let result = async {
+        loop {
+            let r = exec_in(
+                docker,
+                cp,
+                &[
+                    "netns",
+                    "exec",
+                    DNS_CHECK_NS,
+                    "getent",
+                    "hosts",
+                    "kubernetes.default",
+                ],
+            )
+            .await?;
+            if r.ok() && r.stdout.contains("kubernetes.default") {
+                return Ok::<_, anyhow::Error>(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    .await;
+    let _ = exec_in(docker, cp, &["netns", "delete", DNS_CHECK_NS]).await;
+    let _ = exec_in(docker, cp, &["ip", "link", "delete", DNS_CHECK_BRIDGE]).await;
+    result
+}
+
+/// A kube client from the node's admin kubeconfig, pointed at `server`.
+pub async fn client_for(admin: &str, server: &str) -> Result<kube::Client> {
+    let doc = minikind_node_agent::control_plane::kubeconfig::rewrite_server(admin, server)?;
+    let kc =
+        kube::config::Kubeconfig::from_yaml(&doc).context("parsing the cluster's kubeconfig")?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .context("loading the cluster's kubeconfig")?;
+    kube::Client::try_from(config).context("building an API client")
+}
+
+async fn start_upstream(docker: &Docker, cluster: &str, image: &str) -> Result<String> {
+    let name = nodes::upstream_name(cluster);
+    let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+    docker
+        .create_container(Some(opts), nodes::upstream_container(cluster, image))
+        .await
+        .with_context(|| format!("creating {name}"))?;
+    docker
+        .start_container(&name, None)
+        .await
+        .with_context(|| format!("starting {name}"))?;
+    container_ip(docker, &name, &nodes::network_name(cluster)).await
+}
+
+pub async fn container_ip(docker: &Docker, container: &str, network: &str) -> Result<String> {
+    let info = docker
+        .inspect_container(container, None::<InspectContainerOptions>)
+        .await
+        .with_context(|| format!("inspecting {container}"))?;
+    info.network_settings
+        .and_then(|n| n.networks)
+        .and_then(|mut n| n.remove(network))
+        .and_then(|e| e.ip_address)
+        .filter(|ip| !ip.is_empty())
+        .with_context(|| format!("{container} has no address on {network}"))
+}
+
+/// Creates and starts every node at once. Tries `--privileged` first as KIND does; when the
+/// engine refuses to apply it, the nodes are made again with the narrow capability set.
+async fn start_nodes(
+    docker: &Docker,
+    cluster: &str,
+    names: &[(String, NodeRole)],
+    image: &str,
+    cfg: &ClusterConfig,
+    upstream_ip: Option<&str>,
+) -> Result<Privileges> {
+    for (node, _) in names {
+        docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(nodes::var_volume_name(node)),
+                labels: Some(nodes::labels(cluster, "var")),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating the /var volume of {node}"))?;
+    }
+    let mut privileges = Privileges::Privileged;
+    loop {
+        let attempt = try_join_all(names.iter().map(|(node, role)| async move {
+            let body =
+                nodes::node_container(cluster, node, *role, image, cfg, upstream_ip, privileges);
+            let opts = CreateContainerOptionsBuilder::default().name(node).build();
+            docker
+                .create_container(Some(opts), body)
+                .await
+                .with_context(|| format!("creating node {node}"))?;
+            docker
+                .start_container(node, None)
+                .await
+                .with_context(|| format!("starting node {node}"))
+        }))
+        .await;
+        match attempt {
+            Ok(_) => return Ok(privileges),
+            Err(e) if privileges == Privileges::Privileged && refuses_privileged(&e) => {
+                for (node, _) in names {
+                    let rm = RemoveContainerOptionsBuilder::default().force(true).build();
+                    let _ = docker.remove_container(node, Some(rm)).await;
+                }
+                privileges = Privileges::Capabilities;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// runc's answer when the engine itself lacks a capability `--privileged` asks for.
+fn refuses_privileged(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("unable to apply caps")
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,9 @@
+//! Cluster lifecycle on the local Docker engine: create, delete, list.
+
+pub mod create;
+pub mod delete;
+pub mod exec;
+pub mod kubeconfig;
+pub mod list;
+pub mod nodes;
+pub mod wait;

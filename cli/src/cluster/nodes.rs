@@ -1,0 +1,306 @@
+//! How minikind's containers are made: node containers as KIND makes them, and the lab upstream.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use minikind_node_agent::agent::env as agent_env;
+
+use crate::config::{ClusterConfig, NodeRole, Upstream};
+use crate::docker::{CLUSTER_LABEL, ROLE_LABEL};
+
+/// Port the API server listens on inside the control-plane node.
+pub const API_SERVER_PORT: &str = "6443/tcp";
+
+/// How much the engine lets us have. KIND runs nodes `--privileged`; some engines (this
+/// workplace's, running inside a sandbox that lacks CAP_SYS_RESOURCE) refuse that, and then a
+/// node gets the narrowest set that still lets the agent do its job: NET_ADMIN for iptables and
+/// links, SYS_ADMIN for namespaces and mounts, SYS_PTRACE to enter other processes' namespaces,
+/// and `/proc/sys` left writable for the sysctls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privileges {
+    Privileged,
+    Capabilities,
+}
+
+impl Privileges {
+    pub const NARROW_CAPS: &[&str] = &["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"];
+
+    fn apply(self, hc: &mut HostConfig) {
+        let sec = vec![
+            "seccomp=unconfined".to_string(),
+            "apparmor=unconfined".to_string(),
+        ];
+        match self {
+            Privileges::Privileged => hc.privileged = Some(true),
+            Privileges::Capabilities => {
+                hc.cap_add = Some(Self::NARROW_CAPS.iter().map(|c| c.to_string()).collect());
+                // The API form of `--security-opt systempaths=unconfined`: no masked or
+                // read-only /proc paths, so the agent can write its sysctls.
+                hc.masked_paths = Some(Vec::new());
+                hc.readonly_paths = Some(Vec::new());
+            }
+        }
+        hc.security_opt = Some(sec);
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Privileges::Privileged => "privileged",
+            Privileges::Capabilities => "capabilities",
+        }
+    }
+}
+
+/// Node names as KIND gives them: `<c>-control-plane`, `<c>-worker`, `<c>-worker2`, …
+pub fn node_names(cluster: &str, roles: &[NodeRole]) -> Vec<(String, NodeRole)> {
+    let mut workers = 0;
+    roles
+        .iter()
+        .map(|role| match role {
+            NodeRole::ControlPlane => (format!("{cluster}-control-plane"), *role),
+            NodeRole::Worker => {
+                workers += 1;
+                let suffix = if workers == 1 {
+                    String::new()
+                } else {
+                    workers.to_string()
+                };
+                (format!("{cluster}-worker{suffix}"), *role)
+            }
+        })
+        .collect()
+}
+
+pub fn network_name(cluster: &str) -> String {
+    format!("minikind-{cluster}")
+}
+
+pub fn upstream_name(cluster: &str) -> String {
+    format!("{cluster}-upstream")
+}
+
+pub fn var_volume_name(node: &str) -> String {
+    format!("{node}-var")
+}
+
+pub fn labels(cluster: &str, role: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (CLUSTER_LABEL.to_string(), cluster.to_string()),
+        (ROLE_LABEL.to_string(), role.to_string()),
+    ])
+}
+
+/// The container body for one node.
+pub fn node_container(
+    cluster: &str,
+    name: &str,
+    role: NodeRole,
+    image: &str,
+    cfg: &ClusterConfig,
+    upstream_ip: Option<&str>,
+    privileges: Privileges,
+) -> ContainerCreateBody {
+    let mut env = vec![
+        format!("{}={cluster}", agent_env::CLUSTER),
+        format!("{}={}", agent_env::ROLE, role.as_str()),
+        format!("{}={}", agent_env::NETWORK_MAGIC, cfg.dns.network_magic),
+        format!("{}={}", agent_env::POD_SUBNET, cfg.networking.pod_subnet),
+        format!(
+            "{}={}",
+            agent_env::SERVICE_SUBNET,
+            cfg.networking.service_subnet
+        ),
+        format!(
+            "{}={}",
+            agent_env::NETWORK_INTERNAL,
+            cfg.networking.internal
+        ),
+    ];
+    // Like KIND_DNS_SEARCH: unset keeps the search lines, set-but-empty drops them.
+    if let Some(search) = &cfg.networking.dns_search {
+        env.push(format!("{}={}", agent_env::DNS_SEARCH, search.join(" ")));
+    }
+
+    let mut hc = HostConfig {
+        network_mode: Some(network_name(cluster)),
+        tmpfs: Some(HashMap::from([
+            ("/run".to_string(), String::new()),
+            ("/tmp".to_string(), String::new()),
+        ])),
+        mounts: Some(vec![Mount {
+            target: Some("/var".to_string()),
+            source: Some(var_volume_name(name)),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        }]),
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::ON_FAILURE),
+            maximum_retry_count: Some(1),
+        }),
+        ..Default::default()
+    };
+    privileges.apply(&mut hc);
+    let upstream_dns = match (cfg.dns.upstream, upstream_ip) {
+        (Upstream::Lab, Some(ip)) => Some(ip.to_string()),
+        (Upstream::Server(ip), _) => Some(ip.to_string()),
+        _ => None,
+    };
+    hc.dns = upstream_dns.map(|ip| vec![ip]);
+
+    let mut exposed = None;
+    if role == NodeRole::ControlPlane {
+        let port = cfg.networking.api_server_port;
+        hc.port_bindings = Some(HashMap::from([(
+            API_SERVER_PORT.to_string(),
+            Some(vec![PortBinding {
+                host_ip: Some(cfg.networking.api_server_address.to_string()),
+                // Empty = a random free port, chosen by the engine.
+                host_port: Some(if port == 0 {
+                    String::new()
+                } else {
+                    port.to_string()
+                }),
+            }]),
+        )]));
+        exposed = Some(vec![API_SERVER_PORT.to_string()]);
+    }
+
+    let mut labels = labels(cluster, role.as_str());
+    labels.insert("dev.minikind.privileges".into(), privileges.label().into());
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        hostname: Some(name.to_string()),
+        env: Some(env),
+        labels: Some(labels),
+        exposed_ports: exposed,
+        host_config: Some(hc),
+        ..Default::default()
+    }
+}
+
+/// The lab upstream: an authoritative server for the hermetic `example.test` zone, run from the
+/// node image with no privileges at all.
+pub fn upstream_container(cluster: &str, image: &str) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        hostname: Some(upstream_name(cluster)),
+        entrypoint: Some(vec![
+            minikind_images::node_rootfs::MINIKIND_PATH.to_string(),
+            "lab-upstream".to_string(),
+        ]),
+        labels: Some(labels(cluster, "upstream")),
+        host_config: Some(HostConfig {
+            network_mode: Some(network_name(cluster)),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ON_FAILURE),
+                maximum_retry_count: Some(1),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_follow_kind() {
+        let roles = [
+            NodeRole::ControlPlane,
+            NodeRole::Worker,
+            NodeRole::Worker,
+            NodeRole::Worker,
+        ];
+        let names: Vec<String> = node_names("lab", &roles)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "lab-control-plane",
+                "lab-worker",
+                "lab-worker2",
+                "lab-worker3"
+            ]
+        );
+    }
+
+    #[test]
+    fn control_plane_publishes_the_api_port_on_loopback() {
+        let cfg = ClusterConfig::default();
+        let body = node_container(
+            "lab",
+            "lab-control-plane",
+            NodeRole::ControlPlane,
+            "img",
+            &cfg,
+            None,
+            Privileges::Privileged,
+        );
+        let hc = body.host_config.unwrap();
+        let pb = hc.port_bindings.unwrap();
+        let b = pb[API_SERVER_PORT].as_ref().unwrap()[0].clone();
+        assert_eq!(b.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(b.host_port.as_deref(), Some(""));
+        assert_eq!(hc.privileged, Some(true));
+        assert!(hc.tmpfs.unwrap().contains_key("/run"));
+        assert_eq!(body.hostname.as_deref(), Some("lab-control-plane"));
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[CLUSTER_LABEL], "lab");
+        assert_eq!(labels[ROLE_LABEL], "control-plane");
+    }
+
+    #[test]
+    fn workers_publish_nothing_and_get_the_lab_dns() {
+        let mut cfg = ClusterConfig::default();
+        cfg.dns.upstream = Upstream::Lab;
+        let body = node_container(
+            "lab",
+            "lab-worker",
+            NodeRole::Worker,
+            "img",
+            &cfg,
+            Some("172.30.0.2"),
+            Privileges::Capabilities,
+        );
+        let hc = body.host_config.unwrap();
+        assert!(hc.port_bindings.is_none());
+        assert_eq!(hc.dns, Some(vec!["172.30.0.2".to_string()]));
+        assert_eq!(hc.privileged, None);
+        assert!(hc.cap_add.unwrap().contains(&"NET_ADMIN".to_string()));
+        assert_eq!(hc.readonly_paths, Some(vec![]));
+    }
+
+    #[test]
+    fn dns_search_env_keeps_unset_and_empty_apart() {
+        let mut cfg = ClusterConfig::default();
+        let env = |cfg: &ClusterConfig| {
+            node_container(
+                "c",
+                "c-worker",
+                NodeRole::Worker,
+                "i",
+                cfg,
+                None,
+                Privileges::Privileged,
+            )
+            .env
+            .unwrap()
+        };
+        assert!(
+            !env(&cfg)
+                .iter()
+                .any(|e| e.starts_with(agent_env::DNS_SEARCH))
+        );
+        cfg.networking.dns_search = Some(vec![]);
+        assert!(env(&cfg).contains(&format!("{}=", agent_env::DNS_SEARCH)));
+        cfg.networking.dns_search = Some(vec!["a.test".into(), "b.test".into()]);
+        assert!(env(&cfg).contains(&format!("{}=a.test b.test", agent_env::DNS_SEARCH)));
+    }
+}

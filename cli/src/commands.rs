@@ -1,0 +1,595 @@
+//! The user-facing commands, with KIND's names and flags.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::cluster::{create, delete, list};
+use crate::config::{self, ClusterConfig};
+use crate::docker;
+use crate::progress::{Mode, Status};
+
+/// Environment variable that names the default cluster, like KIND_CLUSTER_NAME.
+pub const CLUSTER_NAME_ENV: &str = "MINIKIND_CLUSTER_NAME";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "minikind",
+    version,
+    about = "A mini KIND: throw-away Kubernetes clusters in containers, built to show how \
+             container and cluster DNS work"
+)]
+struct Cli {
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More detail (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a cluster.
+    #[command(subcommand)]
+    Create(CreateCommand),
+    /// Delete a cluster or clusters, or objects (`-f FILE`, `KIND NAME…`) in a cluster.
+    Delete(DeleteArgs),
+    /// Get clusters, node containers or a kubeconfig; or objects of a kind (`get pods -A`).
+    Get(GetArgs),
+    /// Create or update the objects of a manifest in a cluster, like `kubectl apply -f`.
+    Apply(ObjectArgs),
+    /// Set the replicas of a Deployment, like `kubectl scale`.
+    Scale(ObjectArgs),
+    /// Run a command in a pod's container, like `kubectl exec POD -- CMD`.
+    Exec {
+        /// Cluster name (`-n` is the namespace here, as in kubectl).
+        #[arg(long = "name")]
+        cluster: Option<String>,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        pod: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Print a pod's container log, like `kubectl logs`.
+    Logs {
+        /// Cluster name (`-n` is the namespace here, as in kubectl).
+        #[arg(long = "name")]
+        cluster: Option<String>,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Keep streaming.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// The previous (restarted) container's log.
+        #[arg(short = 'p', long)]
+        previous: bool,
+        #[arg(long)]
+        tail: Option<i64>,
+        pod: String,
+    },
+    /// Build the node image.
+    #[command(subcommand)]
+    Build(BuildCommand),
+    /// Print the minikind version.
+    Version,
+    /// Print a shell completion script.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+struct NameArg {
+    /// Cluster name (default: $MINIKIND_CLUSTER_NAME, else "minikind").
+    #[arg(short, long)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CreateCommand {
+    /// Create a cluster of node containers on the local Docker engine.
+    Cluster {
+        #[command(flatten)]
+        name: NameArg,
+        /// Cluster config file, or - for standard input.
+        #[arg(long)]
+        config: Option<String>,
+        /// Keep the nodes when the create fails, for debugging.
+        #[arg(long)]
+        retain: bool,
+        /// How long to wait for the nodes to be ready (e.g. 30s, 2m).
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+}
+
+/// The rest of an object command's line; parsed by the objects module (see `ObjectCli`).
+#[derive(Debug, Args)]
+struct ObjectArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct DeleteArgs {
+    #[command(subcommand)]
+    which: Option<DeleteCommand>,
+    /// `-f FILE` or `KIND NAME…`: objects in a cluster (pick it with --name).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    objects: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct GetArgs {
+    #[command(subcommand)]
+    which: Option<GetCommand>,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    objects: Vec<String>,
+}
+
+/// Object commands as the objects module defines them, with the cluster picked by `--name`.
+#[derive(Debug, Parser)]
+#[command(name = "minikind", no_binary_name = true)]
+struct ObjectCli {
+    /// Cluster name (default: $MINIKIND_CLUSTER_NAME, else "minikind").
+    // Its own id: the object commands have a positional `name` of their own.
+    #[arg(long = "name", id = "cluster_name", global = true)]
+    cluster: Option<String>,
+    #[command(subcommand)]
+    command: crate::objects::ObjectCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeleteCommand {
+    /// Delete a cluster.
+    Cluster {
+        #[command(flatten)]
+        name: NameArg,
+    },
+    /// Delete clusters by name, or all of them.
+    Clusters {
+        /// Delete every minikind cluster.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        #[arg(required_unless_present = "all")]
+        names: Vec<String>,
+    },
+    /// Objects by kind and name (`delete pods busybox`).
+    #[command(external_subcommand)]
+    Objects(Vec<String>),
+}
+
+#[derive(Debug, Subcommand)]
+enum GetCommand {
+    /// List clusters.
+    Clusters,
+    /// Print a cluster's kubeconfig.
+    Kubeconfig {
+        #[command(flatten)]
+        name: NameArg,
+        /// The address nodes use (`https://<cluster>-control-plane:6443`), not the host's.
+        #[arg(long)]
+        internal: bool,
+    },
+    /// List a cluster's node containers (KIND's `get nodes`; the API's Node objects are
+    /// `get node` / `get no`).
+    Nodes {
+        #[command(flatten)]
+        name: NameArg,
+        /// Nodes of every cluster.
+        #[arg(short = 'A', long, conflicts_with = "name")]
+        all_clusters: bool,
+    },
+    /// Objects of a kind (`get pods -A`, `get svc kube-dns -n kube-system -o yaml`).
+    #[command(external_subcommand)]
+    Objects(Vec<String>),
+}
+
+#[derive(Debug, Subcommand)]
+enum BuildCommand {
+    /// Build (again) the node image from this executable and the host's iptables.
+    NodeImage,
+}
+
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let cmd = Cli::command().after_help(format!(
+        "Programs inside this executable, used inside nodes and pods: {} \
+         (run `minikind <program> --help`).",
+        crate::multicall::names().join(", ")
+    ));
+    let parsed = cmd
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    init_logging(cli.verbose, cli.quiet);
+    let status = Status::new(Mode::detect(cli.quiet));
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ERROR: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command, &status)) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `minikind get pods | head -1`: the reader went away; like kubectl, say nothing.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("ERROR: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Flag, then config file, then `$MINIKIND_CLUSTER_NAME`, then "minikind".
+fn resolve_name(flag: Option<String>, from_config: Option<&str>) -> Result<String> {
+    let name = flag
+        .or_else(|| from_config.map(str::to_string))
+        .or_else(|| {
+            std::env::var(CLUSTER_NAME_ENV)
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| config::DEFAULT_CLUSTER_NAME.to_string());
+    config::validate_name(&name)?;
+    Ok(name)
+}
+
+fn read_config(path: Option<&str>) -> Result<ClusterConfig> {
+    let Some(path) = path else {
+        return Ok(ClusterConfig::default());
+    };
+    let text = if path == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the config from standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading config file {path}"))?
+    };
+    let source = if path == "-" { "<stdin>" } else { path };
+    Ok(ClusterConfig::parse(&text, source)?)
+}
+
+async fn run(command: Command, status: &Status) -> Result<()> {
+    match command {
+        Command::Version => {
+            println!(
+                "minikind v{} {}/{}",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            );
+            Ok(())
+        }
+        Command::Completion { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "minikind", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Create(CreateCommand::Cluster {
+            name,
+            config,
+            retain,
+            wait,
+        }) => {
+            // Everything about the input is checked before Docker is even asked.
+            let cfg = read_config(config.as_deref())?;
+            let name = resolve_name(name.name, cfg.name.as_deref())?;
+            let docker = docker::connect().await?;
+            create::create(
+                &docker,
+                status,
+                create::CreateOptions {
+                    name,
+                    config: cfg,
+                    retain,
+                    wait,
+                },
+            )
+            .await
+            .map(|_| ())
+        }
+        Command::Exec {
+            cluster,
+            namespace,
+            container,
+            pod,
+            command,
+        } => {
+            let client = cluster_client(cluster).await?;
+            let code =
+                crate::pod_commands::exec(client, &namespace, &pod, container.as_deref(), &command)
+                    .await?;
+            if code != 0 {
+                // The command's own exit code, as kubectl passes it on.
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Command::Logs {
+            cluster,
+            namespace,
+            container,
+            follow,
+            previous,
+            tail,
+            pod,
+        } => {
+            let client = cluster_client(cluster).await?;
+            crate::pod_commands::logs(
+                client,
+                &namespace,
+                &pod,
+                container.as_deref(),
+                follow,
+                previous,
+                tail,
+            )
+            .await
+        }
+        Command::Apply(a) => run_objects("apply", a.args).await,
+        Command::Scale(a) => run_objects("scale", a.args).await,
+        Command::Delete(DeleteArgs {
+            which: None,
+            objects,
+        }) => run_objects("delete", objects).await,
+        Command::Delete(DeleteArgs {
+            which: Some(DeleteCommand::Objects(args)),
+            ..
+        }) => run_objects("delete", args).await,
+        Command::Get(GetArgs {
+            which: None,
+            objects,
+        }) => run_objects("get", objects).await,
+        Command::Get(GetArgs {
+            which: Some(GetCommand::Objects(args)),
+            ..
+        }) => run_objects("get", args).await,
+        Command::Delete(DeleteArgs {
+            which: Some(DeleteCommand::Cluster { name }),
+            ..
+        }) => {
+            let name = resolve_name(name.name, None)?;
+            let docker = docker::connect().await?;
+            delete_one(&docker, status, &name).await
+        }
+        Command::Delete(DeleteArgs {
+            which: Some(DeleteCommand::Clusters { all, names }),
+            ..
+        }) => {
+            let docker = docker::connect().await?;
+            let names = if all {
+                docker::cluster_names(&docker).await?
+            } else {
+                for n in &names {
+                    config::validate_name(n)?;
+                }
+                names
+            };
+            for n in names {
+                delete_one(&docker, status, &n).await?;
+            }
+            Ok(())
+        }
+        Command::Get(GetArgs {
+            which: Some(GetCommand::Clusters),
+            ..
+        }) => {
+            let docker = docker::connect().await?;
+            let names = docker::cluster_names(&docker).await?;
+            if names.is_empty() {
+                eprintln!("No minikind clusters found.");
+            }
+            for n in names {
+                println!("{n}");
+            }
+            Ok(())
+        }
+        Command::Get(GetArgs {
+            which: Some(GetCommand::Nodes { name, all_clusters }),
+            ..
+        }) => {
+            let docker = docker::connect().await?;
+            let cluster = if all_clusters {
+                None
+            } else {
+                Some(resolve_name(name.name, None)?)
+            };
+            let nodes = list::nodes(&docker, cluster.as_deref()).await?;
+            if nodes.is_empty() {
+                match &cluster {
+                    Some(c) => eprintln!("No minikind nodes found for cluster \"{c}\"."),
+                    None => eprintln!("No minikind nodes found."),
+                }
+            }
+            for n in nodes {
+                println!("{}", n.name);
+            }
+            Ok(())
+        }
+        Command::Get(GetArgs {
+            which: Some(GetCommand::Kubeconfig { name, internal }),
+            ..
+        }) => {
+            let name = resolve_name(name.name, None)?;
+            let docker = docker::connect().await?;
+            let (cp, admin) = control_plane_admin(&docker, &name).await?;
+            let server = if internal {
+                format!("https://{cp}:6443")
+            } else {
+                create::api_server_url(&docker, &name, &cp).await?
+            };
+            print!(
+                "{}",
+                crate::cluster::kubeconfig::entries_for(&name, &admin, &server)?
+            );
+            Ok(())
+        }
+        Command::Build(BuildCommand::NodeImage) => {
+            let docker = docker::connect().await?;
+            let step = status.step("Building node image");
+            let image = minikind_images::ensure_node_image(&docker, true).await?;
+            step.done();
+            println!("{}", image.reference);
+            Ok(())
+        }
+    }
+}
+
+/// Runs an object command against a cluster, reaching its API server the way `create` does.
+async fn run_objects(verb: &str, args: Vec<String>) -> Result<()> {
+    let line = std::iter::once(verb.to_string()).chain(args);
+    let cli = match ObjectCli::try_parse_from(line) {
+        Ok(c) => c,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp) => {
+            print!("{e}");
+            return Ok(());
+        }
+        Err(e) => anyhow::bail!("{}", e.to_string().trim_end()),
+    };
+    let client = cluster_client(cli.cluster).await?;
+    crate::objects::run(cli.command, client).await
+}
+
+/// An API client for the named (or default) cluster, reaching its API server the way `create`
+/// does, with the admin kubeconfig read from its control-plane node.
+async fn cluster_client(flag: Option<String>) -> Result<kube::Client> {
+    let name = resolve_name(flag, None)?;
+    let docker = docker::connect().await?;
+    let (cp, admin) = control_plane_admin(&docker, &name).await?;
+    let server = create::api_server_url(&docker, &name, &cp).await?;
+    create::client_for(&admin, &server).await
+}
+
+/// The cluster's control-plane node and the admin kubeconfig on it.
+async fn control_plane_admin(docker: &bollard::Docker, name: &str) -> Result<(String, String)> {
+    let cp = format!("{name}-control-plane");
+    if !list::nodes(docker, Some(name))
+        .await?
+        .iter()
+        .any(|n| n.name == cp)
+    {
+        anyhow::bail!(
+            "cluster {name:?} has no control-plane node (does it exist? see `minikind get clusters`)"
+        );
+    }
+    let admin = crate::cluster::kubeconfig::read_node_file(
+        docker,
+        &cp,
+        minikind_node_agent::agent::ADMIN_KUBECONFIG,
+    )
+    .await?;
+    Ok((cp, admin))
+}
+
+async fn delete_one(docker: &bollard::Docker, status: &Status, name: &str) -> Result<()> {
+    status.line(&format!("Deleting cluster \"{name}\" ..."));
+    crate::cluster::kubeconfig::unexport(name)?;
+    let removed = delete::remove_cluster_objects(docker, name).await?;
+    if removed.is_empty() {
+        status.line(&format!("cluster \"{name}\" not found: nothing to delete"));
+    } else {
+        status.line(&format!("Deleted nodes: {:?}", removed.containers));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn kind_style_commands_parse() {
+        for line in [
+            "minikind create cluster --name a --config c.yaml --retain --wait 30s",
+            "minikind delete cluster --name a",
+            "minikind delete clusters --all",
+            "minikind delete clusters a b",
+            "minikind get clusters",
+            "minikind get nodes --all-clusters",
+            "minikind get nodes --name a",
+            "minikind get kubeconfig --name a --internal",
+            "minikind build node-image",
+            "minikind version",
+            "minikind completion bash",
+            "minikind -q create cluster",
+            "minikind create cluster -vv",
+            "minikind get pods -A",
+            "minikind get svc kube-dns -n kube-system -o yaml --name lab",
+            "minikind delete -f x.yaml --name lab",
+            "minikind delete pods busybox",
+            "minikind apply -f x.yaml",
+            "minikind exec --name lab busybox -- nslookup busybox-svc",
+            "minikind exec -n kube-system -c coredns coredns-x -- cat /etc/resolv.conf",
+            "minikind logs -f -n kube-system coredns-x",
+            "minikind scale deployment coredns --replicas 4 -n kube-system",
+        ] {
+            Cli::try_parse_from(line.split_whitespace()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+        assert!(Cli::try_parse_from("minikind delete clusters".split_whitespace()).is_err());
+        assert!(
+            Cli::try_parse_from("minikind create cluster --wait soon".split_whitespace()).is_err()
+        );
+    }
+
+    #[test]
+    fn flag_wins_over_config_name() {
+        assert_eq!(
+            resolve_name(Some("flag".into()), Some("cfg")).unwrap(),
+            "flag"
+        );
+        assert_eq!(resolve_name(None, Some("cfg")).unwrap(), "cfg");
+        assert!(resolve_name(Some("Bad_Name".into()), None).is_err());
+    }
+}

@@ -1,0 +1,633 @@
+//! The cluster config file: minikind's own `minikind.dev/v1alpha1`, and KIND's
+//! `kind.x-k8s.io/v1alpha4` for the fields that mean the same thing.
+//!
+//! Parsing is strict: an unknown field, a bad CIDR or a bad name is one error naming it, and
+//! nothing is created.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+
+pub const MINIKIND_API_VERSION: &str = "minikind.dev/v1alpha1";
+pub const KIND_API_VERSION: &str = "kind.x-k8s.io/v1alpha4";
+
+/// Default name when neither `--name`, the config nor `MINIKIND_CLUSTER_NAME` gives one.
+pub const DEFAULT_CLUSTER_NAME: &str = "minikind";
+
+/// Longest cluster name: `<name>-control-plane` must still be a valid 63-character hostname.
+pub const MAX_NAME_LEN: usize = 63 - "-control-plane".len();
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("{source_name}: {message}")]
+    Syntax {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}: field `{field}`: {message}")]
+    Field {
+        source_name: String,
+        field: String,
+        message: String,
+    },
+    #[error(
+        "invalid cluster name {name:?}: {reason} (names match ^[a-z0-9.-]+$, start and end with \
+         a letter or digit, and have at most {MAX_NAME_LEN} characters)"
+    )]
+    Name { name: String, reason: &'static str },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeRole {
+    ControlPlane,
+    Worker,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::ControlPlane => "control-plane",
+            NodeRole::Worker => "worker",
+        }
+    }
+}
+
+/// Where the nodes' DNS forwards names it does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    /// The host's resolvers, as Docker passes them to its embedded resolver.
+    Host,
+    /// A `<cluster>-upstream` container serving the hermetic `example.test` zone.
+    Lab,
+    /// A given server, passed to every node as `--dns`.
+    Server(IpAddr),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsOptions {
+    pub network_magic: bool,
+    pub upstream: Upstream,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Networking {
+    pub pod_subnet: Ipv4Net,
+    pub service_subnet: Ipv4Net,
+    /// KIND's `dnsSearch`: `None` keeps the node's search lines, an empty list drops them.
+    pub dns_search: Option<Vec<String>>,
+    pub api_server_address: IpAddr,
+    /// 0 = a random free port, as KIND does.
+    pub api_server_port: u16,
+    /// A Docker `--internal` network: no route off the machine.
+    pub internal: bool,
+}
+
+/// A validated cluster description.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    pub name: Option<String>,
+    pub nodes: Vec<NodeRole>,
+    pub networking: Networking,
+    pub dns: DnsOptions,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            name: None,
+            nodes: vec![NodeRole::ControlPlane],
+            networking: Networking {
+                pod_subnet: "10.244.0.0/16".parse().expect("constant CIDR"),
+                service_subnet: "10.96.0.0/16".parse().expect("constant CIDR"),
+                dns_search: None,
+                api_server_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                api_server_port: 0,
+                internal: false,
+            },
+            dns: DnsOptions {
+                network_magic: true,
+                upstream: Upstream::Host,
+            },
+        }
+    }
+}
+
+// ---- the file as written -------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawConfig {
+    kind: String,
+    api_version: String,
+    name: Option<String>,
+    #[serde(default)]
+    nodes: Option<Vec<RawNode>>,
+    #[serde(default)]
+    networking: Option<RawNetworking>,
+    #[serde(default)]
+    dns: Option<RawDns>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawNode {
+    role: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawNetworking {
+    pod_subnet: Option<String>,
+    service_subnet: Option<String>,
+    // Option<Option<…>> keeps KIND's distinction between "absent" and "empty".
+    #[serde(default, deserialize_with = "present")]
+    dns_search: Option<Option<Vec<String>>>,
+    api_server_address: Option<String>,
+    api_server_port: Option<i64>,
+    internal: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDns {
+    network_magic: Option<bool>,
+    upstream: Option<String>,
+}
+
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// KIND fields that minikind knows but does not reproduce: named so the error says why.
+const KIND_ONLY_FIELDS: &[&str] = &[
+    "featureGates",
+    "runtimeConfig",
+    "kubeadmConfigPatches",
+    "kubeadmConfigPatchesJSON6902",
+    "containerdConfigPatches",
+    "containerdConfigPatchesJSON6902",
+    "image",
+    "extraMounts",
+    "extraPortMappings",
+    "labels",
+    "ipFamily",
+    "kubeProxyMode",
+    "disableDefaultCNI",
+];
+
+impl ClusterConfig {
+    /// Parses and validates a config document; `source_name` (a path or `-`) goes into errors.
+    pub fn parse(text: &str, source_name: &str) -> Result<ClusterConfig, ConfigError> {
+        let syntax = |message: String| ConfigError::Syntax {
+            source_name: source_name.to_string(),
+            message,
+        };
+        let field = |field: &str, message: String| ConfigError::Field {
+            source_name: source_name.to_string(),
+            field: field.to_string(),
+            message,
+        };
+
+        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            match KIND_ONLY_FIELDS
+                .iter()
+                .find(|f| msg.contains(&format!("unknown field `{f}`")))
+            {
+                Some(f) => syntax(format!(
+                    "{msg} (`{f}` is a KIND setting minikind does not reproduce)"
+                )),
+                None => syntax(msg),
+            }
+        })?;
+
+        if raw.kind != "Cluster" {
+            return Err(field(
+                "kind",
+                format!("must be `Cluster`, not {:?}", raw.kind),
+            ));
+        }
+        let is_kind = match raw.api_version.as_str() {
+            MINIKIND_API_VERSION => false,
+            KIND_API_VERSION => true,
+            other => {
+                return Err(field(
+                    "apiVersion",
+                    format!("{other:?} is not one of {MINIKIND_API_VERSION}, {KIND_API_VERSION}"),
+                ));
+            }
+        };
+
+        let mut cfg = ClusterConfig::default();
+        if let Some(name) = raw.name {
+            validate_name(&name)?;
+            cfg.name = Some(name);
+        }
+
+        if let Some(nodes) = raw.nodes {
+            let mut roles = Vec::new();
+            for (i, n) in nodes.iter().enumerate() {
+                let role = match n.role.as_deref() {
+                    None | Some("control-plane") => NodeRole::ControlPlane,
+                    Some("worker") => NodeRole::Worker,
+                    Some(other) => {
+                        return Err(field(
+                            &format!("nodes[{i}].role"),
+                            format!("{other:?} is not one of control-plane, worker"),
+                        ));
+                    }
+                };
+                roles.push(role);
+            }
+            let cps = roles
+                .iter()
+                .filter(|r| **r == NodeRole::ControlPlane)
+                .count();
+            if cps == 0 {
+                return Err(field("nodes", "no node has role control-plane".into()));
+            }
+            if cps > 1 {
+                return Err(field(
+                    "nodes",
+                    format!("{cps} control-plane nodes: minikind runs exactly one"),
+                ));
+            }
+            // The control plane comes first, as in KIND's node naming.
+            roles.sort_by_key(|r| *r != NodeRole::ControlPlane);
+            cfg.nodes = roles;
+        }
+
+        if let Some(net) = raw.networking {
+            if let Some(s) = net.pod_subnet {
+                cfg.networking.pod_subnet =
+                    parse_cidr(&s).map_err(|m| field("networking.podSubnet", m))?;
+            }
+            if let Some(s) = net.service_subnet {
+                cfg.networking.service_subnet =
+                    parse_cidr(&s).map_err(|m| field("networking.serviceSubnet", m))?;
+            }
+            if let Some(search) = net.dns_search {
+                let search = search.unwrap_or_default();
+                for (i, d) in search.iter().enumerate() {
+                    if d.is_empty() || d.contains(char::is_whitespace) {
+                        return Err(field(
+                            &format!("networking.dnsSearch[{i}]"),
+                            format!("{d:?} is not a domain name"),
+                        ));
+                    }
+                }
+                cfg.networking.dns_search = Some(search);
+            }
+            if let Some(a) = net.api_server_address {
+                cfg.networking.api_server_address = a.parse().map_err(|_| {
+                    field(
+                        "networking.apiServerAddress",
+                        format!("{a:?} is not an IP address"),
+                    )
+                })?;
+            }
+            if let Some(p) = net.api_server_port {
+                cfg.networking.api_server_port = u16::try_from(p).map_err(|_| {
+                    field(
+                        "networking.apiServerPort",
+                        format!("{p} is not a port (0-65535)"),
+                    )
+                })?;
+            }
+            if let Some(internal) = net.internal {
+                if is_kind {
+                    return Err(field(
+                        "networking.internal",
+                        format!("minikind's own setting: use apiVersion {MINIKIND_API_VERSION}"),
+                    ));
+                }
+                cfg.networking.internal = internal;
+            }
+        }
+        let (pod, svc) = (cfg.networking.pod_subnet, cfg.networking.service_subnet);
+        if pod.contains(&svc.network()) || svc.contains(&pod.network()) {
+            return Err(field(
+                "networking.serviceSubnet",
+                format!("{svc} overlaps podSubnet {pod}"),
+            ));
+        }
+        if svc.prefix_len() > 28 {
+            return Err(field(
+                "networking.serviceSubnet",
+                format!("{svc} is too small: kube-dns needs the 10th address"),
+            ));
+        }
+        if pod.prefix_len() > 22 {
+            return Err(field(
+                "networking.podSubnet",
+                format!("{pod} is too small: every node gets a /24 from it"),
+            ));
+        }
+
+        if let Some(dns) = raw.dns {
+            if is_kind {
+                return Err(field(
+                    "dns",
+                    format!("minikind's own section: use apiVersion {MINIKIND_API_VERSION}"),
+                ));
+            }
+            if let Some(m) = dns.network_magic {
+                cfg.dns.network_magic = m;
+            }
+            if let Some(u) = dns.upstream {
+                cfg.dns.upstream = match u.as_str() {
+                    "host" => Upstream::Host,
+                    "lab" => Upstream::Lab,
+                    other => Upstream::Server(other.parse().map_err(|_| {
+                        field(
+                            "dns.upstream",
+                            format!("{other:?} is not host, lab or an IP address"),
+                        )
+                    })?),
+                };
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {
+    let net: Ipv4Net = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 CIDR like 10.244.0.0/16"))?;
+    if net.trunc() != net {
+        return Err(format!(
+            "{s:?} has host bits set; did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// KIND's rule for cluster names, plus a length that keeps node names valid hostnames.
+pub fn validate_name(name: &str) -> Result<(), ConfigError> {
+    let err = |reason| ConfigError::Name {
+        name: name.to_string(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(err("it is empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(err("it is too long"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    {
+        return Err(err("it has a character other than a-z, 0-9, '.' and '-'"));
+    }
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !alnum(name.chars().next()) || !alnum(name.chars().last()) {
+        return Err(err("it must start and end with a letter or digit"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ClusterConfig, ConfigError> {
+        ClusterConfig::parse(s, "cfg.yaml")
+    }
+
+    #[test]
+    fn minimal_minikind_config_gets_kind_defaults() {
+        let c = parse("kind: Cluster\napiVersion: minikind.dev/v1alpha1\n").unwrap();
+        assert_eq!(c, ClusterConfig::default());
+        assert_eq!(c.networking.pod_subnet.to_string(), "10.244.0.0/16");
+        assert_eq!(c.networking.service_subnet.to_string(), "10.96.0.0/16");
+        assert!(c.dns.network_magic);
+    }
+
+    #[test]
+    fn full_minikind_config() {
+        let c = parse(
+            "kind: Cluster
+apiVersion: minikind.dev/v1alpha1
+name: lab
+nodes:
+- role: worker
+- role: control-plane
+- role: worker
+networking:
+  podSubnet: 10.200.0.0/16
+  serviceSubnet: 10.100.0.0/16
+  dnsSearch: [corp.test, example.test]
+  apiServerPort: 7443
+  internal: true
+dns:
+  networkMagic: false
+  upstream: lab
+",
+        )
+        .unwrap();
+        assert_eq!(c.name.as_deref(), Some("lab"));
+        assert_eq!(
+            c.nodes,
+            vec![NodeRole::ControlPlane, NodeRole::Worker, NodeRole::Worker]
+        );
+        assert_eq!(
+            c.networking.dns_search,
+            Some(vec!["corp.test".into(), "example.test".into()])
+        );
+        assert_eq!(c.networking.api_server_port, 7443);
+        assert!(c.networking.internal);
+        assert!(!c.dns.network_magic);
+        assert_eq!(c.dns.upstream, Upstream::Lab);
+    }
+
+    #[test]
+    fn dns_search_absent_empty_and_set_differ() {
+        let base = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n";
+        assert_eq!(parse(base).unwrap().networking.dns_search, None);
+        let empty = parse(&format!("{base}networking:\n  dnsSearch: []\n")).unwrap();
+        assert_eq!(empty.networking.dns_search, Some(vec![]));
+        let null = parse(&format!("{base}networking:\n  dnsSearch: null\n")).unwrap();
+        assert_eq!(null.networking.dns_search, Some(vec![]));
+    }
+
+    #[test]
+    fn kind_v1alpha4_file_is_accepted_for_shared_fields() {
+        let c = parse(
+            "kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+name: from-kind
+nodes:
+- role: control-plane
+- role: worker
+networking:
+  apiServerAddress: 127.0.0.1
+  apiServerPort: 6443
+",
+        )
+        .unwrap();
+        assert_eq!(c.nodes.len(), 2);
+        assert_eq!(c.networking.api_server_port, 6443);
+    }
+
+    #[test]
+    fn minikind_fields_in_a_kind_file_are_refused() {
+        let e = parse(
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\ndns:\n  networkMagic: false\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("field `dns`") && e.contains("minikind.dev/v1alpha1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e = parse(
+            "kind: Cluster\napiVersion: minikind.dev/v1alpha1\nnodes:\n- role: worker\n  rol: x\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("cfg.yaml") && e.contains("unknown field `rol`"),
+            "{e}"
+        );
+        let e =
+            parse("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nkubeadmConfigPatches: []\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.contains("kubeadmConfigPatches") && e.contains("does not reproduce"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_cidrs_are_named() {
+        let base = "kind: Cluster\napiVersion: minikind.dev/v1alpha1\nnetworking:\n";
+        let e = parse(&format!("{base}  podSubnet: 10.244.0.0/33\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("networking.podSubnet"), "{e}");
+        let e = parse(&format!("{base}  serviceSubnet: banana\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("networking.serviceSubnet"), "{e}");
+        let e = parse(&format!("{base}  serviceSubnet: 10.96.0.1/16\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("host bits") && e.contains("10.96.0.0/16"), "{e}");
+        let e = parse(&format!(
+            "{base}  podSubnet: 10.0.0.0/8\n  serviceSubnet: 10.96.0.0/16\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("overlaps"), "{e}");
+    }
+
+    #[test]
+    fn control_plane_count_is_checked() {
+        let base = "kind: Cluster\napiVersion: minikind.dev/v1alpha1\nnodes:\n";
+        let e = parse(&format!("{base}- role: worker\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`nodes`") && e.contains("no node has role control-plane"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{base}- role: control-plane\n- role: control-plane\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("2 control-plane nodes"), "{e}");
+        let e = parse(&format!("{base}- role: master\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nodes[0].role"), "{e}");
+    }
+
+    #[test]
+    fn wrong_kind_and_api_version_are_named() {
+        let e = parse("kind: Pod\napiVersion: minikind.dev/v1alpha1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`kind`"), "{e}");
+        let e = parse("kind: Cluster\napiVersion: v1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`apiVersion`"), "{e}");
+        let e = parse("kind: Cluster\n").unwrap_err().to_string();
+        assert!(e.contains("apiVersion"), "{e}");
+    }
+
+    #[test]
+    fn names_follow_kinds_rule() {
+        for ok in ["minikind", "a", "lab-1.test", "0x"] {
+            validate_name(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "Upper",
+            "under_score",
+            "-lead",
+            "trail-",
+            "sp ace",
+            &"a".repeat(50),
+        ] {
+            let e = validate_name(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid cluster name"), "{bad}: {e}");
+        }
+        let e = parse("kind: Cluster\napiVersion: minikind.dev/v1alpha1\nname: Bad\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"Bad\""), "{e}");
+    }
+
+    #[test]
+    fn every_example_config_is_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if text.contains("kind: Cluster") {
+                    ClusterConfig::parse(&text, &path.display().to_string())
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    seen += 1;
+                }
+            }
+        }
+        assert!(
+            seen >= 2,
+            "no example cluster configs found in {}",
+            dir.display()
+        );
+    }
+
+    #[test]
+    fn upstream_forms() {
+        let base = "kind: Cluster\napiVersion: minikind.dev/v1alpha1\ndns:\n  upstream: ";
+        assert_eq!(
+            parse(&format!("{base}host\n")).unwrap().dns.upstream,
+            Upstream::Host
+        );
+        assert_eq!(
+            parse(&format!("{base}192.0.2.53\n")).unwrap().dns.upstream,
+            Upstream::Server("192.0.2.53".parse().unwrap())
+        );
+        let e = parse(&format!("{base}moon\n")).unwrap_err().to_string();
+        assert!(e.contains("dns.upstream"), "{e}");
+    }
+}

@@ -1,0 +1,139 @@
+//! The Docker engine connection and the labels that own every object minikind makes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, Result};
+use bollard::Docker;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+};
+
+/// The label that says which cluster an object belongs to; listing and deleting go by it only.
+pub const CLUSTER_LABEL: &str = "dev.minikind.cluster";
+/// The node's (or helper container's) role: `control-plane`, `worker`, `upstream`.
+pub const ROLE_LABEL: &str = "dev.minikind.role";
+
+/// Connects to the engine named by `DOCKER_HOST` (or the local socket) and checks it answers,
+/// so that a missing engine is one clear line rather than an error deep inside a step.
+pub async fn connect() -> Result<Docker> {
+    let where_ =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let hint = || {
+        format!(
+            "cannot reach the Docker engine at {where_}: is Docker running? Start it (e.g. \
+             `sudo systemctl start docker`) or point DOCKER_HOST at it"
+        )
+    };
+    let docker = Docker::connect_with_local_defaults().with_context(hint)?;
+    // bollard speaks a newer API than older engines (20.10 here); agree on one both know.
+    let docker = docker.negotiate_version().await.with_context(hint)?;
+    docker.ping().await.with_context(hint)?;
+    Ok(docker)
+}
+
+pub fn cluster_filter(cluster: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![format!("{CLUSTER_LABEL}={cluster}")],
+    )])
+}
+
+pub fn any_cluster_filter() -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![CLUSTER_LABEL.to_string()])])
+}
+
+/// A container that belongs to a cluster.
+#[derive(Debug, Clone)]
+pub struct OwnedContainer {
+    pub id: String,
+    pub name: String,
+    pub cluster: String,
+    pub role: String,
+}
+
+pub async fn containers(
+    docker: &Docker,
+    filter: HashMap<String, Vec<String>>,
+) -> Result<Vec<OwnedContainer>> {
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filter)
+        .build();
+    let list = docker
+        .list_containers(Some(opts))
+        .await
+        .context("listing containers")?;
+    let mut out: Vec<OwnedContainer> = list
+        .into_iter()
+        .map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            OwnedContainer {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                cluster: labels.get(CLUSTER_LABEL).cloned().unwrap_or_default(),
+                role: labels.get(ROLE_LABEL).cloned().unwrap_or_default(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Networks of the filter, by name.
+pub async fn networks(
+    docker: &Docker,
+    filter: HashMap<String, Vec<String>>,
+) -> Result<BTreeMap<String, String>> {
+    let opts = ListNetworksOptionsBuilder::default()
+        .filters(&filter)
+        .build();
+    let list = docker
+        .list_networks(Some(opts))
+        .await
+        .context("listing networks")?;
+    Ok(list
+        .into_iter()
+        .filter_map(|n| {
+            let cluster = n.labels.as_ref()?.get(CLUSTER_LABEL)?.clone();
+            Some((n.name?, cluster))
+        })
+        .collect())
+}
+
+/// Volumes of the filter, by name.
+pub async fn volumes(docker: &Docker, filter: HashMap<String, Vec<String>>) -> Result<Vec<String>> {
+    let opts = ListVolumesOptionsBuilder::default()
+        .filters(&filter)
+        .build();
+    let list = docker
+        .list_volumes(Some(opts))
+        .await
+        .context("listing volumes")?;
+    let mut names: Vec<String> = list
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Every cluster that owns at least one object.
+pub async fn cluster_names(docker: &Docker) -> Result<Vec<String>> {
+    let mut names: Vec<String> = containers(docker, any_cluster_filter())
+        .await?
+        .into_iter()
+        .map(|c| c.cluster)
+        .chain(networks(docker, any_cluster_filter()).await?.into_values())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}

@@ -1,0 +1,207 @@
+//! The object commands (`apply`, `delete`, `get`, `scale`) against minikind's API server run
+//! in-process on loopback. The module is compiled here directly (the CLI is a binary crate).
+
+#[path = "../src/objects/mod.rs"]
+#[allow(dead_code)]
+mod objects;
+
+use clap::Parser;
+use minikind_node_agent::control_plane::{ControlPlaneConfig, start};
+use objects::{ObjectCommand, run_to};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: ObjectCommand,
+}
+
+async fn run(client: &kube::Client, args: &[&str]) -> anyhow::Result<String> {
+    let mut argv = vec!["minikind"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv)?;
+    let mut out = Vec::new();
+    run_to(cli.cmd, client.clone(), &mut out).await?;
+    Ok(String::from_utf8(out)?)
+}
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  mode: one
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: app, image: "busybox:1"}
+"#;
+
+#[tokio::test]
+async fn objects_apply_get_scale_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start(ControlPlaneConfig::loopback(dir.path().join("data")))
+        .await
+        .unwrap();
+    let client = cp.client().await.unwrap();
+    let file = dir.path().join("app.yaml");
+    std::fs::write(&file, MANIFEST).unwrap();
+    let f = file.to_str().unwrap();
+
+    let out = run(&client, &["apply", "-f", f]).await.unwrap();
+    assert_eq!(
+        out,
+        "configmap/settings created\nservice/web created\ndeployment.apps/web created\n"
+    );
+    let out = run(&client, &["apply", "-f", f]).await.unwrap();
+    assert_eq!(
+        out,
+        "configmap/settings unchanged\nservice/web unchanged\ndeployment.apps/web unchanged\n"
+    );
+    std::fs::write(&file, MANIFEST.replace("mode: one", "mode: two")).unwrap();
+    let out = run(&client, &["apply", "-f", f]).await.unwrap();
+    assert!(out.starts_with("configmap/settings configured\n"), "{out}");
+
+    let out = run(&client, &["get", "svc"]).await.unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME")
+            && lines[0].contains("CLUSTER-IP")
+            && lines[0].contains("PORT(S)"),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("web ") && l.contains("80/TCP")),
+        "{out}"
+    );
+    let out = run(&client, &["get", "services", "-A", "-o", "wide"])
+        .await
+        .unwrap();
+    assert!(
+        out.lines().next().unwrap().starts_with("NAMESPACE"),
+        "{out}"
+    );
+    assert!(out.contains("SELECTOR") && out.contains("app=web"), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("default")
+            && l.contains("kubernetes")
+            && l.contains("10.96.0.1")),
+        "{out}"
+    );
+    let out = run(&client, &["get", "cm", "settings", "-o", "yaml"])
+        .await
+        .unwrap();
+    assert!(
+        out.contains("mode: two") && !out.contains("managedFields"),
+        "{out}"
+    );
+    let out = run(&client, &["get", "deploy", "-o", "json"])
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["kind"], "List");
+    assert_eq!(v["items"][0]["kind"], "Deployment");
+    let out = run(&client, &["get", "nodes"]).await.unwrap();
+    assert_eq!(out, "", "no nodes: message on stderr only");
+    let out = run(
+        &client,
+        &["get", "endpointslices", "-n", "default", "-o", "name"],
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.contains("endpointslice.discovery.k8s.io/kubernetes"),
+        "{out}"
+    );
+
+    let out = run(&client, &["scale", "deployment", "web", "--replicas", "3"])
+        .await
+        .unwrap();
+    assert_eq!(out, "deployment.apps/web scaled\n");
+    let out = run(&client, &["get", "deploy/web", "-o", "json"])
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["spec"]["replicas"], 3);
+
+    let out = run(&client, &["delete", "-f", f]).await.unwrap();
+    assert_eq!(
+        out,
+        "configmap/settings deleted\nservice/web deleted\ndeployment.apps/web deleted\n"
+    );
+    let e = run(&client, &["delete", "cm", "settings"])
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("NotFound"), "{e:#}");
+    run(&client, &["delete", "cm", "settings", "--ignore-not-found"])
+        .await
+        .unwrap();
+    cp.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn objects_errors_name_the_document_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start(ControlPlaneConfig::loopback(dir.path().join("data")))
+        .await
+        .unwrap();
+    let client = cp.client().await.unwrap();
+    let cases = [
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Gadget\nmetadata: {name: g}\n",
+            "document 2: unknown kind \"Gadget\"",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkind: [oops\n",
+            "document 2 is not valid YAML",
+        ),
+        (
+            "kind: ConfigMap\nmetadata: {name: a}\n",
+            "document 1: missing field `apiVersion`",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n",
+            "missing field `metadata.name`",
+        ),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: Odd, ports: [{port: 1}]}\n",
+            "spec.type",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("bad{i}.yaml"));
+        std::fs::write(&file, text).unwrap();
+        let e = run(&client, &["apply", "-f", file.to_str().unwrap()])
+            .await
+            .unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains(want), "case {i}: {msg}");
+    }
+    let e = run(&client, &["get", "gadgets"]).await.unwrap_err();
+    assert!(format!("{e:#}").contains("unknown resource type \"gadgets\""));
+    let e = run(&client, &["scale", "svc", "x", "--replicas", "1"])
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("only deployments"));
+    cp.shutdown().await.unwrap();
+}

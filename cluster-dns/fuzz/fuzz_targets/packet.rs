@@ -1,0 +1,90 @@
+//! Fuzzes the packet path: parsing, the checks before the chain, zone selection, the cache,
+//! hosts and the kubernetes plugin, and encoding/truncating the reply. Any input must give a
+//! reply or a drop, never a panic.
+#![no_main]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use libfuzzer_sys::fuzz_target;
+use minikind_cluster_dns::dnsmsg::Proto;
+use minikind_cluster_dns::kubernetes::Change;
+use minikind_cluster_dns::run::{Config, Options};
+use minikind_cluster_dns::server::{Step, ZoneTable, prepare};
+
+const COREFILE: &str = ".:53 {
+    cache 30
+    loadbalance
+    hosts {
+        10.0.0.1 a.lab
+        10.0.0.2 a.lab
+        fallthrough
+    }
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+}
+lab:53 {
+    hosts {
+        10.0.0.3 b.lab
+    }
+}
+";
+
+fn objects() -> Vec<Change> {
+    let v = |s: serde_json::Value| s;
+    let ns = v(serde_json::json!({"metadata":{"name":"default"}}));
+    let svc = v(serde_json::json!({"metadata":{"name":"web","namespace":"default"},
+        "spec":{"clusterIP":"10.96.0.50","clusterIPs":["10.96.0.50"],"ports":[{"name":"http","port":80,"protocol":"TCP"}]}}));
+    let headless = v(serde_json::json!({"metadata":{"name":"db","namespace":"default"},
+        "spec":{"clusterIP":"None","ports":[{"name":"sql","port":5432}]}}));
+    let ext = v(serde_json::json!({"metadata":{"name":"ext","namespace":"default"},
+        "spec":{"type":"ExternalName","externalName":"example.org"}}));
+    let slice = v(serde_json::json!({"metadata":{"name":"db-1","namespace":"default","labels":{"kubernetes.io/service-name":"db"}},
+        "addressType":"IPv4","endpoints":[{"addresses":["10.244.1.5"],"hostname":"db-0"},{"addresses":["10.244.1.6"],"conditions":{"ready":false}}],
+        "ports":[{"name":"sql","port":5432,"protocol":"TCP"}]}));
+    vec![
+        Change::Namespace(serde_json::from_value(ns).expect("namespace")),
+        Change::Service(serde_json::from_value(svc).expect("service")),
+        Change::Service(serde_json::from_value(headless).expect("service")),
+        Change::Service(serde_json::from_value(ext).expect("service")),
+        Change::Slice(serde_json::from_value(slice).expect("slice")),
+    ]
+}
+
+fn table() -> &'static (Config, Arc<ZoneTable>) {
+    static T: OnceLock<(Config, Arc<ZoneTable>)> = OnceLock::new();
+    T.get_or_init(|| {
+        let cf = minikind_cluster_dns::corefile::parse_str(COREFILE, "Corefile", None, &|_| None).expect("corefile");
+        let opts = Options { banner: false, ..Default::default() };
+        let config = Config::build(&cf, COREFILE.to_string(), &opts).expect("config");
+        for b in &config.blocks {
+            if let Some(k) = &b.kubernetes {
+                for c in objects() {
+                    k.apply(c);
+                }
+                k.mark_synced();
+            }
+        }
+        let t = config.tables.values().next().expect("a listener").clone();
+        (config, t)
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (_, t) = table();
+    let client: SocketAddr = "127.0.0.1:5353".parse().expect("addr");
+    let local: SocketAddr = "127.0.0.1:53".parse().expect("addr");
+    for proto in [Proto::Udp, Proto::Tcp] {
+        match prepare(t, data, client, local, proto) {
+            Step::Drop | Step::Later(_) => {}
+            Step::Done(out) => {
+                assert!(out.len() >= 12, "a reply has a header");
+                if proto == Proto::Udp {
+                    assert!(out.len() <= 65535);
+                }
+            }
+        }
+    }
+});

@@ -1,0 +1,17 @@
+//! A CoreDNS-compatible cluster DNS server: Corefile, plugin chain, and a `kubernetes` plugin fed
+//! by Kubernetes API watchers.
+
+pub mod cli;
+pub mod corefile;
+pub mod dnsmsg;
+pub mod http;
+pub mod kubernetes;
+pub mod metrics;
+pub mod plugins;
+pub mod run;
+pub mod server;
+pub mod udp;
+pub mod util;
+
+pub use cli::cli_main;
+pub use run::{Instance, Options};

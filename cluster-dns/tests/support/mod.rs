@@ -1,0 +1,3 @@
+//! Shared test support: a fake Kubernetes API and DNS helpers, all on loopback.
+pub mod dns;
+pub mod fake_api;

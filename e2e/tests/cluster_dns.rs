@@ -1,0 +1,355 @@
+//! The cluster comes alive (issue 5): pods, service rules and the DNS add-on, checked from pods
+//! the way seed 003 checks them by hand, plus seed 001's CoreDNS scaling and the full chain to
+//! the lab upstream. Hermetic: internal network, lab upstream.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use minikind_e2e::{Cluster, docker, eventually, rule_lines};
+
+fn example(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+/// The body of an example cluster config, without the lines `Cluster::create` writes itself.
+fn cluster_body(rel: &str) -> String {
+    std::fs::read_to_string(example(rel))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("kind:") && !l.starts_with("apiVersion:") && !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+fn svc_ip(c: &Cluster, ns: &str, name: &str) -> String {
+    let out = c.minikind_ok(&["get", "svc", name, "-n", ns, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["spec"]["clusterIP"].as_str().unwrap().to_string()
+}
+
+fn pod_ip(p: &serde_json::Value) -> String {
+    p["status"]["podIP"]
+        .as_str()
+        .expect("pod has an IP")
+        .to_string()
+}
+
+/// What the lab upstream itself answers for a name (the reference for the full chain).
+fn lab_answer(c: &Cluster, name: &str) -> Vec<String> {
+    let ip = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &c.node("upstream"),
+    ]);
+    let server = format!("@{}", ip.stdout.trim());
+    lines(&c.exec_ok(&c.node("control-plane"), &["dig", &server, name, "+short"]))
+}
+
+#[test]
+fn seed_003_walkthrough_and_seed_001_scaling_on_three_nodes() {
+    let c = Cluster::create(
+        "e2e-dns",
+        &cluster_body("seed-003-dns-walkthrough/cluster.yaml"),
+    );
+    for f in [
+        "busybox.yaml",
+        "other-namespace.yaml",
+        "headless.yaml",
+        "dns-policies.yaml",
+    ] {
+        c.minikind_ok(&[
+            "apply",
+            "-f",
+            &example(&format!("seed-003-dns-walkthrough/{f}")),
+        ]);
+    }
+    let busybox = c.wait_pod_ready("default", "busybox");
+    let busybox_ip = pod_ip(&busybox);
+
+    // The pod's resolver configuration and hosts file, as the kubelet writes them.
+    let resolv = c.pod_exec("busybox", &["cat", "/etc/resolv.conf"]).stdout;
+    assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
+    assert!(
+        resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
+    let hosts = c.pod_exec("busybox", &["cat", "/etc/hosts"]).stdout;
+    assert!(
+        hosts.starts_with("# Kubernetes-managed hosts file."),
+        "{hosts}"
+    );
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.starts_with(&busybox_ip) && l.ends_with("busybox")),
+        "{hosts}"
+    );
+
+    // A record of the service, by its short name through the search list.
+    let ip = svc_ip(&c, "default", "busybox-svc");
+    let r = c.pod_exec("busybox", &["nslookup", "busybox-svc"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("busybox-svc.default.svc.cluster.local") && r.stdout.contains(&ip),
+        "{}",
+        r.stdout
+    );
+
+    // SRV of the named port: priority 0, weight 100 (one record), port, target.
+    let srv = c.pod_exec(
+        "busybox",
+        &[
+            "dig",
+            "_busybox-svc-port._tcp.busybox-svc.default.svc.cluster.local",
+            "SRV",
+            "+short",
+        ],
+    );
+    assert_eq!(
+        lines(&srv.stdout),
+        vec!["0 100 1234 busybox-svc.default.svc.cluster.local.".to_string()],
+        "{}",
+        srv.stderr
+    );
+
+    // Another namespace's service: only as `svc.ns`.
+    let other_ip = svc_ip(&c, "other", "other-svc");
+    let bare = c.pod_exec("busybox", &["nslookup", "other-svc"]);
+    assert!(
+        !bare.ok,
+        "other-svc must not resolve from default: {}",
+        bare.stdout
+    );
+    let qualified = c.pod_exec("busybox", &["nslookup", "other-svc.other"]);
+    assert!(
+        qualified.ok && qualified.stdout.contains(&other_ip),
+        "{}",
+        qualified.stdout
+    );
+
+    // The pod's own A record (pods insecure).
+    let dashed = format!("{}.default.pod.cluster.local", busybox_ip.replace('.', "-"));
+    let a = c.pod_exec("busybox", &["dig", &dashed, "+short"]);
+    assert_eq!(lines(&a.stdout), vec![busybox_ip.clone()]);
+
+    // Each dnsPolicy's resolv.conf.
+    for p in ["policy-default", "policy-hostnet", "policy-none"] {
+        c.wait_pod_ready("default", p);
+    }
+    let node_resolv = c.exec_ok(&c.node("worker"), &["cat", "/etc/resolv.conf"]);
+    let node_ns = node_resolv
+        .lines()
+        .find(|l| l.starts_with("nameserver"))
+        .unwrap()
+        .to_string();
+    let default = c
+        .pod_exec("policy-default", &["cat", "/etc/resolv.conf"])
+        .stdout;
+    assert!(
+        default.contains(&node_ns) && !default.contains("10.96.0.10"),
+        "Default:\n{default}"
+    );
+    let hostnet = c
+        .pod_exec("policy-hostnet", &["cat", "/etc/resolv.conf"])
+        .stdout;
+    assert!(
+        hostnet.contains("nameserver 10.96.0.10") && hostnet.contains("ndots:5"),
+        "ClusterFirstWithHostNet:\n{hostnet}"
+    );
+    let none = c
+        .pod_exec("policy-none", &["cat", "/etc/resolv.conf"])
+        .stdout;
+    assert!(none.contains("nameserver 192.0.2.53"), "None:\n{none}");
+    assert!(
+        none.contains("search ns1.svc.cluster-domain.example my.dns.search.suffix"),
+        "None:\n{none}"
+    );
+    assert!(
+        none.contains("ndots:2") && none.contains("edns0"),
+        "None:\n{none}"
+    );
+
+    // Headless service: per-pod hostnames and the set of ready endpoints.
+    let hl1 = pod_ip(&c.wait_pod_ready("default", "hl-1"));
+    let hl2 = pod_ip(&c.wait_pod_ready("default", "hl-2"));
+    let one = eventually("web-1.hl resolving", Duration::from_secs(20), || {
+        let r = c.pod_exec(
+            "busybox",
+            &["dig", "web-1.hl.default.svc.cluster.local", "+short"],
+        );
+        (!r.stdout.trim().is_empty()).then_some(lines(&r.stdout))
+    });
+    assert_eq!(one, vec![hl1.clone()]);
+    let all = c.pod_exec(
+        "busybox",
+        &["dig", "hl.default.svc.cluster.local", "+short"],
+    );
+    let mut want = vec![hl1, hl2];
+    want.sort();
+    assert_eq!(lines(&all.stdout), want);
+
+    // An upstream name through the whole chain: pod → 10.96.0.10 → cluster-dns → node IP →
+    // DNAT → 127.0.0.11 → lab upstream.
+    let www = lab_answer(&c, "www.example.test");
+    let r = c.pod_exec("busybox", &["dig", "www.example.test", "+short"]);
+    assert_eq!(lines(&r.stdout), www, "{}", r.stderr);
+
+    // Seed 001: four CoreDNS replicas give kube-proxy's 1/4, 1/3, 1/2 rules.
+    c.minikind_ok(&[
+        "scale",
+        "deployment",
+        "coredns",
+        "--replicas",
+        "4",
+        "-n",
+        "kube-system",
+    ]);
+    let w2 = c.node("worker2");
+    let probs = eventually(
+        "four kube-dns endpoints in the rules",
+        Duration::from_secs(60),
+        || {
+            let save = c.exec_ok(&w2, &["iptables-save", "-t", "nat"]);
+            let rules: Vec<String> = rule_lines(&save)
+                .into_iter()
+                .filter(|r| r.contains("-A KUBE-SVC-TCOU7JCQXEZGVUNU") && r.contains("KUBE-SEP-"))
+                .collect();
+            (rules.len() == 4).then_some(rules)
+        },
+    );
+    for (rule, p) in probs
+        .iter()
+        .zip(["0.25000000000", "0.33333333349", "0.50000000000"])
+    {
+        assert!(rule.contains(&format!("--probability {p}")), "{rule}");
+    }
+    assert!(
+        !probs[3].contains("statistic"),
+        "the last endpoint takes the rest: {}",
+        probs[3]
+    );
+
+    // Pods on different nodes reach each other: busybox asks every CoreDNS replica directly.
+    let pods = c.minikind_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "kube-system",
+        "-l",
+        "k8s-app=kube-dns",
+        "-o",
+        "json",
+    ]);
+    let list: serde_json::Value = serde_json::from_str(&pods).unwrap();
+    let my_node = busybox["spec"]["nodeName"].as_str().unwrap().to_string();
+    let mut other_nodes = 0;
+    for p in list["items"].as_array().unwrap() {
+        let Some(ip) = p["status"]["podIP"].as_str() else {
+            continue;
+        };
+        if p["spec"]["nodeName"].as_str() != Some(my_node.as_str()) {
+            other_nodes += 1;
+        }
+        let r = c.pod_exec(
+            "busybox",
+            &[
+                "dig",
+                &format!("@{ip}"),
+                "kubernetes.default.svc.cluster.local",
+                "+short",
+            ],
+        );
+        assert_eq!(
+            lines(&r.stdout),
+            vec!["10.96.0.1".to_string()],
+            "via {ip}: {}",
+            r.stderr
+        );
+    }
+    assert!(
+        other_nodes > 0,
+        "no CoreDNS replica on another node than {my_node}"
+    );
+}
+
+#[test]
+fn without_the_magic_coredns_finds_a_loop_and_pods_cannot_resolve() {
+    let c = Cluster::create(
+        "e2e-nomagic-pod",
+        "networking:\n  internal: true\ndns:\n  upstream: lab\n  networkMagic: false\n",
+    );
+    // CoreDNS's resolv.conf (dnsPolicy Default) names 127.0.0.11: in its own namespace that is
+    // CoreDNS itself, and the loop plugin stops it, again and again.
+    let (pod, log) = eventually("CoreDNS's loop detection", Duration::from_secs(60), || {
+        let pods = c.minikind(&[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-l",
+            "k8s-app=kube-dns",
+            "-o",
+            "json",
+        ]);
+        let list: serde_json::Value = serde_json::from_str(&pods.stdout).ok()?;
+        for p in list["items"].as_array()? {
+            let name = p["metadata"]["name"].as_str()?.to_string();
+            for prev in [true, false] {
+                let mut args = vec!["logs", "-n", "kube-system", name.as_str()];
+                if prev {
+                    args.push("--previous");
+                }
+                let log = c.minikind(&args).stdout;
+                if log.contains("Loop (") && log.contains("detected for zone \".\"") {
+                    return Some((name, log));
+                }
+            }
+        }
+        None
+    });
+    assert!(log.contains("[FATAL] plugin/loop:"), "{pod}: {log}");
+    let restarted = eventually("a CoreDNS restart", Duration::from_secs(60), || {
+        let p = c.pod_json("kube-system", &pod)?;
+        let n = p["status"]["containerStatuses"][0]["restartCount"].as_i64()?;
+        (n >= 1).then_some(n)
+    });
+    assert!(restarted >= 1);
+
+    c.minikind_ok(&[
+        "apply",
+        "-f",
+        &example("seed-003-dns-walkthrough/busybox.yaml"),
+    ]);
+    c.wait_pod_ready("default", "busybox");
+    let r = c.pod_exec(
+        "busybox",
+        &["dig", "www.example.test", "+short", "+time=2", "+tries=1"],
+    );
+    // dig prints its errors on stdout as the real one does: look for an answer line.
+    let answered = r
+        .stdout
+        .lines()
+        .any(|l| l.trim().parse::<std::net::IpAddr>().is_ok());
+    assert!(
+        !answered,
+        "nothing resolves without the magic: {}",
+        r.stdout
+    );
+}

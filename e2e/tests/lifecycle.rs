@@ -1,0 +1,509 @@
+//! Cluster lifecycle on the real Docker engine: create, DNS through the network magic from the
+//! node and from a pod-like namespace, restart, delete, and the failure paths.
+//!
+//! Every cluster here sits on an `--internal` network with the lab upstream, so no query can
+//! leave the machine.
+
+use std::time::Duration;
+
+use minikind_e2e::{
+    Cluster, docker, eventually, labelled_objects, minikind, minikind_stdin, rule_lines,
+    unique_name,
+};
+
+const HERMETIC: &str = "networking:\n  internal: true\ndns:\n  upstream: lab\n";
+
+fn three_nodes(magic: bool) -> String {
+    format!(
+        "nodes:\n- role: control-plane\n- role: worker\n- role: worker\n{HERMETIC}  networkMagic: {magic}\n"
+    )
+}
+
+/// `dig +short` answers, one per line.
+fn answers(out: &str) -> Vec<String> {
+    out.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn nat_rules(c: &Cluster, node: &str) -> Vec<String> {
+    rule_lines(&c.exec_ok(node, &["iptables-save", "-t", "nat"]))
+}
+
+/// The port Docker's resolver listens on for UDP, from its DNAT rule.
+fn embedded_udp_port(c: &Cluster, node: &str) -> String {
+    let rules = nat_rules(c, node);
+    let rule = rules
+        .iter()
+        .find(|r| r.contains("-p udp") && r.contains("--to-destination 127.0.0.11:"))
+        .unwrap_or_else(|| panic!("no DNAT rule to 127.0.0.11: {rules:#?}"));
+    rule.rsplit(':').next().unwrap().trim().to_string()
+}
+
+/// The upstream's own answer for a name, asked directly (the reference for the chain).
+fn upstream_answer(c: &Cluster, node: &str, name: &str) -> Vec<String> {
+    let ip = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &c.node("upstream"),
+    ]);
+    assert!(ip.ok, "{}", ip.stderr);
+    let server = format!("@{}", ip.stdout.trim());
+    let mut a = answers(&c.exec_ok(node, &["dig", &server, name, "+short"]));
+    a.sort();
+    assert!(!a.is_empty(), "the lab upstream has no answer for {name}");
+    a
+}
+
+#[test]
+fn three_node_cluster_resolves_through_the_magic_survives_restart_and_deletes_cleanly() {
+    let c = Cluster::create("e2e-life", &three_nodes(true));
+    let cp = c.node("control-plane");
+    let w1 = c.node("worker");
+    let w2 = c.node("worker2");
+
+    let nodes = minikind(&["get", "nodes", "--name", &c.name]);
+    assert!(nodes.ok, "{}", nodes.stderr);
+    assert_eq!(
+        answers(&nodes.stdout),
+        vec![cp.clone(), w1.clone(), w2.clone()]
+    );
+    let clusters = minikind(&["get", "clusters"]);
+    assert!(answers(&clusters.stdout).contains(&c.name));
+
+    // The node itself: Docker's resolver on 127.0.0.11 (at the port its DNAT rule names; after
+    // the magic, port 53 is redirected only for the host IP) knows the siblings and forwards
+    // the rest to the lab upstream.
+    let port = embedded_udp_port(&c, &cp);
+    let direct = ["dig", "@127.0.0.11", "-p", port.as_str(), "+short"];
+    let w2_ip = answers(&c.exec_ok(&cp, &[&direct[..], &[w2.as_str()]].concat()));
+    assert_eq!(w2_ip.len(), 1, "{w2_ip:?}");
+    let www = upstream_answer(&c, &cp, "www.example.test");
+    let mut via_embedded = answers(&c.exec_ok(&cp, &[&direct[..], &["www.example.test"]].concat()));
+    via_embedded.sort();
+    assert_eq!(via_embedded, www);
+    // And through the node's patched resolv.conf, as the node's own programs resolve.
+    assert_eq!(answers(&c.exec_ok(&cp, &["dig", &w2, "+short"])), w2_ip);
+
+    // The magic is in place: resolv.conf names the host IP, the original is kept.
+    let resolv = c.exec_ok(&w1, &["cat", "/etc/resolv.conf"]);
+    assert!(!resolv.contains("127.0.0.11"), "{resolv}");
+    let original = c.exec_ok(&w1, &["cat", "/etc/resolv.conf.original"]);
+    assert!(original.contains("nameserver 127.0.0.11"), "{original}");
+
+    // A namespace wired to the node like a pod, with the node's patched resolv.conf: its queries
+    // go to the host IP, through PREROUTING → DOCKER_OUTPUT → 127.0.0.11, over UDP and TCP.
+    c.exec_ok(
+        &w1,
+        &[
+            "netns",
+            "add",
+            "probe",
+            "--bridge",
+            "probe0",
+            "--address",
+            "10.250.0.5/24",
+            "--gateway",
+            "10.250.0.1",
+            "--resolv-conf",
+            "node",
+        ],
+    );
+    for transport in ["+notcp", "+tcp"] {
+        let sib = answers(&c.exec_ok(
+            &w1,
+            &["netns", "exec", "probe", "dig", &w2, "+short", transport],
+        ));
+        assert_eq!(sib, w2_ip, "sibling over {transport}");
+        let mut up = answers(&c.exec_ok(
+            &w1,
+            &[
+                "netns",
+                "exec",
+                "probe",
+                "dig",
+                "www.example.test",
+                "+short",
+                transport,
+            ],
+        ));
+        up.sort();
+        assert_eq!(up, www, "upstream name over {transport}");
+    }
+
+    // A restart runs the agent again: the magic is re-applied without duplicating a rule.
+    let before = nat_rules(&c, &w1);
+    assert!(
+        before
+            .iter()
+            .any(|r| r.starts_with("-A PREROUTING") && r.contains("DOCKER_OUTPUT")),
+        "{before:#?}"
+    );
+    let r = docker(&["restart", "-t", "2", &w1]);
+    assert!(r.ok, "{}", r.stderr);
+    let after = eventually(
+        "the restarted node's magic",
+        Duration::from_secs(30),
+        || {
+            // The restart gives the node a fresh network namespace: Docker's rules, the magic,
+            // then kube-proxy's and the kubelet's rules come back one after the other. Wait for
+            // the second boot and for the rule count to settle where it was.
+            let logs = docker(&["logs", &w1]);
+            let boots = logs.stdout.matches("boot complete").count();
+            let rules = nat_rules(&c, &w1);
+            (boots >= 2 && rules.len() >= before.len()).then_some(rules)
+        },
+    );
+    // Nothing is added twice later on either.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = {
+        let again = nat_rules(&c, &w1);
+        assert_eq!(again.len(), after.len(), "rules kept changing: {again:#?}");
+        again
+    };
+    let mut unique = after.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        after.len(),
+        "a rule is duplicated: {after:#?}"
+    );
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "before: {before:#?}\nafter: {after:#?}"
+    );
+    // Docker re-made its DNS rules with new ports and the agent rewrote them again.
+    assert!(
+        after
+            .iter()
+            .any(|r| r.starts_with("-A PREROUTING") && r.contains("DOCKER_OUTPUT")),
+        "{after:#?}"
+    );
+    assert!(
+        !after
+            .iter()
+            .any(|r| r.contains("-d 127.0.0.11/32 -j DOCKER_OUTPUT")),
+        "{after:#?}"
+    );
+    let again = answers(&c.exec_ok(&w1, &["dig", &w2, "+short"]));
+    assert_eq!(again, w2_ip);
+
+    let name = c.name.clone();
+    drop(c);
+    assert_eq!(labelled_objects(&name), Vec::<String>::new());
+}
+
+#[test]
+fn without_the_magic_a_namespace_hits_the_black_hole_while_the_node_resolves() {
+    let c = Cluster::create("e2e-nomagic", &format!("{HERMETIC}  networkMagic: false\n"));
+    let cp = c.node("control-plane");
+    let resolv = c.exec_ok(&cp, &["cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains("nameserver 127.0.0.11"),
+        "magic off must leave resolv.conf: {resolv}"
+    );
+    assert!(
+        c.exec(&cp, &["cat", "/etc/resolv.conf.original"])
+            .stdout
+            .is_empty()
+    );
+    let rules = nat_rules(&c, &cp);
+    assert!(
+        !rules
+            .iter()
+            .any(|r| r.starts_with("-A PREROUTING") && r.contains("DOCKER_OUTPUT")),
+        "{rules:#?}"
+    );
+
+    // The node resolves through Docker's resolver ...
+    let www = upstream_answer(&c, &cp, "www.example.test");
+    let mut direct = answers(&c.exec_ok(&cp, &["dig", "www.example.test", "+short"]));
+    direct.sort();
+    assert_eq!(direct, www);
+
+    // ... but 127.0.0.11 in a pod's namespace is its own loopback: nothing answers.
+    c.exec_ok(
+        &cp,
+        &[
+            "netns",
+            "add",
+            "probe",
+            "--bridge",
+            "probe0",
+            "--address",
+            "10.250.0.5/24",
+            "--gateway",
+            "10.250.0.1",
+            "--resolv-conf",
+            "node",
+        ],
+    );
+    let r = c.exec(
+        &cp,
+        &[
+            "netns",
+            "exec",
+            "probe",
+            "dig",
+            "www.example.test",
+            "+time=1",
+            "+tries=1",
+        ],
+    );
+    assert!(
+        !r.ok,
+        "a lookup from the namespace must fail without the magic:\n{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn bad_input_is_one_clear_error_and_creates_nothing() {
+    let name = unique_name("e2e-bad");
+    let cases = [
+        (
+            format!("kind: Cluster\napiVersion: minikind.dev/v1alpha1\nname: {name}\nnodez: []\n"),
+            "unknown field `nodez`",
+        ),
+        (
+            format!(
+                "kind: Cluster\napiVersion: minikind.dev/v1alpha1\nname: {name}\nnetworking:\n  podSubnet: 10.244.0.0/99\n"
+            ),
+            "networking.podSubnet",
+        ),
+        (
+            format!(
+                "kind: Cluster\napiVersion: minikind.dev/v1alpha1\nname: {name}\nnodes:\n- role: worker\n"
+            ),
+            "control-plane",
+        ),
+        (
+            "kind: Cluster\napiVersion: minikind.dev/v1alpha1\nname: Not_Valid\n".to_string(),
+            "invalid cluster name",
+        ),
+    ];
+    for (cfg, want) in cases {
+        let r = minikind_stdin(&["create", "cluster", "--config", "-"], &cfg);
+        assert!(!r.ok, "accepted:\n{cfg}");
+        assert!(r.stderr.contains(want), "want {want:?} in: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "one line: {}", r.stderr);
+    }
+    assert_eq!(labelled_objects(&name), Vec::<String>::new());
+
+    let r = minikind(&[
+        "create",
+        "cluster",
+        "--name",
+        &name,
+        "--config",
+        "/nonexistent/cluster.yaml",
+    ]);
+    assert!(
+        !r.ok && r.stderr.contains("/nonexistent/cluster.yaml"),
+        "{}",
+        r.stderr
+    );
+
+    let r = minikind(&["delete", "cluster", "--name", &name]);
+    assert!(r.ok, "deleting a missing cluster exits 0: {}", r.stderr);
+    assert!(r.stdout.contains("not found"), "{}", r.stdout);
+}
+
+#[test]
+fn a_name_in_use_is_refused_and_the_first_cluster_is_untouched() {
+    let c = Cluster::create("e2e-dup", HERMETIC);
+    let before = labelled_objects(&c.name);
+    let r = minikind(&["create", "cluster", "--name", &c.name]);
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains("already exists") && r.stderr.contains(&c.name),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(labelled_objects(&c.name), before);
+}
+
+#[test]
+fn a_failed_create_removes_everything_unless_retained() {
+    let name = unique_name("e2e-fail");
+    let cfg = format!("kind: Cluster\napiVersion: minikind.dev/v1alpha1\nname: {name}\n{HERMETIC}");
+    // Nodes cannot boot within a millisecond: the wait step fails after containers exist.
+    let r = minikind_stdin(
+        &["create", "cluster", "--config", "-", "--wait", "1ms"],
+        &cfg,
+    );
+    assert!(!r.ok);
+    assert!(r.stderr.contains("did not boot"), "{}", r.stderr);
+    assert_eq!(labelled_objects(&name), Vec::<String>::new());
+
+    let r = minikind_stdin(
+        &[
+            "create", "cluster", "--config", "-", "--wait", "1ms", "--retain",
+        ],
+        &cfg,
+    );
+    assert!(!r.ok);
+    let guard = Cluster { name: name.clone() };
+    assert!(r.stderr.contains("--retain"), "{}", r.stderr);
+    assert!(
+        !labelled_objects(&name).is_empty(),
+        "--retain keeps the nodes"
+    );
+    drop(guard);
+    assert_eq!(labelled_objects(&name), Vec::<String>::new());
+}
+
+#[test]
+fn ctrl_c_during_create_removes_what_was_made() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+
+    let name = unique_name("e2e-int");
+    let cfg = format!("kind: Cluster\napiVersion: minikind.dev/v1alpha1\nname: {name}\n{HERMETIC}");
+    let mut child = minikind_e2e::minikind_command()
+        .args(["create", "cluster", "--config", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(cfg.as_bytes())
+        .unwrap();
+    let _guard = minikind_e2e::Cluster { name: name.clone() };
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // Interrupt once the network exists, as a user pressing Ctrl-C would.
+    loop {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "create ended before the network step"
+        );
+        if line.contains("✓ Preparing network") {
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert_eq!(labelled_objects(&name), Vec::<String>::new());
+}
+
+#[test]
+fn an_unreachable_engine_is_one_line_saying_so() {
+    let r = minikind_e2e::minikind_command()
+        .args(["get", "clusters"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(
+        err.contains("cannot reach the Docker engine") && err.contains("DOCKER_HOST"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn the_kubeconfig_is_merged_on_create_and_exactly_removed_on_delete() {
+    let path = minikind_e2e::test_kubeconfig();
+    // Someone else's entry that must survive both the merge and the removal. The file is
+    // shared with concurrent tests, so add it the way they do: through the same lock.
+    let name = unique_name("e2e-kc");
+    let other = format!("keep-{name}");
+    {
+        let lock = path.with_extension("lock");
+        minikind_e2e::eventually("the kubeconfig lock", Duration::from_secs(10), || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+                .ok()
+        });
+        let existing = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut doc: serde_yaml::Value =
+            serde_yaml::from_str(&existing).unwrap_or(serde_yaml::Value::Null);
+        if doc.is_null() {
+            doc = serde_yaml::from_str(
+                "apiVersion: v1\nkind: Config\nclusters: []\nusers: []\ncontexts: []\n",
+            )
+            .unwrap();
+        }
+        let entry: serde_yaml::Value = serde_yaml::from_str(&format!(
+            "name: {other}\ncluster: {{server: 'https://192.0.2.1:6443'}}"
+        ))
+        .unwrap();
+        doc["clusters"].as_sequence_mut().unwrap().push(entry);
+        std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
+        std::fs::remove_file(&lock).unwrap();
+    }
+
+    let c = Cluster::create("e2e-kc", HERMETIC);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let ctx = format!("minikind-{}", c.name);
+    assert!(text.contains(&ctx) && text.contains(&other), "{text}");
+
+    // The exported kubeconfig works: the API answers through it.
+    let kubectl = [
+        "/tmp/kubectl-venv/bin/kubectl",
+        "/usr/bin/kubectl",
+        "/usr/local/bin/kubectl",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).is_file());
+    // .ci/run installs one; the machine kind has one too: a missing kubectl is a failure, not a skip.
+    let kubectl = kubectl.expect("no kubectl found (install it, or run .ci/run)");
+    {
+        let out = std::process::Command::new(kubectl)
+            .args([
+                "--kubeconfig",
+                path.to_str().unwrap(),
+                "--context",
+                &ctx,
+                "get",
+                "namespaces",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("kube-system"), "{stdout}");
+    }
+    let printed = minikind(&["get", "kubeconfig", "--name", &c.name]);
+    assert!(
+        printed.ok && printed.stdout.contains(&ctx),
+        "{}",
+        printed.stderr
+    );
+    let internal = minikind(&["get", "kubeconfig", "--name", &c.name, "--internal"]);
+    assert!(
+        internal
+            .stdout
+            .contains(&format!("https://{}-control-plane:6443", c.name)),
+        "{}",
+        internal.stdout
+    );
+
+    drop(c);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains(&ctx), "{text}");
+    assert!(text.contains(&other), "{text}");
+}

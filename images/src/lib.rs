@@ -1,0 +1,15 @@
+//! Builds the node image with no registry: a rootfs tar made on the host, imported into Docker,
+//! tagged by a hash of its content.
+//!
+//! The image holds the very `minikind` executable that is running (so the CLI and the node agent
+//! never disagree on versions), the host's iptables suite with every shared library and xtables
+//! extension it loads, busybox when the host has one, and a handful of `/etc` files. Nothing is
+//! ever pulled.
+
+pub mod elf_deps;
+pub mod import;
+pub mod node_rootfs;
+pub mod rootfs;
+
+pub use import::{ImageError, NodeImage, ensure_node_image};
+pub use node_rootfs::{NodeRootfsError, build_node_rootfs};

@@ -1,0 +1,435 @@
+//! The node agent proper: PID 1 of a node container.
+//!
+//! As PID 1 it does two jobs, split over two processes the way tini and KIND's systemd do: the
+//! first process only reaps orphans and forwards signals, and its child — the same binary —
+//! boots the node (sysctls, iptables flavour, network magic) and then keeps the node's
+//! services running. Keeping the reaper apart means the services' own child processes are never
+//! stolen from them by a `waitpid(-1)`.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use ipnet::Ipv4Net;
+
+use crate::control_plane::{self, ControlPlaneConfig};
+use crate::dns_addon;
+use crate::iptables_mode;
+use crate::kube_proxy::{self, KubeProxyConfig};
+use crate::kubelet::{self, ApiCredentials, KubeletConfig};
+use crate::network_magic::{self, MagicOptions};
+use tokio_util::sync::CancellationToken;
+
+/// The environment the CLI gives every node container; it survives `docker restart`, so the
+/// agent re-applies the same settings at every boot.
+pub mod env {
+    pub const CLUSTER: &str = "MINIKIND_CLUSTER";
+    pub const ROLE: &str = "MINIKIND_ROLE";
+    /// `true`/`false`: KIND's DNS fix on or off.
+    pub const NETWORK_MAGIC: &str = "MINIKIND_NETWORK_MAGIC";
+    /// Like `KIND_DNS_SEARCH`: unset keeps the search lines, empty drops them, otherwise a
+    /// space-separated list replaces them.
+    pub const DNS_SEARCH: &str = "MINIKIND_DNS_SEARCH";
+    pub const POD_SUBNET: &str = "MINIKIND_POD_SUBNET";
+    pub const SERVICE_SUBNET: &str = "MINIKIND_SERVICE_SUBNET";
+    /// `true` when the cluster network is a Docker `--internal` one (pods then reach other
+    /// nodes through tunnels; see `overlay.rs`). Unset means false.
+    pub const NETWORK_INTERNAL: &str = "MINIKIND_NETWORK_INTERNAL";
+    /// Set by the reaper on the child it starts.
+    pub(crate) const CHILD: &str = "MINIKIND_AGENT_CHILD";
+}
+
+/// Printed once the node has booted; `minikind create` waits for it in the container's log.
+pub const BOOT_COMPLETE: &str = "minikind node agent: boot complete";
+/// Printed by the control-plane node once the API server serves and the admin kubeconfig is
+/// written to [`ADMIN_KUBECONFIG`].
+pub const CONTROL_PLANE_READY: &str = "minikind node agent: control plane ready";
+
+/// The admin kubeconfig on the control-plane node (server `https://<node>:6443`).
+pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
+/// The kubeconfig a node's own services use; the CLI copies it to workers when they join.
+pub const NODE_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
+
+/// The settings of this node, read from its environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSettings {
+    pub cluster: String,
+    pub role: String,
+    pub network_magic: bool,
+    pub dns_search: Option<Vec<String>>,
+    pub pod_subnet: Ipv4Net,
+    pub service_subnet: Ipv4Net,
+    pub internal_network: bool,
+}
+
+impl NodeSettings {
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<NodeSettings> {
+        let need = |k: &str| {
+            get(k).with_context(|| {
+                format!("{k} is not set: this node was not made by minikind create")
+            })
+        };
+        let magic = need(env::NETWORK_MAGIC)?;
+        let network_magic = match magic.as_str() {
+            "true" => true,
+            "false" => false,
+            other => anyhow::bail!("{}={other:?}: expected true or false", env::NETWORK_MAGIC),
+        };
+        let cidr = |k: &str| -> Result<Ipv4Net> {
+            let v = need(k)?;
+            v.parse()
+                .with_context(|| format!("{k}={v:?} is not an IPv4 CIDR"))
+        };
+        let internal_network = match get(env::NETWORK_INTERNAL).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                anyhow::bail!(
+                    "{}={other:?}: expected true or false",
+                    env::NETWORK_INTERNAL
+                )
+            }
+        };
+        Ok(NodeSettings {
+            internal_network,
+            pod_subnet: cidr(env::POD_SUBNET)?,
+            service_subnet: cidr(env::SERVICE_SUBNET)?,
+            cluster: need(env::CLUSTER)?,
+            role: need(env::ROLE)?,
+            network_magic,
+            dns_search: get(env::DNS_SEARCH)
+                .map(|s| s.split_whitespace().map(str::to_string).collect()),
+        })
+    }
+}
+
+/// `minikind node-agent`: the entrypoint of every node container.
+pub fn cli_main(_args: Vec<OsString>) -> i32 {
+    if std::process::id() == 1 && std::env::var_os(env::CHILD).is_none() {
+        return reaper::run();
+    }
+    match run_agent() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("minikind node agent: {e:#}");
+            1
+        }
+    }
+}
+
+fn run_agent() -> Result<()> {
+    // The roles (kube-proxy's syncs, the kubelet's pods) log through `tracing`; on a node that
+    // goes to the container's log. `MINIKIND_LOG` takes an EnvFilter directive.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MINIKIND_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn,rustls=warn,tower=warn")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_ansi(false)
+        .try_init();
+    let settings = NodeSettings::from_env(|k| std::env::var(k).ok())?;
+    println!(
+        "minikind node agent: booting {} node of cluster {}",
+        settings.role, settings.cluster
+    );
+    boot(&settings)?;
+    println!("{BOOT_COMPLETE}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the agent's runtime")?;
+    rt.block_on(serve(settings))
+}
+
+/// Everything that must hold before the node counts as up. Runs at every start of the
+/// container, so each piece is idempotent.
+fn boot(settings: &NodeSettings) -> Result<()> {
+    let selection = iptables_mode::select(Path::new("/")).context("choosing the iptables mode")?;
+    println!("minikind node agent: {selection}");
+    let opts = MagicOptions {
+        enabled: settings.network_magic,
+        dns_search: settings.dns_search.clone(),
+        ..MagicOptions::default()
+    };
+    let report = network_magic::apply(&opts).context("applying the network magic")?;
+    println!("minikind node agent: {report}");
+    Ok(())
+}
+
+/// The node's long-running duties: on the control-plane node the API server with its store and
+/// controllers (and, once, the DNS add-on); on every node the kubelet. They run until the
+/// container is stopped.
+async fn serve(settings: NodeSettings) -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let node_name = nix::unistd::gethostname()
+        .context("reading the node's hostname")?
+        .to_string_lossy()
+        .into_owned();
+    let node_ip = node_ipv4().context("finding the node's address")?;
+    let shutdown = CancellationToken::new();
+
+    let control_plane = if settings.role == "control-plane" {
+        let cfg = ControlPlaneConfig::for_node(
+            &node_name,
+            node_ip,
+            settings.service_subnet,
+            settings.pod_subnet,
+        );
+        let running = control_plane::start(cfg)
+            .await
+            .context("starting the control plane")?;
+        write_file(Path::new(NODE_KUBECONFIG), &running.kubeconfig)?;
+        println!("minikind node agent: API server on {}", running.addr);
+        let client = running.client().await?;
+        let created = dns_addon::install(&client, settings.service_subnet, CLUSTER_DOMAIN)
+            .await
+            .context("installing the DNS add-on")?;
+        println!("minikind node agent: DNS add-on: {created} object(s) created");
+        println!("{CONTROL_PLANE_READY}");
+        Some(running)
+    } else {
+        None
+    };
+
+    // Workers get their kubeconfig from `minikind create` once the control plane is up.
+    let kubeconfig = tokio::select! {
+        k = wait_for_file(Path::new(NODE_KUBECONFIG)) => k?,
+        _ = term.recv() => return stop(control_plane).await,
+    };
+    let client = kubelet::client_from_kubeconfig(&kubeconfig).await?;
+    let mut kcfg = KubeletConfig::new(&node_name, node_ip);
+    kcfg.cluster_dns = dns_addon::cluster_dns_ip(settings.service_subnet);
+    kcfg.cluster_domain = CLUSTER_DOMAIN.to_string();
+    kcfg.cluster_cidr = settings.pod_subnet;
+    kcfg.credentials = Some(ApiCredentials::from_kubeconfig(&kubeconfig)?);
+    kcfg.tunnel_pod_routes = settings.internal_network;
+    if settings.role == "control-plane" {
+        kcfg.node_labels.insert(
+            "node-role.kubernetes.io/control-plane".into(),
+            String::new(),
+        );
+    }
+    // Service rules first, as in KIND where the node turns Ready (and gets pods) only once
+    // its network is up: pods such as CoreDNS reach the API through the kubernetes service.
+    let pcfg = KubeProxyConfig::for_node(settings.pod_subnet.into());
+    let proxy = tokio::spawn(kube_proxy::run_kube_proxy(
+        pcfg,
+        client.clone(),
+        shutdown.clone(),
+    ));
+    println!("minikind node agent: kube-proxy started");
+    match tokio::time::timeout(std::time::Duration::from_secs(30), wait_service_rules()).await {
+        Ok(()) => println!("minikind node agent: service rules in place"),
+        Err(_) => eprintln!(
+            "minikind node agent: no service rules after 30s; starting the kubelet anyway"
+        ),
+    }
+    let kubelet = tokio::spawn(kubelet::run_kubelet(kcfg, client, shutdown.clone()));
+    println!("minikind node agent: kubelet started");
+
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    shutdown.cancel();
+    for (what, task) in [("kubelet", kubelet), ("kube-proxy", proxy)] {
+        match task.await {
+            Ok(Err(e)) => eprintln!("minikind node agent: {what}: {e:#}"),
+            Err(e) => eprintln!("minikind node agent: {what} task: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+    stop(control_plane).await
+}
+
+async fn stop(control_plane: Option<control_plane::RunningControlPlane>) -> Result<()> {
+    println!("minikind node agent: stopping");
+    if let Some(cp) = control_plane {
+        cp.shutdown().await.context("stopping the control plane")?;
+    }
+    Ok(())
+}
+
+/// Waits until kube-proxy's first sync put the `default/kubernetes` service into the nat table.
+async fn wait_service_rules() {
+    loop {
+        let out = tokio::process::Command::new("iptables-save")
+            .args(["-t", "nat"])
+            .output()
+            .await;
+        if let Ok(o) = out
+            && String::from_utf8_lossy(&o.stdout).contains("default/kubernetes:https cluster IP")
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The cluster domain, fixed as in KIND.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
+async fn wait_for_file(path: &Path) -> Result<String> {
+    loop {
+        match tokio::fs::read_to_string(path).await {
+            Ok(s) if !s.trim().is_empty() => return Ok(s),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The node's address on the cluster network: Docker's interface `eth0` (an internal
+/// network has no default route to ask about).
+pub fn node_ipv4() -> Result<std::net::Ipv4Addr> {
+    let text = crate::pod_network::ip(&["-4", "-o", "addr", "show", "dev", "eth0"])?;
+    parse_inet(&text).with_context(|| format!("no IPv4 address on eth0 in {text:?}"))
+}
+
+/// The address of the first `inet a.b.c.d/len` in `ip -o addr` output.
+fn parse_inet(text: &str) -> Option<std::net::Ipv4Addr> {
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "inet" {
+            return words.next()?.split('/').next()?.parse().ok();
+        }
+    }
+    None
+}
+
+mod reaper {
+    //! PID 1's share: start the agent as a child, forward termination signals to it, reap
+    //! every orphan, and exit with the agent's status.
+
+    use nix::sys::signal::{self, SigSet, Signal};
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use nix::unistd::Pid;
+
+    pub fn run() -> i32 {
+        // Block the signals we forward before the child exists, so none is lost in between.
+        let mut set = SigSet::empty();
+        for s in [
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+            Signal::SIGCHLD,
+        ] {
+            set.add(s);
+        }
+        if let Err(e) = set.thread_block() {
+            eprintln!("minikind node agent: blocking signals: {e}");
+            return 1;
+        }
+        let exe = match std::env::current_exe() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("minikind node agent: finding my own executable: {e}");
+                return 1;
+            }
+        };
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(std::env::args_os().skip(1))
+            .env(super::env::CHILD, "1");
+        // The child must not inherit the blocked mask.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| SigSet::all().thread_unblock().map_err(std::io::Error::from));
+        }
+        let child = match cmd.spawn() {
+            Ok(c) => Pid::from_raw(c.id() as i32),
+            Err(e) => {
+                eprintln!("minikind node agent: starting the agent: {e}");
+                return 1;
+            }
+        };
+        loop {
+            let sig = match set.wait() {
+                Ok(s) => s,
+                Err(_) => continue,
+            };
+            if sig != Signal::SIGCHLD {
+                let _ = signal::kill(child, sig);
+                continue;
+            }
+            loop {
+                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == child => return code,
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
+                        return 128 + sig as i32;
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<NodeSettings> {
+        let mut vars = vars.to_vec();
+        vars.push((env::POD_SUBNET, "10.244.0.0/16"));
+        vars.push((env::SERVICE_SUBNET, "10.96.0.0/16"));
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        NodeSettings::from_env(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn dns_search_unset_empty_and_list() {
+        let base = [
+            (env::CLUSTER, "c"),
+            (env::ROLE, "worker"),
+            (env::NETWORK_MAGIC, "true"),
+        ];
+        assert_eq!(settings(&base).unwrap().dns_search, None);
+        let mut with = base.to_vec();
+        with.push((env::DNS_SEARCH, ""));
+        assert_eq!(settings(&with).unwrap().dns_search, Some(vec![]));
+        with.pop();
+        with.push((env::DNS_SEARCH, "a.test b.test"));
+        assert_eq!(
+            settings(&with).unwrap().dns_search,
+            Some(vec!["a.test".to_string(), "b.test".to_string()])
+        );
+    }
+
+    #[test]
+    fn the_node_address_is_eth0s() {
+        let line = "45: eth0    inet 172.18.0.3/16 brd 172.18.255.255 scope global eth0\\       valid_lft forever preferred_lft forever";
+        assert_eq!(parse_inet(line), Some("172.18.0.3".parse().unwrap()));
+        assert_eq!(parse_inet(""), None);
+    }
+
+    #[test]
+    fn missing_or_bad_settings_are_named() {
+        let e = settings(&[(env::CLUSTER, "c")]).unwrap_err().to_string();
+        assert!(e.contains(env::NETWORK_MAGIC), "{e}");
+        let e = settings(&[
+            (env::CLUSTER, "c"),
+            (env::ROLE, "worker"),
+            (env::NETWORK_MAGIC, "yes"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("expected true or false"), "{e}");
+    }
+}

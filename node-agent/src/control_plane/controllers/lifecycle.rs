@@ -1,0 +1,213 @@
+//! Object lifecycle controllers: namespace deletion (empty it, then remove it), garbage
+//! collection of dependents by owner reference, and pod GC (pods whose grace period ran out
+//! with no kubelet to finish them, and pods bound to nodes that no longer exist).
+
+use super::{Key, Reconciler};
+use crate::control_plane::apiserver::{ApiState, objects};
+use crate::control_plane::meta::{parse_time, str_at};
+use crate::control_plane::resources::{self, idx};
+use crate::control_plane::store::{Change, Event, EventType};
+use serde_json::Value;
+use std::sync::Arc;
+
+pub struct Namespaces;
+
+impl Reconciler for Namespaces {
+    fn keys_for(&mut self, _st: &ApiState, ev: &Event) -> Vec<Key> {
+        if ev.obj.res == idx::namespaces() && ev.ty != EventType::Deleted {
+            vec![(String::new(), ev.obj.name.to_string())]
+        } else {
+            vec![]
+        }
+    }
+
+    fn all_keys(&mut self, st: &ApiState) -> Vec<Key> {
+        let (ns, _, _) = st.store.list(idx::namespaces(), None, None, 0, |_| true);
+        ns.iter()
+            .map(|n| (String::new(), n.name.to_string()))
+            .collect()
+    }
+
+    async fn reconcile(&mut self, st: &Arc<ApiState>, key: Key) {
+        let Some(ns) = st.store.get(idx::namespaces(), "", &key.1) else {
+            return;
+        };
+        if ns
+            .value()
+            .pointer("/metadata/deletionTimestamp")
+            .is_none_or(Value::is_null)
+        {
+            return;
+        }
+        // Remove everything in it, pods without grace (their kubelets stop them anyway).
+        for (i, r) in resources::RESOURCES.iter().enumerate() {
+            if !r.namespaced {
+                continue;
+            }
+            let (objs, _, _) = st.store.list(i, Some(&key.1), None, 0, |_| true);
+            for o in objs {
+                let _ = objects::delete_one(st, i, &key.1, &o.name, Some(0), None, None).await;
+                if i == idx::pods() {
+                    force_delete(st, i, &key.1, &o.name).await;
+                }
+            }
+        }
+        let left = resources::RESOURCES.iter().enumerate().any(|(i, r)| {
+            r.namespaced
+                && !st
+                    .store
+                    .list(i, Some(&key.1), None, 1, |_| true)
+                    .0
+                    .is_empty()
+        });
+        if !left {
+            let name = key.1.clone();
+            let r = st
+                .store
+                .mutate(idx::namespaces(), "", &name, |cur| {
+                    Ok(cur.map_or(Change::Keep, Change::Delete))
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(namespace = %name, "removing: {e}");
+            }
+        }
+    }
+}
+
+/// Removes an object outright (no grace, finalizers ignored).
+pub async fn force_delete(st: &ApiState, res: usize, ns: &str, name: &str) {
+    let r = st
+        .store
+        .mutate(res, ns, name, |cur| {
+            Ok(match cur {
+                Some(v) => {
+                    st.admission.on_deleted(res, &v);
+                    Change::Delete(v)
+                }
+                None => Change::Keep,
+            })
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::warn!("force-deleting {ns}/{name}: {e}");
+    }
+}
+
+/// Deletes objects whose owners are all gone (background cascading deletion). A deletion
+/// marks its namespace for a look at the dependents there; the resync sweeps everything.
+#[derive(Default)]
+pub struct GarbageCollector;
+
+fn owner_alive(st: &ApiState, ns: &str, owner: &Value) -> bool {
+    let (Some(av), Some(kind), Some(name)) = (
+        owner.get("apiVersion").and_then(Value::as_str),
+        owner.get("kind").and_then(Value::as_str),
+        owner.get("name").and_then(Value::as_str),
+    ) else {
+        return false;
+    };
+    let Some(res) = resources::by_kind(av, kind) else {
+        // Owners of kinds minikind does not serve are not ours to judge.
+        return true;
+    };
+    let ons = if resources::get(res).namespaced {
+        ns
+    } else {
+        ""
+    };
+    st.store.get(res, ons, name).is_some_and(|o| {
+        owner
+            .get("uid")
+            .and_then(Value::as_str)
+            .is_none_or(|u| str_at(&o.value(), "/metadata/uid") == Some(u))
+    })
+}
+
+impl Reconciler for GarbageCollector {
+    fn keys_for(&mut self, _st: &ApiState, ev: &Event) -> Vec<Key> {
+        if ev.ty == EventType::Deleted {
+            vec![(ev.obj.namespace.to_string(), String::new())]
+        } else {
+            vec![]
+        }
+    }
+
+    fn all_keys(&mut self, _st: &ApiState) -> Vec<Key> {
+        vec![(String::new(), "*".into())]
+    }
+
+    async fn reconcile(&mut self, st: &Arc<ApiState>, key: Key) {
+        // A cluster-scoped owner that went away (empty namespace) means a look everywhere.
+        let ns = (key.1 != "*" && !key.0.is_empty()).then_some(key.0.as_str());
+        for (i, r) in resources::RESOURCES.iter().enumerate() {
+            if !r.namespaced {
+                continue;
+            }
+            let (objs, _, _) = st
+                .store
+                .list(i, ns, None, 0, |o| o.json_contains(b"\"ownerReferences\""));
+            for o in objs {
+                let v = o.value();
+                let owners: Vec<Value> = v
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                if owners.is_empty() || owners.iter().any(|w| owner_alive(st, &o.namespace, w)) {
+                    continue;
+                }
+                let _ = objects::delete_one(st, i, &o.namespace, &o.name, None, None, None).await;
+            }
+        }
+    }
+}
+
+/// Finishes pod deletions nobody else finishes.
+pub struct PodGc;
+
+impl Reconciler for PodGc {
+    fn keys_for(&mut self, _st: &ApiState, ev: &Event) -> Vec<Key> {
+        if ev.obj.res == idx::nodes() && ev.ty == EventType::Deleted {
+            vec![(String::new(), "*".into())]
+        } else {
+            vec![]
+        }
+    }
+
+    fn all_keys(&mut self, _st: &ApiState) -> Vec<Key> {
+        vec![(String::new(), "*".into())]
+    }
+
+    async fn reconcile(&mut self, st: &Arc<ApiState>, _key: Key) {
+        let now = jiff::Timestamp::now();
+        let (pods, _, _) = st.store.list(idx::pods(), None, None, 0, |_| true);
+        for p in pods {
+            let node = p.field("spec.nodeName").unwrap_or_default();
+            let node_gone = !node.is_empty() && st.store.get(idx::nodes(), "", node).is_none();
+            // Only pods being deleted need their JSON parsed.
+            let deleting = p.json_contains(b"\"deletionTimestamp\"")
+                && p.value()
+                    .pointer("/metadata/deletionTimestamp")
+                    .is_some_and(|x| !x.is_null());
+            let expired = deleting
+                && str_at(&p.value(), "/metadata/deletionTimestamp")
+                    .and_then(parse_time)
+                    .is_some_and(|t| t <= now);
+            if expired || (node_gone && deleting) {
+                force_delete(st, idx::pods(), &p.namespace, &p.name).await;
+            } else if node_gone {
+                let _ = objects::delete_one(
+                    st,
+                    idx::pods(),
+                    &p.namespace,
+                    &p.name,
+                    Some(0),
+                    None,
+                    None,
+                )
+                .await;
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The resource types the API server serves: their names, groups, scope and subresources.
+//!
+//! Everything else (routing, discovery, tables, storage keys) is derived from this one table so
+//! that a resource is added in exactly one place.
+
+/// One served resource type.
+#[derive(Debug)]
+pub struct Resource {
+    /// API group; `""` is the core (legacy) group served under `/api`.
+    pub group: &'static str,
+    pub version: &'static str,
+    /// Plural lower-case name as used in URLs (`pods`).
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Subresources: `status`, `log`, `exec`, `scale`, `binding`.
+    pub subresources: &'static [&'static str],
+    /// Field selectors (besides `metadata.name`/`metadata.namespace`) the real server accepts.
+    pub selectable_fields: &'static [&'static str],
+}
+
+impl Resource {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    /// The stable identifier used as the storage key prefix (`pods`, `apps/deployments`).
+    pub fn id(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}/{}", self.group, self.plural)
+        }
+    }
+
+    pub fn has_status(&self) -> bool {
+        self.subresources.contains(&"status")
+    }
+
+    pub fn verbs(&self) -> &'static [&'static str] {
+        &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
+    }
+}
+
+const ALL: &[&str] = &["all"];
+
+/// Every served resource, in discovery order.
+pub static RESOURCES: &[Resource] = &[
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: &[],
+        subresources: &["status"],
+        selectable_fields: &["status.phase"],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        singular: "node",
+        kind: "Node",
+        namespaced: false,
+        short_names: &["no"],
+        categories: &[],
+        subresources: &["status"],
+        selectable_fields: &["spec.unschedulable"],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        singular: "pod",
+        kind: "Pod",
+        namespaced: true,
+        short_names: &["po"],
+        categories: ALL,
+        subresources: &["status", "log", "exec", "binding"],
+        selectable_fields: &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "services",
+        singular: "service",
+        kind: "Service",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: ALL,
+        subresources: &["status"],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "endpoints",
+        singular: "endpoints",
+        kind: "Endpoints",
+        namespaced: true,
+        short_names: &["ep"],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "deployments",
+        singular: "deployment",
+        kind: "Deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: ALL,
+        subresources: &["status", "scale"],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "discovery.k8s.io",
+        version: "v1",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        kind: "EndpointSlice",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
+];
+
+/// Index of a resource in [`RESOURCES`]; cheap to copy and compare.
+pub type ResIdx = usize;
+
+pub fn by_path(group: &str, version: &str, plural: &str) -> Option<ResIdx> {
+    RESOURCES
+        .iter()
+        .position(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+pub fn by_kind(api_version: &str, kind: &str) -> Option<ResIdx> {
+    RESOURCES
+        .iter()
+        .position(|r| r.api_version() == api_version && r.kind == kind)
+}
+
+pub fn by_id(id: &str) -> Option<ResIdx> {
+    RESOURCES.iter().position(|r| r.id() == id)
+}
+
+pub fn get(idx: ResIdx) -> &'static Resource {
+    &RESOURCES[idx]
+}
+
+/// The groups served under `/apis`, each with its single version, in discovery order.
+pub fn named_groups() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        if !out.iter().any(|(g, _)| *g == r.group) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+/// Well-known indices, so controllers do not look resources up by string at run time.
+pub mod idx {
+    use super::*;
+    pub fn namespaces() -> ResIdx {
+        by_path("", "v1", "namespaces").expect("namespaces registered")
+    }
+    pub fn nodes() -> ResIdx {
+        by_path("", "v1", "nodes").expect("nodes registered")
+    }
+    pub fn pods() -> ResIdx {
+        by_path("", "v1", "pods").expect("pods registered")
+    }
+    pub fn services() -> ResIdx {
+        by_path("", "v1", "services").expect("services registered")
+    }
+    pub fn endpoints() -> ResIdx {
+        by_path("", "v1", "endpoints").expect("endpoints registered")
+    }
+    pub fn configmaps() -> ResIdx {
+        by_path("", "v1", "configmaps").expect("configmaps registered")
+    }
+    pub fn events() -> ResIdx {
+        by_path("", "v1", "events").expect("events registered")
+    }
+    pub fn deployments() -> ResIdx {
+        by_path("apps", "v1", "deployments").expect("deployments registered")
+    }
+    pub fn endpointslices() -> ResIdx {
+        by_path("discovery.k8s.io", "v1", "endpointslices").expect("endpointslices registered")
+    }
+}

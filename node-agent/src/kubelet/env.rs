@@ -1,0 +1,434 @@
+//! A container's environment and command line as the kubelet and the runtime make them:
+//! the runtime's `PATH` and `HOSTNAME`, the `KUBERNETES_SERVICE_*` variables of the master
+//! service, `envFrom`, then `env` (with `valueFrom`), `$(VAR)` references expanded in values,
+//! `command` and `args`.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow, bail};
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use super::spawn::{DEFAULT_PATH, look_path};
+
+/// The address and port of `default/kubernetes` (the API as pods reach it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MasterService {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+/// An ordered environment where a later definition replaces an earlier one in place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    vars: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn set(&mut self, name: &str, value: String) {
+        match self.vars.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.vars.push((name.to_string(), value)),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn into_vec(self) -> Vec<(String, String)> {
+        self.vars
+    }
+
+    pub fn as_slice(&self) -> &[(String, String)] {
+        &self.vars
+    }
+
+    fn map(&self) -> BTreeMap<&str, &str> {
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+}
+
+/// Expands `$(VAR)` from `vars` like the kubelet: `$$` is a literal `$`, an unknown or
+/// unclosed reference is left as written.
+pub fn expand(input: &str, vars: &BTreeMap<&str, &str>) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(') {
+            match inner.find(')') {
+                Some(end) => {
+                    let name = &inner[..end];
+                    match vars.get(name) {
+                        Some(v) => out.push_str(v),
+                        None => {
+                            out.push_str("$(");
+                            out.push_str(name);
+                            out.push(')');
+                        }
+                    }
+                    rest = &inner[end + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = inner;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The value of a `fieldRef` path of `pod` (the downward API).
+pub fn field_value(
+    pod: &Pod,
+    path: &str,
+    pod_ip: Option<Ipv4Addr>,
+    host_ip: Ipv4Addr,
+) -> Result<String> {
+    let meta = &pod.metadata;
+    let spec = pod.spec.as_ref();
+    let label_like = |prefix: &str, map: &Option<BTreeMap<String, String>>| {
+        path.strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix("']"))
+            .map(|key| {
+                map.as_ref()
+                    .and_then(|m| m.get(key))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+    };
+    if let Some(v) = label_like("metadata.labels['", &meta.labels) {
+        return Ok(v);
+    }
+    if let Some(v) = label_like("metadata.annotations['", &meta.annotations) {
+        return Ok(v);
+    }
+    Ok(match path {
+        "metadata.name" => meta.name.clone().unwrap_or_default(),
+        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
+        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into()),
+        "status.hostIP" | "status.hostIPs" => host_ip.to_string(),
+        "status.podIP" | "status.podIPs" => pod_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        other => bail!("fieldRef {other:?} is not supported"),
+    })
+}
+
+/// Looks up ConfigMap keys for `configMapKeyRef`/`envFrom`; given by the caller so that this
+/// module stays free of API calls. Returns None when the ConfigMap does not exist.
+pub type ConfigMapData = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The environment of `container`, everything resolved.
+pub fn container_env(
+    pod: &Pod,
+    container: &Container,
+    hostname: &str,
+    pod_ip: Option<Ipv4Addr>,
+    host_ip: Ipv4Addr,
+    master: Option<MasterService>,
+    config_maps: &ConfigMapData,
+) -> Result<Env> {
+    let mut env = Env::default();
+    env.set("PATH", DEFAULT_PATH.to_string());
+    env.set("HOSTNAME", hostname.to_string());
+    if let Some(m) = master {
+        let (ip, port) = (m.ip, m.port);
+        env.set("KUBERNETES_SERVICE_HOST", ip.to_string());
+        env.set("KUBERNETES_SERVICE_PORT", port.to_string());
+        env.set("KUBERNETES_SERVICE_PORT_HTTPS", port.to_string());
+        env.set("KUBERNETES_PORT", format!("tcp://{ip}:{port}"));
+        env.set(
+            &format!("KUBERNETES_PORT_{port}_TCP"),
+            format!("tcp://{ip}:{port}"),
+        );
+        env.set(&format!("KUBERNETES_PORT_{port}_TCP_PROTO"), "tcp".into());
+        env.set(
+            &format!("KUBERNETES_PORT_{port}_TCP_PORT"),
+            port.to_string(),
+        );
+        env.set(&format!("KUBERNETES_PORT_{port}_TCP_ADDR"), ip.to_string());
+    }
+    let cname = &container.name;
+    for from in container.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        if let Some(r) = &from.config_map_ref {
+            match config_maps.get(&r.name) {
+                Some(data) => {
+                    for (k, v) in data {
+                        env.set(&format!("{prefix}{k}"), v.clone());
+                    }
+                }
+                None if r.optional == Some(true) => {}
+                None => bail!("container {cname}: configmap {:?} not found", r.name),
+            }
+        }
+        if let Some(r) = &from.secret_ref
+            && r.optional != Some(true)
+        {
+            bail!(
+                "container {cname}: envFrom secret {:?}: secrets are not served by minikind's API",
+                r.name
+            );
+        }
+    }
+    for var in container.env.iter().flatten() {
+        let value = if let Some(from) = &var.value_from {
+            if let Some(f) = &from.field_ref {
+                field_value(pod, &f.field_path, pod_ip, host_ip)
+                    .map_err(|e| anyhow!("container {cname}: env {}: {e}", var.name))?
+            } else if let Some(r) = &from.config_map_key_ref {
+                match config_maps.get(&r.name).and_then(|d| d.get(&r.key)) {
+                    Some(v) => v.clone(),
+                    None if r.optional == Some(true) => continue,
+                    None => bail!(
+                        "container {cname}: env {}: key {:?} of configmap {:?} not found",
+                        var.name,
+                        r.key,
+                        r.name
+                    ),
+                }
+            } else if let Some(r) = &from.secret_key_ref {
+                if r.optional == Some(true) {
+                    continue;
+                }
+                bail!(
+                    "container {cname}: env {}: secret {:?}: secrets are not served by minikind's API",
+                    var.name,
+                    r.name
+                );
+            } else {
+                bail!(
+                    "container {cname}: env {}: resourceFieldRef is not supported",
+                    var.name
+                );
+            }
+        } else {
+            let vars = env.map();
+            expand(var.value.as_deref().unwrap_or(""), &vars)
+        };
+        env.set(&var.name, value);
+    }
+    Ok(env)
+}
+
+/// The ConfigMaps `container`'s environment refers to.
+pub fn referenced_config_maps(container: &Container) -> Vec<String> {
+    let mut names: Vec<String> = container
+        .env_from
+        .iter()
+        .flatten()
+        .filter_map(|f| f.config_map_ref.as_ref().map(|r| r.name.clone()))
+        .chain(container.env.iter().flatten().filter_map(|v| {
+            v.value_from
+                .as_ref()
+                .and_then(|f| f.config_map_key_ref.as_ref().map(|r| r.name.clone()))
+        }))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The program and arguments of `container`: `command` + `args` with `$(VAR)` expanded; with
+/// no `command`, a CoreDNS image runs `cluster-dns` (CoreDNS images' entrypoint is
+/// `/coredns`), any other image runs its `args` as the command (an image without an
+/// entrypoint). The program is looked up in the container's `PATH`.
+pub fn argv(container: &Container, env: &Env) -> Result<(PathBuf, Vec<OsString>)> {
+    let vars = env.map();
+    let command: Vec<String> = container
+        .command
+        .iter()
+        .flatten()
+        .map(|c| expand(c, &vars))
+        .collect();
+    let args: Vec<String> = container
+        .args
+        .iter()
+        .flatten()
+        .map(|a| expand(a, &vars))
+        .collect();
+    let image = container.image.as_deref().unwrap_or("");
+    let mut words: Vec<String> = if !command.is_empty() {
+        command.into_iter().chain(args).collect()
+    } else if image_is_coredns(image) {
+        std::iter::once("cluster-dns".to_string())
+            .chain(args)
+            .collect()
+    } else {
+        args
+    };
+    if words.is_empty() {
+        bail!(
+            "container {} has no command, and image {image:?} has no entrypoint minikind knows (only CoreDNS images have one)",
+            container.name
+        );
+    }
+    let program = words.remove(0);
+    let path = env.get("PATH").unwrap_or(DEFAULT_PATH);
+    let Some(resolved) = look_path(&program, path) else {
+        bail!("exec: {program:?}: executable file not found in $PATH");
+    };
+    Ok((resolved, words.into_iter().map(OsString::from).collect()))
+}
+
+/// Whether an image reference names CoreDNS (`registry.k8s.io/coredns/coredns:v1.12.0`,
+/// `coredns/coredns`, …).
+pub fn image_is_coredns(image: &str) -> bool {
+    let without_tag = image.split(['@']).next().unwrap_or("");
+    let repo = match without_tag.rsplit_once(':') {
+        Some((r, tag)) if !tag.contains('/') => r,
+        _ => without_tag,
+    };
+    repo.rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains("coredns"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-0", "namespace": "prod", "uid": "u-1",
+                         "labels": {"app": "web"}},
+            "spec": {"nodeName": "kind-worker", "containers": [{"name": "c"}]}
+        }))
+        .unwrap()
+    }
+
+    fn container(v: serde_json::Value) -> Container {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn expansion_like_the_kubelet() {
+        let vars: BTreeMap<&str, &str> = [("A", "1"), ("B", "two")].into();
+        assert_eq!(expand("$(A)-$(B)", &vars), "1-two");
+        assert_eq!(expand("$$(A) $(C) $(A", &vars), "$(A) $(C) $(A");
+        assert_eq!(expand("cost $5", &vars), "cost $5");
+    }
+
+    #[test]
+    fn environment_in_order_with_downward_api_and_config_maps() {
+        let c = container(json!({
+            "name": "c",
+            "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+            "env": [
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}},
+                {"name": "GREETING", "value": "$(POD) at $(KUBERNETES_SERVICE_HOST)"},
+                {"name": "PATH", "value": "/opt/bin:$(PATH)"}
+            ]
+        }));
+        let cms: ConfigMapData = [(
+            "cfg".to_string(),
+            [("mode".to_string(), "fast".to_string())].into(),
+        )]
+        .into();
+        let env = container_env(
+            &pod(),
+            &c,
+            "web-0",
+            Some(Ipv4Addr::new(10, 244, 1, 5)),
+            Ipv4Addr::new(172, 18, 0, 3),
+            Some(MasterService {
+                ip: Ipv4Addr::new(10, 96, 0, 1),
+                port: 443,
+            }),
+            &cms,
+        )
+        .unwrap();
+        assert_eq!(env.get("CFG_mode"), Some("fast"));
+        assert_eq!(env.get("IP"), Some("10.244.1.5"));
+        assert_eq!(env.get("APP"), Some("web"));
+        assert_eq!(env.get("MODE"), Some("fast"));
+        assert_eq!(env.get("GREETING"), Some("web-0 at 10.96.0.1"));
+        assert_eq!(
+            env.get("KUBERNETES_PORT_443_TCP"),
+            Some("tcp://10.96.0.1:443")
+        );
+        assert_eq!(env.get("PATH"), Some(&*format!("/opt/bin:{DEFAULT_PATH}")));
+        // PATH was redefined in place, so it stays first.
+        assert_eq!(env.as_slice()[0].0, "PATH");
+    }
+
+    #[test]
+    fn missing_references_are_errors_naming_them() {
+        let c = container(json!({
+            "name": "c",
+            "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]
+        }));
+        let e = container_env(
+            &pod(),
+            &c,
+            "h",
+            None,
+            Ipv4Addr::LOCALHOST,
+            None,
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("container c") && e.contains("\"nope\""), "{e}");
+        assert_eq!(referenced_config_maps(&c), vec!["nope".to_string()]);
+    }
+
+    #[test]
+    fn command_args_and_the_coredns_entrypoint() {
+        let env = Env {
+            vars: vec![
+                ("PATH".into(), DEFAULT_PATH.into()),
+                ("N".into(), "3".into()),
+            ],
+        };
+        let c = container(
+            json!({"name": "c", "image": "busybox", "command": ["sleep"], "args": ["$(N)"]}),
+        );
+        let (prog, args) = argv(&c, &env).unwrap();
+        assert!(prog.is_absolute() && prog.ends_with("sleep"), "{prog:?}");
+        assert_eq!(args, vec![OsString::from("3")]);
+        let c = container(json!({"name": "c", "image": "busybox", "args": ["sleep", "1"]}));
+        assert!(argv(&c, &env).unwrap().0.ends_with("sleep"));
+        let c = container(json!({"name": "c", "image": "busybox"}));
+        assert!(
+            argv(&c, &env)
+                .unwrap_err()
+                .to_string()
+                .contains("no command")
+        );
+        let c = container(json!({"name": "c", "image": "x", "command": ["no-such-binary-here"]}));
+        assert_eq!(
+            argv(&c, &env).unwrap_err().to_string(),
+            "exec: \"no-such-binary-here\": executable file not found in $PATH"
+        );
+        assert!(image_is_coredns("registry.k8s.io/coredns/coredns:v1.12.0"));
+        assert!(image_is_coredns("localhost:5000/coredns@sha256:abc"));
+        assert!(!image_is_coredns("coredns-like.example/busybox:1.36"));
+        assert!(!image_is_coredns("busybox"));
+    }
+}

@@ -1,0 +1,251 @@
+//! Pod traffic between nodes, as kindnet does it: a route to every other node's pod CIDR via
+//! that node's InternalIP, and masquerade for pod traffic that leaves the cluster's pod
+//! subnet.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use crate::pod_network::ip;
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use tokio_util::sync::CancellationToken;
+
+/// Our routes carry this protocol number, so they can be listed and removed without
+/// touching anyone else's (a number no routing daemon in iproute2's table claims).
+pub const ROUTE_PROTO: &str = "77";
+
+/// The nat chain holding the masquerade rules.
+pub const MASQ_CHAIN: &str = "MINIKIND-MASQ";
+
+/// Pod CIDR → node IP for every node but `me` that has both.
+pub fn desired_routes(nodes: &[Node], me: &str) -> BTreeMap<Ipv4Net, Ipv4Addr> {
+    let mut out = BTreeMap::new();
+    for n in nodes {
+        if n.metadata.name.as_deref() == Some(me) {
+            continue;
+        }
+        let cidr = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidr.as_deref())
+            .and_then(|c| c.parse::<Ipv4Net>().ok());
+        let ip = n
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+            .find(|a| a.type_ == "InternalIP")
+            .and_then(|a| a.address.parse::<Ipv4Addr>().ok());
+        if let (Some(cidr), Some(ip)) = (cidr, ip) {
+            out.insert(cidr.trunc(), ip);
+        }
+    }
+    out
+}
+
+/// Our routes as the kernel holds them: destination → gateway.
+pub fn installed_routes() -> Result<BTreeMap<Ipv4Net, Ipv4Addr>> {
+    let text = ip(&["-4", "route", "show", "proto", ROUTE_PROTO])?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let dst = w.first()?.parse::<Ipv4Net>().ok()?;
+            let via = w.iter().position(|x| *x == "via")?;
+            Some((dst, w.get(via + 1)?.parse().ok()?))
+        })
+        .collect())
+}
+
+/// Makes our routes exactly `want`: adds or replaces what differs, removes what is stale.
+pub fn sync_routes(want: &BTreeMap<Ipv4Net, Ipv4Addr>) -> Result<()> {
+    let have = installed_routes()?;
+    let mut errors = Vec::new();
+    for (dst, via) in want {
+        if have.get(dst) == Some(via) {
+            continue;
+        }
+        let (dst, via) = (dst.to_string(), via.to_string());
+        if let Err(e) = ip(&["route", "replace", &dst, "via", &via, "proto", ROUTE_PROTO]) {
+            errors.push(format!("{e:#}"));
+        }
+    }
+    for dst in have.keys().filter(|d| !want.contains_key(d)) {
+        if let Err(e) = ip(&["route", "del", &dst.to_string(), "proto", ROUTE_PROTO]) {
+            errors.push(format!("{e:#}"));
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(())
+}
+
+/// The masquerade rules in `iptables-restore --noflush` form: declaring the chain flushes
+/// only it, so re-applying never duplicates and never touches other rules.
+pub fn masquerade_rules(cluster_cidr: Ipv4Net) -> String {
+    format!(
+        "*nat\n:{MASQ_CHAIN} - [0:0]\n\
+         -A {MASQ_CHAIN} -d {cluster_cidr} -m comment --comment \"minikind: pod-to-pod traffic is not masqueraded\" -j RETURN\n\
+         -A {MASQ_CHAIN} -m comment --comment \"minikind: pod traffic leaving the pod subnet\" -j MASQUERADE\n\
+         COMMIT\n"
+    )
+}
+
+/// Installs the chain and the POSTROUTING jump for traffic from this node's pods (idempotent).
+pub fn ensure_masquerade(
+    iptables: &str,
+    node_pod_cidr: Ipv4Net,
+    cluster_cidr: Ipv4Net,
+) -> Result<()> {
+    use std::io::Write;
+    let restore = format!("{iptables}-restore");
+    let mut child = Command::new(&restore)
+        .arg("--noflush")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {restore}"))?;
+    child
+        .stdin
+        .take()
+        .context("iptables-restore stdin")?
+        .write_all(masquerade_rules(cluster_cidr).as_bytes())
+        .context("writing the masquerade rules")?;
+    let out = child
+        .wait_with_output()
+        .context("waiting for iptables-restore")?;
+    if !out.status.success() {
+        bail!(
+            "{restore} --noflush: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let src = node_pod_cidr.trunc().to_string();
+    let rule = [
+        "POSTROUTING",
+        "-s",
+        &src,
+        "-m",
+        "comment",
+        "--comment",
+        "minikind: masquerade pod traffic leaving the pod subnet",
+        "-j",
+        MASQ_CHAIN,
+    ];
+    let present = Command::new(iptables)
+        .args(["-t", "nat", "-C"])
+        .args(rule)
+        .output()
+        .with_context(|| format!("running {iptables} -C"))?
+        .status
+        .success();
+    if !present {
+        let out = Command::new(iptables)
+            .args(["-t", "nat", "-A"])
+            .args(rule)
+            .output()
+            .with_context(|| format!("running {iptables} -A"))?;
+        if !out.status.success() {
+            bail!(
+                "{iptables} -t nat -A POSTROUTING: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Watches the Nodes and keeps the routes to their pod CIDRs in sync until `shutdown`; with
+/// `tunnel_from` (this node's IP) through VXLAN links instead (see `overlay.rs`).
+pub async fn watch_nodes(
+    client: kube::Client,
+    me: String,
+    tunnel_from: Option<Ipv4Addr>,
+    shutdown: CancellationToken,
+) {
+    let api: Api<Node> = Api::all(client);
+    let (reader, writer) = reflector::store();
+    let stream = reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .applied_objects();
+    futures::pin_mut!(stream);
+    let mut last: Option<BTreeMap<Ipv4Net, Ipv4Addr>> = None;
+    let mut retry = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            ev = stream.next() => {
+                match ev {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => { tracing::debug!("watching nodes: {e}"); continue; }
+                    None => return,
+                }
+            }
+            _ = retry.tick() => { last = None; }
+            _ = shutdown.cancelled() => return,
+        }
+        let nodes: Vec<Node> = reader.state().iter().map(|n| (**n).clone()).collect();
+        let want = desired_routes(&nodes, &me);
+        if last.as_ref() == Some(&want) {
+            continue;
+        }
+        let w = want.clone();
+        let sync = move || match tunnel_from {
+            Some(ip) => crate::overlay::sync(&w, ip, ROUTE_PROTO),
+            None => sync_routes(&w),
+        };
+        match tokio::task::spawn_blocking(sync).await {
+            Ok(Ok(())) => last = Some(want),
+            Ok(Err(e)) => tracing::warn!("syncing pod routes: {e:#}"),
+            Err(e) => tracing::warn!("pod route task: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(name: &str, cidr: Option<&str>, ip: Option<&str>) -> Node {
+        let mut v = json!({"metadata": {"name": name}, "spec": {}, "status": {"addresses": []}});
+        if let Some(c) = cidr {
+            v["spec"]["podCIDR"] = json!(c);
+        }
+        if let Some(ip) = ip {
+            v["status"]["addresses"] = json!([{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": ip}]);
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn routes_to_every_other_node_with_a_cidr_and_an_address() {
+        let nodes = vec![
+            node("cp", Some("10.244.0.0/24"), Some("172.18.0.2")),
+            node("w1", Some("10.244.1.0/24"), Some("172.18.0.3")),
+            node("w2", None, Some("172.18.0.4")),
+            node("w3", Some("10.244.3.0/24"), None),
+        ];
+        let r = desired_routes(&nodes, "cp");
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            r[&"10.244.1.0/24".parse().unwrap()],
+            Ipv4Addr::new(172, 18, 0, 3)
+        );
+    }
+
+    #[test]
+    fn masquerade_rules_return_inside_the_pod_subnet() {
+        let r = masquerade_rules("10.244.0.0/16".parse().unwrap());
+        assert!(r.starts_with("*nat\n:MINIKIND-MASQ - [0:0]\n"));
+        assert!(r.contains("-A MINIKIND-MASQ -d 10.244.0.0/16 "));
+        assert!(r.contains("-j MASQUERADE\nCOMMIT\n"));
+    }
+}
