@@ -248,6 +248,22 @@ fn api_error(e: kube::Error) -> anyhow::Error {
     }
 }
 
+/// The object without what controllers write on their own (status, versions, field owners):
+/// comparing resource versions alone would call an apply "configured" whenever a controller
+/// happened to update the status between our read and our patch.
+fn desired_state(o: &DynamicObject) -> anyhow::Result<Value> {
+    let mut v = serde_json::to_value(o).context("encoding the object")?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("status");
+    }
+    if let Some(meta) = v["metadata"].as_object_mut() {
+        for k in ["resourceVersion", "managedFields", "generation"] {
+            meta.remove(k);
+        }
+    }
+    Ok(v)
+}
+
 async fn apply_one(
     client: &kube::Client,
     d: &manifest::Doc,
@@ -267,18 +283,17 @@ async fn apply_one(
         .get_opt(&d.name)
         .await
         .map_err(api_error)
-        .with_context(|| d.describe())?
-        .and_then(|o| o.metadata.resource_version);
+        .with_context(|| d.describe())?;
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let after = api
         .patch(&d.name, &pp, &Patch::Apply(&body))
         .await
         .map_err(api_error)
         .with_context(|| format!("applying {}", d.describe()))?;
-    let verb = match (before, after.metadata.resource_version) {
-        (None, _) => "created",
-        (Some(a), Some(b)) if a == b => "unchanged",
-        _ => "configured",
+    let verb = match before {
+        None => "created",
+        Some(b) if desired_state(&b)? == desired_state(&after)? => "unchanged",
+        Some(_) => "configured",
     };
     writeln!(out, "{}/{} {verb}", d.kind.display(), d.name)?;
     Ok(())
