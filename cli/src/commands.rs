@@ -47,6 +47,8 @@ enum Command {
     Apply(ObjectArgs),
     /// Set the replicas of a Deployment, like `kubectl scale`.
     Scale(ObjectArgs),
+    /// Restart a Deployment or wait for its rollout, like `kubectl rollout restart|status`.
+    Rollout(ObjectArgs),
     /// Run a command in a pod's container, like `kubectl exec POD -- CMD`.
     Exec {
         /// Cluster name (`-n` is the namespace here, as in kubectl).
@@ -375,6 +377,7 @@ async fn run(command: Command, status: &Status) -> Result<()> {
         }
         Command::Apply(a) => run_objects("apply", a.args).await,
         Command::Scale(a) => run_objects("scale", a.args).await,
+        Command::Rollout(a) => run_objects("rollout", a.args).await,
         Command::Delete(DeleteArgs {
             which: None,
             objects,

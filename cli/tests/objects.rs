@@ -144,6 +144,24 @@ async fn objects_apply_get_scale_delete() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["spec"]["replicas"], 3);
 
+    let out = run(&client, &["rollout", "restart", "deployment/web"])
+        .await
+        .unwrap();
+    assert_eq!(out, "deployment.apps/web restarted\n");
+    let out = run(&client, &["get", "deploy/web", "-o", "json"])
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let stamp =
+        v["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .as_str()
+            .unwrap_or_default();
+    assert!(stamp.ends_with('Z') && stamp.len() == 20, "{v}");
+    let e = run(&client, &["rollout", "restart", "cm", "settings"])
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("only deployments"), "{e:#}");
+
     let out = run(&client, &["delete", "-f", f]).await.unwrap();
     assert_eq!(
         out,

@@ -1,11 +1,13 @@
 //! Objects from the command line, through kube-rs: `apply -f`, `delete -f|KIND NAME`,
-//! `get KIND [NAME] [-A] [-o wide|yaml|json]`, `scale deployment NAME --replicas N`.
+//! `get KIND [NAME] [-A] [-o wide|yaml|json]`, `scale deployment NAME --replicas N`,
+//! `rollout restart|status deployment NAME`.
 //!
 //! The cluster (and so the client) is chosen by the caller (`--name`, as KIND does).
 
 mod kinds;
 mod manifest;
 mod print;
+mod rollout;
 
 use anyhow::{Context, bail};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -76,6 +78,34 @@ pub enum ObjectCommand {
         replicas: i32,
         #[arg(short = 'n', long)]
         namespace: Option<String>,
+    },
+    /// Restart a Deployment's pods or wait for its rollout, like `kubectl rollout`
+    Rollout {
+        #[command(subcommand)]
+        action: RolloutAction,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RolloutAction {
+    /// Replace every pod of a Deployment with a fresh one (stamps the pod template)
+    Restart {
+        /// `deployment NAME` or `deployment/NAME`
+        target: String,
+        name: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Wait until a Deployment's pods all run its current template and are ready
+    Status {
+        /// `deployment NAME` or `deployment/NAME`
+        target: String,
+        name: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Give up after this long (e.g. 90s, 2m)
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
 }
 
@@ -180,21 +210,14 @@ pub async fn run_to(
             replicas,
             namespace,
         } => {
-            let (k, names) = kind_and_names(&target, name.into_iter().collect())?;
-            if k.kind != "Deployment" {
-                bail!("scale: only deployments can be scaled, not {}", k.plural);
-            }
-            let [name] = names.as_slice() else {
-                bail!("scale: name exactly one deployment");
-            };
+            let (name, ns) = one_deployment(&client, "scale", &target, name, namespace)?;
             if replicas < 0 {
                 bail!("scale: --replicas must be 0 or more, not {replicas}");
             }
-            let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
             let api: Api<k8s_openapi::api::apps::v1::Deployment> =
                 Api::namespaced(client.clone(), &ns);
             api.patch_scale(
-                name,
+                &name,
                 &PatchParams::default(),
                 &Patch::Merge(json!({"spec": {"replicas": replicas}})),
             )
@@ -204,7 +227,27 @@ pub async fn run_to(
             writeln!(out, "deployment.apps/{name} scaled")?;
             Ok(())
         }
+        ObjectCommand::Rollout { action } => rollout::run(&client, action, out).await,
     }
+}
+
+/// The one deployment a `scale`/`rollout` command names, as (name, namespace).
+fn one_deployment(
+    client: &kube::Client,
+    verb: &str,
+    target: &str,
+    name: Option<String>,
+    namespace: Option<String>,
+) -> anyhow::Result<(String, String)> {
+    let (k, names) = kind_and_names(target, name.into_iter().collect())?;
+    if k.kind != "Deployment" {
+        bail!("{verb}: only deployments are supported, not {}", k.plural);
+    }
+    let [name] = names.as_slice() else {
+        bail!("{verb}: name exactly one deployment");
+    };
+    let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+    Ok((name.clone(), ns))
 }
 
 /// `deploy web` or `deploy/web`.

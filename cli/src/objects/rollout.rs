@@ -1,0 +1,184 @@
+//! `rollout restart` and `rollout status` for Deployments, with kubectl's behaviour: a restart
+//! stamps the pod template with `kubectl.kubernetes.io/restartedAt`, so the template hash changes
+//! and the deployment controller replaces the pods; status waits on the Deployment's status
+//! fields and prints kubectl's progress lines, each only when it changes.
+
+use super::{RolloutAction, api_error, one_deployment};
+use anyhow::{Context, bail};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// The annotation `kubectl rollout restart` sets on the pod template.
+const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+pub async fn run(
+    client: &kube::Client,
+    action: RolloutAction,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    match action {
+        RolloutAction::Restart {
+            target,
+            name,
+            namespace,
+        } => {
+            let (name, ns) = one_deployment(client, "rollout restart", &target, name, namespace)?;
+            let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+            let now = rfc3339_seconds(std::time::SystemTime::now());
+            let patch =
+                json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
+            api.patch(&name, &PatchParams::default(), &Patch::Strategic(patch))
+                .await
+                .map_err(api_error)
+                .with_context(|| format!("restarting deployment {name} in {ns}"))?;
+            writeln!(out, "deployment.apps/{name} restarted")?;
+            Ok(())
+        }
+        RolloutAction::Status {
+            target,
+            name,
+            namespace,
+            timeout,
+        } => {
+            let (name, ns) = one_deployment(client, "rollout status", &target, name, namespace)?;
+            let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+            let start = Instant::now();
+            let mut last = String::new();
+            loop {
+                let d = api
+                    .get(&name)
+                    .await
+                    .map_err(api_error)
+                    .with_context(|| format!("reading deployment {name} in {ns}"))?;
+                let (done, message) = progress(&name, &d);
+                if message != last {
+                    out.write_all(message.as_bytes())?;
+                    out.flush()?;
+                    last = message;
+                }
+                if done {
+                    return Ok(());
+                }
+                if start.elapsed() >= timeout {
+                    bail!("timed out waiting for the condition (deployment {name} in {ns})");
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+/// kubectl's deployment status viewer: whether the rollout is complete, and the line to print.
+fn progress(name: &str, d: &Deployment) -> (bool, String) {
+    let generation = d.metadata.generation.unwrap_or(0);
+    let status = d.status.clone().unwrap_or_default();
+    if status.observed_generation.unwrap_or(0) < generation {
+        return (
+            false,
+            "Waiting for deployment spec update to be observed...\n".into(),
+        );
+    }
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    if updated < want {
+        return (
+            false,
+            format!(
+                "Waiting for deployment {name:?} rollout to finish: {updated} out of {want} new replicas have been updated...\n"
+            ),
+        );
+    }
+    if total > updated {
+        return (
+            false,
+            format!(
+                "Waiting for deployment {name:?} rollout to finish: {} old replicas are pending termination...\n",
+                total - updated
+            ),
+        );
+    }
+    if available < updated {
+        return (
+            false,
+            format!(
+                "Waiting for deployment {name:?} rollout to finish: {available} of {updated} updated replicas are available...\n"
+            ),
+        );
+    }
+    (
+        true,
+        format!("deployment {name:?} successfully rolled out\n"),
+    )
+}
+
+/// RFC 3339 in UTC with seconds, as Go's `time.RFC3339` prints it (`2026-11-22T10:04:05Z`).
+fn rfc3339_seconds(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(generation: i64, status: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "generation": generation},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn progress_follows_kubectls_order_of_checks() {
+        let cases = [
+            (
+                deployment(2, json!({"observedGeneration": 1})),
+                "Waiting for deployment spec update to be observed...\n",
+            ),
+            (
+                deployment(
+                    2,
+                    json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1}),
+                ),
+                "Waiting for deployment \"web\" rollout to finish: 1 out of 2 new replicas have been updated...\n",
+            ),
+            (
+                deployment(
+                    2,
+                    json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2}),
+                ),
+                "Waiting for deployment \"web\" rollout to finish: 1 old replicas are pending termination...\n",
+            ),
+            (
+                deployment(
+                    2,
+                    json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1}),
+                ),
+                "Waiting for deployment \"web\" rollout to finish: 1 of 2 updated replicas are available...\n",
+            ),
+        ];
+        for (d, want) in cases {
+            assert_eq!(progress("web", &d), (false, want.to_string()));
+        }
+        let done = deployment(
+            2,
+            json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+        );
+        assert_eq!(
+            progress("web", &done),
+            (true, "deployment \"web\" successfully rolled out\n".into())
+        );
+    }
+
+    #[test]
+    fn timestamps_look_like_gos_rfc3339() {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(rfc3339_seconds(t), "2026-11-18T11:06:40Z");
+    }
+}
