@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 
+use super::attempt::{Attempt, AttemptResult};
+use super::present::rcode_name;
 use super::search::candidate_names;
 use crate::resolv_conf::ResolvConf;
 
@@ -15,7 +17,8 @@ use crate::resolv_conf::ResolvConf;
 pub const EDNS_UDP_SIZE: u16 = 1232;
 
 /// How a message travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transport {
     Udp,
     Tcp,
@@ -49,6 +52,8 @@ pub struct Exchange {
     pub response: Message,
     pub server: SocketAddr,
     pub transport: Transport,
+    /// The client side of the exchange (what the server saw as the client).
+    pub local: SocketAddr,
     pub elapsed: Duration,
     /// Size of the reply on the wire, in bytes.
     pub size: usize,
@@ -100,13 +105,64 @@ pub fn exchange(
     transport: Transport,
     timeout: Duration,
 ) -> Result<Exchange, ExchangeError> {
+    exchange_attempt(server, query, transport, timeout).0
+}
+
+/// Like [`exchange`], and the exchange as an [`Attempt`] (client port, id, outcome, time),
+/// whatever happened.
+pub fn exchange_attempt(
+    server: SocketAddr,
+    query: &Message,
+    transport: Transport,
+    timeout: Duration,
+) -> (Result<Exchange, ExchangeError>, Attempt) {
+    let mut local = None;
+    let started = Instant::now();
+    let result = exchange_inner(server, query, transport, timeout, &mut local, started);
+    let elapsed = started.elapsed();
+    let (name, rtype) = query.queries.first().map_or_else(
+        || (".".to_string(), "A".to_string()),
+        |q| (q.name().to_string(), q.query_type().to_string()),
+    );
+    let attempt = Attempt {
+        name,
+        rtype,
+        server,
+        transport,
+        local,
+        id: query.metadata.id,
+        result: match &result {
+            Ok(reply) => AttemptResult::Reply {
+                rcode: rcode_name(reply.response.metadata.response_code),
+                truncated: reply.response.metadata.truncation,
+                answers: reply.response.answers.len(),
+            },
+            Err(e) => AttemptResult::Failed {
+                error: e.to_string(),
+            },
+        },
+        elapsed: match &result {
+            Ok(reply) => reply.elapsed,
+            Err(_) => elapsed,
+        },
+    };
+    (result, attempt)
+}
+
+fn exchange_inner(
+    server: SocketAddr,
+    query: &Message,
+    transport: Transport,
+    timeout: Duration,
+    local: &mut Option<SocketAddr>,
+    started: Instant,
+) -> Result<Exchange, ExchangeError> {
     let bytes = query
         .to_vec()
         .map_err(|e| ExchangeError::Encode(e.to_string()))?;
-    let started = Instant::now();
     let reply = match transport {
-        Transport::Udp => udp_exchange(server, &bytes, query.metadata.id, timeout)?,
-        Transport::Tcp => tcp_exchange(server, &bytes, timeout)?,
+        Transport::Udp => udp_exchange(server, &bytes, query.metadata.id, timeout, local)?,
+        Transport::Tcp => tcp_exchange(server, &bytes, timeout, local)?,
     };
     let elapsed = started.elapsed();
     let size = reply.len();
@@ -123,6 +179,7 @@ pub fn exchange(
         response,
         server,
         transport,
+        local: local.unwrap_or_else(|| unspecified_for(server)),
         elapsed,
         size,
     })
@@ -147,10 +204,13 @@ fn udp_exchange(
     bytes: &[u8],
     id: u16,
     timeout: Duration,
+    local: &mut Option<SocketAddr>,
 ) -> Result<Vec<u8>, ExchangeError> {
     let socket = UdpSocket::bind(unspecified_for(server))?;
-    // connect() makes the kernel drop datagrams from anyone but the server.
+    // connect() makes the kernel drop datagrams from anyone but the server; it also picks the
+    // source address, which is what the server will log as the client.
     socket.connect(server)?;
+    *local = socket.local_addr().ok();
     socket.send(bytes)?;
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 65535];
@@ -173,9 +233,11 @@ fn tcp_exchange(
     server: SocketAddr,
     bytes: &[u8],
     timeout: Duration,
+    local: &mut Option<SocketAddr>,
 ) -> Result<Vec<u8>, ExchangeError> {
     let deadline = Instant::now() + timeout;
     let mut stream = TcpStream::connect_timeout(&server, timeout).map_err(io_timeout)?;
+    *local = stream.local_addr().ok();
     let left = || {
         deadline
             .saturating_duration_since(Instant::now())
@@ -259,6 +321,8 @@ pub enum QueryEvent<'a> {
     Failed(SocketAddr, Transport, &'a ExchangeError),
     /// The UDP reply had TC set; the same server is asked over TCP.
     Truncated(SocketAddr),
+    /// One exchange finished (or failed); sent for every exchange, before the events above.
+    Attempt(&'a Attempt),
 }
 
 /// Sends `query` to each server in turn, `attempts` rounds, until one answers. A truncated
@@ -275,12 +339,17 @@ pub fn query_servers(
     } else {
         Transport::Udp
     };
+    let send = |server, transport, on_event: &mut dyn FnMut(QueryEvent<'_>)| {
+        let (result, attempt) = exchange_attempt(server, query, transport, config.timeout);
+        on_event(QueryEvent::Attempt(&attempt));
+        result
+    };
     for _ in 0..config.attempts.max(1) {
         for &server in &config.servers {
-            match exchange(server, query, first, config.timeout) {
+            match send(server, first, &mut on_event) {
                 Ok(reply) if reply.response.metadata.truncation && first == Transport::Udp => {
                     on_event(QueryEvent::Truncated(server));
-                    match exchange(server, query, Transport::Tcp, config.timeout) {
+                    match send(server, Transport::Tcp, &mut on_event) {
                         Ok(reply) => return Ok(reply),
                         Err(e) => {
                             on_event(QueryEvent::Failed(server, Transport::Tcp, &e));
@@ -325,6 +394,16 @@ pub struct Lookup {
 /// candidate after NXDOMAIN, NODATA or a server failure; stop at the first answer, or when no
 /// server replies at all.
 pub fn lookup(config: &ResolverConfig, name: &str, rtype: RecordType) -> Result<Lookup, String> {
+    lookup_with(config, name, rtype, |_| {})
+}
+
+/// [`lookup`], telling `on_event` about every exchange (`nslookup -debug` prints them).
+pub fn lookup_with(
+    config: &ResolverConfig,
+    name: &str,
+    rtype: RecordType,
+    mut on_event: impl FnMut(QueryEvent<'_>),
+) -> Result<Lookup, String> {
     let mut tried = Vec::new();
     let mut nodata = None;
     let mut servfail = None;
@@ -332,7 +411,7 @@ pub fn lookup(config: &ResolverConfig, name: &str, rtype: RecordType) -> Result<
         let qname = parse_name(&candidate)?;
         tried.push(candidate);
         let query = build_query(qname, rtype, config.edns);
-        let reply = match query_servers(config, &query, |_| {}) {
+        let reply = match query_servers(config, &query, &mut on_event) {
             Ok(reply) => reply,
             Err(unreachable) => {
                 return Ok(Lookup {

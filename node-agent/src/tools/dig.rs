@@ -1,10 +1,17 @@
 //! `dig`: one DNS query, printed the way BIND's dig prints it.
 //!
 //! `dig [@server] [-p port] [-t type] [-x addr] name [type] [+short] [+search|+nosearch]
-//! [+tcp|+notcp|+vc|+novc] [+noall] [+answer] [+question] [+authority] [+additional]
-//! [+comments] [+cmd] [+stats] [+edns|+noedns] [+time=N] [+tries=N] [+retry=N] [+ndots=N]`.
+//! [+showsearch] [+tcp|+notcp|+vc|+novc] [+noall] [+answer] [+question] [+authority]
+//! [+additional] [+comments] [+cmd] [+stats] [+edns|+noedns] [+time=N] [+tries=N] [+retry=N]
+//! [+ndots=N]`.
 //! Exit codes as dig's: 0 a reply (whatever its rcode), 1 usage error, 9 no reply,
 //! 10 a problem before querying (bad server address, unreadable resolv.conf).
+//!
+//! `+showsearch` (BIND's name; it implies `+search`) prints every exchange of the search-list
+//! walk as it happens — the name tried, the server that answered (`ip#port`), the client port
+//! and id a server's query log shows, the code and the milliseconds — so `ndots` can be watched
+//! at work ([`super::attempt`] has the line format). BIND's dig prints each intermediate reply
+//! in full instead; one line each keeps a five-step walk readable.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -21,7 +28,7 @@ use super::search::candidate_names;
 use super::{ToolEnv, string_args};
 use crate::resolv_conf::ResolvConf;
 
-const USAGE: &str = "Usage: dig [@server] [-p port] [-t type] [-x addr] name [type] [+short] [+search] [+tcp|+notcp] [+noall] [+answer] [+time=N] [+tries=N]";
+const USAGE: &str = "Usage: dig [@server] [-p port] [-t type] [-x addr] name [type] [+short] [+search] [+showsearch] [+tcp|+notcp] [+noall] [+answer] [+time=N] [+tries=N] [+ndots=N]";
 
 /// Which parts of the output are printed.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +65,8 @@ struct DigArgs {
     name: Option<String>,
     rtype: Option<RecordType>,
     search: bool,
+    /// Print every exchange of the search-list walk.
+    showsearch: bool,
     tcp: bool,
     edns: bool,
     time: Option<u64>,
@@ -74,6 +83,7 @@ fn parse_args(args: &[String]) -> Result<DigArgs, String> {
         name: None,
         rtype: None,
         search: false,
+        showsearch: false,
         tcp: false,
         edns: true,
         time: None,
@@ -171,6 +181,7 @@ fn plus_option(parsed: &mut DigArgs, option: &str) -> Result<(), String> {
     match key {
         "short" => d.short = on,
         "search" => parsed.search = on,
+        "showsearch" => parsed.showsearch = on,
         "tcp" | "vc" => parsed.tcp = on,
         "edns" => parsed.edns = on,
         "all" => {
@@ -252,7 +263,7 @@ fn run_inner(args: &[String], env: &ToolEnv, out: &mut dyn Write) -> Result<i32,
         // No name: dig asks the root's NS.
         None => (".".to_string(), parsed.rtype.unwrap_or(RecordType::NS)),
     };
-    let candidates = if parsed.search {
+    let candidates = if parsed.search || parsed.showsearch {
         candidate_names(&name, &config.search, config.ndots)
     } else if name.ends_with('.') {
         vec![name.clone()]
@@ -271,11 +282,19 @@ fn run_inner(args: &[String], env: &ToolEnv, out: &mut dyn Write) -> Result<i32,
         let _ = writeln!(out, ";; global options: +cmd");
     }
     let mut last: Option<Exchange> = None;
+    let mut attempts = 0;
     for candidate in &candidates {
         let qname = client::parse_name(candidate).map_err(|m| (10, m))?;
         let query = client::build_query(qname, rtype, config.edns);
         let reply = client::query_servers(&config, &query, |event| {
             let _ = match event {
+                QueryEvent::Attempt(attempt) if parsed.showsearch => {
+                    attempts += 1;
+                    writeln!(out, "{}", attempt.line(attempts))
+                }
+                QueryEvent::Attempt(_) => Ok(()),
+                // The attempt line already says how the exchange failed.
+                QueryEvent::Failed(..) if parsed.showsearch => Ok(()),
                 QueryEvent::Failed(server, transport, e) => writeln!(
                     out,
                     ";; communications error to {}#{}: {e}{}",

@@ -6,6 +6,7 @@
 //! `cli_main(args) -> exit code` for the `minikind` binary and a `run` taking a [`ToolEnv`]
 //! and output streams, which is what the tests call.
 
+pub mod attempt;
 pub mod client;
 pub mod dig;
 pub mod getent;

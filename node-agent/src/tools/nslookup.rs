@@ -1,8 +1,14 @@
 //! `nslookup`: busybox's nslookup output (the one pods in the seeds run).
 //!
-//! `nslookup [-type=TYPE] [-port=N] [-timeout=N] [-retry=N] NAME [SERVER]`. Without a type it
-//! asks A and AAAA; an IP address as NAME asks its PTR. The search list and `ndots` of
-//! resolv.conf apply as in a stub resolver. Exit 0 when something was found, else 1.
+//! `nslookup [-type=TYPE] [-port=N] [-timeout=N] [-retry=N] [-debug] NAME [SERVER]`. Without a
+//! type it asks A and AAAA; an IP address as NAME asks its PTR. The search list and `ndots` of
+//! resolv.conf apply as in a stub resolver (glibc's `res_nsearch` walk: on to the next name
+//! after NXDOMAIN, NODATA or SERVFAIL). Exit 0 when something was found, else 1.
+//!
+//! `-debug` (the option busybox and BIND name so; `-nodebug` turns it off) prints, before the
+//! answers, one line per exchange of that walk: the name tried, the server that answered
+//! (`ip#port`), the client port and id a server's query log shows, the code and the
+//! milliseconds ([`super::attempt`] has the format; `minikind dns trace` reads it back).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -12,13 +18,13 @@ use std::time::Duration;
 
 use hickory_proto::rr::{RData, Record, RecordType};
 
-use super::client::{self, Lookup, Outcome, ResolverConfig};
+use super::client::{self, Lookup, Outcome, QueryEvent, ResolverConfig};
 use super::present::rdata_text;
 use super::{ToolEnv, string_args};
 use crate::resolv_conf::ResolvConf;
 
-const USAGE: &str =
-    "Usage: nslookup [-type=QUERY_TYPE] [-port=N] [-timeout=SECS] [-retry=N] HOST [DNS_SERVER]";
+const USAGE: &str = "Usage: nslookup [-type=QUERY_TYPE] [-port=N] [-timeout=SECS] [-retry=N] [-debug] HOST [DNS_SERVER]\n\
+     -debug: print each search-list attempt (name, server ip#port, client ip#port and id, code, ms)";
 
 #[derive(Debug)]
 struct Args {
@@ -28,6 +34,7 @@ struct Args {
     port: Option<u16>,
     timeout: Option<u64>,
     retry: Option<u32>,
+    debug: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -38,10 +45,15 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         port: None,
         timeout: None,
         retry: None,
+        debug: false,
     };
     let mut positional = Vec::new();
     for arg in args {
         if let Some(option) = arg.strip_prefix('-').filter(|o| !o.is_empty()) {
+            if option == "debug" || option == "nodebug" {
+                parsed.debug = option == "debug";
+                continue;
+            }
             let (key, value) = option
                 .split_once('=')
                 .ok_or_else(|| format!("nslookup: invalid option -- '{option}'"))?;
@@ -139,8 +151,17 @@ pub fn run(args: &[String], env: &ToolEnv, out: &mut dyn Write) -> i32 {
 
     let mut found = false;
     let mut failures = Vec::new();
+    let mut attempts = 0;
     for rtype in types {
-        let lookup = match client::lookup(&config, &name, rtype) {
+        let on_event = |event: QueryEvent<'_>| {
+            if let QueryEvent::Attempt(attempt) = event
+                && parsed.debug
+            {
+                attempts += 1;
+                let _ = writeln!(out, "{}", attempt.line(attempts));
+            }
+        };
+        let lookup = match client::lookup_with(&config, &name, rtype, on_event) {
             Ok(lookup) => lookup,
             Err(message) => {
                 let _ = writeln!(out, "nslookup: {message}");
@@ -286,9 +307,15 @@ mod tests {
                 .contains("not an IP")
         );
         assert!(
-            parse_args(&args(&["-debug", "x"]))
+            parse_args(&args(&["-verbose", "x"]))
                 .unwrap_err()
                 .contains("invalid option")
+        );
+        assert!(parse_args(&args(&["-debug", "x"])).unwrap().debug);
+        assert!(
+            !parse_args(&args(&["-debug", "-nodebug", "x"]))
+                .unwrap()
+                .debug
         );
     }
 }

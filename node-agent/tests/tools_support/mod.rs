@@ -1,6 +1,7 @@
 //! A fake DNS server on loopback for the tool tests: UDP and TCP on one port, a fixed zone,
-//! NXDOMAIN for unknown names, CNAME chasing, optional truncation over UDP, and a log of the
-//! questions it received (to check search-list expansion).
+//! NXDOMAIN for unknown names, CNAME chasing, optional truncation over UDP and slow names, and a
+//! log of the questions it received with the client's address and id (to check search-list
+//! expansion and what the tools report about each exchange).
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
@@ -20,6 +21,8 @@ pub struct Zone {
     records: HashMap<String, Vec<Record>>,
     truncate_udp: HashSet<String>,
     servfail: HashSet<String>,
+    /// Names answered only after a pause.
+    slow: HashMap<String, Duration>,
     /// Answer without the AA bit, as a forwarding resolver does.
     forwarded: bool,
 }
@@ -86,6 +89,16 @@ impl Zone {
         self.servfail.insert(key(name));
         self
     }
+    /// Answers `name` (whatever the type) after `pause`.
+    pub fn slow(mut self, name: &str, pause: Duration) -> Self {
+        self.slow.insert(key(name), pause);
+        self
+    }
+
+    fn pause_for(&self, query: &Message) -> Option<Duration> {
+        let q = query.queries.first()?;
+        self.slow.get(&key(&q.name().to_string())).copied()
+    }
 
     fn answer(&self, query: &Message, udp: bool) -> Message {
         let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
@@ -140,8 +153,17 @@ impl Zone {
     }
 }
 
-/// Questions received: name, type, transport.
-type QuestionLog = Mutex<Vec<(String, RecordType, &'static str)>>;
+/// One query as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub name: String,
+    pub rtype: RecordType,
+    pub transport: &'static str,
+    pub client: SocketAddr,
+    pub id: u16,
+}
+
+type QuestionLog = Mutex<Vec<Received>>;
 
 pub struct FakeDns {
     pub addr: SocketAddr,
@@ -178,7 +200,10 @@ impl FakeDns {
                     let Ok(query) = Message::from_vec(&buf[..n]) else {
                         continue;
                     };
-                    record(&log, &query, "udp");
+                    record(&log, &query, "udp", from);
+                    if let Some(pause) = zone.pause_for(&query) {
+                        std::thread::sleep(pause);
+                    }
                     let reply = zone.answer(&query, true).to_vec().unwrap();
                     let _ = udp.send_to(&reply, from);
                 }
@@ -188,7 +213,7 @@ impl FakeDns {
             let (zone, log, stop) = (zone.clone(), log.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok((mut stream, _)) = tcp.accept() else {
+                    let Ok((mut stream, from)) = tcp.accept() else {
                         std::thread::sleep(Duration::from_millis(5));
                         continue;
                     };
@@ -207,7 +232,10 @@ impl FakeDns {
                     let Ok(query) = Message::from_vec(&body) else {
                         continue;
                     };
-                    record(&log, &query, "tcp");
+                    record(&log, &query, "tcp", from);
+                    if let Some(pause) = zone.pause_for(&query) {
+                        std::thread::sleep(pause);
+                    }
                     let reply = zone.answer(&query, false).to_vec().unwrap();
                     let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
                     framed.extend(reply);
@@ -229,8 +257,13 @@ impl FakeDns {
             .lock()
             .unwrap()
             .iter()
-            .map(|(n, t, p)| format!("{n} {t} {p}"))
+            .map(|r| format!("{} {} {}", r.name, r.rtype, r.transport))
             .collect()
+    }
+
+    /// The queries received, with the client address and id.
+    pub fn received(&self) -> Vec<Received> {
+        self.log.lock().unwrap().clone()
     }
 
     /// Files with a resolv.conf naming this server (its port goes in `ToolEnv::dns_port`).
@@ -244,11 +277,15 @@ impl FakeDns {
     }
 }
 
-fn record(log: &QuestionLog, query: &Message, transport: &'static str) {
+fn record(log: &QuestionLog, query: &Message, transport: &'static str, client: SocketAddr) {
     if let Some(q) = query.queries.first() {
-        log.lock()
-            .unwrap()
-            .push((q.name().to_string(), q.query_type(), transport));
+        log.lock().unwrap().push(Received {
+            name: q.name().to_string(),
+            rtype: q.query_type(),
+            transport,
+            client,
+            id: query.metadata.id,
+        });
     }
 }
 
