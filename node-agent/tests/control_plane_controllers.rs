@@ -1,6 +1,6 @@
 //! The controllers on the in-process server: node IPAM, scheduler spreading, ClusterIP
 //! allocation, EndpointSlices (ready, hostname, named ports), Deployments (naming, scaling,
-//! template change), `default/kubernetes`, namespace deletion, owner GC.
+//! template change), `default/kubernetes`, namespace deletion, owner GC, pod GC.
 //! The tests play the kubelet's part by patching pod status.
 
 mod control_plane_common;
@@ -666,6 +666,81 @@ async fn control_plane_controllers_dns_addon() {
                 .count();
             (ready == 2 && s.ports.as_ref().map_or(0, Vec::len) == 3).then_some(())
         }
+    })
+    .await;
+    cp.shutdown().await.unwrap();
+}
+
+/// podgc leaves a terminating pod on a live node to its kubelet however long past its
+/// deletionTimestamp; it finishes the deletion once the node is out of service (NotReady and
+/// tainted), and removes pods bound to a node that was deleted.
+#[tokio::test]
+async fn control_plane_controllers_podgc_spares_live_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = server(dir.path()).await;
+    let client = cp.client().await.unwrap();
+    register_node(&client, "live", "172.18.0.2").await;
+    register_node(&client, "doomed", "172.18.0.3").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let nodes: Api<Node> = Api::all(client.clone());
+    for (name, node) in [("stopping", "live"), ("bound", "doomed")] {
+        let p = pod(
+            name,
+            json!({"app": name}),
+            json!({"nodeName": node, "terminationGracePeriodSeconds": 1}),
+        );
+        pods.create(&PostParams::default(), &p).await.unwrap();
+        mark_running(&client, "default", name, "10.244.1.5", true).await;
+    }
+    pods.delete("stopping", &DeleteParams::default())
+        .await
+        .unwrap();
+    // Grace 1 s, podgc every second: three seconds is well past the deletionTimestamp.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let p = pods.get_opt("stopping").await.unwrap().expect("pod kept");
+    assert!(p.metadata.deletion_timestamp.is_some());
+
+    // The node stops and an operator marks it out of service: podgc finishes the deletion.
+    nodes
+        .patch_status(
+            "live",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [
+                {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown", "message": "gone quiet"}
+            ]}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        pods.get_opt("stopping").await.unwrap().is_some(),
+        "NotReady alone is not enough"
+    );
+    nodes
+        .patch(
+            "live",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taints": [
+                {"key": "node.kubernetes.io/out-of-service", "value": "nodeshutdown", "effect": "NoExecute"}
+            ]}})),
+        )
+        .await
+        .unwrap();
+    eventually(10, "out-of-service pod removed", || {
+        let pods = pods.clone();
+        async move { pods.get_opt("stopping").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+
+    // A pod bound to a deleted node is an orphan.
+    assert!(pods.get_opt("bound").await.unwrap().is_some());
+    nodes
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(10, "orphan removed", || {
+        let pods = pods.clone();
+        async move { pods.get_opt("bound").await.ok()?.is_none().then_some(()) }
     })
     .await;
     cp.shutdown().await.unwrap();

@@ -1,22 +1,22 @@
-//! One container's life: start the process in the pod, copy its output to the log, run its
-//! probes, and when it exits restart it per `restartPolicy` with the kubelet's back-off
-//! (showing `CrashLoopBackOff` while it waits), until the pod is stopped.
+//! One container's life: start the process in the pod, copy its output to the log, kill it
+//! when its liveness or startup probe worker says so, and when it exits restart it per
+//! `restartPolicy` with the kubelet's back-off (showing `CrashLoopBackOff` while it waits),
+//! until the pod is stopped.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::Container;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Backoff, BackoffConfig};
 use super::logs::LogWriter;
 use super::pod_worker::{ContainerHandle, PodHandle, RunInfo};
-use super::probes::{self, ProbeTarget, Timing, Verdict};
+use super::probe_worker::Kill;
 use super::spawn::{self, PodContext, ProcessSpec};
 use super::status::{RunState, Slot};
 
@@ -32,6 +32,8 @@ pub struct ContainerCtx {
     pub pod_ip: std::net::IpAddr,
     /// The restart count to continue from (the API's, after a kubelet restart).
     pub restart_count: i32,
+    /// Kill requests from the container's liveness and startup probe workers.
+    pub kills: mpsc::UnboundedReceiver<Kill>,
 }
 
 /// Go's `time.Duration` text (`10s`, `1m20s`, `5m0s`), as the kubelet's messages show it.
@@ -92,7 +94,7 @@ enum Ended {
 
 /// Runs the container until `stop` carries a grace period. `stop` also interrupts a
 /// back-off wait.
-pub async fn run(ctx: ContainerCtx, mut stop: watch::Receiver<Option<Duration>>) {
+pub async fn run(mut ctx: ContainerCtx, mut stop: watch::Receiver<Option<Duration>>) {
     let mut backoff = Backoff::new(ctx.backoff);
     let mut restart = ctx.restart_count;
     let name = ctx.spec.name.clone();
@@ -101,7 +103,7 @@ pub async fn run(ctx: ContainerCtx, mut stop: watch::Receiver<Option<Duration>>)
             return;
         }
         let started_wall = jiff::Timestamp::now();
-        let (ended, container_id) = run_once(&ctx, restart, &mut stop).await;
+        let (ended, container_id) = run_once(&mut ctx, restart, &mut stop).await;
         let finished = Instant::now();
         let finished_wall = jiff::Timestamp::now();
         let (code, signal, reason, message, stopped) = match &ended {
@@ -215,7 +217,7 @@ fn start_failed(ctx: &ContainerCtx, msg: String) -> (Ended, Option<String>) {
 
 /// Starts one run and waits for its end. Returns how it ended and its container ID.
 async fn run_once(
-    ctx: &ContainerCtx,
+    ctx: &mut ContainerCtx,
     restart: i32,
     stop: &mut watch::Receiver<Option<Duration>>,
 ) -> (Ended, Option<String>) {
@@ -292,37 +294,24 @@ async fn run_once(
         c.ready = !has_startup && !has_readiness;
     });
 
-    // Probes for this run; they end with it.
-    let probes_done = CancellationToken::new();
-    let (unhealthy_tx, mut unhealthy_rx) = mpsc::channel::<String>(1);
-    if has_startup || has_readiness || ctx.spec.liveness_probe.is_some() {
-        let target = ProbeTarget {
-            pod_ip: ctx.pod_ip,
-            container: ctx.spec.clone(),
-            ctx: tmpl.ctx.clone(),
-            env: tmpl.env.clone(),
-        };
-        tokio::spawn(probe_all(
-            ctx.pod.clone(),
-            ctx.slot,
-            ctx.spec.clone(),
-            target,
-            unhealthy_tx,
-            probes_done.clone(),
-        ));
-    }
-
     let grace_default = ctx.handle.grace;
     enum Wake {
         Exited(std::io::Result<std::process::ExitStatus>),
         Unhealthy(String),
         Stop(Duration),
     }
-    let wake = tokio::select! {
-        st = child.wait() => Wake::Exited(st),
-        Some(msg) = unhealthy_rx.recv() => Wake::Unhealthy(msg),
-        grace = stop.wait_for(Option::is_some) => {
-            Wake::Stop(grace.ok().and_then(|g| *g).unwrap_or(grace_default))
+    let wake = loop {
+        tokio::select! {
+            st = child.wait() => break Wake::Exited(st),
+            Some(k) = ctx.kills.recv() => {
+                // A request about an earlier run is stale.
+                if k.container_id == id {
+                    break Wake::Unhealthy(k.message);
+                }
+            }
+            grace = stop.wait_for(Option::is_some) => {
+                break Wake::Stop(grace.ok().and_then(|g| *g).unwrap_or(grace_default));
+            }
         }
     };
     let ended = match wake {
@@ -345,7 +334,6 @@ async fn run_once(
             Ended::Stopped(stop_process(&mut child, pgid, grace).await.ok())
         }
     };
-    probes_done.cancel();
     // A container ends with its main process: whatever it left running goes too.
     if let Some(pgid) = pgid {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
@@ -354,116 +342,6 @@ async fn run_once(
         let _ = tokio::time::timeout(Duration::from_secs(2), c).await;
     }
     (ended, Some(id))
-}
-
-/// Runs the startup, readiness and liveness probes of one container run.
-async fn probe_all(
-    pod: Arc<PodHandle>,
-    slot: Slot,
-    spec: Container,
-    target: ProbeTarget,
-    unhealthy: mpsc::Sender<String>,
-    done: CancellationToken,
-) {
-    let target = Arc::new(target);
-    if let Some(p) = &spec.startup_probe {
-        let name = spec.name.clone();
-        let passed = probe_loop(p, &target, &done, |ok, msg| {
-            if !ok {
-                let _ = unhealthy.try_send(format!(
-                    "Container {name} failed startup probe, will be restarted: {msg}"
-                ));
-            }
-            ok
-        })
-        .await;
-        if !passed {
-            return;
-        }
-        pod.update(|rt| {
-            let c = rt.slot_mut(slot);
-            c.started = true;
-            if spec.readiness_probe.is_none() {
-                c.ready = true;
-            }
-        });
-    }
-    let readiness = spec.readiness_probe.clone().map(|p| {
-        let (pod, target, done) = (pod.clone(), target.clone(), done.clone());
-        tokio::spawn(async move {
-            let name = target.container.name.clone();
-            probe_loop(&p, &target, &done, |ok, msg| {
-                if !ok {
-                    pod.event(
-                        true,
-                        "Unhealthy",
-                        format!("Readiness probe failed: {msg}"),
-                        Some(&name),
-                    );
-                }
-                pod.update(|rt| rt.slot_mut(slot).ready = ok);
-                false
-            })
-            .await;
-        })
-    });
-    if let Some(p) = &spec.liveness_probe {
-        let name = spec.name.clone();
-        probe_loop(p, &target, &done, |ok, msg| {
-            if !ok {
-                pod.event(
-                    true,
-                    "Unhealthy",
-                    format!("Liveness probe failed: {msg}"),
-                    Some(&name),
-                );
-                let _ = unhealthy.try_send(format!(
-                    "Container {name} failed liveness probe, will be restarted"
-                ));
-                return true;
-            }
-            false
-        })
-        .await;
-    }
-    if let Some(r) = readiness {
-        let _ = r.await;
-    }
-}
-
-/// Probes until `done`, calling `on_change(verdict, last message)` whenever the verdict
-/// flips; `on_change` returning true ends the loop. Returns whether the last verdict was
-/// a success.
-async fn probe_loop(
-    probe: &Probe,
-    target: &ProbeTarget,
-    done: &CancellationToken,
-    mut on_change: impl FnMut(bool, &str) -> bool,
-) -> bool {
-    let timing = Timing::of(probe);
-    let mut verdict = Verdict::new(timing);
-    tokio::select! {
-        _ = tokio::time::sleep(timing.initial_delay) => {}
-        _ = done.cancelled() => return false,
-    }
-    loop {
-        let started = Instant::now();
-        let result = tokio::select! {
-            r = probes::run_once(probe, target) => r,
-            _ = done.cancelled() => return verdict.current == Some(true),
-        };
-        let msg = result.as_ref().err().cloned().unwrap_or_default();
-        if let Some(v) = verdict.record(result.is_ok())
-            && on_change(v, &msg)
-        {
-            return v;
-        }
-        let wait = timing.period.saturating_sub(started.elapsed());
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = done.cancelled() => return verdict.current == Some(true),
-        }
-    }
 }
 
 /// The pod context and environment of a container, as exec and probes reuse them.

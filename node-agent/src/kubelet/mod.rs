@@ -16,6 +16,7 @@ pub mod ipam;
 pub mod logs;
 pub mod node;
 pub mod pod_worker;
+pub mod probe_worker;
 pub mod probes;
 pub mod pty;
 pub mod routes;
@@ -196,6 +197,8 @@ pub struct Kubelet {
     /// Pods by (namespace, name).
     pub pods: RwLock<HashMap<(String, String), Arc<PodHandle>>>,
     pub shutdown: CancellationToken,
+    /// When this kubelet started (probe workers of a young kubelet spread their first probe).
+    pub started: std::time::Instant,
 }
 
 impl Kubelet {
@@ -217,6 +220,7 @@ pub async fn run_kubelet(
     client: kube::Client,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let started = std::time::Instant::now();
     std::fs::create_dir_all(&cfg.root)
         .with_context(|| format!("creating {}", cfg.root.display()))?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -290,6 +294,7 @@ pub async fn run_kubelet(
         ipam: Mutex::new(ipam),
         pods: RwLock::new(HashMap::new()),
         shutdown: shutdown.clone(),
+        started,
     });
     let server = tokio::spawn(server::serve(k.clone(), listener));
     let result = watch_pods(k.clone()).await;

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::Kubelet;
 use super::container::{self, ContainerCtx, ProcessTemplate};
+use super::probe_worker::{self, ProbeKind, WorkerCtx};
 use super::env::{self, ConfigMapData};
 use super::sandbox::{self, Sandbox};
 use super::status::{self, ContainerRuntime, PodRuntime, RunState, Slot};
@@ -62,6 +63,8 @@ pub struct PodHandle {
     pub sandbox: RwLock<Option<Arc<Sandbox>>>,
     pub containers: RwLock<BTreeMap<String, Arc<ContainerHandle>>>,
     pub log_root: PathBuf,
+    /// The manual triggers of the readiness probe workers, by app container index.
+    readiness_triggers: Mutex<Vec<(usize, Arc<Notify>)>>,
 }
 
 /// An event about the pod (or one of its containers) for `kubectl describe`.
@@ -224,6 +227,7 @@ pub fn new_handle(k: &Kubelet, pod: &Pod) -> Arc<PodHandle> {
         events_rx: Mutex::new(Some(events_rx)),
         sandbox: RwLock::new(None),
         containers: RwLock::new(BTreeMap::new()),
+        readiness_triggers: Mutex::new(Vec::new()),
     })
 }
 
@@ -250,6 +254,15 @@ async fn write_status(
             })
             .unwrap_or_default();
         let mut st = status::pod_status(&rt, &previous, jiff::Timestamp::now());
+        // As the kubelet's prober manager does whenever the pod's status is computed: a
+        // running container without a successful readiness result yet is probed now.
+        {
+            let triggers = handle
+                .readiness_triggers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            probe_worker::trigger_unready(&rt.containers, &triggers);
+        }
         if let Some(msg) = &rt.blocked {
             for c in st["containerStatuses"].as_array_mut().into_iter().flatten() {
                 if c.pointer("/state/waiting/reason").and_then(Value::as_str)
@@ -276,12 +289,19 @@ async fn write_status(
                 }
             }
         }
+        // The kubelet also recomputes every pod's status on its periodic resync (a minute,
+        // jittered up to half of it).
+        let resync = RESYNC.mul_f64(1.0 + rand::random::<f64>() / 2.0);
         tokio::select! {
             _ = handle.changed.notified() => {}
+            _ = tokio::time::sleep(resync) => {}
             _ = done.cancelled() => return,
         }
     }
 }
+
+/// The kubelet's pod resync period (`syncFrequency`).
+const RESYNC: Duration = Duration::from_secs(60);
 
 fn strip_times(st: &Value) -> Value {
     let mut v = st.clone();
@@ -482,6 +502,9 @@ pub async fn run(
 
     // One stop signal for every container of the pod, carrying the grace period.
     let (stop_tx, stop_rx) = watch::channel::<Option<Duration>>(None);
+    // The probe workers live until the containers are stopped.
+    let probes_stop = tokio_util::sync::CancellationToken::new();
+    let _probes_stop_guard = probes_stop.clone().drop_guard();
     let mut starter = None;
     if let Some(sb) = &sandbox {
         for w in &sb.dns_warnings {
@@ -573,6 +596,37 @@ pub async fn run(
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(c.name.clone(), ch.clone());
+            let (kill_tx, kills) = mpsc::unbounded_channel();
+            // Probe workers for app containers (the kubelet does not probe init containers
+            // that run to completion).
+            if !slot.init {
+                for kind in [ProbeKind::Startup, ProbeKind::Readiness, ProbeKind::Liveness] {
+                    let Some(probe) = kind.of(c) else { continue };
+                    let trigger = Arc::new(Notify::new());
+                    if kind == ProbeKind::Readiness {
+                        handle
+                            .readiness_triggers
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((slot.index, trigger.clone()));
+                    }
+                    tokio::spawn(probe_worker::run(WorkerCtx {
+                        kind,
+                        probe: probe.clone(),
+                        pod: handle.clone(),
+                        slot,
+                        spec: c.clone(),
+                        handle: ch.clone(),
+                        pod_ip: IpAddr::V4(sb.ip),
+                        restart_policy: restart_policy.clone(),
+                        pod_rx: pod_rx.clone(),
+                        kubelet_started: k.started,
+                        trigger,
+                        kill: kill_tx.clone(),
+                        stop: probes_stop.clone(),
+                    }));
+                }
+            }
             let ctx = ContainerCtx {
                 pod: handle.clone(),
                 slot,
@@ -586,6 +640,7 @@ pub async fn run(
                 backoff: k.cfg.backoff,
                 pod_ip: IpAddr::V4(sb.ip),
                 restart_count,
+                kills,
             };
             if slot.init {
                 inits.push(ctx);
@@ -653,6 +708,7 @@ pub async fn run(
     if let Some(s) = starter {
         let _ = s.await;
     }
+    probes_stop.cancel();
     if shutdown {
         // A stopping kubelet leaves the reported status as it was; the next one reports anew.
         status_done.cancel();

@@ -228,48 +228,35 @@ async fn http_get(addr: SocketAddr, path: &str, headers: &[(String, String)]) ->
     }
 }
 
-/// Counts consecutive results against the thresholds; returns the new verdict when it flips.
-#[derive(Debug, Clone)]
-pub struct Verdict {
-    timing: Timing,
-    successes: u32,
-    failures: u32,
-    pub current: Option<bool>,
+/// Consecutive equal results, counted against the thresholds as the kubelet's probe worker
+/// counts them: a result only counts once it came `successThreshold` (or `failureThreshold`)
+/// times in a row; below that the previous result stands.
+#[derive(Debug, Clone, Default)]
+pub struct Streak {
+    last: Option<bool>,
+    run: u32,
 }
 
-impl Verdict {
-    pub fn new(timing: Timing) -> Self {
-        Verdict {
-            timing,
-            successes: 0,
-            failures: 0,
-            current: None,
+impl Streak {
+    /// Records one result; Some(ok) when the streak reached its threshold.
+    pub fn record(&mut self, ok: bool, timing: &Timing) -> Option<bool> {
+        if self.last == Some(ok) {
+            self.run += 1;
+        } else {
+            self.last = Some(ok);
+            self.run = 1;
         }
+        let threshold = if ok {
+            timing.success_threshold
+        } else {
+            timing.failure_threshold
+        };
+        (self.run >= threshold).then_some(ok)
     }
 
-    /// Records one result; Some(verdict) when the verdict changed.
-    pub fn record(&mut self, ok: bool) -> Option<bool> {
-        if ok {
-            self.successes += 1;
-            self.failures = 0;
-        } else {
-            self.failures += 1;
-            self.successes = 0;
-        }
-        let next = if ok && self.successes >= self.timing.success_threshold {
-            Some(true)
-        } else if !ok && self.failures >= self.timing.failure_threshold {
-            Some(false)
-        } else {
-            None
-        };
-        match next {
-            Some(v) if self.current != Some(v) => {
-                self.current = Some(v);
-                Some(v)
-            }
-            _ => None,
-        }
+    /// Starts counting anew (after a kill, for the next container).
+    pub fn restart(&mut self) {
+        self.run = 0;
     }
 }
 
@@ -288,16 +275,22 @@ mod tests {
         assert_eq!(t.period, Duration::from_secs(10));
         assert_eq!(t.timeout, Duration::from_secs(1));
         assert_eq!((t.success_threshold, t.failure_threshold), (1, 3));
-        let mut v = Verdict::new(Timing {
+        let t = Timing {
             success_threshold: 2,
             ..t
-        });
-        assert_eq!(v.record(true), None);
-        assert_eq!(v.record(true), Some(true));
-        assert_eq!(v.record(true), None);
-        assert_eq!(v.record(false), None);
-        assert_eq!(v.record(false), None);
-        assert_eq!(v.record(false), Some(false));
+        };
+        let mut s = Streak::default();
+        assert_eq!(s.record(true, &t), None);
+        assert_eq!(s.record(true, &t), Some(true));
+        // At or past the threshold every result counts.
+        assert_eq!(s.record(true, &t), Some(true));
+        assert_eq!(s.record(false, &t), None);
+        assert_eq!(s.record(false, &t), None);
+        assert_eq!(s.record(false, &t), Some(false));
+        // After a kill the failures count again from the next one.
+        s.restart();
+        assert_eq!(s.record(false, &t), None);
+        assert_eq!(s.record(true, &t), None);
     }
 
     fn target(ports: serde_json::Value) -> ProbeTarget {

@@ -1,13 +1,14 @@
 //! Object lifecycle controllers: namespace deletion (empty it, then remove it), garbage
-//! collection of dependents by owner reference, and pod GC (pods whose grace period ran out
-//! with no kubelet to finish them, and pods bound to nodes that no longer exist).
+//! collection of dependents by owner reference, and pod GC (pods bound to nodes that no
+//! longer exist, and terminating pods no kubelet will finish).
 
 use super::{Key, Reconciler};
 use crate::control_plane::apiserver::{ApiState, objects};
-use crate::control_plane::meta::{parse_time, str_at};
+use crate::control_plane::meta::str_at;
 use crate::control_plane::resources::{self, idx};
 use crate::control_plane::store::{Change, Event, EventType};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub struct Namespaces;
@@ -163,8 +164,63 @@ impl Reconciler for GarbageCollector {
     }
 }
 
-/// Finishes pod deletions nobody else finishes.
+/// Finishes pod deletions nobody else finishes, as kube-controller-manager's podgc does: pods
+/// bound to nodes that no longer exist (orphans), terminating pods that were never scheduled,
+/// and terminating pods on a node that is not Ready and carries the
+/// `node.kubernetes.io/out-of-service` taint. A terminating pod on any other node is left
+/// alone however long past its deletionTimestamp: its kubelet stops the containers and then
+/// removes the pod itself, and a node that merely stopped answering may come back.
 pub struct PodGc;
+
+/// What podgc needs to know about the node a pod is bound to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum NodeState {
+    Gone,
+    /// Not Ready and tainted out-of-service by an operator.
+    OutOfService,
+    Present,
+}
+
+const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
+
+fn node_state(st: &ApiState, name: &str) -> NodeState {
+    let Some(n) = st.store.get(idx::nodes(), "", name) else {
+        return NodeState::Gone;
+    };
+    let v = n.value();
+    let ready = v
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        });
+    let out_of_service = v
+        .pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .is_some_and(|ts| {
+            ts.iter()
+                .any(|t| t.get("key").and_then(Value::as_str) == Some(OUT_OF_SERVICE_TAINT))
+        });
+    if !ready && out_of_service {
+        NodeState::OutOfService
+    } else {
+        NodeState::Present
+    }
+}
+
+/// Whether podgc deletes this pod (with grace 0, as podgc's "force delete" is).
+fn collectable(node: Option<NodeState>, deleting: bool) -> bool {
+    match node {
+        // Never scheduled: nobody else will finish its deletion.
+        None => deleting,
+        Some(NodeState::Gone) => true,
+        Some(NodeState::OutOfService) => deleting,
+        Some(NodeState::Present) => false,
+    }
+}
 
 impl Reconciler for PodGc {
     fn keys_for(&mut self, _st: &ApiState, ev: &Event) -> Vec<Key> {
@@ -180,23 +236,23 @@ impl Reconciler for PodGc {
     }
 
     async fn reconcile(&mut self, st: &Arc<ApiState>, _key: Key) {
-        let now = jiff::Timestamp::now();
         let (pods, _, _) = st.store.list(idx::pods(), None, None, 0, |_| true);
+        let mut nodes: HashMap<String, NodeState> = HashMap::new();
         for p in pods {
             let node = p.field("spec.nodeName").unwrap_or_default();
-            let node_gone = !node.is_empty() && st.store.get(idx::nodes(), "", node).is_none();
+            let node = (!node.is_empty()).then(|| {
+                *nodes
+                    .entry(node.to_string())
+                    .or_insert_with(|| node_state(st, node))
+            });
             // Only pods being deleted need their JSON parsed.
             let deleting = p.json_contains(b"\"deletionTimestamp\"")
                 && p.value()
                     .pointer("/metadata/deletionTimestamp")
                     .is_some_and(|x| !x.is_null());
-            let expired = deleting
-                && str_at(&p.value(), "/metadata/deletionTimestamp")
-                    .and_then(parse_time)
-                    .is_some_and(|t| t <= now);
-            if expired || (node_gone && deleting) {
-                force_delete(st, idx::pods(), &p.namespace, &p.name).await;
-            } else if node_gone {
+            if collectable(node, deleting) {
+                // Grace 0 through the normal path: finalizers still hold the pod, as with
+                // podgc's DELETE.
                 let _ = objects::delete_one(
                     st,
                     idx::pods(),
@@ -209,5 +265,26 @@ impl Reconciler for PodGc {
                 .await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{NodeState, collectable};
+
+    #[test]
+    fn podgc_leaves_terminating_pods_on_present_nodes_to_their_kubelet() {
+        assert!(!collectable(Some(NodeState::Present), true));
+        assert!(!collectable(Some(NodeState::Present), false));
+    }
+
+    #[test]
+    fn podgc_collects_orphans_unscheduled_terminating_and_out_of_service() {
+        assert!(collectable(Some(NodeState::Gone), false));
+        assert!(collectable(Some(NodeState::Gone), true));
+        assert!(collectable(None, true));
+        assert!(!collectable(None, false));
+        assert!(collectable(Some(NodeState::OutOfService), true));
+        assert!(!collectable(Some(NodeState::OutOfService), false));
     }
 }
