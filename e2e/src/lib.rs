@@ -275,3 +275,34 @@ pub fn rule_lines(save: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The path of a file under `examples/`.
+pub fn example(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+/// The body of an example cluster config, without the lines `Cluster::create` writes itself.
+pub fn cluster_body(rel: &str) -> String {
+    std::fs::read_to_string(example(rel))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("kind:") && !l.starts_with("apiVersion:") && !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The non-empty lines of a command's output, trimmed and sorted (answers come shuffled).
+pub fn lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}

@@ -1,0 +1,280 @@
+//! The walk-throughs under `examples/seed-*`, run as their READMEs tell a user to, so that the
+//! examples cannot rot. Hermetic: internal network, lab upstream.
+
+use std::time::Duration;
+
+use minikind_e2e::{Cluster, cluster_body, eventually, example, lines, rule_lines};
+
+/// kube-proxy's chain for the kube-dns Service's `dns` (UDP) port.
+const KUBE_DNS_UDP_CHAIN: &str = "KUBE-SVC-TCOU7JCQXEZGVUNU";
+
+/// The `-A KUBE-SVC-… -j KUBE-SEP-…` rules of the kube-dns UDP port on a node.
+fn kube_dns_endpoint_rules(c: &Cluster, node: &str) -> Vec<String> {
+    let save = c.exec_ok(node, &["iptables-save", "-t", "nat"]);
+    rule_lines(&save)
+        .into_iter()
+        .filter(|r| r.starts_with(&format!("-A {KUBE_DNS_UDP_CHAIN} ")) && r.contains("KUBE-SEP-"))
+        .collect()
+}
+
+fn kube_dns_pods(c: &Cluster) -> Vec<serde_json::Value> {
+    let out = c.minikind_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "kube-system",
+        "-l",
+        "k8s-app=kube-dns",
+        "-o",
+        "json",
+    ]);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn pod_ip(p: &serde_json::Value) -> String {
+    p["status"]["podIP"]
+        .as_str()
+        .expect("pod has an IP")
+        .to_string()
+}
+
+/// The names of the `A` queries one client sent, in the order CoreDNS's `log` lines show them
+/// (`[INFO] 10.244.1.3:43544 - 7349 "A IN abc. udp 21 false 512" REFUSED …`). A retried query
+/// (same name twice in a row) counts once.
+fn a_queries_from(log: &str, client_ip: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for l in log.lines() {
+        let Some(rest) = l.strip_prefix("[INFO] ") else {
+            continue;
+        };
+        let Some((client, rest)) = rest.split_once(' ') else {
+            continue;
+        };
+        if client.rsplit_once(':').map(|(ip, _)| ip) != Some(client_ip) {
+            continue;
+        }
+        let Some(q) = rest.split('"').nth(1) else {
+            continue;
+        };
+        let mut f = q.split(' ');
+        if (f.next(), f.next()) != (Some("A"), Some("IN")) {
+            continue;
+        }
+        let name = f.next().unwrap_or_default().to_string();
+        if out.last() != Some(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// The order a stub resolver tries `name` in with the pod search list and `ndots`.
+fn expected_attempts(name: &str, ndots: usize, found_absolute: bool) -> Vec<String> {
+    let search = ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"];
+    let suffixed = search.iter().map(|s| format!("{name}.{s}."));
+    let absolute = format!("{name}.");
+    if name.matches('.').count() >= ndots {
+        if found_absolute {
+            return vec![absolute];
+        }
+        std::iter::once(absolute).chain(suffixed).collect()
+    } else {
+        suffixed.chain(std::iter::once(absolute)).collect()
+    }
+}
+
+#[test]
+fn seed_001_coredns_scaling_and_ndots_query_log() {
+    let dir = "seed-001-coredns-scaling-and-ndots";
+    let c = Cluster::create("e2e-seed001", &cluster_body(&format!("{dir}/cluster.yaml")));
+    c.minikind_ok(&["apply", "-f", &example(&format!("{dir}/ndots.yaml"))]);
+    let client = c.wait_pod_ready("default", "ndots-5");
+    c.wait_pod_ready("default", "ndots-2");
+
+    // Part 1: four CoreDNS replicas give kube-proxy's 1/4, 1/3, 1/2 rules.
+    c.minikind_ok(&[
+        "scale",
+        "deployment",
+        "coredns",
+        "--replicas",
+        "4",
+        "-n",
+        "kube-system",
+    ]);
+    let status = c.minikind_ok(&[
+        "rollout",
+        "status",
+        "deployment/coredns",
+        "-n",
+        "kube-system",
+        "--timeout",
+        "90s",
+    ]);
+    assert!(
+        status.ends_with("deployment \"coredns\" successfully rolled out\n"),
+        "{status}"
+    );
+    let w2 = c.node("worker2");
+    let probs = eventually(
+        "four kube-dns endpoints in the rules",
+        Duration::from_secs(60),
+        || {
+            let rules = kube_dns_endpoint_rules(&c, &w2);
+            (rules.len() == 4).then_some(rules)
+        },
+    );
+    for (rule, p) in probs
+        .iter()
+        .zip(["0.25000000000", "0.33333333349", "0.50000000000"])
+    {
+        assert!(rule.contains(&format!("--probability {p}")), "{rule}");
+    }
+    assert!(
+        !probs[3].contains("statistic"),
+        "the last endpoint takes the rest: {}",
+        probs[3]
+    );
+
+    // Pods on different nodes reach each other: the client asks every replica directly.
+    let my_node = client["spec"]["nodeName"].as_str().unwrap().to_string();
+    let mut other_nodes = 0;
+    for p in kube_dns_pods(&c) {
+        let Some(ip) = p["status"]["podIP"].as_str() else {
+            continue;
+        };
+        if p["metadata"]["deletionTimestamp"].is_string() {
+            continue;
+        }
+        if p["spec"]["nodeName"].as_str() != Some(my_node.as_str()) {
+            other_nodes += 1;
+        }
+        let answer = eventually(
+            &format!("an answer from the replica at {ip}"),
+            Duration::from_secs(20),
+            || {
+                let r = c.pod_exec(
+                    "ndots-5",
+                    &[
+                        "dig",
+                        &format!("@{ip}"),
+                        "kubernetes.default.svc.cluster.local",
+                        "+short",
+                    ],
+                );
+                let l = lines(&r.stdout);
+                (!l.is_empty()).then_some(l)
+            },
+        );
+        assert_eq!(answer, vec!["10.96.0.1".to_string()], "via {ip}");
+    }
+    assert!(
+        other_nodes > 0,
+        "no CoreDNS replica on another node than {my_node}"
+    );
+
+    // Part 2: one replica that logs every query, then the seed's names at ndots 5 and 2.
+    c.minikind_ok(&["apply", "-f", &example(&format!("{dir}/coredns-log.yaml"))]);
+    c.minikind_ok(&[
+        "scale",
+        "deployment",
+        "coredns",
+        "--replicas",
+        "1",
+        "-n",
+        "kube-system",
+    ]);
+    let restarted = c.minikind_ok(&[
+        "rollout",
+        "restart",
+        "deployment",
+        "coredns",
+        "-n",
+        "kube-system",
+    ]);
+    assert_eq!(restarted, "deployment.apps/coredns restarted\n");
+    c.minikind_ok(&[
+        "rollout",
+        "status",
+        "deployment",
+        "coredns",
+        "-n",
+        "kube-system",
+        "--timeout",
+        "90s",
+    ]);
+    // Only the new replica is left, and every node's rules send kube-dns traffic to it.
+    let replica = eventually("one CoreDNS replica left", Duration::from_secs(60), || {
+        let pods = kube_dns_pods(&c);
+        let [p] = pods.as_slice() else {
+            return None;
+        };
+        let ip = p["status"]["podIP"].as_str()?;
+        let dnat_to_it = ["control-plane", "worker", "worker2"].iter().all(|n| {
+            let rules = kube_dns_endpoint_rules(&c, &c.node(n));
+            rules.len() == 1 && rules[0].contains(&format!("{ip}:53"))
+        });
+        dnat_to_it.then(|| p.clone())
+    });
+    let replica_name = replica["metadata"]["name"].as_str().unwrap().to_string();
+
+    let names = ["abc", "abc.123", "abc.123.def", "www.example.test"];
+    for pod in ["ndots-5", "ndots-2"] {
+        for name in names {
+            let r = c.pod_exec(pod, &["getent", "ahostsv4", name]);
+            if name == "www.example.test" {
+                assert!(
+                    r.ok && r.stdout.contains("192.0.2.10"),
+                    "{pod} {name}: {}{}",
+                    r.stdout,
+                    r.stderr
+                );
+            } else {
+                assert_eq!(r.code, Some(2), "{pod} {name} must not resolve: {}", r.stdout);
+            }
+        }
+    }
+    let log = eventually("the query log", Duration::from_secs(20), || {
+        let r = c.minikind(&["logs", "-n", "kube-system", &replica_name]);
+        (r.ok && r.stdout.contains("www.example.test.")).then_some(r.stdout)
+    });
+    for (pod, ndots) in [("ndots-5", 5), ("ndots-2", 2)] {
+        let ip = pod_ip(&c.pod_json("default", pod).unwrap());
+        let want: Vec<String> = names
+            .iter()
+            .flat_map(|n| expected_attempts(n, ndots, *n == "www.example.test"))
+            .collect();
+        let got = eventually(
+            &format!("all of {pod}'s queries in the log"),
+            Duration::from_secs(20),
+            || {
+                let r = c.minikind(&["logs", "-n", "kube-system", &replica_name]);
+                let got = a_queries_from(&r.stdout, &ip);
+                (got.len() >= want.len()).then_some(got)
+            },
+        );
+        assert_eq!(got, want, "{pod} ({ip}), log:\n{log}");
+    }
+}
+
+#[test]
+fn attempts_follow_the_resolver_rules() {
+    assert_eq!(
+        expected_attempts("abc.123.def", 2, false),
+        [
+            "abc.123.def.",
+            "abc.123.def.default.svc.cluster.local.",
+            "abc.123.def.svc.cluster.local.",
+            "abc.123.def.cluster.local."
+        ]
+    );
+    assert_eq!(
+        expected_attempts("abc.123", 2, false).last().unwrap(),
+        "abc.123."
+    );
+    let log = "[INFO] 10.244.1.3:1 - 2 \"A IN a. udp 21 false 512\" REFUSED qr,rd 21 0.1s\n\
+               [INFO] 10.244.1.3:1 - 2 \"A IN a. udp 21 false 512\" REFUSED qr,rd 21 0.1s\n\
+               [INFO] 10.244.1.4:1 - 3 \"A IN b. udp 21 false 512\" NXDOMAIN qr,rd 21 0.1s\n\
+               [INFO] 10.244.1.3:1 - 4 \"AAAA IN c. udp 21 false 512\" NXDOMAIN qr,rd 21 0.1s\n";
+    assert_eq!(a_queries_from(log, "10.244.1.3"), ["a."]);
+}
