@@ -65,10 +65,31 @@ pub enum Upstream {
     Server(IpAddr),
 }
 
+/// Who serves 127.0.0.11 inside the nodes (`dns.embedded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmbeddedDns {
+    /// Docker's own resolver (dockerd), as in KIND.
+    #[default]
+    Docker,
+    /// minikind's reimplementation (`dns-embedded`), started by each node's agent in place of
+    /// Docker's rules, with the same rules, names and forwarding.
+    Builtin,
+}
+
+impl EmbeddedDns {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmbeddedDns::Docker => "docker",
+            EmbeddedDns::Builtin => "builtin",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DnsOptions {
     pub network_magic: bool,
     pub upstream: Upstream,
+    pub embedded: EmbeddedDns,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +130,7 @@ impl Default for ClusterConfig {
             dns: DnsOptions {
                 network_magic: true,
                 upstream: Upstream::Host,
+                embedded: EmbeddedDns::Docker,
             },
         }
     }
@@ -154,6 +176,7 @@ struct RawNetworking {
 struct RawDns {
     network_magic: Option<bool>,
     upstream: Option<String>,
+    embedded: Option<String>,
 }
 
 fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -352,6 +375,18 @@ impl ClusterConfig {
                     })?),
                 };
             }
+            if let Some(e) = dns.embedded {
+                cfg.dns.embedded = match e.as_str() {
+                    "docker" => EmbeddedDns::Docker,
+                    "builtin" => EmbeddedDns::Builtin,
+                    other => {
+                        return Err(field(
+                            "dns.embedded",
+                            format!("{other:?} is not docker or builtin"),
+                        ));
+                    }
+                };
+            }
         }
         Ok(cfg)
     }
@@ -431,6 +466,7 @@ networking:
 dns:
   networkMagic: false
   upstream: lab
+  embedded: builtin
 ",
         )
         .unwrap();
@@ -447,6 +483,7 @@ dns:
         assert!(c.networking.internal);
         assert!(!c.dns.network_magic);
         assert_eq!(c.dns.upstream, Upstream::Lab);
+        assert_eq!(c.dns.embedded, EmbeddedDns::Builtin);
     }
 
     #[test]
@@ -629,5 +666,41 @@ networking:
         );
         let e = parse(&format!("{base}moon\n")).unwrap_err().to_string();
         assert!(e.contains("dns.upstream"), "{e}");
+    }
+
+    #[test]
+    fn embedded_resolver_forms_and_errors() {
+        let base = "kind: Cluster\napiVersion: minikind.dev/v1alpha1\n";
+        assert_eq!(parse(base).unwrap().dns.embedded, EmbeddedDns::Docker);
+        for (text, want) in [
+            ("docker", EmbeddedDns::Docker),
+            ("builtin", EmbeddedDns::Builtin),
+        ] {
+            let c = parse(&format!("{base}dns:\n  embedded: {text}\n")).unwrap();
+            assert_eq!(c.dns.embedded, want);
+            assert_eq!(want.as_str(), text);
+        }
+        for bad in ["Builtin", "dockerd", "\"\""] {
+            let e = parse(&format!("{base}dns:\n  embedded: {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("field `dns.embedded`") && e.contains("docker or builtin"),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse(&format!("{base}dns:\n  embedded: [docker]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dns.embedded"), "{e}");
+        let e = parse(&format!("{base}dns:\n  embeded: builtin\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `embeded`"), "{e}");
+        // KIND's files have no `dns` section at all.
+        let e = parse("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\ndns:\n  embedded: builtin\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("field `dns`") && e.contains(MINIKIND_API_VERSION), "{e}");
     }
 }

@@ -12,6 +12,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
 
+use crate::builtin_resolver::{self, ResolverOptions};
 use crate::control_plane::{self, ControlPlaneConfig};
 use crate::dns_addon;
 use crate::iptables_mode;
@@ -35,6 +36,12 @@ pub mod env {
     /// `true` when the cluster network is a Docker `--internal` one (pods then reach other
     /// nodes through tunnels; see `overlay.rs`). Unset means false.
     pub const NETWORK_INTERNAL: &str = "MINIKIND_NETWORK_INTERNAL";
+    /// `docker` (unset: the same) or `builtin`: who serves 127.0.0.11 (`dns.embedded`).
+    pub const DNS_EMBEDDED: &str = "MINIKIND_DNS_EMBEDDED";
+    /// The external servers Docker's resolver would use (the node's `--dns`), comma-separated
+    /// `IP` or `IP:PORT`: the builtin resolver forwards to them. Docker 20.10 records them
+    /// nowhere inside the container, so the CLI hands them over.
+    pub const DNS_SERVERS: &str = "MINIKIND_DNS_SERVERS";
     /// Set by the reaper on the child it starts.
     pub(crate) const CHILD: &str = "MINIKIND_AGENT_CHILD";
 }
@@ -60,6 +67,10 @@ pub struct NodeSettings {
     pub pod_subnet: Ipv4Net,
     pub service_subnet: Ipv4Net,
     pub internal_network: bool,
+    /// `dns.embedded: builtin`: serve 127.0.0.11 with minikind's resolver.
+    pub builtin_resolver: bool,
+    /// The builtin resolver's external servers (`IP` or `IP:PORT`), in order.
+    pub dns_servers: Vec<String>,
 }
 
 impl NodeSettings {
@@ -90,7 +101,20 @@ impl NodeSettings {
                 )
             }
         };
+        let builtin_resolver = match get(env::DNS_EMBEDDED).as_deref() {
+            None | Some("docker") => false,
+            Some("builtin") => true,
+            Some(other) => {
+                anyhow::bail!("{}={other:?}: expected docker or builtin", env::DNS_EMBEDDED)
+            }
+        };
+        let dns_servers = match get(env::DNS_SERVERS) {
+            None => Vec::new(),
+            Some(list) => parse_servers(&list)?,
+        };
         Ok(NodeSettings {
+            builtin_resolver,
+            dns_servers,
             internal_network,
             pod_subnet: cidr(env::POD_SUBNET)?,
             service_subnet: cidr(env::SERVICE_SUBNET)?,
@@ -101,6 +125,24 @@ impl NodeSettings {
                 .map(|s| s.split_whitespace().map(str::to_string).collect()),
         })
     }
+}
+
+/// The comma-separated server list of [`env::DNS_SERVERS`], each checked to be `IP` or
+/// `IP:PORT` (empty items are skipped).
+fn parse_servers(list: &str) -> Result<Vec<String>> {
+    let mut servers = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let ok = item.parse::<std::net::IpAddr>().is_ok()
+            || item.parse::<std::net::SocketAddr>().is_ok();
+        if !ok {
+            anyhow::bail!(
+                "{}={list:?}: {item:?} is not an IP address or IP:PORT",
+                env::DNS_SERVERS
+            );
+        }
+        servers.push(item.to_string());
+    }
+    Ok(servers)
 }
 
 /// `minikind node-agent`: the entrypoint of every node container.
@@ -145,9 +187,29 @@ fn run_agent() -> Result<()> {
 
 /// Everything that must hold before the node counts as up. Runs at every start of the
 /// container, so each piece is idempotent.
+///
+/// The order matters with the builtin resolver: it replaces Docker's DNS rules with its own
+/// (same shape, its ports) first, and the magic then rewrites those exactly as it would
+/// rewrite Docker's.
 fn boot(settings: &NodeSettings) -> Result<()> {
     let selection = iptables_mode::select(Path::new("/")).context("choosing the iptables mode")?;
     println!("minikind node agent: {selection}");
+    let resolver = if settings.builtin_resolver {
+        let ropts =
+            ResolverOptions::for_node(settings.dns_servers.clone(), selection.flavour.as_str())?;
+        let running =
+            builtin_resolver::start(&ropts).context("starting the builtin embedded resolver")?;
+        println!(
+            "minikind node agent: builtin embedded resolver (pid {}) serves 127.0.0.11 at udp              port {} and tcp port {}, forwarding to [{}]; Docker's DNS rules replaced",
+            running.pid(),
+            running.ready.udp.port(),
+            running.ready.tcp.port(),
+            settings.dns_servers.join(", ")
+        );
+        Some((running, ropts))
+    } else {
+        None
+    };
     let opts = MagicOptions {
         enabled: settings.network_magic,
         dns_search: settings.dns_search.clone(),
@@ -155,6 +217,22 @@ fn boot(settings: &NodeSettings) -> Result<()> {
     };
     let report = network_magic::apply(&opts).context("applying the network magic")?;
     println!("minikind node agent: {report}");
+    if let Some((running, ropts)) = resolver {
+        // A restarted resolver rebuilds Docker's chains for its new ports in Docker's form:
+        // put the magic back on top unless it is (or was switched) off.
+        let configured = settings.network_magic;
+        builtin_resolver::supervise(running, ropts, move |_| {
+            let wanted = network_magic::live_state(Path::new(network_magic::LIVE_STATE_PATH))
+                .unwrap_or(configured);
+            if !wanted {
+                return;
+            }
+            match network_magic::switch(&opts, true) {
+                Ok(report) => println!("minikind node agent: {report}"),
+                Err(e) => eprintln!("minikind node agent: re-applying the network magic: {e:#}"),
+            }
+        });
+    }
     Ok(())
 }
 
@@ -417,6 +495,38 @@ mod tests {
         let line = "45: eth0    inet 172.18.0.3/16 brd 172.18.255.255 scope global eth0\\       valid_lft forever preferred_lft forever";
         assert_eq!(parse_inet(line), Some("172.18.0.3".parse().unwrap()));
         assert_eq!(parse_inet(""), None);
+    }
+
+    #[test]
+    fn embedded_resolver_mode_and_servers() {
+        let base = [
+            (env::CLUSTER, "c"),
+            (env::ROLE, "worker"),
+            (env::NETWORK_MAGIC, "true"),
+        ];
+        let s = settings(&base).unwrap();
+        assert!(!s.builtin_resolver && s.dns_servers.is_empty());
+        let mut with = base.to_vec();
+        with.push((env::DNS_EMBEDDED, "builtin"));
+        with.push((env::DNS_SERVERS, "172.18.0.2, 192.0.2.53:5353,"));
+        let s = settings(&with).unwrap();
+        assert!(s.builtin_resolver);
+        assert_eq!(s.dns_servers, vec!["172.18.0.2", "192.0.2.53:5353"]);
+        with[3] = (env::DNS_EMBEDDED, "docker");
+        assert!(!settings(&with).unwrap().builtin_resolver);
+        with[3] = (env::DNS_EMBEDDED, "dockerd");
+        let e = settings(&with).unwrap_err().to_string();
+        assert!(
+            e.contains(env::DNS_EMBEDDED) && e.contains("docker or builtin"),
+            "{e}"
+        );
+        with[3] = (env::DNS_EMBEDDED, "builtin");
+        with[4] = (env::DNS_SERVERS, "172.18.0.2,dns.example");
+        let e = settings(&with).unwrap_err().to_string();
+        assert!(
+            e.contains(env::DNS_SERVERS) && e.contains("\"dns.example\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! (`minikind node-agent …`); see `agent.rs`.
 
 pub mod agent;
+pub mod builtin_resolver;
 pub mod control_plane;
 pub mod dns_addon;
 pub mod iptables_mode;

@@ -8,8 +8,18 @@
 //! redirected too, and rewrites the node's resolv.conf to match. The DNAT target stays
 //! 127.0.0.11, which works because `route_localnet=1`.
 //!
-//! [`transform`] is the pure rule rewrite; [`apply`] is what the agent runs at boot;
-//! [`status`] inspects a node and says whether the magic is in place.
+//! [`transform`] is the pure rule rewrite and [`inverse_transform`] its inverse; [`apply`] is
+//! what the agent runs at boot; [`switch()`] turns the magic on or off on a running node (the
+//! `minikind network-magic` program, [`cli_main`]); [`status`] inspects a node and says whether
+//! the magic is in place.
+
+mod cli;
+mod inverse;
+mod switch;
+
+pub use cli::cli_main;
+pub use inverse::{docker_rules_restore, inverse_transform};
+pub use switch::{LIVE_STATE_PATH, SwitchReport, live_state, record_live_state, switch};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -339,13 +349,13 @@ pub fn apply(opts: &MagicOptions) -> anyhow::Result<MagicReport> {
     report.host_ip = Some(host_ip);
     report.host_ip_source = Some(source);
 
-    let save = run_save(&opts.iptables_save)?;
+    let save = run_save(&opts.iptables_save, &[])?;
     report.flavour = Flavour::from_save_header(&save);
     let transformed = transform(&save, host_ip);
     report.rules_before = count_rules(&save);
     report.rules_after = count_rules(&transformed);
     if transformed != save {
-        run_restore(&opts.iptables_restore, &transformed)?;
+        run_restore(&opts.iptables_restore, &[], &transformed)?;
         report.rules_changed = true;
     }
 
@@ -490,8 +500,9 @@ fn count_rules(save: &str) -> usize {
     save.lines().filter(|l| l.starts_with("-A ")).count()
 }
 
-fn run_save(program: &Path) -> anyhow::Result<String> {
+fn run_save(program: &Path, args: &[&str]) -> anyhow::Result<String> {
     let output = Command::new(program)
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("running {}", program.display()))?;
@@ -507,8 +518,9 @@ fn run_save(program: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{} printed non-UTF-8 text", program.display()))
 }
 
-fn run_restore(program: &Path, rules: &str) -> anyhow::Result<()> {
+fn run_restore(program: &Path, args: &[&str], rules: &str) -> anyhow::Result<()> {
     let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -655,7 +667,7 @@ pub fn inspect_rules(save: &str) -> (usize, Vec<String>, bool) {
 
 /// Inspects the node's rules and resolv.conf.
 pub fn status(opts: &MagicOptions) -> anyhow::Result<MagicStatus> {
-    let save = run_save(&opts.iptables_save)?;
+    let save = run_save(&opts.iptables_save, &[])?;
     let (rules_to_embedded_ip, prerouting_jumps, docker_chain) = inspect_rules(&save);
     let conf = ResolvConf::read(&opts.resolv_conf_path)?;
     let route_localnet =
@@ -677,24 +689,19 @@ pub fn status(opts: &MagicOptions) -> anyhow::Result<MagicStatus> {
     })
 }
 
-/// Entry point for `minikind dns magic status` run inside a node (args[0] is the program
-/// name; no other arguments). Prints [`MagicStatus`]; exit 0 when the magic is in place, 1
-/// when it is not, 2 when the node could not be inspected.
-pub fn status_cli_main(args: Vec<std::ffi::OsString>) -> i32 {
-    if args.len() > 1 {
-        eprintln!("usage: minikind dns magic status   (run inside a node; takes no arguments)");
-        return 2;
-    }
-    match status(&MagicOptions::default()) {
-        Ok(status) => {
-            println!("{status}");
-            if status.in_place() { 0 } else { 1 }
-        }
-        Err(e) => {
-            eprintln!("network magic status: {e:#}");
-            2
-        }
-    }
+/// Where Docker's DNAT rules send port 53 (`--to-destination` of the `DOCKER_OUTPUT` rules):
+/// the resolver that really answers, e.g. `127.0.0.11:41553`.
+pub fn dnat_targets(save: &str) -> Vec<String> {
+    save.lines()
+        .filter(|l| l.starts_with(&format!("-A {DOCKER_OUTPUT_CHAIN} ")))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split(' ').collect();
+            words
+                .windows(2)
+                .find(|w| w[0] == "--to-destination")
+                .map(|w| w[1].to_string())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -786,5 +793,7 @@ mod tests {
             inspect_rules(&done),
             (0, vec!["172.18.0.1/32".to_string()], true)
         );
+        assert_eq!(dnat_targets(&done), vec!["127.0.0.11:1".to_string()]);
+        assert_eq!(dnat_targets("*nat\nCOMMIT\n"), Vec::<String>::new());
     }
 }
