@@ -29,6 +29,7 @@ pub async fn exec(
     let mut proc = api
         .exec(pod, command.to_vec(), &params)
         .await
+        .map_err(crate::objects::api_error)
         .with_context(|| format!("exec in pod {namespace}/{pod}"))?;
     let mut out = proc.stdout().context("no stdout stream")?;
     let mut err = proc.stderr().context("no stderr stream")?;
@@ -89,6 +90,7 @@ pub async fn logs(
         let mut lines = api
             .log_stream(pod, &params)
             .await
+            .map_err(crate::objects::api_error)
             .with_context(|| format!("logs of pod {namespace}/{pod}"))?
             .lines();
         while let Some(line) = lines.try_next().await.context("reading the log")? {
@@ -98,6 +100,7 @@ pub async fn logs(
         let text = api
             .logs(pod, &params)
             .await
+            .map_err(crate::objects::api_error)
             .with_context(|| format!("logs of pod {namespace}/{pod}"))?;
         print!("{text}");
     }

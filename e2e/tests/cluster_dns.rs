@@ -184,9 +184,10 @@ fn seed_003_walkthrough_on_three_nodes() {
 
 #[test]
 fn without_the_magic_coredns_finds_a_loop_and_pods_cannot_resolve() {
+    // Seed 000's cluster with KIND's fix off (examples/seed-000-kind-dns-fix/magic-off.yaml).
     let c = Cluster::create(
         "e2e-nomagic-pod",
-        "networking:\n  internal: true\ndns:\n  upstream: lab\n  networkMagic: false\n",
+        &cluster_body("seed-000-kind-dns-fix/magic-off.yaml"),
     );
     // CoreDNS's resolv.conf (dnsPolicy Default) names 127.0.0.11: in its own namespace that is
     // CoreDNS itself, and the loop plugin stops it, again and again.
@@ -225,14 +226,10 @@ fn without_the_magic_coredns_finds_a_loop_and_pods_cannot_resolve() {
     });
     assert!(restarted >= 1);
 
-    c.minikind_ok(&[
-        "apply",
-        "-f",
-        &example("seed-003-dns-walkthrough/busybox.yaml"),
-    ]);
-    c.wait_pod_ready("default", "busybox");
+    c.minikind_ok(&["apply", "-f", &example("seed-000-kind-dns-fix/client.yaml")]);
+    c.wait_pod_ready("default", "client");
     let r = c.pod_exec(
-        "busybox",
+        "client",
         &["dig", "www.example.test", "+short", "+time=2", "+tries=1"],
     );
     // dig prints its errors on stdout as the real one does: look for an answer line.

@@ -7,17 +7,11 @@
 use std::time::Duration;
 
 use minikind_e2e::{
-    Cluster, docker, eventually, labelled_objects, minikind, minikind_stdin, rule_lines,
-    unique_name,
+    Cluster, cluster_body, docker, eventually, labelled_objects, minikind, minikind_stdin,
+    rule_lines, unique_name,
 };
 
 const HERMETIC: &str = "networking:\n  internal: true\ndns:\n  upstream: lab\n";
-
-fn three_nodes(magic: bool) -> String {
-    format!(
-        "nodes:\n- role: control-plane\n- role: worker\n- role: worker\n{HERMETIC}  networkMagic: {magic}\n"
-    )
-}
 
 /// `dig +short` answers, one per line.
 fn answers(out: &str) -> Vec<String> {
@@ -60,7 +54,11 @@ fn upstream_answer(c: &Cluster, node: &str, name: &str) -> Vec<String> {
 
 #[test]
 fn three_node_cluster_resolves_through_the_magic_survives_restart_and_deletes_cleanly() {
-    let c = Cluster::create("e2e-life", &three_nodes(true));
+    // Seed 000's cluster (examples/seed-000-kind-dns-fix): three nodes, the magic on.
+    let c = Cluster::create(
+        "e2e-life",
+        &cluster_body("seed-000-kind-dns-fix/cluster.yaml"),
+    );
     let cp = c.node("control-plane");
     let w1 = c.node("worker");
     let w2 = c.node("worker2");

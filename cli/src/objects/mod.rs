@@ -283,8 +283,9 @@ fn dyn_api(client: &kube::Client, kind: &kinds::Kind, ns: Option<&str>) -> Api<D
     }
 }
 
-/// The server's message for API errors (it names the field for 422s).
-fn api_error(e: kube::Error) -> anyhow::Error {
+/// The server's message for API errors (it names the field for 422s), without kube-rs's debug
+/// dump of the whole Status.
+pub fn api_error(e: kube::Error) -> anyhow::Error {
     match e {
         kube::Error::Api(s) => anyhow::anyhow!("{} ({}): {}", s.reason, s.code, s.message),
         other => anyhow::Error::new(other),
