@@ -1,6 +1,9 @@
-//! Authoritative answers from a [`Zone`]: exact matches, CNAME chains inside the zone,
-//! wildcards, NODATA and NXDOMAIN with the SOA, REFUSED outside the zone (the lab upstream is
-//! not a recursive resolver).
+//! Answers from a [`Zone`]: exact matches, CNAME chains inside the zone, wildcards, NODATA and
+//! NXDOMAIN with the SOA. The lab upstream stands in for the host's recursive resolver in a
+//! world where only its zone exists: answers from the zone are authoritative (as a resolver's
+//! local zone is, e.g. unbound's `local-data`), every reply offers recursion (RA), and a name
+//! outside the zone is NXDOMAIN with the root's SOA — what a real resolver answers for
+//! `abc.` or `abc.123.`, so the seeds' query logs read the same here.
 
 use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -16,15 +19,26 @@ const SERVER_UDP_PAYLOAD: u16 = 1232;
 /// Builds the reply to `request` from `zone`.
 pub fn answer(zone: &Zone, request: &Message) -> Message {
     if request.metadata.op_code != OpCode::Query {
-        return finish(request, error_reply(request, ResponseCode::NotImp, false));
+        return finish(request, error_reply(request, ResponseCode::NotImp, true));
     }
     let [query] = request.queries.as_slice() else {
-        return finish(request, error_reply(request, ResponseCode::FormErr, false));
+        return finish(request, error_reply(request, ResponseCode::FormErr, true));
     };
-    if query.query_class() != DNSClass::IN || !zone.contains(query.name()) {
-        return finish(request, error_reply(request, ResponseCode::Refused, false));
+    if query.query_class() != DNSClass::IN {
+        return finish(request, error_reply(request, ResponseCode::Refused, true));
     }
-    let mut reply = error_reply(request, ResponseCode::NoError, false);
+    if !zone.contains(query.name()) {
+        // The root exists (NODATA for it); anything else under it does not.
+        let rcode = if query.name().is_root() {
+            ResponseCode::NoError
+        } else {
+            ResponseCode::NXDomain
+        };
+        let mut reply = error_reply(request, rcode, true);
+        reply.add_authority(zone.root_soa());
+        return finish(request, reply);
+    }
+    let mut reply = error_reply(request, ResponseCode::NoError, true);
     reply.metadata.authoritative = true;
     resolve(zone, query.name(), query.query_type(), &mut reply);
     finish(request, reply)
@@ -156,11 +170,11 @@ mod tests {
     }
 
     #[test]
-    fn positive_answers_are_authoritative_without_ra() {
+    fn positive_answers_are_authoritative_and_offer_recursion() {
         let r = ask("www.example.test.", RecordType::AAAA);
         assert_eq!(r.metadata.response_code, ResponseCode::NoError);
         assert!(r.metadata.authoritative);
-        assert!(!r.metadata.recursion_available);
+        assert!(r.metadata.recursion_available);
         assert!(r.metadata.recursion_desired);
         assert_eq!(r.answers.len(), 1);
         assert_eq!(
@@ -206,12 +220,19 @@ mod tests {
     }
 
     #[test]
-    fn outside_the_zone_is_refused() {
-        let r = ask("www.example.com.", RecordType::A);
-        assert_eq!(r.metadata.response_code, ResponseCode::Refused);
-        assert!(!r.metadata.authoritative);
+    fn outside_the_zone_is_nxdomain_with_the_root_soa() {
+        for name in ["www.example.com.", "abc.", "abc.123.def."] {
+            let r = ask(name, RecordType::A);
+            assert_eq!(r.metadata.response_code, ResponseCode::NXDomain, "{name}");
+            assert!(!r.metadata.authoritative && r.metadata.recursion_available);
+            assert!(r.answers.is_empty());
+            assert_eq!(types(&r.authorities), vec![RecordType::SOA]);
+            assert!(r.authorities[0].name.is_root());
+        }
         let r = ask(".", RecordType::NS);
-        assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert!(r.answers.is_empty());
+        assert_eq!(types(&r.authorities), vec![RecordType::SOA]);
     }
 
     #[test]

@@ -177,6 +177,14 @@ impl Zone {
         soa
     }
 
+    /// The SOA the lab's stand-in root zone has (this zone's servers, at `.`), for NXDOMAIN
+    /// answers to names outside the zone: what a recursive resolver relays from the root.
+    pub fn root_soa(&self) -> Record {
+        let mut soa = self.negative_soa();
+        soa.name = Name::root();
+        soa
+    }
+
     /// The records owned by exactly `name`.
     pub fn records(&self, name: &Name) -> Option<&[Record]> {
         self.nodes.get(&name.to_lowercase()).map(Vec::as_slice)
