@@ -16,7 +16,6 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::ResponseCode;
@@ -157,10 +156,7 @@ fn parse_args(args: &[String]) -> Result<DigArgs, String> {
 }
 
 fn parse_type(word: &str) -> Option<RecordType> {
-    match RecordType::from_str(&word.to_ascii_uppercase()) {
-        Ok(RecordType::Unknown(_)) | Err(_) => None,
-        Ok(t) => Some(t),
-    }
+    super::present::parse_record_type(word)
 }
 
 fn plus_option(parsed: &mut DigArgs, option: &str) -> Result<(), String> {

@@ -1,7 +1,18 @@
 //! Text forms shared by the tools: response codes, record data, dig's tab-aligned columns.
 
+use std::str::FromStr;
+
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{RData, Record};
+use hickory_proto::rr::{RData, Record, RecordType};
+
+/// A record type as given on a command line (`aaaa`, `SRV`), in any case; `None` for a word
+/// that is not a type hickory knows by name.
+pub fn parse_record_type(word: &str) -> Option<RecordType> {
+    match RecordType::from_str(&word.to_ascii_uppercase()) {
+        Ok(RecordType::Unknown(_)) | Err(_) => None,
+        Ok(t) => Some(t),
+    }
+}
 
 /// The mnemonic dig prints (`NOERROR`, `NXDOMAIN`, …).
 pub fn rcode_name(code: ResponseCode) -> String {

@@ -1,0 +1,232 @@
+//! `minikind dns trace [--name CLUSTER] [-n NS] POD NAME [--type T] [-o json]`: one lookup run
+//! inside a pod with the pod's own resolv.conf, and the path each of its search-list attempts
+//! took, every hop read from the running cluster:
+//!
+//! 1. the lookup: `nslookup -debug` (minikind's, [`minikind_node_agent::tools::nslookup`]) run
+//!    in the pod through the API server, as `minikind exec` does; each exchange's name, server,
+//!    client port, id, code and time come from its attempt lines;
+//! 2. the kube-proxy rules on the pod's node (`iptables-save`): the `KUBE-SERVICES` rule, the
+//!    service chain and its `KUBE-SEP-…` DNATs;
+//! 3. which endpoint was taken: the cluster-dns replica whose `log` shows that client port, id
+//!    and name (its log read through the kubelet, as `minikind logs` does);
+//! 4. for names cluster-dns forwards: its forward target, Docker's DNS rules on the replica's
+//!    node as the network magic rewrote them, the embedded resolver (its query log in builtin
+//!    mode; Docker's keeps none), and the lab upstream's log line.
+//!
+//! Where the evidence ends (no rule, no log line) the path says so instead of guessing.
+
+mod gather;
+mod model;
+mod path;
+mod querylog;
+mod render;
+mod rules;
+
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use minikind_node_agent::resolv_conf::ResolvConf;
+use minikind_node_agent::tools::attempt::{AttemptResult, parse_line};
+
+use model::{ResolvSummary, Trace, TracedAttempt};
+
+/// How the trace is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// `minikind dns trace`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TraceArgs {
+    /// Cluster name (default: $MINIKIND_CLUSTER_NAME, else "minikind").
+    #[arg(long = "name")]
+    pub cluster: Option<String>,
+    /// The pod's namespace.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// The container to run the lookup in (default: the pod's first).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// The pod to run the lookup from.
+    pub pod: String,
+    /// The name to look up, as an application in the pod would give it.
+    #[arg(value_name = "NAME")]
+    pub query: String,
+    /// The record type.
+    #[arg(short = 't', long = "type", default_value = "A")]
+    pub rtype: String,
+    /// `text` (a tree per attempt) or `json` (the same as data).
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+/// The record type, spelled as dig spells it; an error names the bad value.
+fn record_type(text: &str) -> Result<String> {
+    match minikind_node_agent::tools::present::parse_record_type(text) {
+        Some(t) => Ok(t.to_string()),
+        None => bail!("--type {text:?} is not a DNS record type (A, AAAA, SRV, PTR, TXT, …)"),
+    }
+}
+
+/// The lookup the pod runs: minikind's nslookup (glibc's search-list walk, one type), by its
+/// absolute path so a busybox in the node image can't stand in for it.
+fn probe_command(name: &str, rtype: &str) -> Vec<String> {
+    vec![
+        minikind_images::node_rootfs::MINIKIND_PATH.to_string(),
+        "nslookup".to_string(),
+        "-debug".to_string(),
+        format!("-type={rtype}"),
+        name.to_string(),
+    ]
+}
+
+/// The answer lines of nslookup's output (what follows its `Server:`/`Address:` header),
+/// without the attempt lines.
+fn answer_lines(stdout: &str) -> Vec<String> {
+    stdout
+        .split_once("\n\n")
+        .map_or("", |(_, rest)| rest)
+        .lines()
+        .filter(|l| parse_line(l).is_none())
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+pub async fn run(args: TraceArgs) -> Result<()> {
+    let rtype = record_type(&args.rtype)?;
+    minikind_node_agent::tools::client::parse_name(&args.query)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cluster = crate::commands::resolve_name(args.cluster.clone(), None)?;
+    let docker = crate::docker::connect().await?;
+    let client = crate::commands::cluster_client(Some(cluster.clone())).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &args.namespace);
+    let pod = gather::client_pod(&pods, &args.namespace, &args.pod).await?;
+    let container = args.container.as_deref();
+
+    let conf = gather::exec_capture(
+        &pods,
+        &args.pod,
+        container,
+        &["cat".to_string(), "/etc/resolv.conf".to_string()],
+    )
+    .await?;
+    if conf.code != 0 {
+        bail!(
+            "cannot read /etc/resolv.conf in pod {}: {}",
+            pod.display(),
+            conf.stderr.trim()
+        );
+    }
+    let conf = ResolvConf::parse(&conf.stdout);
+    let resolv_conf = ResolvSummary {
+        nameservers: conf
+            .nameserver_texts()
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        search: conf.search(),
+        ndots: conf.ndots(),
+    };
+
+    let command = probe_command(&args.query, &rtype);
+    let started = SystemTime::now();
+    let probe = gather::exec_capture(&pods, &args.pod, container, &command)
+        .await
+        .context("running the lookup in the pod")?;
+    let window = (started, SystemTime::now());
+    let parsed: Vec<_> = probe.stdout.lines().filter_map(parse_line).collect();
+    if parsed.is_empty() {
+        bail!(
+            "the lookup in pod {} printed no attempts (exit code {}):\n{}{}",
+            pod.display(),
+            probe.code,
+            probe.stdout,
+            probe.stderr
+        );
+    }
+    let attempts: Vec<_> = parsed.iter().map(|(_, a)| a.clone()).collect();
+
+    let mut notes = Vec::new();
+    let evidence = gather::evidence(
+        &docker,
+        &client,
+        &cluster,
+        &pod,
+        &attempts,
+        window,
+        &mut notes,
+    )
+    .await?;
+    let traced: Vec<TracedAttempt> = parsed
+        .into_iter()
+        .map(|(number, attempt)| TracedAttempt {
+            number,
+            hops: path::assemble(&attempt, &evidence),
+            attempt,
+        })
+        .collect();
+    let outcome = match traced.last().map(|t| &t.attempt.result) {
+        Some(AttemptResult::Reply { rcode, answers, .. }) => {
+            format!("{rcode}, {answers} answer record(s)")
+        }
+        Some(AttemptResult::Failed { error }) => format!("no reply ({error})"),
+        None => "no attempt".to_string(),
+    };
+    let trace = Trace {
+        cluster,
+        pod,
+        name: args.query.clone(),
+        rtype,
+        resolv_conf,
+        command,
+        attempts: traced,
+        answer: answer_lines(&probe.stdout),
+        outcome,
+        notes,
+    };
+    match args.output {
+        Output::Text => print!("{}", render::text(&trace)),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&trace).context("writing the trace as JSON")?
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_and_names_are_checked() {
+        assert_eq!(record_type("aaaa").unwrap(), "AAAA");
+        let e = record_type("BOGUS").unwrap_err().to_string();
+        assert!(e.contains("--type \"BOGUS\""), "{e}");
+        assert_eq!(
+            probe_command("abc", "SRV")[1..],
+            ["nslookup", "-debug", "-type=SRV", "abc"]
+        );
+    }
+
+    #[test]
+    fn answer_lines_skip_header_and_attempts() {
+        let out = "Server:\t\t10.96.0.10\nAddress:\t10.96.0.10:53\n\n\
+                   ;; attempt 1: a.default.svc.cluster.local. A to 10.96.0.10#53 (UDP) from 10.244.1.3#1 id 2: NXDOMAIN, 0 answers, 0.300 ms\n\
+                   Non-authoritative answer:\nName:\twww.example.test\nAddress: 192.0.2.10\n\n";
+        assert_eq!(
+            answer_lines(out),
+            [
+                "Non-authoritative answer:",
+                "Name:\twww.example.test",
+                "Address: 192.0.2.10"
+            ]
+        );
+    }
+}

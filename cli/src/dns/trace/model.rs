@@ -1,0 +1,194 @@
+//! What `minikind dns trace` found, as data (`-o json` prints it as is): the lookup, its
+//! search-list attempts, and for each attempt the hops with the evidence each was read from.
+
+use std::net::{IpAddr, SocketAddr};
+
+use minikind_node_agent::tools::attempt::Attempt;
+use serde::Serialize;
+
+/// The whole trace of one lookup.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trace {
+    pub cluster: String,
+    pub pod: PodRef,
+    /// The name as given and the type asked.
+    pub name: String,
+    pub rtype: String,
+    /// The pod's own resolver configuration, read from its `/etc/resolv.conf`.
+    pub resolv_conf: ResolvSummary,
+    /// The command run in the pod.
+    pub command: Vec<String>,
+    pub attempts: Vec<TracedAttempt>,
+    /// The answer records the pod got (the tool's lines), empty when nothing was found.
+    pub answer: Vec<String>,
+    /// What the lookup came to: the last reply's code, or why there was none.
+    pub outcome: String,
+    /// Things the trace could not read (a log it could not get, …); the hops say what is
+    /// unknown because of them.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub ip: Option<IpAddr>,
+    pub node: Option<String>,
+}
+
+impl PodRef {
+    pub fn display(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ResolvSummary {
+    pub nameservers: Vec<String>,
+    pub search: Vec<String>,
+    pub ndots: u8,
+}
+
+/// One exchange of the lookup (a name asked to a server) and the path it took.
+#[derive(Debug, Clone, Serialize)]
+pub struct TracedAttempt {
+    pub number: usize,
+    #[serde(flatten)]
+    pub attempt: Attempt,
+    pub hops: Vec<Hop>,
+}
+
+/// One hop of an attempt's path; each kind carries its own evidence.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "hop", rename_all = "snake_case")]
+pub enum Hop {
+    ServiceRule(ServiceRuleHop),
+    Endpoint(EndpointHop),
+    ClusterDns(ClusterDnsHop),
+    Forward(ForwardHop),
+    EmbeddedResolver(EmbeddedHop),
+    Upstream(UpstreamHop),
+    /// The path ends here, or can't be followed further: where and why.
+    Stop(StopHop),
+}
+
+/// kube-proxy's `KUBE-SERVICES` rule on the client's node that caught the query.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ServiceRuleHop {
+    pub node: String,
+    /// `<namespace>/<service>:<port name>` from the rule's comment.
+    pub service: Option<String>,
+    pub chain: String,
+    pub rule: String,
+}
+
+/// The endpoint the service chain picked, and its DNAT.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EndpointHop {
+    pub node: String,
+    pub sep_chain: String,
+    /// The `KUBE-SVC-…` rule that jumps to it (its `--probability`, if any, below).
+    pub jump_rule: String,
+    pub probability: Option<String>,
+    pub dnat_rule: Option<String>,
+    pub to: Option<SocketAddr>,
+    /// How many endpoints the service chain had to choose from.
+    pub of_endpoints: usize,
+    /// How the pick is known: the replica behind this endpoint logged the query.
+    pub evidence: String,
+}
+
+/// The cluster-dns (CoreDNS) replica that answered, from its query log.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClusterDnsHop {
+    pub pod: String,
+    pub node: Option<String>,
+    pub ip: IpAddr,
+    pub rcode: String,
+    pub flags: String,
+    #[serde(rename = "duration_us", serialize_with = "micros")]
+    pub duration: std::time::Duration,
+    /// The query log line that proves it.
+    pub log_line: String,
+    /// `authoritative` (its own cluster zone), `forwarded` (a matching query reached the next
+    /// hop) or `not_forwarded` (nothing reached the next hop: answered from its cache, or the
+    /// forward failed before leaving).
+    pub answered: Answered,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Answered {
+    Authoritative,
+    Forwarded,
+    NotForwarded,
+}
+
+/// cluster-dns's `forward` to the nameserver of its resolv.conf (the host IP the magic put
+/// there), and Docker's rule on that replica's node that redirects it to 127.0.0.11.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ForwardHop {
+    pub node: String,
+    pub from: IpAddr,
+    pub to: SocketAddr,
+    pub prerouting_rule: String,
+    pub dnat_rule: String,
+    pub dnat_to: Option<SocketAddr>,
+}
+
+/// Which resolver serves 127.0.0.11 in the node.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddedMode {
+    /// Docker's own, inside dockerd: it keeps no query log.
+    Docker,
+    /// minikind's dns-embedded (`dns.embedded: builtin`), logging to the node's log.
+    Builtin,
+}
+
+/// The embedded resolver at 127.0.0.11 in the replica's node.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EmbeddedHop {
+    pub node: String,
+    pub listen: Option<SocketAddr>,
+    pub mode: EmbeddedMode,
+    /// From its query log (builtin mode only).
+    pub rcode: Option<String>,
+    #[serde(rename = "duration_us", serialize_with = "micros_opt")]
+    pub duration: Option<std::time::Duration>,
+    pub log_line: Option<String>,
+    pub note: Option<String>,
+}
+
+/// The lab upstream container's answer, from its log.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UpstreamHop {
+    pub container: String,
+    pub ip: Option<IpAddr>,
+    pub client: SocketAddr,
+    pub rcode: String,
+    #[serde(rename = "duration_us", serialize_with = "micros")]
+    pub duration: std::time::Duration,
+    pub log_line: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StopHop {
+    /// Where: a node, a pod, a container.
+    pub at: String,
+    pub reason: String,
+}
+
+fn micros<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn micros_opt<S: serde::Serializer>(
+    d: &Option<std::time::Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => micros(d, s),
+        None => s.serialize_none(),
+    }
+}

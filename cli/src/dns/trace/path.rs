@@ -1,0 +1,507 @@
+//! Putting one attempt's path together from the evidence read off the cluster. Pure: every
+//! input is text already fetched (rules, logs, resolv.conf), so the assembly is tested on
+//! recorded text. Nothing is inferred that the evidence does not show; where it runs out, a
+//! [`Hop::Stop`] says what is missing.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, SystemTime};
+
+use minikind_node_agent::tools::attempt::{Attempt, AttemptResult};
+use minikind_node_agent::tools::client::Transport;
+
+use super::model::{
+    Answered, ClusterDnsHop, EmbeddedHop, EmbeddedMode, EndpointHop, ForwardHop, Hop, PodRef,
+    ServiceRuleHop, StopHop, UpstreamHop,
+};
+use super::querylog::LoggedQuery;
+use super::rules::Ruleset;
+
+/// How far apart (beyond a hop's own duration) two log collectors' times of one query may be.
+const CLOCK_SLACK: Duration = Duration::from_secs(1);
+
+/// A cluster-dns replica and what it logged.
+#[derive(Debug, Clone, Default)]
+pub struct Replica {
+    pub name: String,
+    pub ip: Option<IpAddr>,
+    pub node: Option<String>,
+    pub queries: Vec<LoggedQuery>,
+    /// Why its log could not be read, if it could not.
+    pub log_error: Option<String>,
+    /// The servers its `forward` sends to (its resolv.conf's nameservers, or the Corefile's).
+    pub forward_to: Vec<IpAddr>,
+}
+
+/// What is known about a node container.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Its address on the cluster network (what the upstream sees as the client).
+    pub ip: Option<IpAddr>,
+    pub rules: Option<Ruleset>,
+    pub embedded: EmbeddedMode,
+    /// Query lines of the node's own log (minikind's embedded resolver in builtin mode).
+    pub queries: Vec<LoggedQuery>,
+}
+
+/// The lab upstream and what it logged.
+#[derive(Debug, Clone)]
+pub struct UpstreamInfo {
+    pub container: String,
+    pub ip: Option<IpAddr>,
+    pub queries: Vec<LoggedQuery>,
+}
+
+/// Everything read from the cluster for one trace.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    pub client: PodRef,
+    pub nodes: BTreeMap<String, NodeInfo>,
+    pub replicas: Vec<Replica>,
+    /// Whether the Corefile has `log` (None: it could not be read).
+    pub corefile_logs: Option<bool>,
+    pub upstream: Option<UpstreamInfo>,
+    /// When the lookup ran (from just before the tool started to just after it ended).
+    pub window: (SystemTime, SystemTime),
+}
+
+fn proto(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+    }
+}
+
+fn stop(at: impl Into<String>, reason: impl Into<String>) -> Hop {
+    Hop::Stop(StopHop {
+        at: at.into(),
+        reason: reason.into(),
+    })
+}
+
+/// A time span in which a logged query counts as "this one".
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: SystemTime,
+    to: SystemTime,
+    /// The preferred time (the closest line to it wins).
+    around: Option<SystemTime>,
+}
+
+impl Window {
+    /// The span of an upstream hop of `q`: it ran while `q` was being answered.
+    fn during(q: &LoggedQuery, fallback: (SystemTime, SystemTime)) -> Window {
+        match q.time {
+            Some(t) => Window {
+                from: t
+                    .checked_sub(q.duration + CLOCK_SLACK)
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                to: t + CLOCK_SLACK,
+                around: Some(t),
+            },
+            None => Window::run(fallback),
+        }
+    }
+
+    fn run((from, to): (SystemTime, SystemTime)) -> Window {
+        Window {
+            from: from.checked_sub(CLOCK_SLACK).unwrap_or(from),
+            to: to + CLOCK_SLACK,
+            around: None,
+        }
+    }
+
+    /// The best of `candidates` that fall in the window (all of them when a line carries no
+    /// time): the closest to `around`, else the last.
+    fn pick<'a>(&self, candidates: impl Iterator<Item = &'a LoggedQuery>) -> Option<&'a LoggedQuery> {
+        let inside: Vec<&LoggedQuery> = candidates
+            .filter(|q| q.time.is_none_or(|t| t >= self.from && t <= self.to))
+            .collect();
+        let distance = |q: &LoggedQuery| match (q.time, self.around) {
+            (Some(t), Some(a)) => t.duration_since(a).unwrap_or_else(|e| e.duration()),
+            _ => Duration::ZERO,
+        };
+        match self.around {
+            Some(_) => inside.into_iter().min_by_key(|q| distance(q)),
+            None => inside.into_iter().last(),
+        }
+    }
+}
+
+/// The replica whose log shows this exact exchange: same client address and port, same id,
+/// same question.
+fn replica_for<'a>(attempt: &Attempt, ev: &'a Evidence) -> Option<(&'a Replica, &'a LoggedQuery)> {
+    let local = attempt.local?;
+    ev.replicas.iter().find_map(|r| {
+        r.queries
+            .iter()
+            .find(|q| q.client == local && q.id == attempt.id && q.asks(&attempt.name, &attempt.rtype))
+            .map(|q| (r, q))
+    })
+}
+
+/// The hops of one attempt.
+pub fn assemble(attempt: &Attempt, ev: &Evidence) -> Vec<Hop> {
+    let mut hops = Vec::new();
+    let pod = ev.client.display();
+    let Some(node) = ev.client.node.as_deref() else {
+        return vec![stop(pod, "the pod is not scheduled on a node")];
+    };
+    let Some(rules) = ev.nodes.get(node).and_then(|n| n.rules.as_ref()) else {
+        return vec![stop(node, "the node's iptables rules could not be read")];
+    };
+    let proto = proto(attempt.transport);
+    let server = attempt.server;
+
+    if let Some(svc) = rules.service_rule(server, proto) {
+        let chain = svc.target().unwrap_or_default().to_string();
+        hops.push(Hop::ServiceRule(ServiceRuleHop {
+            node: node.to_string(),
+            service: svc
+                .comment()
+                .map(|c| c.trim_end_matches(" cluster IP").to_string()),
+            chain: chain.clone(),
+            rule: svc.text.clone(),
+        }));
+        let endpoints = rules.endpoints(&chain);
+        if endpoints.is_empty() {
+            hops.push(stop(node, format!("{chain} has no endpoint rules")));
+            return hops;
+        }
+        let Some((replica, logged)) = replica_for(attempt, ev) else {
+            hops.push(stop(
+                format!("{chain} on {node}"),
+                no_replica_reason(attempt, ev, endpoints.len()),
+            ));
+            return hops;
+        };
+        if let Some(ep) = endpoints
+            .iter()
+            .find(|e| e.to().map(|a| a.ip()) == replica.ip)
+        {
+            hops.push(Hop::Endpoint(EndpointHop {
+                node: node.to_string(),
+                sep_chain: ep.sep_chain.clone(),
+                jump_rule: ep.jump.text.clone(),
+                probability: ep.jump.probability().map(str::to_string),
+                dnat_rule: ep.dnat.as_ref().map(|r| r.text.clone()),
+                to: ep.to(),
+                of_endpoints: endpoints.len(),
+                evidence: format!(
+                    "{} logged the query from {} with id {}",
+                    replica.name,
+                    logged.client,
+                    logged.id
+                ),
+            }));
+        }
+        replica_hops(&mut hops, replica, logged, ev);
+        return hops;
+    }
+    if let Some(reject) = rules.no_endpoints_rule(server, proto) {
+        hops.push(stop(
+            node,
+            format!(
+                "kube-proxy rejects the query: the service has no ready endpoints ({})",
+                reject.text
+            ),
+        ));
+        return hops;
+    }
+    // Not a service address: a nameserver reached through Docker's rules (dnsPolicy Default
+    // gives a pod the node's resolv.conf, the host IP), or nothing at all.
+    let docker = rules.docker_dns(server.ip(), proto);
+    match (server.port(), docker.prerouting, docker.dnat) {
+        (53, Some(prerouting), Some(dnat)) => {
+            let Some(from) = ev.client.ip else {
+                hops.push(stop(pod, "the pod has no IP"));
+                return hops;
+            };
+            hops.push(Hop::Forward(ForwardHop {
+                node: node.to_string(),
+                from,
+                to: server,
+                prerouting_rule: prerouting.text.clone(),
+                dnat_rule: dnat.text.clone(),
+                dnat_to: dnat.dnat_to(),
+            }));
+            let exact = |q: &&LoggedQuery| Some(q.client) == attempt.local;
+            let window = Window::run(ev.window);
+            let reply = match &attempt.result {
+                AttemptResult::Reply { rcode, .. } => Some(rcode.as_str()),
+                AttemptResult::Failed { .. } => None,
+            };
+            resolver_hops(
+                &mut hops,
+                node,
+                from,
+                (&attempt.name, &attempt.rtype),
+                window,
+                &exact,
+                reply,
+                ev,
+                dnat.dnat_to(),
+            );
+        }
+        _ => hops.push(stop(
+            node,
+            format!(
+                "no rule on {node} sends {server}/{proto} anywhere: neither a kube-proxy \
+                 service nor Docker's DNS rules catch it{}",
+                docker_output_says(rules)
+            ),
+        )),
+    }
+    hops
+}
+
+/// Why no replica can be named for an attempt.
+fn no_replica_reason(attempt: &Attempt, ev: &Evidence, endpoints: usize) -> String {
+    let from = attempt
+        .local
+        .map_or_else(|| "an unknown port".to_string(), |l| l.to_string());
+    let outcome = match &attempt.result {
+        AttemptResult::Reply { rcode, .. } => format!("the reply ({rcode}) came"),
+        AttemptResult::Failed { error } => format!("no reply came ({error})"),
+    };
+    if ev.corefile_logs == Some(false) {
+        return format!(
+            "{outcome}, but cluster-dns does not log queries (the Corefile in ConfigMap \
+             kube-system/coredns has no `log`), so which of the {endpoints} endpoints was \
+             taken cannot be read; add `log` to the Corefile (see \
+             examples/seed-001-coredns-scaling-and-ndots/coredns-log.yaml) and restart the \
+             coredns deployment"
+        );
+    }
+    let unreadable: Vec<String> = ev
+        .replicas
+        .iter()
+        .filter_map(|r| r.log_error.as_ref().map(|e| format!("{}: {e}", r.name)))
+        .collect();
+    let names: Vec<&str> = ev.replicas.iter().map(|r| r.name.as_str()).collect();
+    let mut reason = format!(
+        "{outcome}; none of the cluster-dns replicas ({}) logged a query from {from} with id {}",
+        names.join(", "),
+        attempt.id
+    );
+    if !unreadable.is_empty() {
+        reason.push_str(&format!(" (logs not readable: {})", unreadable.join("; ")));
+    }
+    reason
+}
+
+/// What DOCKER_OUTPUT does catch, to explain why it doesn't catch a query.
+fn docker_output_says(rules: &Ruleset) -> String {
+    let dnats = rules.docker_output_dnats();
+    if dnats.is_empty() {
+        return String::new();
+    }
+    let dests: Vec<&str> = dnats.iter().filter_map(|r| r.opt("-d")).collect();
+    format!(
+        " (DOCKER_OUTPUT only redirects queries to {}; without the network magic that is \
+         127.0.0.11, which a pod cannot reach)",
+        dests.join(", ")
+    )
+}
+
+/// The replica's hop and, for what it did not answer from its own zone, the forward path.
+fn replica_hops(hops: &mut Vec<Hop>, replica: &Replica, q: &LoggedQuery, ev: &Evidence) {
+    let Some(ip) = replica.ip else {
+        return;
+    };
+    let mut dns_hop = ClusterDnsHop {
+        pod: replica.name.clone(),
+        node: replica.node.clone(),
+        ip,
+        rcode: q.rcode.clone(),
+        flags: q.flags.clone(),
+        duration: q.duration,
+        log_line: q.line.clone(),
+        answered: Answered::Authoritative,
+    };
+    if q.authoritative() {
+        hops.push(Hop::ClusterDns(dns_hop));
+        return;
+    }
+    let at = replica.name.clone();
+    let Some(node) = replica.node.as_deref() else {
+        dns_hop.answered = Answered::NotForwarded;
+        hops.push(Hop::ClusterDns(dns_hop));
+        hops.push(stop(at, "the replica's node is unknown"));
+        return;
+    };
+    let window = Window::during(q, ev.window);
+    let from_replica = |l: &&LoggedQuery| l.client.ip() == ip;
+    let question = (q.name.as_str(), q.qtype.as_str());
+    let seen_downstream = downstream(node, question, window, &from_replica, ev);
+    dns_hop.answered = if seen_downstream.0.is_some() || seen_downstream.1.is_some() {
+        Answered::Forwarded
+    } else {
+        Answered::NotForwarded
+    };
+    hops.push(Hop::ClusterDns(dns_hop));
+
+    let Some(&target) = replica.forward_to.first() else {
+        hops.push(stop(
+            at,
+            "where the replica forwards is unknown (its resolv.conf could not be read)",
+        ));
+        return;
+    };
+    let Some(rules) = ev.nodes.get(node).and_then(|n| n.rules.as_ref()) else {
+        hops.push(stop(node, "the node's iptables rules could not be read"));
+        return;
+    };
+    let docker = rules.docker_dns(target, &q.proto);
+    let (Some(prerouting), Some(dnat)) = (docker.prerouting, docker.dnat) else {
+        hops.push(stop(
+            node,
+            format!(
+                "{} forwards to {target}:53, but no rule on {node} redirects it to the \
+                 embedded resolver: there is no `-A PREROUTING -d {target}/32 -j DOCKER_OUTPUT` \
+                 with its DNAT (the network magic is off){}; the forward reaches nothing, \
+                 hence {}",
+                replica.name,
+                docker_output_says(rules),
+                q.rcode
+            ),
+        ));
+        return;
+    };
+    hops.push(Hop::Forward(ForwardHop {
+        node: node.to_string(),
+        from: ip,
+        to: SocketAddr::new(target, 53),
+        prerouting_rule: prerouting.text.clone(),
+        dnat_rule: dnat.text.clone(),
+        dnat_to: dnat.dnat_to(),
+    }));
+    resolver_hops(
+        hops,
+        node,
+        ip,
+        question,
+        window,
+        &from_replica,
+        Some(q.rcode.as_str()),
+        ev,
+        dnat.dnat_to(),
+    );
+}
+
+/// The embedded resolver's and the upstream's log lines for a query forwarded by `from` on
+/// `node` (either may be missing).
+fn downstream<'a>(
+    node: &str,
+    (name, qtype): (&str, &str),
+    window: Window,
+    from: &dyn Fn(&&LoggedQuery) -> bool,
+    ev: &'a Evidence,
+) -> (Option<&'a LoggedQuery>, Option<&'a LoggedQuery>) {
+    let info = ev.nodes.get(node);
+    let embedded = info.and_then(|n| {
+        window.pick(
+            n.queries
+                .iter()
+                .filter(|q| q.asks(name, qtype))
+                .filter(|q| from(q)),
+        )
+    });
+    let node_ip = info.and_then(|n| n.ip);
+    let upstream = ev.upstream.as_ref().and_then(|u| {
+        window.pick(
+            u.queries
+                .iter()
+                .filter(|q| q.asks(name, qtype) && Some(q.client.ip()) == node_ip),
+        )
+    });
+    (embedded, upstream)
+}
+
+/// The embedded resolver at 127.0.0.11 and the upstream behind it.
+#[allow(clippy::too_many_arguments)]
+fn resolver_hops(
+    hops: &mut Vec<Hop>,
+    node: &str,
+    from: IpAddr,
+    question: (&str, &str),
+    window: Window,
+    from_client: &dyn Fn(&&LoggedQuery) -> bool,
+    reply: Option<&str>,
+    ev: &Evidence,
+    listen: Option<SocketAddr>,
+) {
+    let Some(info) = ev.nodes.get(node) else {
+        return;
+    };
+    let (embedded, upstream) = downstream(node, question, window, from_client, ev);
+    let mut hop = EmbeddedHop {
+        node: node.to_string(),
+        listen,
+        mode: info.embedded,
+        rcode: embedded.map(|q| q.rcode.clone()),
+        duration: embedded.map(|q| q.duration),
+        log_line: embedded.map(|q| q.line.clone()),
+        note: None,
+    };
+    match (info.embedded, embedded) {
+        (EmbeddedMode::Docker, _) => {
+            hop.note = Some(
+                "Docker's embedded resolver runs inside dockerd and keeps no query log".into(),
+            );
+        }
+        (EmbeddedMode::Builtin, None) => {
+            hop.note = Some(format!(
+                "no query for {} {} from {from} in the node's log",
+                question.0, question.1
+            ));
+        }
+        (EmbeddedMode::Builtin, Some(_)) => {}
+    }
+    let builtin_saw_nothing = info.embedded == EmbeddedMode::Builtin && embedded.is_none();
+    if !builtin_saw_nothing || upstream.is_some() {
+        hops.push(Hop::EmbeddedResolver(hop));
+    }
+    if let Some(u) = upstream {
+        let info = ev.upstream.as_ref().expect("an upstream line comes from an upstream");
+        hops.push(Hop::Upstream(UpstreamHop {
+            container: info.container.clone(),
+            ip: info.ip,
+            client: u.client,
+            rcode: u.rcode.clone(),
+            duration: u.duration,
+            log_line: u.line.clone(),
+        }));
+        return;
+    }
+    // Nothing reached the upstream: say what the evidence allows.
+    let name = question.0;
+    let reason = if builtin_saw_nothing {
+        match reply {
+            Some("SERVFAIL") | None => format!(
+                "the query for {name} never reached the embedded resolver: the forward failed"
+            ),
+            Some(_) => format!(
+                "no query for {name} left cluster-dns: it answered from its cache"
+            ),
+        }
+    } else if let Some(e) = embedded {
+        format!(
+            "the embedded resolver answered {name} itself ({}), nothing went to the upstream",
+            e.rcode
+        )
+    } else {
+        match &ev.upstream {
+            None => "the upstream is the host's DNS, which keeps no log here".to_string(),
+            Some(u) => format!(
+                "no query for {name} reached {}: answered from cluster-dns's cache or by the \
+                 embedded resolver itself (node and container names)",
+                u.container
+            ),
+        }
+    };
+    hops.push(stop(
+        if builtin_saw_nothing { node.to_string() } else { format!("127.0.0.11 on {node}") },
+        reason,
+    ));
+}

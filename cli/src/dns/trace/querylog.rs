@@ -1,0 +1,165 @@
+//! Reading query log lines in CoreDNS's `log` format, which every logging hop of the lab writes
+//! (cluster-dns with `log`, minikind's embedded resolver, the lab upstream):
+//!
+//! `[INFO] <client-ip>:<port> - <id> "<type> <class> <name> <proto> <size> <do> <bufsize>" <rcode> <flags> <rsize> <duration>`
+//!
+//! Lines come from `kubectl logs --timestamps` or `docker logs --timestamps`, so an RFC 3339
+//! time may come first; it is kept to order the hops of one lookup.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, SystemTime};
+
+/// One query as a server logged it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedQuery {
+    /// When the log collector stored the line (a little after the reply was sent).
+    pub time: Option<SystemTime>,
+    pub client: SocketAddr,
+    pub id: u16,
+    pub qtype: String,
+    pub name: String,
+    pub proto: String,
+    pub rcode: String,
+    pub flags: String,
+    pub duration: Duration,
+    /// The line as the server wrote it (without the collector's time).
+    pub line: String,
+}
+
+impl LoggedQuery {
+    /// The AA bit was set: the server answered from its own zone (the `kubernetes` plugin for
+    /// cluster.local), not through `forward`.
+    pub fn authoritative(&self) -> bool {
+        self.flags.split(',').any(|f| f == "aa")
+    }
+
+    /// Same question (names compare case-insensitively, as DNS does).
+    pub fn asks(&self, name: &str, qtype: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name) && self.qtype.eq_ignore_ascii_case(qtype)
+    }
+}
+
+/// Splits a leading RFC 3339 time (`2026-11-22T04:12:18.123456789Z `) off a log line.
+fn split_time(line: &str) -> (Option<SystemTime>, &str) {
+    if let Some((first, rest)) = line.split_once(' ')
+        && first.len() >= 20
+        && first.as_bytes()[4] == b'-'
+        && let Ok(t) = humantime::parse_rfc3339(first)
+    {
+        return (Some(t), rest);
+    }
+    (None, line)
+}
+
+fn parse_client(text: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse() {
+        return Some(addr);
+    }
+    // `ip:port` with a bare IPv6 address (CoreDNS brackets them, others may not).
+    let (ip, port) = text.rsplit_once(':')?;
+    Some(SocketAddr::new(ip.parse::<IpAddr>().ok()?, port.parse().ok()?))
+}
+
+/// A duration as CoreDNS writes it (`0.000114128s`), or in Go's units (`114.128µs`, `2ms`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let units: [(&str, f64); 5] = [
+        ("ns", 1e-9),
+        ("µs", 1e-6),
+        ("us", 1e-6),
+        ("ms", 1e-3),
+        ("s", 1.0),
+    ];
+    for (suffix, scale) in units {
+        if let Some(number) = text.strip_suffix(suffix)
+            && let Ok(v) = number.parse::<f64>()
+            && v.is_finite()
+            && v >= 0.0
+        {
+            return Some(Duration::from_secs_f64(v * scale));
+        }
+    }
+    None
+}
+
+/// Parses one log line; `None` for anything that is not a query line (start-up messages,
+/// errors, plugin output).
+pub fn parse(line: &str) -> Option<LoggedQuery> {
+    let (time, rest) = split_time(line.trim_end());
+    let body = rest.strip_prefix("[INFO] ")?;
+    let (client, rest) = body.split_once(" - ")?;
+    let client = parse_client(client)?;
+    let (id, rest) = rest.split_once(" \"")?;
+    let id = id.parse().ok()?;
+    let (question, rest) = rest.split_once("\" ")?;
+    let q: Vec<&str> = question.split(' ').collect();
+    let [qtype, _class, name, proto, _size, _do, _bufsize] = q.as_slice() else {
+        return None;
+    };
+    let r: Vec<&str> = rest.split(' ').collect();
+    let [rcode, flags, _rsize, duration, ..] = r.as_slice() else {
+        return None;
+    };
+    Some(LoggedQuery {
+        time,
+        client,
+        id,
+        qtype: qtype.to_string(),
+        name: name.to_string(),
+        proto: proto.to_string(),
+        rcode: rcode.to_string(),
+        flags: flags.to_string(),
+        duration: parse_duration(duration)?,
+        line: body.to_string(),
+    })
+}
+
+/// Every query line of a log text.
+pub fn parse_all(text: &str) -> Vec<LoggedQuery> {
+    text.lines().filter_map(parse).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_coredns_lines_with_and_without_a_time() {
+        let q = parse(
+            "2026-11-22T04:12:18.123456789Z [INFO] 10.244.1.4:50940 - 51439 \"A IN \
+             abc.svc.cluster.local. udp 51 false 512\" NXDOMAIN qr,aa,rd 144 0.000114128s",
+        )
+        .unwrap();
+        assert_eq!(q.client, "10.244.1.4:50940".parse().unwrap());
+        assert_eq!(q.id, 51439);
+        assert!(q.asks("ABC.svc.cluster.local.", "a"));
+        assert_eq!((q.proto.as_str(), q.rcode.as_str()), ("udp", "NXDOMAIN"));
+        assert!(q.authoritative());
+        assert_eq!(q.duration, Duration::from_nanos(114_128));
+        assert_eq!(
+            q.time.unwrap(),
+            humantime::parse_rfc3339("2026-11-22T04:12:18.123456789Z").unwrap()
+        );
+        assert!(q.line.starts_with("[INFO] 10.244.1.4:50940 - 51439 "));
+
+        let v6 = parse(
+            "[INFO] [fd00::5]:53 - 7 \"AAAA IN www.example.test. tcp 45 true 65535\" \
+             NOERROR qr,rd,ra 101 2.5ms",
+        )
+        .unwrap();
+        assert_eq!(v6.client, "[fd00::5]:53".parse().unwrap());
+        assert!(!v6.authoritative());
+        assert_eq!(v6.duration, Duration::from_micros(2500));
+        assert_eq!(v6.time, None);
+    }
+
+    #[test]
+    fn other_lines_are_skipped() {
+        let text = ".:53\nCoreDNS-1.11.3\n[INFO] plugin/reload: Running configuration SHA512 = ab\n\
+                    [INFO] lab-upstream: serving zone example.test. on 0.0.0.0:53 (udp, tcp)\n\
+                    [INFO] 10.0.0.1:1 - 2 \"A IN a. udp 1 false 512\" NOERROR qr 1 soon\n\
+                    [INFO] 10.0.0.1:1 - 2 \"A IN a. udp 1 false 512\" NOERROR qr 1 0.1s\n";
+        let all = parse_all(text);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].duration, Duration::from_millis(100));
+    }
+}
