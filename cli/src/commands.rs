@@ -81,6 +81,9 @@ enum Command {
         tail: Option<i64>,
         pod: String,
     },
+    /// The cluster's DNS path: the network magic (`dns magic status|on|off`).
+    #[command(subcommand)]
+    Dns(crate::dns::Dns),
     /// Build the node image.
     #[command(subcommand)]
     Build(BuildCommand),
@@ -268,7 +271,7 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 /// Flag, then config file, then `$MINIKIND_CLUSTER_NAME`, then "minikind".
-fn resolve_name(flag: Option<String>, from_config: Option<&str>) -> Result<String> {
+pub(crate) fn resolve_name(flag: Option<String>, from_config: Option<&str>) -> Result<String> {
     let name = flag
         .or_else(|| from_config.map(str::to_string))
         .or_else(|| {
@@ -474,6 +477,7 @@ async fn run(command: Command, status: &Status) -> Result<()> {
             );
             Ok(())
         }
+        Command::Dns(cmd) => crate::dns::run(cmd).await,
         Command::Build(BuildCommand::NodeImage) => {
             let docker = docker::connect().await?;
             let step = status.step("Building node image");
@@ -502,7 +506,7 @@ async fn run_objects(verb: &str, args: Vec<String>) -> Result<()> {
 
 /// An API client for the named (or default) cluster, reaching its API server the way `create`
 /// does, with the admin kubeconfig read from its control-plane node.
-async fn cluster_client(flag: Option<String>) -> Result<kube::Client> {
+pub(crate) async fn cluster_client(flag: Option<String>) -> Result<kube::Client> {
     let name = resolve_name(flag, None)?;
     let docker = docker::connect().await?;
     let (cp, admin) = control_plane_admin(&docker, &name).await?;
@@ -577,6 +581,8 @@ mod tests {
             "minikind exec -n kube-system -c coredns coredns-x -- cat /etc/resolv.conf",
             "minikind logs -f -n kube-system coredns-x",
             "minikind scale deployment coredns --replicas 4 -n kube-system",
+            "minikind dns magic status --name lab",
+            "minikind dns magic off --node worker",
         ] {
             Cli::try_parse_from(line.split_whitespace()).unwrap_or_else(|e| panic!("{line}: {e}"));
         }

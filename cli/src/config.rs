@@ -698,9 +698,13 @@ networking:
             .to_string();
         assert!(e.contains("unknown field `embeded`"), "{e}");
         // KIND's files have no `dns` section at all.
-        let e = parse("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\ndns:\n  embedded: builtin\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("field `dns`") && e.contains(MINIKIND_API_VERSION), "{e}");
+        let e =
+            parse("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\ndns:\n  embedded: builtin\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.contains("field `dns`") && e.contains(MINIKIND_API_VERSION),
+            "{e}"
+        );
     }
 }

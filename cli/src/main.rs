@@ -4,6 +4,7 @@
 mod cluster;
 mod commands;
 mod config;
+mod dns;
 mod coreutils;
 mod docker;
 mod multicall;

@@ -26,6 +26,10 @@ const PROGRAMS: &[(&str, Entry)] = &[
         minikind_dns_embedded::lab_upstream::cli_main,
     ),
     ("dns-embedded", minikind_dns_embedded::cli_main),
+    (
+        "network-magic",
+        minikind_node_agent::network_magic::cli_main,
+    ),
     ("cat", crate::coreutils::cat_main),
     ("sleep", crate::coreutils::sleep_main),
 ];

@@ -176,7 +176,9 @@ fn wait_ready(child: &mut Child, path: &Path, limit: Duration) -> anyhow::Result
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().context("watching dns-embedded")? {
-            bail!("dns-embedded exited before it was ready ({status}); its error is in the node's log");
+            bail!(
+                "dns-embedded exited before it was ready ({status}); its error is in the node's log"
+            );
         }
         if let Ok(text) = std::fs::read_to_string(path)
             && let Some(ready) = parse_ready(&text)
@@ -339,8 +341,11 @@ mod tests {
     fn a_resolver_that_dies_before_ready_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let program = dir.path().join("minikind");
-        std::fs::write(&program, "#!/bin/sh\necho 'dns-embedded: bad table' >&2\nexit 1\n")
-            .unwrap();
+        std::fs::write(
+            &program,
+            "#!/bin/sh\necho 'dns-embedded: bad table' >&2\nexit 1\n",
+        )
+        .unwrap();
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
         let opts = options(dir.path(), program);
         std::fs::create_dir_all(dir.path().join("etc")).unwrap();

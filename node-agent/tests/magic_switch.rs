@@ -28,7 +28,11 @@ fn inverse_of_kinds_output_is_dockers_dump() {
         let magic = testdata(&format!("{name}.expected"));
         assert_eq!(inverse_transform(&magic), docker, "{name}");
         assert_eq!(transform(&inverse_transform(&magic), HOST), magic, "{name}");
-        assert_eq!(inverse_transform(&docker), docker, "{name} is a fixed point");
+        assert_eq!(
+            inverse_transform(&docker),
+            docker,
+            "{name} is a fixed point"
+        );
     }
     // kind#3054: the magic gave the DNAT rules their `--dport 53` back; the way back keeps it
     // (that is the rule Docker meant) and the magic over it is unchanged.
@@ -49,7 +53,10 @@ fn a_switch_on_a_node_in_the_wanted_state_restores_nothing() {
     let magic = testdata("node-with-kube-nft.expected");
     assert_eq!(docker_rules_restore(&magic, &transform(&magic, HOST)), None);
     let docker = testdata("node-with-kube-nft.save");
-    assert_eq!(docker_rules_restore(&docker, &inverse_transform(&docker)), None);
+    assert_eq!(
+        docker_rules_restore(&docker, &inverse_transform(&docker)),
+        None
+    );
 }
 
 /// Runs `f` on a thread with its own new network namespace (commands it starts inherit it).
@@ -201,14 +208,22 @@ fn off_and_on_live(flavour: &'static str) {
     };
 
     assert!(off.rules_changed && off.resolv_conf_changed, "{off}");
-    assert_eq!(after_off, with_kube(docker.clone()), "off gives Docker's rules back");
+    assert_eq!(
+        after_off,
+        with_kube(docker.clone()),
+        "off gives Docker's rules back"
+    );
     assert_eq!(resolv_off, DOCKER_RESOLV);
     assert!(!off_again.rules_changed && !off_again.resolv_conf_changed);
     assert!(!status_off.in_place(), "{status_off}");
 
     assert!(on.rules_changed && on.resolv_conf_changed, "{on}");
     assert_eq!(on.host_ip, Some(HOST));
-    assert_eq!(after_on, with_kube(magic.clone()), "on gives the boot rules back");
+    assert_eq!(
+        after_on,
+        with_kube(magic.clone()),
+        "on gives the boot rules back"
+    );
     assert_eq!(
         resolv_on,
         "search corp.example\nnameserver 172.18.0.1\noptions ndots:0\n"

@@ -17,8 +17,8 @@ use minikind_node_agent::agent::{
 };
 
 use crate::cluster::nodes::{self, Privileges};
-use crate::cluster::{delete, kubeconfig};
-use crate::config::{ClusterConfig, NodeRole, Upstream};
+use crate::cluster::{delete, embedded_dns, kubeconfig};
+use crate::config::{ClusterConfig, EmbeddedDns, NodeRole, Upstream};
 use crate::docker;
 use crate::progress::Status;
 
@@ -167,6 +167,14 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
     };
 
     let names = nodes::node_names(name, &cfg.nodes);
+    let builtin = cfg.dns.embedded == EmbeddedDns::Builtin;
+    let embedded_servers = if builtin {
+        embedded_dns::external_servers(cfg, upstream_ip.as_deref(), |p| {
+            std::fs::read_to_string(p).ok()
+        })
+    } else {
+        Vec::new()
+    };
     let boxes = "📦 ".repeat(names.len());
     let step = status.step(format!("Preparing nodes {}", boxes.trim_end()));
     let started_at = unix_now();
@@ -177,9 +185,24 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
         &image.reference,
         cfg,
         upstream_ip.as_deref(),
+        &embedded_servers,
     )
     .await?;
     step.done();
+    if builtin {
+        // Every container has its address now: tell the nodes' resolvers who is who.
+        let step = status.step("Writing the embedded resolvers' names 📇");
+        let node_list: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
+        let table =
+            embedded_dns::write_names(docker, name, &nodes::network_name(name), &node_list)
+                .await?;
+        step.done();
+        status.line(&format!(
+            "   builtin resolver: {} name(s), forwarding to [{}]",
+            table.networks.iter().map(|n| n.containers.len()).sum::<usize>(),
+            embedded_servers.join(", ")
+        ));
+    }
     if privileges == Privileges::Capabilities {
         status.line(&format!(
             "   the engine refuses --privileged: nodes run with {} instead",
@@ -452,6 +475,7 @@ async fn start_nodes(
     image: &str,
     cfg: &ClusterConfig,
     upstream_ip: Option<&str>,
+    embedded_servers: &[String],
 ) -> Result<Privileges> {
     for (node, _) in names {
         docker
@@ -466,8 +490,16 @@ async fn start_nodes(
     let mut privileges = Privileges::Privileged;
     loop {
         let attempt = try_join_all(names.iter().map(|(node, role)| async move {
-            let body =
-                nodes::node_container(cluster, node, *role, image, cfg, upstream_ip, privileges);
+            let body = nodes::node_container(
+                cluster,
+                node,
+                *role,
+                image,
+                cfg,
+                upstream_ip,
+                embedded_servers,
+                privileges,
+            );
             let opts = CreateContainerOptionsBuilder::default().name(node).build();
             docker
                 .create_container(Some(opts), body)

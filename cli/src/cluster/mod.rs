@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod delete;
+pub mod embedded_dns;
 pub mod exec;
 pub mod kubeconfig;
 pub mod list;

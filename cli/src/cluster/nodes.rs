@@ -8,7 +8,7 @@ use bollard::models::{
 };
 use minikind_node_agent::agent::env as agent_env;
 
-use crate::config::{ClusterConfig, NodeRole, Upstream};
+use crate::config::{ClusterConfig, EmbeddedDns, NodeRole, Upstream};
 use crate::docker::{CLUSTER_LABEL, ROLE_LABEL};
 
 /// Port the API server listens on inside the control-plane node.
@@ -93,7 +93,9 @@ pub fn labels(cluster: &str, role: &str) -> HashMap<String, String> {
     ])
 }
 
-/// The container body for one node.
+/// The container body for one node. `embedded_servers` are the builtin resolver's external
+/// servers (only used with `dns.embedded: builtin`).
+#[allow(clippy::too_many_arguments)]
 pub fn node_container(
     cluster: &str,
     name: &str,
@@ -101,6 +103,7 @@ pub fn node_container(
     image: &str,
     cfg: &ClusterConfig,
     upstream_ip: Option<&str>,
+    embedded_servers: &[String],
     privileges: Privileges,
 ) -> ContainerCreateBody {
     let mut env = vec![
@@ -119,6 +122,18 @@ pub fn node_container(
             cfg.networking.internal
         ),
     ];
+    env.push(format!(
+        "{}={}",
+        agent_env::DNS_EMBEDDED,
+        cfg.dns.embedded.as_str()
+    ));
+    if cfg.dns.embedded == EmbeddedDns::Builtin {
+        env.push(format!(
+            "{}={}",
+            agent_env::DNS_SERVERS,
+            embedded_servers.join(",")
+        ));
+    }
     // Like KIND_DNS_SEARCH: unset keeps the search lines, set-but-empty drops them.
     if let Some(search) = &cfg.networking.dns_search {
         env.push(format!("{}={}", agent_env::DNS_SEARCH, search.join(" ")));
@@ -241,6 +256,7 @@ mod tests {
             "img",
             &cfg,
             None,
+            &[],
             Privileges::Privileged,
         );
         let hc = body.host_config.unwrap();
@@ -267,6 +283,7 @@ mod tests {
             "img",
             &cfg,
             Some("172.30.0.2"),
+            &[],
             Privileges::Capabilities,
         );
         let hc = body.host_config.unwrap();
@@ -288,6 +305,7 @@ mod tests {
                 "i",
                 cfg,
                 None,
+                &[],
                 Privileges::Privileged,
             )
             .env
@@ -302,5 +320,34 @@ mod tests {
         assert!(env(&cfg).contains(&format!("{}=", agent_env::DNS_SEARCH)));
         cfg.networking.dns_search = Some(vec!["a.test".into(), "b.test".into()]);
         assert!(env(&cfg).contains(&format!("{}=a.test b.test", agent_env::DNS_SEARCH)));
+    }
+
+    #[test]
+    fn the_embedded_resolver_mode_and_its_servers_reach_the_agent() {
+        let mut cfg = ClusterConfig::default();
+        let env = |cfg: &ClusterConfig, servers: &[String]| {
+            node_container(
+                "c",
+                "c-worker",
+                NodeRole::Worker,
+                "i",
+                cfg,
+                None,
+                servers,
+                Privileges::Privileged,
+            )
+            .env
+            .unwrap()
+        };
+        let docker = env(&cfg, &["192.0.2.53".to_string()]);
+        assert!(docker.contains(&format!("{}=docker", agent_env::DNS_EMBEDDED)));
+        assert!(
+            !docker.iter().any(|e| e.starts_with(agent_env::DNS_SERVERS)),
+            "Docker's own resolver knows its servers: {docker:?}"
+        );
+        cfg.dns.embedded = EmbeddedDns::Builtin;
+        let builtin = env(&cfg, &["172.18.0.2".to_string(), "192.0.2.53".to_string()]);
+        assert!(builtin.contains(&format!("{}=builtin", agent_env::DNS_EMBEDDED)));
+        assert!(builtin.contains(&format!("{}=172.18.0.2,192.0.2.53", agent_env::DNS_SERVERS)));
     }
 }

@@ -80,8 +80,9 @@ pub fn cli_main(args: Vec<OsString>) -> i32 {
         },
         Action::On | Action::Off => {
             let on = matches!(args.action, Action::On);
-            let result = switch(&opts, on)
-                .and_then(|report| record_live_state(Path::new(LIVE_STATE_PATH), on).map(|_| report));
+            let result = switch(&opts, on).and_then(|report| {
+                record_live_state(Path::new(LIVE_STATE_PATH), on).map(|_| report)
+            });
             match result {
                 Ok(report) => {
                     println!("{report}");

@@ -170,7 +170,12 @@ pub fn docker_rules_restore(current: &str, target: &str) -> Option<String> {
     }
     let mut out = String::from("*nat\n");
     let chains = [
-        (DOCKER_OUTPUT_CHAIN, &now.output, &want.output, now.declared.0),
+        (
+            DOCKER_OUTPUT_CHAIN,
+            &now.output,
+            &want.output,
+            now.declared.0,
+        ),
         (
             DOCKER_POSTROUTING_CHAIN,
             &now.postrouting,

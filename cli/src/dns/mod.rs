@@ -1,0 +1,26 @@
+//! `minikind dns …`: a cluster's DNS path, made visible and switchable for teaching.
+//!
+//! - `dns magic (status|on|off)`: KIND's network magic on the nodes ([`magic`]).
+//! - `dns trace POD NAME`: one lookup from a pod and the path each attempt took ([`trace`]).
+
+pub mod magic;
+pub mod trace;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum Dns {
+    /// KIND's network magic on the nodes: show whether it is in place, or switch it live.
+    Magic(magic::MagicArgs),
+    /// Run one lookup in a pod and show each search-list attempt's path, hop by hop, as the
+    /// cluster's rules and logs show it.
+    Trace(trace::TraceArgs),
+}
+
+pub async fn run(cmd: Dns) -> Result<()> {
+    match cmd {
+        Dns::Magic(args) => magic::run(args).await,
+        Dns::Trace(args) => trace::run(args).await,
+    }
+}
