@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use minikind_e2e::{Cluster, cluster_body, eventually, example, lines, rule_lines};
+use minikind_e2e::{Cluster, cluster_body, docker, eventually, example, lines, rule_lines};
 
 /// kube-proxy's chain for the kube-dns Service's `dns` (UDP) port.
 const KUBE_DNS_UDP_CHAIN: &str = "KUBE-SVC-TCOU7JCQXEZGVUNU";
@@ -71,7 +71,11 @@ fn a_queries_from(log: &str, client_ip: &str) -> Vec<String> {
 
 /// The order a stub resolver tries `name` in with the pod search list and `ndots`.
 fn expected_attempts(name: &str, ndots: usize, found_absolute: bool) -> Vec<String> {
-    let search = ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"];
+    let search = [
+        "default.svc.cluster.local",
+        "svc.cluster.local",
+        "cluster.local",
+    ];
     let suffixed = search.iter().map(|s| format!("{name}.{s}."));
     let absolute = format!("{name}.");
     if name.matches('.').count() >= ndots {
@@ -230,7 +234,12 @@ fn seed_001_coredns_scaling_and_ndots_query_log() {
                     r.stderr
                 );
             } else {
-                assert_eq!(r.code, Some(2), "{pod} {name} must not resolve: {}", r.stdout);
+                assert_eq!(
+                    r.code,
+                    Some(2),
+                    "{pod} {name} must not resolve: {}",
+                    r.stdout
+                );
             }
         }
     }
@@ -255,6 +264,141 @@ fn seed_001_coredns_scaling_and_ndots_query_log() {
         );
         assert_eq!(got, want, "{pod} ({ip}), log:\n{log}");
     }
+}
+
+/// A container's address on the cluster network.
+fn container_ip(c: &Cluster, container: &str) -> String {
+    let r = docker(&[
+        "inspect",
+        "-f",
+        &format!(
+            "{{{{(index .NetworkSettings.Networks \"minikind-{}\").IPAddress}}}}",
+            c.name
+        ),
+        container,
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    r.stdout.trim().to_string()
+}
+
+#[test]
+fn seed_002_docker_embedded_resolver_names_and_options() {
+    let dir = "seed-002-docker-embedded-dns";
+    let c = Cluster::create("e2e-seed002", &cluster_body(&format!("{dir}/cluster.yaml")));
+    let cp = c.node("control-plane");
+    let image = docker(&["inspect", "-f", "{{.Config.Image}}", &cp]);
+    let image = image.stdout.trim();
+    let upstream = container_ip(&c, &c.node("upstream"));
+
+    // The README's extra container: aliases, hostname, --dns/--dns-search/--dns-opt; labelled
+    // with the cluster so that deleting the cluster removes it.
+    let web = c.node("web");
+    let network = format!("minikind-{}", c.name);
+    let label = format!("dev.minikind.cluster={}", c.name);
+    let run = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &web,
+        "--hostname",
+        "web-host",
+        "--network",
+        &network,
+        "--network-alias",
+        "db",
+        "--network-alias",
+        "cache",
+        "--dns",
+        &upstream,
+        "--dns-search",
+        "example.test",
+        "--dns-opt",
+        "ndots:2",
+        "--label",
+        &label,
+        "--cap-add",
+        "NET_ADMIN",
+        "--entrypoint",
+        "sleep",
+        image,
+        "3600",
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+    let id = run.stdout.trim()[..12].to_string();
+    let web_ip = container_ip(&c, &web);
+
+    let resolv = c.exec_ok(&web, &["cat", "/etc/resolv.conf"]);
+    assert_eq!(
+        resolv,
+        "search example.test\nnameserver 127.0.0.11\noptions ndots:2\n"
+    );
+    // Docker's four rules (in whichever iptables back end the engine uses).
+    let saves: String = ["iptables-legacy-save", "iptables-nft-save"]
+        .iter()
+        .map(|t| c.exec(&web, &[t, "-t", "nat"]).stdout)
+        .collect();
+    let rules = rule_lines(&saves);
+    for want in [
+        "-A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT",
+        "-A POSTROUTING -d 127.0.0.11/32 -j DOCKER_POSTROUTING",
+    ] {
+        assert!(rules.iter().any(|r| r == want), "{want} in {rules:#?}");
+    }
+    for proto in ["udp", "tcp"] {
+        let dnat = rules
+            .iter()
+            .find(|r| {
+                r.contains(&format!(
+                    "-p {proto} -m {proto} --dport 53 -j DNAT --to-destination 127.0.0.11:"
+                ))
+            })
+            .unwrap_or_else(|| panic!("{proto} DNAT in {rules:#?}"));
+        let port = dnat.rsplit(':').next().unwrap();
+        assert!(
+            rules
+                .iter()
+                .any(|r| r.ends_with(&format!("--sport {port} -j SNAT --to-source :53"))),
+            "{proto} SNAT for {port} in {rules:#?}"
+        );
+    }
+
+    // Every kind of name Docker's resolver knows, case-insensitively, TTL 600.
+    let answer = c.exec_ok(&web, &["dig", &web, "+noall", "+answer"]);
+    assert!(
+        answer.contains("\t600\tIN\tA\t") && answer.contains(&web_ip),
+        "{answer}"
+    );
+    for name in [
+        "DB".to_string(),
+        "cache".into(),
+        id.clone(),
+        "web-host".into(),
+        format!("{web}.{network}"),
+    ] {
+        let a = c.exec_ok(&web, &["dig", &name, "+short"]);
+        assert_eq!(lines(&a), vec![web_ip.clone()], "{name}");
+    }
+    let ptr = c.exec_ok(&web, &["dig", "-x", &web_ip, "+short"]);
+    assert_eq!(lines(&ptr), vec![format!("{web}.{network}.")]);
+    let aaaa = c.exec_ok(&web, &["dig", "db", "AAAA"]);
+    assert!(
+        aaaa.contains("status: NOERROR") && aaaa.contains("ANSWER: 0"),
+        "{aaaa}"
+    );
+    // Forwarded to the --dns server, with the --dns-search list.
+    let www = c.exec_ok(&web, &["dig", "www", "+search", "+short"]);
+    assert_eq!(lines(&www), vec!["192.0.2.10".to_string()]);
+    let nope = c.exec_ok(&web, &["dig", "nope.example.test"]);
+    assert!(nope.contains("status: NXDOMAIN"), "{nope}");
+
+    // Pods reach the same names through CoreDNS and KIND's fix.
+    c.minikind_ok(&["apply", "-f", &example(&format!("{dir}/client.yaml"))]);
+    c.wait_pod_ready("default", "client");
+    let from_pod = eventually("db from a pod", Duration::from_secs(20), || {
+        let r = c.pod_exec("client", &["getent", "hosts", "db"]);
+        r.ok.then_some(r.stdout)
+    });
+    assert!(from_pod.starts_with(&web_ip), "{from_pod}");
 }
 
 #[test]
