@@ -200,7 +200,8 @@ fn boot(settings: &NodeSettings) -> Result<()> {
         let running =
             builtin_resolver::start(&ropts).context("starting the builtin embedded resolver")?;
         println!(
-            "minikind node agent: builtin embedded resolver (pid {}) serves 127.0.0.11 at udp              port {} and tcp port {}, forwarding to [{}]; Docker's DNS rules replaced",
+            "minikind node agent: builtin embedded resolver (pid {}) serves 127.0.0.11 at udp \
+             port {} and tcp port {}, forwarding to [{}]; Docker's DNS rules replaced",
             running.pid(),
             running.ready.udp.port(),
             running.ready.tcp.port(),
