@@ -19,13 +19,20 @@ fn trace_json(c: &Cluster, args: &[&str]) -> Value {
     let mut full = args.to_vec();
     full.extend(["-o", "json"]);
     let r = trace(c, &full);
-    assert!(r.ok, "dns trace {args:?} failed:\n{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.ok,
+        "dns trace {args:?} failed:\n{}\n{}",
+        r.stdout, r.stderr
+    );
     serde_json::from_str(&r.stdout)
         .unwrap_or_else(|e| panic!("dns trace -o json is not JSON ({e}):\n{}", r.stdout))
 }
 
 fn hop<'a>(attempt: &'a Value, kind: &str) -> Option<&'a Value> {
-    attempt["hops"].as_array()?.iter().find(|h| h["hop"] == kind)
+    attempt["hops"]
+        .as_array()?
+        .iter()
+        .find(|h| h["hop"] == kind)
 }
 
 /// The CoreDNS pods with their IP and node.
@@ -139,9 +146,14 @@ fn dns_trace_follows_each_search_attempt_to_the_lab_upstream() {
     .enumerate()
     {
         let line = format!("\n{}: {name} A to 10.96.0.10#53 (UDP) from ", i + 1);
-        let at = out.find(&line).unwrap_or_else(|| panic!("no {line:?} in:\n{out}"));
+        let at = out
+            .find(&line)
+            .unwrap_or_else(|| panic!("no {line:?} in:\n{out}"));
         let attempt_line = out[at + 1..].lines().next().unwrap();
-        assert!(attempt_line.contains(": NXDOMAIN, 0 answers, "), "{attempt_line}");
+        assert!(
+            attempt_line.contains(": NXDOMAIN, 0 answers, "),
+            "{attempt_line}"
+        );
     }
     assert!(
         out.contains("\n4: www.example.test. A to 10.96.0.10#53 (UDP) from "),
@@ -152,7 +164,7 @@ fn dns_trace_follows_each_search_attempt_to_the_lab_upstream() {
         "KUBE-SERVICES → KUBE-SVC-TCOU7JCQXEZGVUNU (kube-system/kube-dns:dns)",
         "endpoint ",
         "cluster-dns ",
-        "answered from its own zone (aa)",
+        "answered from its own zone cluster.local. (kubernetes plugin)",
         "forward ",
         "PREROUTING → DOCKER_OUTPUT DNAT → 127.0.0.11:",
         "embedded ",
@@ -163,10 +175,7 @@ fn dns_trace_follows_each_search_attempt_to_the_lab_upstream() {
     ] {
         assert!(out.contains(text), "no {text:?} in:\n{out}");
     }
-    assert!(
-        out.contains(&format!("{}-upstream", c.name)),
-        "{out}"
-    );
+    assert!(out.contains(&format!("{}-upstream", c.name)), "{out}");
 
     // The same as data, checked against the cluster: AAAA, which no cache holds yet.
     let v = trace_json(&c, &["busybox", "www.example.test", "--type", "AAAA"]);
@@ -208,7 +217,8 @@ fn dns_trace_follows_each_search_attempt_to_the_lab_upstream() {
         )));
         if i < 3 {
             assert_eq!(a["result"]["rcode"], "NXDOMAIN");
-            assert_eq!(dns["answered"], "authoritative");
+            assert_eq!(dns["answered"], "own_zone");
+            assert_eq!(dns["zone"], "cluster.local.");
             assert!(hop(a, "forward").is_none());
         }
     }
@@ -222,7 +232,12 @@ fn dns_trace_follows_each_search_attempt_to_the_lab_upstream() {
         fwd["dnat_to"].as_str().unwrap().starts_with("127.0.0.11:"),
         "{fwd:#}"
     );
-    assert!(fwd["prerouting_rule"].as_str().unwrap().starts_with("-A PREROUTING -d "));
+    assert!(
+        fwd["prerouting_rule"]
+            .as_str()
+            .unwrap()
+            .starts_with("-A PREROUTING -d ")
+    );
     assert_eq!(hop(last, "embedded_resolver").unwrap()["mode"], "docker");
     let up = hop(last, "upstream").unwrap();
     assert_eq!(up["rcode"], "NOERROR");
@@ -239,7 +254,15 @@ fn dns_trace_follows_each_search_attempt_to_the_lab_upstream() {
 
     // Bad input: a clear error, nothing traced.
     let r = trace(&c, &["no-such-pod", "www.example.test"]);
-    assert!(!r.ok && r.stderr.contains("pod default/no-such-pod not found"), "{}", r.stderr);
+    assert!(
+        !r.ok && r.stderr.contains("pod default/no-such-pod not found"),
+        "{}",
+        r.stderr
+    );
     let r = trace(&c, &["busybox", "www.example.test", "--type", "BOGUS"]);
-    assert!(!r.ok && r.stderr.contains("--type \"BOGUS\""), "{}", r.stderr);
+    assert!(
+        !r.ok && r.stderr.contains("--type \"BOGUS\""),
+        "{}",
+        r.stderr
+    );
 }

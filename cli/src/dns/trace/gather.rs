@@ -202,6 +202,8 @@ fn corefile_path(pod: &Pod) -> String {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CorefileFacts {
     pub logs: bool,
+    /// The zones the `kubernetes` plugin answers (its arguments, else the block's zones).
+    pub kubernetes_zones: Vec<String>,
     pub forward_ips: Vec<IpAddr>,
     pub forward_file: Option<String>,
 }
@@ -212,16 +214,38 @@ pub fn corefile_facts(text: &str) -> Result<CorefileFacts> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut facts = CorefileFacts::default();
     for block in &parsed.blocks {
-        let root = block.keys.iter().any(|k| {
-            let zone = k.text.trim_start_matches("dns://");
-            zone == "." || zone.starts_with(".:")
-        });
-        if !root {
+        let zones: Vec<String> = block
+            .keys
+            .iter()
+            .map(|k| {
+                let zone = k.text.trim_start_matches("dns://");
+                let zone = zone.split(':').next().unwrap_or(zone);
+                if zone.ends_with('.') {
+                    zone.to_string()
+                } else {
+                    format!("{zone}.")
+                }
+            })
+            .collect();
+        if !zones.iter().any(|z| z == ".") {
             continue;
         }
         for d in &block.directives {
             match d.name.text.as_str() {
                 "log" => facts.logs = true,
+                "kubernetes" => {
+                    let args = d.arg_strs();
+                    if args.is_empty() {
+                        facts.kubernetes_zones.extend(zones.iter().cloned());
+                    }
+                    for z in args {
+                        facts.kubernetes_zones.push(if z.ends_with('.') {
+                            z.to_string()
+                        } else {
+                            format!("{z}.")
+                        });
+                    }
+                }
                 "forward" => {
                     for to in d.arg_strs().iter().skip(1) {
                         let to = to.trim_start_matches("dns://");
@@ -351,6 +375,7 @@ pub async fn evidence(
                 Ok(facts) => {
                     corefile_logs = Some(corefile_logs.unwrap_or(false) || facts.logs);
                     replica.forward_to = facts.forward_ips.clone();
+                    replica.zones = facts.kubernetes_zones.clone();
                     if let Some(file) = facts.forward_file {
                         match cat(file.clone()).await {
                             Ok(out) if out.code == 0 => replica
@@ -395,6 +420,7 @@ pub async fn evidence(
             match pod_log(api, name, container.clone(), window.0).await {
                 Ok(text) => {
                     replica.queries = querylog::parse_all(&text);
+                    replica.errors = querylog::parse_errors(&text);
                     replica.log_error = None;
                 }
                 Err(e) => replica.log_error = Some(format!("{e:#}")),
@@ -465,6 +491,9 @@ mod tests {
             corefile_facts(&kubeadm).unwrap(),
             CorefileFacts {
                 logs: false,
+                kubernetes_zones: ["cluster.local.", "in-addr.arpa.", "ip6.arpa."]
+                    .map(String::from)
+                    .to_vec(),
                 forward_ips: vec![],
                 forward_file: Some("/etc/resolv.conf".into()),
             }
@@ -477,6 +506,7 @@ mod tests {
             corefile_facts(direct).unwrap(),
             CorefileFacts {
                 logs: false,
+                kubernetes_zones: vec![],
                 forward_ips: vec!["192.0.2.53".parse().unwrap(), "192.0.2.54".parse().unwrap()],
                 forward_file: None,
             }

@@ -110,16 +110,18 @@ pub struct ClusterDnsHop {
     pub duration: std::time::Duration,
     /// The query log line that proves it.
     pub log_line: String,
-    /// `authoritative` (its own cluster zone), `forwarded` (a matching query reached the next
-    /// hop) or `not_forwarded` (nothing reached the next hop: answered from its cache, or the
-    /// forward failed before leaving).
+    /// `own_zone` (the name is in its `kubernetes` zones and nothing went further),
+    /// `forwarded` (a matching query reached the next hop) or `not_forwarded` (nothing reached
+    /// the next hop: answered from its cache, or the forward failed before leaving).
     pub answered: Answered,
+    /// The `kubernetes` zone the name belongs to, if any.
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Answered {
-    Authoritative,
+    OwnZone,
     Forwarded,
     NotForwarded,
 }

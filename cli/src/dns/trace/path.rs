@@ -14,7 +14,7 @@ use super::model::{
     Answered, ClusterDnsHop, EmbeddedHop, EmbeddedMode, EndpointHop, ForwardHop, Hop, PodRef,
     ServiceRuleHop, StopHop, UpstreamHop,
 };
-use super::querylog::LoggedQuery;
+use super::querylog::{LoggedError, LoggedQuery};
 use super::rules::Ruleset;
 
 /// How far apart (beyond a hop's own duration) two log collectors' times of one query may be.
@@ -27,10 +27,27 @@ pub struct Replica {
     pub ip: Option<IpAddr>,
     pub node: Option<String>,
     pub queries: Vec<LoggedQuery>,
+    /// Its `errors` lines (why a forward failed).
+    pub errors: Vec<LoggedError>,
     /// Why its log could not be read, if it could not.
     pub log_error: Option<String>,
     /// The servers its `forward` sends to (its resolv.conf's nameservers, or the Corefile's).
     pub forward_to: Vec<IpAddr>,
+    /// The zones of its `kubernetes` plugin (`cluster.local.`, `in-addr.arpa.`, …).
+    pub zones: Vec<String>,
+}
+
+/// The zone of `zones` that `name` is in (label-wise, case-insensitive), if any.
+pub fn zone_of<'a>(name: &str, zones: &'a [String]) -> Option<&'a str> {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    zones
+        .iter()
+        .map(String::as_str)
+        .filter(|z| {
+            let z = z.trim_end_matches('.').to_ascii_lowercase();
+            z.is_empty() || name == z || name.ends_with(&format!(".{z}"))
+        })
+        .max_by_key(|z| z.len())
 }
 
 /// What is known about a node container.
@@ -292,16 +309,31 @@ fn no_replica_reason(attempt: &Attempt, ev: &Evidence, endpoints: usize) -> Stri
 
 /// What DOCKER_OUTPUT does catch, to explain why it doesn't catch a query.
 fn docker_output_says(rules: &Ruleset) -> String {
-    let dnats = rules.docker_output_dnats();
-    if dnats.is_empty() {
+    let mut dests: Vec<&str> = rules
+        .docker_output_dnats()
+        .iter()
+        .filter_map(|r| r.opt("-d"))
+        .collect();
+    dests.dedup();
+    if dests.is_empty() {
         return String::new();
     }
-    let dests: Vec<&str> = dnats.iter().filter_map(|r| r.opt("-d")).collect();
     format!(
-        " (DOCKER_OUTPUT only redirects queries to {}; without the network magic that is \
-         127.0.0.11, which a pod cannot reach)",
+        ": DOCKER_OUTPUT only redirects queries to {}, an address only the node itself can reach",
         dests.join(", ")
     )
+}
+
+/// The replica's own `errors` line for this query, as `; cluster-dns logged: …`.
+fn replica_error(replica: &Replica, q: &LoggedQuery, window: Window) -> String {
+    replica
+        .errors
+        .iter()
+        .filter(|e| e.name.eq_ignore_ascii_case(&q.name) && e.qtype.eq_ignore_ascii_case(&q.qtype))
+        .filter(|e| e.time.is_none_or(|t| t >= window.from && t <= window.to))
+        .last()
+        .map(|e| format!(" (cluster-dns logged: {})", e.message))
+        .unwrap_or_default()
 }
 
 /// The replica's hop and, for what it did not answer from its own zone, the forward path.
@@ -309,6 +341,7 @@ fn replica_hops(hops: &mut Vec<Hop>, replica: &Replica, q: &LoggedQuery, ev: &Ev
     let Some(ip) = replica.ip else {
         return;
     };
+    let zone = zone_of(&q.name, &replica.zones);
     let mut dns_hop = ClusterDnsHop {
         pod: replica.name.clone(),
         node: replica.node.clone(),
@@ -317,29 +350,33 @@ fn replica_hops(hops: &mut Vec<Hop>, replica: &Replica, q: &LoggedQuery, ev: &Ev
         flags: q.flags.clone(),
         duration: q.duration,
         log_line: q.line.clone(),
-        answered: Answered::Authoritative,
+        answered: Answered::NotForwarded,
+        zone: zone.map(str::to_string),
     };
-    if q.authoritative() {
-        hops.push(Hop::ClusterDns(dns_hop));
-        return;
-    }
     let at = replica.name.clone();
     let Some(node) = replica.node.as_deref() else {
-        dns_hop.answered = Answered::NotForwarded;
         hops.push(Hop::ClusterDns(dns_hop));
         hops.push(stop(at, "the replica's node is unknown"));
         return;
     };
+    // Forwarded or not is read from the next hops' logs, not from the reply (an authoritative
+    // upstream's AA bit comes back through `forward` unchanged).
     let window = Window::during(q, ev.window);
     let from_replica = |l: &&LoggedQuery| l.client.ip() == ip;
     let question = (q.name.as_str(), q.qtype.as_str());
     let seen_downstream = downstream(node, question, window, &from_replica, ev);
     dns_hop.answered = if seen_downstream.0.is_some() || seen_downstream.1.is_some() {
         Answered::Forwarded
+    } else if zone.is_some() {
+        Answered::OwnZone
     } else {
         Answered::NotForwarded
     };
+    let own_zone = dns_hop.answered == Answered::OwnZone;
     hops.push(Hop::ClusterDns(dns_hop));
+    if own_zone {
+        return;
+    }
 
     let Some(&target) = replica.forward_to.first() else {
         hops.push(stop(
@@ -359,11 +396,12 @@ fn replica_hops(hops: &mut Vec<Hop>, replica: &Replica, q: &LoggedQuery, ev: &Ev
             format!(
                 "{} forwards to {target}:53, but no rule on {node} redirects it to the \
                  embedded resolver: there is no `-A PREROUTING -d {target}/32 -j DOCKER_OUTPUT` \
-                 with its DNAT (the network magic is off){}; the forward reaches nothing, \
-                 hence {}",
+                 with its DNAT, the network magic is off{}; the forward reaches nothing, hence \
+                 {}{}",
                 replica.name,
                 docker_output_says(rules),
-                q.rcode
+                q.rcode,
+                replica_error(replica, q, window)
             ),
         ));
         return;
@@ -505,3 +543,6 @@ fn resolver_hops(
         reason,
     ));
 }
+
+#[cfg(test)]
+mod tests;

@@ -27,12 +27,6 @@ pub struct LoggedQuery {
 }
 
 impl LoggedQuery {
-    /// The AA bit was set: the server answered from its own zone (the `kubernetes` plugin for
-    /// cluster.local), not through `forward`.
-    pub fn authoritative(&self) -> bool {
-        self.flags.split(',').any(|f| f == "aa")
-    }
-
     /// Same question (names compare case-insensitively, as DNS does).
     pub fn asks(&self, name: &str, qtype: &str) -> bool {
         self.name.eq_ignore_ascii_case(name) && self.qtype.eq_ignore_ascii_case(qtype)
@@ -84,8 +78,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 /// Parses one log line; `None` for anything that is not a query line (start-up messages,
 /// errors, plugin output).
 pub fn parse(line: &str) -> Option<LoggedQuery> {
-    let (time, rest) = split_time(line.trim_end());
-    let body = rest.strip_prefix("[INFO] ")?;
+    let (time, logged) = split_time(line.trim_end());
+    let body = logged.strip_prefix("[INFO] ")?;
     let (client, rest) = body.split_once(" - ")?;
     let client = parse_client(client)?;
     let (id, rest) = rest.split_once(" \"")?;
@@ -109,13 +103,43 @@ pub fn parse(line: &str) -> Option<LoggedQuery> {
         rcode: rcode.to_string(),
         flags: flags.to_string(),
         duration: parse_duration(duration)?,
-        line: body.to_string(),
+        line: logged.to_string(),
     })
 }
 
 /// Every query line of a log text.
 pub fn parse_all(text: &str) -> Vec<LoggedQuery> {
     text.lines().filter_map(parse).collect()
+}
+
+/// A failure CoreDNS's `errors` plugin logged for a query:
+/// `[ERROR] plugin/errors: <rcode> <name> <type>: <message>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedError {
+    pub time: Option<SystemTime>,
+    pub name: String,
+    pub qtype: String,
+    pub message: String,
+}
+
+/// Reads one `errors` line; `None` for anything else.
+pub fn parse_error(line: &str) -> Option<LoggedError> {
+    let (time, logged) = split_time(line.trim_end());
+    let rest = logged.strip_prefix("[ERROR] plugin/errors: ")?;
+    let (_rcode, rest) = rest.split_once(' ')?;
+    let (name, rest) = rest.split_once(' ')?;
+    let (qtype, message) = rest.split_once(": ")?;
+    Some(LoggedError {
+        time,
+        name: name.to_string(),
+        qtype: qtype.to_string(),
+        message: message.to_string(),
+    })
+}
+
+/// Every `errors` line of a log text.
+pub fn parse_errors(text: &str) -> Vec<LoggedError> {
+    text.lines().filter_map(parse_error).collect()
 }
 
 #[cfg(test)]
@@ -133,13 +157,14 @@ mod tests {
         assert_eq!(q.id, 51439);
         assert!(q.asks("ABC.svc.cluster.local.", "a"));
         assert_eq!((q.proto.as_str(), q.rcode.as_str()), ("udp", "NXDOMAIN"));
-        assert!(q.authoritative());
+        assert_eq!(q.flags, "qr,aa,rd");
         assert_eq!(q.duration, Duration::from_nanos(114_128));
         assert_eq!(
             q.time.unwrap(),
             humantime::parse_rfc3339("2026-11-22T04:12:18.123456789Z").unwrap()
         );
-        assert!(q.line.starts_with("[INFO] 10.244.1.4:50940 - 51439 "));
+        assert!(q.line.starts_with("[INFO] 10.244.1.4:50940 - 51439 \"A IN "), "{}", q.line);
+        assert!(q.line.ends_with(" 144 0.000114128s"), "{}", q.line);
 
         let v6 = parse(
             "[INFO] [fd00::5]:53 - 7 \"AAAA IN www.example.test. tcp 45 true 65535\" \
@@ -147,9 +172,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v6.client, "[fd00::5]:53".parse().unwrap());
-        assert!(!v6.authoritative());
         assert_eq!(v6.duration, Duration::from_micros(2500));
         assert_eq!(v6.time, None);
+    }
+
+    #[test]
+    fn reads_errors_lines() {
+        let e = parse_error(
+            "2026-11-22T04:36:03.431455617Z [ERROR] plugin/errors: 2 off-6.wild.example.test. A: \
+             read udp 172.26.0.1:53: Connection refused (os error 111)",
+        )
+        .unwrap();
+        assert_eq!((e.name.as_str(), e.qtype.as_str()), ("off-6.wild.example.test.", "A"));
+        assert_eq!(e.message, "read udp 172.26.0.1:53: Connection refused (os error 111)");
+        assert!(e.time.is_some());
+        assert_eq!(parse_error("[INFO] plugin/reload: x"), None);
     }
 
     #[test]

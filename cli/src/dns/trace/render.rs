@@ -67,10 +67,13 @@ fn hop_lines(hop: &Hop) -> (&'static str, String, Vec<String>) {
             )
         }
         Hop::ClusterDns(h) => {
-            let how = match h.answered {
-                Answered::Authoritative => "answered from its own zone (aa)",
-                Answered::Forwarded => "forwarded",
-                Answered::NotForwarded => "nothing forwarded",
+            let how = match (h.answered, &h.zone) {
+                (Answered::OwnZone, Some(zone)) => {
+                    format!("answered from its own zone {zone} (kubernetes plugin)")
+                }
+                (Answered::OwnZone, None) => "answered from its own zone".to_string(),
+                (Answered::Forwarded, _) => "forwarded".to_string(),
+                (Answered::NotForwarded, _) => "nothing forwarded".to_string(),
             };
             (
                 "cluster-dns",

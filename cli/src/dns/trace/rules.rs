@@ -156,10 +156,6 @@ impl Ruleset {
         Ruleset { rules }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
     fn chain<'a>(&'a self, table: &'a str, chain: &'a str) -> impl Iterator<Item = &'a Rule> {
         self.rules
             .iter()
@@ -225,8 +221,8 @@ mod tests {
     use super::*;
 
     /// A worker's tables as `iptables-save` printed them in a 3-node lab cluster with two
-    /// CoreDNS replicas (trimmed to the chains the trace reads, plus some it must ignore).
-    pub const WORKER_SAVE: &str = include_str!("testdata/worker-iptables-save.txt");
+    /// CoreDNS replicas and the network magic applied (host IP 172.26.0.1).
+    const WORKER_SAVE: &str = include_str!("testdata/worker-iptables-save.txt");
 
     #[test]
     fn finds_the_kube_dns_chains() {
@@ -245,24 +241,27 @@ mod tests {
         assert_eq!(eps[0].jump.probability(), Some("0.50000000000"));
         assert_eq!(eps[1].jump.probability(), None);
         assert_eq!(eps[0].to(), Some("10.244.1.2:53".parse().unwrap()));
-        assert_eq!(eps[1].to(), Some("10.244.2.2:53".parse().unwrap()));
+        assert_eq!(eps[1].to(), Some("10.244.2.3:53".parse().unwrap()));
         assert!(eps.iter().all(|e| e.sep_chain.starts_with("KUBE-SEP-")));
     }
 
     #[test]
     fn finds_the_magic_rules() {
         let rules = Ruleset::parse(WORKER_SAVE);
-        let host: IpAddr = "172.18.0.1".parse().unwrap();
+        let host: IpAddr = "172.26.0.1".parse().unwrap();
         let magic = rules.docker_dns(host, "udp");
-        assert!(magic.prerouting.unwrap().text.starts_with("-A PREROUTING -d 172.18.0.1/32"));
+        assert_eq!(
+            magic.prerouting.unwrap().text,
+            "-A PREROUTING -d 172.26.0.1/32 -j DOCKER_OUTPUT"
+        );
         let dnat = magic.dnat.unwrap();
-        assert_eq!(dnat.dnat_to(), Some("127.0.0.11:41234".parse().unwrap()));
+        assert_eq!(dnat.dnat_to(), Some("127.0.0.11:51869".parse().unwrap()));
         assert_eq!(
             rules.docker_dns(host, "tcp").dnat.unwrap().dnat_to(),
-            Some("127.0.0.11:40111".parse().unwrap())
+            Some("127.0.0.11:44909".parse().unwrap())
         );
         assert_eq!(
-            rules.docker_dns("172.18.0.9".parse().unwrap(), "udp"),
+            rules.docker_dns("172.26.0.9".parse().unwrap(), "udp"),
             DockerDns::default()
         );
     }

@@ -1,0 +1,397 @@
+//! Path assembly on text recorded from a 3-node lab cluster (`examples/seed-003-dns-walkthrough`
+//! with seed 001's logging Corefile): busybox (10.244.2.2) on trc1-worker; CoreDNS replicas
+//! coredns-gzpjqvjrtz-5hvmv (10.244.1.2, trc1-worker2) and coredns-gzpjqvjrtz-f2mv5
+//! (10.244.2.3, trc1-worker); the magic's host IP 172.26.0.1; the lab upstream at 172.26.0.2.
+//! `rec-1.wild.example.test` was looked up with the magic on; `off-6.wild.example.test` after
+//! the magic was switched off on trc1-worker.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use minikind_node_agent::tools::attempt::{Attempt, parse_line};
+
+use super::*;
+use crate::dns::trace::querylog::{parse_all, parse_errors};
+
+const WORKER: &str = include_str!("../testdata/worker-iptables-save.txt");
+const WORKER_MAGIC_OFF: &str = include_str!("../testdata/worker-iptables-save-magic-off.txt");
+const WORKER2: &str = include_str!("../testdata/worker2-iptables-save.txt");
+const LOG_5HVMV: &str = include_str!("../testdata/coredns-5hvmv.log");
+const LOG_F2MV5: &str = include_str!("../testdata/coredns-f2mv5.log");
+const UPSTREAM: &str = include_str!("../testdata/upstream.log");
+const PROBE_REC1: &str = include_str!("../testdata/probe-rec1.txt");
+const PROBE_OFF6: &str = include_str!("../testdata/probe-off6.txt");
+
+fn at(t: &str) -> SystemTime {
+    humantime::parse_rfc3339(t).unwrap()
+}
+
+fn node(ip: &str, save: Option<&str>) -> NodeInfo {
+    NodeInfo {
+        ip: Some(ip.parse().unwrap()),
+        rules: save.map(Ruleset::parse),
+        embedded: EmbeddedMode::Docker,
+        queries: Vec::new(),
+    }
+}
+
+fn replica(name: &str, ip: &str, node: &str, log: &str) -> Replica {
+    Replica {
+        name: format!("kube-system/{name}"),
+        ip: Some(ip.parse().unwrap()),
+        node: Some(node.into()),
+        queries: parse_all(log),
+        errors: parse_errors(log),
+        log_error: None,
+        forward_to: vec!["172.26.0.1".parse().unwrap()],
+        zones: ["cluster.local.", "in-addr.arpa.", "ip6.arpa."]
+            .map(String::from)
+            .to_vec(),
+    }
+}
+
+fn evidence(worker_save: &str, window: (&str, &str)) -> Evidence {
+    Evidence {
+        client: PodRef {
+            namespace: "default".into(),
+            name: "busybox".into(),
+            ip: Some("10.244.2.2".parse().unwrap()),
+            node: Some("trc1-worker".into()),
+        },
+        nodes: BTreeMap::from([
+            ("trc1-control-plane".to_string(), node("172.26.0.5", None)),
+            ("trc1-worker".to_string(), node("172.26.0.3", Some(worker_save))),
+            ("trc1-worker2".to_string(), node("172.26.0.4", Some(WORKER2))),
+        ]),
+        replicas: vec![
+            replica("coredns-gzpjqvjrtz-5hvmv", "10.244.1.2", "trc1-worker2", LOG_5HVMV),
+            replica("coredns-gzpjqvjrtz-f2mv5", "10.244.2.3", "trc1-worker", LOG_F2MV5),
+        ],
+        corefile_logs: Some(true),
+        upstream: Some(UpstreamInfo {
+            container: "trc1-upstream".into(),
+            ip: Some("172.26.0.2".parse().unwrap()),
+            queries: parse_all(UPSTREAM),
+        }),
+        window: (at(window.0), at(window.1)),
+    }
+}
+
+fn attempts(probe: &str) -> Vec<Attempt> {
+    probe
+        .lines()
+        .filter_map(parse_line)
+        .map(|(_, a)| a)
+        .collect()
+}
+
+fn kinds(hops: &[Hop]) -> Vec<&'static str> {
+    hops.iter()
+        .map(|h| match h {
+            Hop::ServiceRule(_) => "service_rule",
+            Hop::Endpoint(_) => "endpoint",
+            Hop::ClusterDns(_) => "cluster_dns",
+            Hop::Forward(_) => "forward",
+            Hop::EmbeddedResolver(_) => "embedded_resolver",
+            Hop::Upstream(_) => "upstream",
+            Hop::Stop(_) => "stop",
+        })
+        .collect()
+}
+
+fn cluster_dns(hops: &[Hop]) -> &ClusterDnsHop {
+    hops.iter()
+        .find_map(|h| match h {
+            Hop::ClusterDns(d) => Some(d),
+            _ => None,
+        })
+        .expect("a cluster-dns hop")
+}
+
+fn endpoint(hops: &[Hop]) -> &EndpointHop {
+    hops.iter()
+        .find_map(|h| match h {
+            Hop::Endpoint(e) => Some(e),
+            _ => None,
+        })
+        .expect("an endpoint hop")
+}
+
+fn stop_of(hops: &[Hop]) -> &StopHop {
+    match hops.last() {
+        Some(Hop::Stop(s)) => s,
+        other => panic!("the path does not stop: {other:?}"),
+    }
+}
+
+#[test]
+fn search_attempts_answered_in_the_cluster_zone() {
+    let ev = evidence(WORKER, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
+    let tried = attempts(PROBE_REC1);
+    assert_eq!(tried.len(), 4);
+    // Which replica answered each is read from the logs: the client port and id match.
+    let want = [
+        ("coredns-gzpjqvjrtz-f2mv5", "KUBE-SEP-ZHICQ2ODADGCY7DS", None, "10.244.2.3:53"),
+        ("coredns-gzpjqvjrtz-f2mv5", "KUBE-SEP-ZHICQ2ODADGCY7DS", None, "10.244.2.3:53"),
+        (
+            "coredns-gzpjqvjrtz-5hvmv",
+            "KUBE-SEP-Z6M7ZHWCTBNMPLD7",
+            Some("0.50000000000"),
+            "10.244.1.2:53",
+        ),
+    ];
+    for (a, (pod, sep, p, to)) in tried.iter().zip(want) {
+        let hops = assemble(a, &ev);
+        assert_eq!(
+            kinds(&hops),
+            ["service_rule", "endpoint", "cluster_dns"],
+            "{hops:#?}"
+        );
+        let Hop::ServiceRule(svc) = &hops[0] else {
+            unreachable!()
+        };
+        assert_eq!(svc.chain, "KUBE-SVC-TCOU7JCQXEZGVUNU");
+        assert_eq!(svc.service.as_deref(), Some("kube-system/kube-dns:dns"));
+        assert_eq!(svc.node, "trc1-worker");
+        let ep = endpoint(&hops);
+        assert_eq!(
+            (ep.sep_chain.as_str(), ep.probability.as_deref(), ep.of_endpoints),
+            (sep, p, 2)
+        );
+        assert_eq!(ep.to, Some(to.parse().unwrap()));
+        assert!(ep.evidence.contains(&format!("with id {}", a.id)), "{}", ep.evidence);
+        let dns = cluster_dns(&hops);
+        assert_eq!(dns.pod, format!("kube-system/{pod}"));
+        assert_eq!(dns.rcode, "NXDOMAIN");
+        assert_eq!(dns.answered, Answered::OwnZone);
+        assert_eq!(dns.zone.as_deref(), Some("cluster.local."));
+        assert!(dns.log_line.starts_with(&format!(
+            "[INFO] {} - {} \"A IN {} ",
+            a.local.unwrap(),
+            a.id,
+            a.name
+        )));
+    }
+}
+
+#[test]
+fn the_upstream_name_goes_through_the_magic_to_the_lab_upstream() {
+    let ev = evidence(WORKER, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
+    let last = attempts(PROBE_REC1).pop().unwrap();
+    let hops = assemble(&last, &ev);
+    assert_eq!(
+        kinds(&hops),
+        [
+            "service_rule",
+            "endpoint",
+            "cluster_dns",
+            "forward",
+            "embedded_resolver",
+            "upstream"
+        ],
+        "{hops:#?}"
+    );
+    let dns = cluster_dns(&hops);
+    assert_eq!(dns.pod, "kube-system/coredns-gzpjqvjrtz-f2mv5");
+    assert_eq!((dns.rcode.as_str(), dns.answered), ("NOERROR", Answered::Forwarded));
+    assert_eq!(dns.zone, None);
+    let Hop::Forward(fwd) = &hops[3] else {
+        unreachable!()
+    };
+    assert_eq!(fwd.node, "trc1-worker");
+    assert_eq!(fwd.from, "10.244.2.3".parse::<IpAddr>().unwrap());
+    assert_eq!(fwd.to, "172.26.0.1:53".parse().unwrap());
+    assert_eq!(fwd.prerouting_rule, "-A PREROUTING -d 172.26.0.1/32 -j DOCKER_OUTPUT");
+    assert_eq!(fwd.dnat_to, Some("127.0.0.11:51869".parse().unwrap()));
+    let Hop::EmbeddedResolver(emb) = &hops[4] else {
+        unreachable!()
+    };
+    assert_eq!(emb.mode, EmbeddedMode::Docker);
+    assert_eq!(emb.rcode, None);
+    assert!(emb.note.as_deref().unwrap().contains("keeps no query log"));
+    let Hop::Upstream(up) = &hops[5] else {
+        unreachable!()
+    };
+    // Asked by the replica's node (172.26.0.3 is trc1-worker), not by the client pod.
+    assert_eq!(up.client, "172.26.0.3:48478".parse().unwrap());
+    assert_eq!(up.rcode, "NOERROR");
+    assert_eq!(up.duration, std::time::Duration::from_nanos(209_092));
+    assert!(up.log_line.contains("\"A IN rec-1.wild.example.test. udp 41 false 512\""));
+}
+
+#[test]
+fn with_the_magic_off_the_trace_stops_at_the_replicas_node() {
+    let ev = evidence(
+        WORKER_MAGIC_OFF,
+        ("2026-11-22T04:35:59Z", "2026-11-22T04:36:04Z"),
+    );
+    let tried = attempts(PROBE_OFF6);
+    let last = tried.last().unwrap();
+    let hops = assemble(last, &ev);
+    assert_eq!(
+        kinds(&hops),
+        ["service_rule", "endpoint", "cluster_dns", "stop"],
+        "{hops:#?}"
+    );
+    let dns = cluster_dns(&hops);
+    assert_eq!(dns.pod, "kube-system/coredns-gzpjqvjrtz-f2mv5");
+    assert_eq!((dns.rcode.as_str(), dns.answered), ("SERVFAIL", Answered::NotForwarded));
+    let stop = stop_of(&hops);
+    assert_eq!(stop.at, "trc1-worker");
+    for part in [
+        "no `-A PREROUTING -d 172.26.0.1/32 -j DOCKER_OUTPUT`",
+        "the network magic is off",
+        "DOCKER_OUTPUT only redirects queries to 127.0.0.11/32",
+        "hence SERVFAIL",
+        "cluster-dns logged: read udp 172.26.0.1:53: Connection refused",
+    ] {
+        assert!(stop.reason.contains(part), "{part:?} in {}", stop.reason);
+    }
+    // The other node still has the magic: the same replica's rules are what matter.
+    assert!(
+        Ruleset::parse(WORKER2)
+            .docker_dns("172.26.0.1".parse().unwrap(), "udp")
+            .prerouting
+            .is_some()
+    );
+}
+
+#[test]
+fn a_replica_that_does_not_log_is_said_so() {
+    let mut ev = evidence(WORKER, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
+    for r in &mut ev.replicas {
+        r.queries.clear();
+    }
+    ev.corefile_logs = Some(false);
+    let a = &attempts(PROBE_REC1)[0];
+    let hops = assemble(a, &ev);
+    assert_eq!(kinds(&hops), ["service_rule", "stop"]);
+    let stop = stop_of(&hops);
+    assert_eq!(stop.at, "KUBE-SVC-TCOU7JCQXEZGVUNU on trc1-worker");
+    assert!(stop.reason.contains("no `log`"), "{}", stop.reason);
+    assert!(stop.reason.contains("which of the 2 endpoints"), "{}", stop.reason);
+
+    // Logging on, but no replica has the line (it went to one that is gone).
+    ev.corefile_logs = Some(true);
+    ev.replicas[0].log_error = Some("pod not found".into());
+    let stop = stop_of(&assemble(a, &ev)).clone();
+    assert!(
+        stop.reason.contains(&format!(
+            "none of the cluster-dns replicas (kube-system/coredns-gzpjqvjrtz-5hvmv, \
+             kube-system/coredns-gzpjqvjrtz-f2mv5) logged a query from 10.244.2.2:51858 with id {}",
+            a.id
+        )),
+        "{}",
+        stop.reason
+    );
+    assert!(stop.reason.contains("pod not found"), "{}", stop.reason);
+}
+
+#[test]
+fn nothing_upstream_means_a_cached_or_local_answer() {
+    let mut ev = evidence(WORKER, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
+    ev.upstream.as_mut().unwrap().queries.clear();
+    let last = attempts(PROBE_REC1).pop().unwrap();
+    let hops = assemble(&last, &ev);
+    assert_eq!(
+        kinds(&hops),
+        [
+            "service_rule",
+            "endpoint",
+            "cluster_dns",
+            "forward",
+            "embedded_resolver",
+            "stop"
+        ]
+    );
+    assert_eq!(cluster_dns(&hops).answered, Answered::NotForwarded);
+    let stop = stop_of(&hops);
+    assert_eq!(stop.at, "127.0.0.11 on trc1-worker");
+    assert!(stop.reason.contains("no query for rec-1.wild.example.test. reached trc1-upstream"));
+    // Lines outside the time of the query don't count either.
+    let mut late = evidence(WORKER, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
+    for q in &mut late.upstream.as_mut().unwrap().queries {
+        q.time = q.time.map(|t| t + std::time::Duration::from_secs(30));
+    }
+    assert_eq!(kinds(&assemble(&last, &late)).last(), Some(&"stop"));
+}
+
+#[test]
+fn a_builtin_resolver_logs_its_hop() {
+    let mut ev = evidence(WORKER, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
+    let worker = ev.nodes.get_mut("trc1-worker").unwrap();
+    worker.embedded = EmbeddedMode::Builtin;
+    // dns-embedded's line for the replica's forward (same format as every hop).
+    worker.queries = parse_all(
+        "2026-11-22T04:34:43.001990000Z [INFO] 10.244.2.3:37001 - 30458 \"A IN \
+         rec-1.wild.example.test. udp 41 false 512\" NOERROR qr,aa,rd,ra 57 0.000701s\n",
+    );
+    let last = attempts(PROBE_REC1).pop().unwrap();
+    let hops = assemble(&last, &ev);
+    let Hop::EmbeddedResolver(emb) = &hops[4] else {
+        panic!("{hops:#?}")
+    };
+    assert_eq!(emb.mode, EmbeddedMode::Builtin);
+    assert_eq!(emb.rcode.as_deref(), Some("NOERROR"));
+    assert_eq!(emb.duration, Some(std::time::Duration::from_micros(701)));
+    assert_eq!(kinds(&hops).last(), Some(&"upstream"));
+
+    // Builtin, but its log has no such query and the reply was a failure: the forward failed.
+    let worker = ev.nodes.get_mut("trc1-worker").unwrap();
+    worker.queries.clear();
+    ev.upstream.as_mut().unwrap().queries.clear();
+    let mut failed = last.clone();
+    let hops = assemble(&failed, &ev);
+    assert_eq!(kinds(&hops).last(), Some(&"stop"));
+    assert!(stop_of(&hops).reason.contains("answered from its cache"));
+    failed.local = None;
+    assert_eq!(kinds(&assemble(&failed, &ev)), ["service_rule", "stop"]);
+}
+
+#[test]
+fn a_service_without_endpoints_and_an_address_nothing_catches() {
+    let rejecting = format!(
+        "{WORKER}*filter\n-A KUBE-SERVICES -d 10.96.0.99/32 -p udp -m comment --comment \
+         \"default/empty:dns has no endpoints\" -m udp --dport 53 -j REJECT --reject-with \
+         icmp-port-unreachable\nCOMMIT\n"
+    );
+    let ev = evidence(&rejecting, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
+    let mut a = attempts(PROBE_REC1).remove(0);
+    a.server = "10.96.0.99:53".parse().unwrap();
+    let hops = assemble(&a, &ev);
+    assert!(
+        stop_of(&hops).reason.contains("no ready endpoints"),
+        "{hops:#?}"
+    );
+    a.server = "192.0.2.1:53".parse().unwrap();
+    let reason = stop_of(&assemble(&a, &ev)).reason.clone();
+    assert!(reason.contains("no rule on trc1-worker sends 192.0.2.1:53/udp anywhere"), "{reason}");
+}
+
+#[test]
+fn a_pod_with_the_nodes_resolv_conf_goes_straight_to_the_magic() {
+    // dnsPolicy: Default gives the pod the node's resolv.conf: nameserver 172.26.0.1.
+    let mut ev = evidence(WORKER, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
+    ev.upstream.as_mut().unwrap().queries = parse_all(
+        "2026-11-22T04:34:43.100000000Z [INFO] 172.26.0.3:40001 - 7 \"A IN www.example.test. \
+         udp 34 false 512\" NOERROR qr,aa,rd 50 0.000150s\n",
+    );
+    let mut a = attempts(PROBE_REC1).pop().unwrap();
+    a.server = "172.26.0.1:53".parse().unwrap();
+    a.name = "www.example.test.".into();
+    let hops = assemble(&a, &ev);
+    assert_eq!(kinds(&hops), ["forward", "embedded_resolver", "upstream"], "{hops:#?}");
+    let Hop::Forward(fwd) = &hops[0] else {
+        unreachable!()
+    };
+    assert_eq!(fwd.from, "10.244.2.2".parse::<IpAddr>().unwrap());
+}
+
+#[test]
+fn zones_match_by_label() {
+    let zones = ["cluster.local.".to_string(), "in-addr.arpa.".to_string()];
+    assert_eq!(zone_of("a.default.svc.cluster.local.", &zones), Some("cluster.local."));
+    assert_eq!(zone_of("CLUSTER.LOCAL", &zones), Some("cluster.local."));
+    assert_eq!(zone_of("notcluster.local.", &zones), None);
+    assert_eq!(zone_of("www.example.test.", &zones), None);
+}
