@@ -128,6 +128,18 @@ impl Request {
     }
 }
 
+/// Decodes a query packet into a request; None if it does not parse or has not exactly one
+/// question.
+pub fn decode_request(
+    buf: &[u8],
+    client: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+) -> Option<Request> {
+    let msg = Message::from_vec(buf).ok()?;
+    Request::new(msg, client, local, proto, buf.len())
+}
+
 /// The lower-case presentation form of a name with its final dot.
 pub fn lower_fqdn(name: &Name) -> String {
     let mut s = String::with_capacity(name.len() + 1);

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod corefile;
 pub mod dnsmsg;
+pub mod fastpath;
 pub mod http;
 pub mod kubernetes;
 pub mod metrics;

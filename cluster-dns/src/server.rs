@@ -7,10 +7,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::DNSClass;
+use hickory_proto::rr::{DNSClass, RecordType};
 use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::corefile::address::address_from_reverse;
@@ -93,10 +93,26 @@ pub fn prepare(
     local: SocketAddr,
     proto: Proto,
 ) -> Step {
-    let started = Instant::now();
     if buf.len() < 12 || buf[2] & 0x80 != 0 {
         return Step::Drop;
     }
+    if let Some(step) = crate::fastpath::serve(table, buf, client, local, proto) {
+        return step;
+    }
+    prepare_decoded(table, buf, client, local, proto, true)
+}
+
+/// The general path: decodes the packet, checks it, and runs the chain from its start (or,
+/// with `with_cache` false, from the plugin after the cache, whose miss the caller counted).
+pub fn prepare_decoded(
+    table: &ZoneTable,
+    buf: &[u8],
+    client: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+    with_cache: bool,
+) -> Step {
+    let started = Instant::now();
     let msg = match Message::from_vec(buf) {
         Ok(m) => m,
         Err(_) => return formerr_for(buf).map_or(Step::Drop, Step::Done),
@@ -123,7 +139,12 @@ pub fn prepare(
         let m = req.reply_rcode(ResponseCode::Refused);
         return Step::Done(finalize(&req, m));
     };
-    match block.serve_sync(&req, &table.display) {
+    let served = if with_cache {
+        block.serve_sync(&req, &table.display)
+    } else {
+        block.serve_uncached(&req)
+    };
+    match served {
         Ok(reply) => Step::Done(complete(block, zone, &req, reply, started)),
         Err(pending) => Step::Later(Box::new(Later {
             req,
@@ -172,15 +193,29 @@ fn complete(block: &Block, zone: &str, req: &Request, reply: Reply, started: Ins
         l.log(req, &m, out.len(), took);
     }
     if block.prometheus.is_some() {
-        record_metrics(block, zone, req, rcode, reply.plugin, out.len(), took);
+        let asked = Asked {
+            client: req.client,
+            proto: req.proto,
+            qtype: req.qtype,
+            size: req.size,
+        };
+        record_metrics(block, zone, &asked, rcode, reply.plugin, out.len(), took);
     }
     out
 }
 
-fn record_metrics(
+/// What the request metrics are labelled and measured with.
+pub(crate) struct Asked {
+    pub client: SocketAddr,
+    pub proto: Proto,
+    pub qtype: RecordType,
+    pub size: usize,
+}
+
+pub(crate) fn record_metrics(
     block: &Block,
     zone: &str,
-    req: &Request,
+    req: &Asked,
     rcode: ResponseCode,
     plugin: &str,
     rsize: usize,
@@ -207,11 +242,12 @@ fn record_metrics(
         .observe(rsize);
 }
 
-/// A bound address with its sockets' tasks.
+/// A bound address with its UDP worker threads and TCP task.
 pub struct Listener {
     pub addr: SocketAddr,
     pub table: SharedTable,
     tasks: Vec<JoinHandle<()>>,
+    _udp: crate::udp::UdpWorkers,
 }
 
 impl Drop for Listener {
@@ -222,7 +258,7 @@ impl Drop for Listener {
     }
 }
 
-fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+fn udp_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
@@ -230,9 +266,9 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     }
     s.set_reuse_port(true)?;
     s.set_recv_buffer_size(4 << 20).ok();
-    s.set_nonblocking(true)?;
+    // Blocking: the worker threads wait in recvmmsg itself (see udp.rs).
     s.bind(&addr.into())?;
-    Ok(s.into())
+    Ok(s)
 }
 
 fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -256,13 +292,18 @@ impl Listener {
         udp_workers: usize,
     ) -> std::io::Result<Listener> {
         let tcp = TcpListener::from_std(tcp_listener(addr)?)?;
-        let mut tasks = Vec::new();
+        let mut socks = Vec::new();
         for _ in 0..udp_workers.max(1) {
-            let sock = Arc::new(UdpSocket::from_std(udp_socket(addr)?)?);
-            tasks.push(tokio::spawn(crate::udp::serve(sock, table.clone())));
+            socks.push(udp_socket(addr)?);
         }
-        tasks.push(tokio::spawn(tcp_loop(tcp, table.clone())));
-        Ok(Listener { addr, table, tasks })
+        let udp = crate::udp::UdpWorkers::start(socks, table.clone())?;
+        let tasks = vec![tokio::spawn(tcp_loop(tcp, table.clone()))];
+        Ok(Listener {
+            addr,
+            table,
+            tasks,
+            _udp: udp,
+        })
     }
 }
 

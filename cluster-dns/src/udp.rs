@@ -1,17 +1,20 @@
-//! The UDP receive loop. Under load one `recvmmsg` takes up to a batch of queries and one
-//! `sendmmsg` returns the answers that could be made from memory, so the per-query cost is
-//! mostly the answer itself rather than system calls and task wake-ups; queries that need the
-//! network (forward) continue in their own task.
+//! The UDP receive loop. Each worker is an OS thread with its own SO_REUSEPORT socket (as CoreDNS
+//! runs one per GOMAXPROCS): a blocking `recvmmsg` takes up to a batch of queries and one
+//! `sendmmsg` returns the answers that could be made from memory. The sockets are not registered
+//! with the async runtime's epoll: there, every reply sent re-arms write readiness and wakes a
+//! parked runtime thread, which on this machine cost more than the answers themselves. Queries
+//! that need the network (forward, CNAME chase) continue as tasks on the runtime.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use socket2::SockAddr;
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use socket2::{SockAddr, Socket};
 
 use crate::dnsmsg::Proto;
 use crate::server::{SharedTable, Step, prepare};
@@ -59,7 +62,8 @@ impl RecvBatch {
         b
     }
 
-    /// One non-blocking recvmmsg; returns how many datagrams arrived.
+    /// One recvmmsg: waits for the first datagram (up to the socket's receive timeout), then takes
+    /// whatever else is already queued; returns how many arrived.
     fn recv(&mut self, fd: i32) -> io::Result<usize> {
         for h in self.hdrs.iter_mut() {
             h.msg_hdr.msg_namelen =
@@ -73,7 +77,7 @@ impl RecvBatch {
                 fd,
                 self.hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
             )
         };
@@ -123,7 +127,8 @@ fn to_socket_addr(st: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
-/// Sends many datagrams with one sendmmsg; returns how many went out.
+/// Sends many datagrams with one sendmmsg (waiting for room in the send buffer); returns how
+/// many went out.
 fn send_many(fd: i32, out: &[(Vec<u8>, SockAddr)]) -> io::Result<usize> {
     let mut iovs: Vec<libc::iovec> = out
         .iter()
@@ -143,36 +148,94 @@ fn send_many(fd: i32, out: &[(Vec<u8>, SockAddr)]) -> io::Result<usize> {
         hdrs.push(h);
     }
     // SAFETY: headers point into `out` and `iovs`, alive for the call.
-    let n = unsafe {
-        libc::sendmmsg(
-            fd,
-            hdrs.as_mut_ptr(),
-            hdrs.len() as libc::c_uint,
-            libc::MSG_DONTWAIT,
-        )
-    };
+    let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, 0) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(n as usize)
 }
 
-/// Serves one UDP socket until the task is aborted.
-pub async fn serve(sock: Arc<UdpSocket>, table: SharedTable) {
+/// The worker threads of one listening address; dropping it stops them and closes the sockets.
+pub struct UdpWorkers {
+    stop: Arc<AtomicBool>,
+    sockets: Vec<Arc<Socket>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl UdpWorkers {
+    /// Starts one thread per socket. Must be called inside the runtime that runs the queries
+    /// needing the network.
+    pub fn start(sockets: Vec<Socket>, table: SharedTable) -> io::Result<UdpWorkers> {
+        let rt = tokio::runtime::Handle::current();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut w = UdpWorkers {
+            stop: stop.clone(),
+            sockets: Vec::new(),
+            threads: Vec::new(),
+        };
+        for (i, s) in sockets.into_iter().enumerate() {
+            // A bounded wait, so a worker notices `stop` even if the wake-up below is missed.
+            s.set_read_timeout(Some(Duration::from_millis(500)))?;
+            let s = Arc::new(s);
+            w.sockets.push(s.clone());
+            let (table, stop, rt) = (table.clone(), stop.clone(), rt.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("dns-udp-{i}"))
+                .spawn(move || serve(s, table, stop, rt))?;
+            w.threads.push(t);
+        }
+        Ok(w)
+    }
+}
+
+impl Drop for UdpWorkers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        for s in &self.sockets {
+            // Wakes a worker blocked in recvmmsg/sendmmsg at once.
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        // The port is free again (for a rebind) only once every worker has let go of its socket.
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves one UDP socket until `stop` is set.
+fn serve(sock: Arc<Socket>, table: SharedTable, stop: Arc<AtomicBool>, rt: tokio::runtime::Handle) {
+    // Plugins spawn background work (cache prefetch) from the synchronous path.
+    let _enter = rt.enter();
     let local = sock
         .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new();
     let mut out: Vec<(Vec<u8>, SockAddr)> = Vec::with_capacity(BATCH);
-    loop {
-        if sock.readable().await.is_err() {
-            continue;
-        }
-        let n = match sock.try_io(Interest::READABLE, || batch.recv(fd)) {
+    while !stop.load(Ordering::Acquire) {
+        let n = match batch.recv(fd) {
+            Ok(0) => {
+                // Only a shut-down socket reads nothing; do not spin on it.
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => {
+                // e.g. an ICMP error queued on the socket: it is consumed by the failed call.
+                continue;
+            }
         };
         let t = match table.read() {
             Ok(g) => g.clone(),
@@ -187,23 +250,24 @@ pub async fn serve(sock: Arc<UdpSocket>, table: SharedTable) {
                 Step::Done(bytes) => out.push((bytes, SockAddr::from(client))),
                 Step::Later(later) => {
                     let sock = sock.clone();
-                    tokio::spawn(async move {
+                    rt.spawn(async move {
                         let bytes = later.run().await;
-                        let _ = sock.send_to(&bytes, client).await;
+                        // Never blocks the runtime: a full send buffer drops the reply, as the
+                        // network could.
+                        let _ = sock.send_to_with_flags(
+                            &bytes,
+                            &SockAddr::from(client),
+                            libc::MSG_DONTWAIT,
+                        );
                     });
                 }
             }
         }
         let mut sent = 0;
-        while sent < out.len() {
-            match sock.try_io(Interest::WRITABLE, || send_many(fd, &out[sent..])) {
+        while sent < out.len() && !stop.load(Ordering::Acquire) {
+            match send_many(fd, &out[sent..]) {
                 Ok(k) => sent += k.max(1),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // The send buffer is full: wait for room, then go on.
-                    if sock.writable().await.is_err() {
-                        break;
-                    }
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // A failed datagram (e.g. unreachable client) is skipped.
                 Err(_) => sent += 1,
             }

@@ -2,12 +2,16 @@
 //! (and Pods in `verified` mode) kept up to date by API watchers.
 
 pub mod config;
+pub mod memo;
 pub mod model;
 pub mod records;
 pub mod watch;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, RecordType};
 
 pub use config::{ApiSource, KubeOptions, PodMode};
 pub use model::{Change, Store};
@@ -15,12 +19,16 @@ pub use records::Outcome;
 use watch::SyncState;
 
 use crate::dnsmsg::{Request, in_zone};
+use crate::plugins::cache::wire::WireEntry;
 
 pub struct Kubernetes {
     pub opts: KubeOptions,
     pub store: Arc<RwLock<Store>>,
     pub sync: Arc<SyncState>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The store's change counter (shared with it, read without its lock).
+    generation: Arc<AtomicU64>,
+    memo: memo::Memo,
 }
 
 impl Drop for Kubernetes {
@@ -43,9 +51,11 @@ impl Kubernetes {
         };
         Kubernetes {
             opts,
+            generation: store.generation.clone(),
             store: Arc::new(RwLock::new(store)),
             sync: Arc::new(SyncState::default()),
             tasks: std::sync::Mutex::new(Vec::new()),
+            memo: memo::Memo::default(),
         }
     }
 
@@ -105,13 +115,48 @@ impl Kubernetes {
         };
         let synced = self.synced();
         let Ok(store) = self.store.read() else {
-            return Outcome::Reply(req.reply_rcode(hickory_proto::op::ResponseCode::ServFail));
+            return Outcome::Reply(req.reply_rcode(ResponseCode::ServFail));
         };
-        records::Lookup {
+        // Read under the lock: no change can land between this and the answer.
+        let generation = self.generation.load(Ordering::Acquire);
+        let out = records::Lookup {
             opts: &self.opts,
             store: &store,
             synced,
         }
-        .answer(req, zone)
+        .answer(req, zone);
+        drop(store);
+        if let Outcome::Reply(m) = &out
+            && synced
+            && memoizable(req, m)
+        {
+            let key = self.memo.key(&req.qname_lc, u16::from(req.qtype));
+            if !self.memo.holds(key, generation) {
+                // As the cache stores replies: the request's question, no OPT.
+                if let Some(w) = m.to_vec().ok().and_then(WireEntry::new) {
+                    self.memo.put(key, generation, Arc::new(w));
+                }
+            }
+        }
+        out
     }
+
+    /// A reply worked out earlier for this name and type, if the data has not changed since.
+    /// Only what [`Kubernetes::serve`] answered by itself is kept (never a fallthrough, a
+    /// CNAME to chase, or a not-yet-synced SERVFAIL).
+    pub fn memoized(&self, qname_lc: &str, qtype: u16) -> Option<Arc<WireEntry>> {
+        let key = self.memo.key(qname_lc, qtype);
+        self.memo.get(key, self.generation.load(Ordering::Acquire))
+    }
+}
+
+/// Whether a reply depends on nothing but the name, the type and the data: the `ns.dns` records
+/// (and the apex NS) carry the address the query arrived on.
+fn memoizable(req: &Request, m: &hickory_proto::op::Message) -> bool {
+    req.qclass == DNSClass::IN
+        && req.qtype != RecordType::NS
+        && !req.qname_lc.starts_with("ns.dns.")
+        && m.metadata.response_code != ResponseCode::ServFail
+        && m.edns.is_none()
+        && m.queries.len() == 1
 }

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -163,6 +164,9 @@ pub struct Store {
     pub keep: Keep,
     /// Unix time of the last change: the SOA serial.
     pub modified: u32,
+    /// Counts changes; readable without the store's lock (answers worked out from an older
+    /// generation are stale).
+    pub generation: Arc<AtomicU64>,
 }
 
 fn now_secs() -> u32 {
@@ -259,7 +263,12 @@ impl Store {
                 _ => {}
             }
         }
+        self.changed();
+    }
+
+    fn changed(&mut self) {
         self.modified = now_secs();
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Replaces every object of one kind after a (re)list, keeping the indexes right.
@@ -286,7 +295,7 @@ impl Store {
             self.put(item);
         }
         self.shrink();
-        self.modified = now_secs();
+        self.changed();
     }
 
     fn shrink(&mut self) {

@@ -342,6 +342,11 @@ impl Block {
                 None => {}
             }
         }
+        self.serve_uncached(req)
+    }
+
+    /// The synchronous part of the chain after the cache (whose miss the caller has seen).
+    pub fn serve_uncached(self: &Arc<Self>, req: &Request) -> Result<Reply, Pending> {
         let r = self.resolve_sync(req)?;
         Ok(self.store(req, r))
     }
@@ -376,7 +381,7 @@ impl Block {
     }
 
     /// Re-resolves a cached name in the background and stores the fresh answer.
-    fn refresh(self: &Arc<Self>, req: &Request, listener: &str) {
+    pub(crate) fn refresh(self: &Arc<Self>, req: &Request, listener: &str) {
         let (me, req, listener) = (self.clone(), req.clone(), listener.to_string());
         tokio::spawn(async move {
             let r = me.resolve(&req, &listener).await;

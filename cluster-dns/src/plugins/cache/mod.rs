@@ -5,17 +5,17 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::op::Message;
 
 pub mod wire;
 
 use crate::corefile::{CorefileError, Directive, address::normalize_zone};
 use crate::dnsmsg::{Request, in_zone};
-use crate::metrics::registry;
+use crate::metrics::{Counter, registry};
+use wire::WireEntry;
 
 const DEFAULT_CAP: usize = 9984;
 const SHARDS: usize = 64;
@@ -172,7 +172,7 @@ enum Kind {
 }
 
 struct Entry {
-    wire: wire::WireEntry,
+    wire: Arc<WireEntry>,
     stored: Instant,
     /// TTL the entry was stored with.
     ttl: Duration,
@@ -181,7 +181,35 @@ struct Entry {
 }
 
 struct Shard {
-    map: HashMap<u64, Entry>,
+    map: HashMap<u64, Entry, KeyHasher>,
+}
+
+/// Keys are already SipHash values: the map only spreads them (the low bits pick the shard, so
+/// they are shifted out and the rest multiplied to fill both the bucket index and the tag).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct KeyHasher;
+
+impl BuildHasher for KeyHasher {
+    type Hasher = KeyHash;
+    fn build_hasher(&self) -> KeyHash {
+        KeyHash(0)
+    }
+}
+
+pub(crate) struct KeyHash(u64);
+
+impl Hasher for KeyHash {
+    fn finish(&self) -> u64 {
+        (self.0 >> 6).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 /// One of the two caches.
@@ -198,7 +226,7 @@ impl Store {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        map: HashMap::new(),
+                        map: HashMap::with_hasher(KeyHasher),
                     })
                 })
                 .collect(),
@@ -224,6 +252,25 @@ pub struct Cache {
     hasher: std::collections::hash_map::RandomState,
     server: String,
     zones_label: String,
+    counters: Counters,
+}
+
+/// The cache's metric series, looked up once (on first use, so a series appears only when it
+/// counts something, as in CoreDNS).
+#[derive(Default)]
+struct Counters {
+    hits_success: OnceLock<Arc<Counter>>,
+    hits_denial: OnceLock<Arc<Counter>>,
+    misses: OnceLock<Arc<Counter>>,
+}
+
+/// The parts of a query the cache looks at, and how to shape a hit for the asker.
+pub struct Asker<'a> {
+    pub id: u16,
+    pub rd: bool,
+    pub cd: bool,
+    /// The question name on the wire, spelled as the asker did.
+    pub qname_wire: &'a [u8],
 }
 
 /// What a lookup found.
@@ -244,26 +291,54 @@ impl Cache {
             hasher: Default::default(),
             server: server.to_string(),
             zones_label,
+            counters: Counters::default(),
         }
     }
 
     fn key(&self, req: &Request) -> u64 {
+        self.key_of(
+            &req.qname_lc,
+            u16::from(req.qtype),
+            req.do_bit,
+            req.msg.metadata.checking_disabled,
+        )
+    }
+
+    /// The key of a question: lower-case name, type, DO and CD bits.
+    pub fn key_of(&self, qname_lc: &str, qtype: u16, do_bit: bool, cd: bool) -> u64 {
         let mut h = self.hasher.build_hasher();
-        req.qname_lc.hash(&mut h);
-        u16::from(req.qtype).hash(&mut h);
-        req.do_bit.hash(&mut h);
-        req.msg.metadata.checking_disabled.hash(&mut h);
+        qname_lc.hash(&mut h);
+        qtype.hash(&mut h);
+        do_bit.hash(&mut h);
+        cd.hash(&mut h);
         h.finish()
     }
 
     pub fn applies(&self, req: &Request) -> bool {
-        self.opts.zones.iter().any(|z| in_zone(&req.qname_lc, z))
+        self.applies_to(&req.qname_lc)
+    }
+
+    pub fn applies_to(&self, qname_lc: &str) -> bool {
+        self.opts.zones.iter().any(|z| in_zone(qname_lc, z))
     }
 
     /// Looks the query up; on a hit returns the reply shaped for this request.
     /// `balance` shuffles the address records (the loadbalance plugin).
     pub fn get(&self, req: &Request, balance: bool) -> Option<Hit> {
-        let key = self.key(req);
+        let mut qname = Vec::with_capacity(req.qname_lc.len() + 1);
+        wire::name_wire(&req.qname, &mut qname);
+        let md = &req.msg.metadata;
+        let asker = Asker {
+            id: md.id,
+            rd: md.recursion_desired,
+            cd: md.checking_disabled,
+            qname_wire: &qname,
+        };
+        self.get_key(self.key(req), &asker, balance)
+    }
+
+    /// [`Cache::get`] for a query known by its key and header.
+    pub fn get_key(&self, key: u64, asker: &Asker, balance: bool) -> Option<Hit> {
         let now = Instant::now();
         for store in [&self.success, &self.denial] {
             let Ok(mut shard) = store.shard(key).lock() else {
@@ -279,7 +354,7 @@ impl Cache {
                     shard.map.remove(&key);
                     continue;
                 }
-                let m = self.shape(req, &e.wire, 0, balance, true);
+                let m = shape(asker, &e.wire, 0, balance, true);
                 let rc = e.wire.rcode();
                 drop(shard);
                 self.count_hit(store.kind);
@@ -300,54 +375,35 @@ impl Cache {
                 && (e.ttl - age).as_secs_f64()
                     <= e.ttl.as_secs_f64() * self.opts.prefetch_pct as f64 / 100.0;
             let ttl = if self.opts.keepttl { u32::MAX } else { left };
-            let m = self.shape(req, &e.wire, ttl, balance, true);
+            let m = shape(asker, &e.wire, ttl, balance, true);
             let rc = e.wire.rcode();
             drop(shard);
             self.count_hit(store.kind);
             return Some(Hit::Fresh(m, rc, prefetch));
         }
-        registry()
-            .cache_misses
-            .with(&[&self.server, &self.zones_label, ""])
+        self.counters
+            .misses
+            .get_or_init(|| {
+                registry()
+                    .cache_misses
+                    .with(&[&self.server, &self.zones_label, ""])
+            })
             .inc();
         None
     }
 
     fn count_hit(&self, kind: Kind) {
-        let k = if kind == Kind::Success {
-            "success"
+        let (cell, k) = if kind == Kind::Success {
+            (&self.counters.hits_success, "success")
         } else {
-            "denial"
+            (&self.counters.hits_denial, "denial")
         };
-        registry()
-            .cache_hits
-            .with(&[&self.server, k, &self.zones_label, ""])
-            .inc();
-    }
-
-    /// The cached reply for this request: its id and question spelling, AA set (as CoreDNS
-    /// does, so clients that drop non-authoritative replies still accept it), TTLs counted
-    /// down.
-    fn shape(
-        &self,
-        req: &Request,
-        e: &wire::WireEntry,
-        ttl: u32,
-        balance: bool,
-        aa: bool,
-    ) -> Vec<u8> {
-        let mut qname = Vec::with_capacity(req.qname_lc.len() + 1);
-        wire::name_wire(&req.qname, &mut qname);
-        let md = &req.msg.metadata;
-        e.reply(
-            md.id,
-            md.recursion_desired,
-            md.checking_disabled,
-            aa,
-            &qname,
-            ttl,
-            balance,
-        )
+        cell.get_or_init(|| {
+            registry()
+                .cache_hits
+                .with(&[&self.server, k, &self.zones_label, ""])
+        })
+        .inc();
     }
 
     /// Stores a reply if its kind is cacheable, returning it on the wire for this request
@@ -356,66 +412,6 @@ impl Cache {
         if m.metadata.truncation || !self.applies(req) {
             return None;
         }
-        let rcode = m.metadata.response_code;
-        let has_soa = m
-            .authorities
-            .iter()
-            .any(|r| r.record_type() == RecordType::SOA);
-        let (kind, ttl) = match rcode {
-            ResponseCode::NoError if !m.answers.is_empty() => (
-                Kind::Success,
-                clamp(
-                    min_ttl(m, false),
-                    self.opts.success_min_ttl,
-                    self.opts.success_max_ttl,
-                ),
-            ),
-            ResponseCode::NoError if has_soa => (
-                Kind::Denial,
-                clamp(
-                    min_ttl(m, true),
-                    self.opts.denial_min_ttl,
-                    self.opts.denial_max_ttl,
-                ),
-            ),
-            ResponseCode::NoError
-                if m.authorities
-                    .iter()
-                    .any(|r| r.record_type() == RecordType::NS) =>
-            {
-                (
-                    Kind::Success,
-                    clamp(
-                        min_ttl(m, false),
-                        self.opts.success_min_ttl,
-                        self.opts.success_max_ttl,
-                    ),
-                )
-            }
-            ResponseCode::NXDomain if has_soa => (
-                Kind::Denial,
-                clamp(
-                    min_ttl(m, true),
-                    self.opts.denial_min_ttl,
-                    self.opts.denial_max_ttl,
-                ),
-            ),
-            ResponseCode::ServFail if !self.opts.servfail_ttl.is_zero() => {
-                (Kind::Denial, self.opts.servfail_ttl)
-            }
-            _ => return None,
-        };
-        if (kind == Kind::Success && self.opts.disable_success)
-            || (kind == Kind::Denial && self.opts.disable_denial)
-        {
-            return None;
-        }
-        let store = if kind == Kind::Success {
-            &self.success
-        } else {
-            &self.denial
-        };
-        let key = self.key(req);
         // Plugin replies carry the request's question and no OPT: encode them as they are.
         let encoded = if m.edns.is_none() && m.queries == req.msg.queries {
             m.to_vec()
@@ -425,8 +421,35 @@ impl Cache {
             stored.queries = req.msg.queries.clone();
             stored.to_vec()
         };
-        let entry = encoded.ok().and_then(wire::WireEntry::new)?;
-        let out = self.shape(req, &entry, u32::MAX, balance, false);
+        let entry = Arc::new(encoded.ok().and_then(WireEntry::new)?);
+        let mut qname = Vec::with_capacity(req.qname_lc.len() + 1);
+        wire::name_wire(&req.qname, &mut qname);
+        let md = &req.msg.metadata;
+        let asker = Asker {
+            id: md.id,
+            rd: md.recursion_desired,
+            cd: md.checking_disabled,
+            qname_wire: &qname,
+        };
+        self.put_entry(self.key(req), entry, &asker, balance)
+    }
+
+    /// Stores an encoded reply (one question, no OPT) under `key` if its kind is cacheable,
+    /// returning it shaped for the asker.
+    pub fn put_entry(
+        &self,
+        key: u64,
+        entry: Arc<WireEntry>,
+        asker: &Asker,
+        balance: bool,
+    ) -> Option<Vec<u8>> {
+        let (kind, ttl) = self.classify(&entry.meta)?;
+        let store = if kind == Kind::Success {
+            &self.success
+        } else {
+            &self.denial
+        };
+        let out = shape(asker, &entry, u32::MAX, balance, false);
         let now = Instant::now();
         let Ok(mut shard) = store.shard(key).lock() else {
             return None;
@@ -457,6 +480,51 @@ impl Cache {
             },
         );
         Some(out)
+    }
+
+    /// Which cache keeps a reply and for how long; None if it is not cached.
+    fn classify(&self, m: &wire::Meta) -> Option<(Kind, Duration)> {
+        const NOERROR: u8 = 0;
+        const SERVFAIL: u8 = 2;
+        const NXDOMAIN: u8 = 3;
+        if m.truncated {
+            return None;
+        }
+        let secs = |t: Option<u32>| Duration::from_secs(t.unwrap_or(5) as u64);
+        let success = || {
+            (
+                Kind::Success,
+                clamp(
+                    secs(m.min_ttl),
+                    self.opts.success_min_ttl,
+                    self.opts.success_max_ttl,
+                ),
+            )
+        };
+        let denial = || {
+            (
+                Kind::Denial,
+                clamp(
+                    secs(m.soa_min_ttl),
+                    self.opts.denial_min_ttl,
+                    self.opts.denial_max_ttl,
+                ),
+            )
+        };
+        let (kind, ttl) = match m.rcode {
+            NOERROR if m.answers > 0 => success(),
+            NOERROR if m.soa_in_authority => denial(),
+            NOERROR if m.ns_in_authority => success(),
+            NXDOMAIN if m.soa_in_authority => denial(),
+            SERVFAIL if !self.opts.servfail_ttl.is_zero() => (Kind::Denial, self.opts.servfail_ttl),
+            _ => return None,
+        };
+        if (kind == Kind::Success && self.opts.disable_success)
+            || (kind == Kind::Denial && self.opts.disable_denial)
+        {
+            return None;
+        }
+        Some((kind, ttl))
     }
 
     /// Updates the entries gauges (called when metrics are scraped).
@@ -490,22 +558,16 @@ fn clamp(d: Duration, min: Duration, max: Duration) -> Duration {
     d.max(min).min(max)
 }
 
-/// The smallest TTL of the reply; for denial the SOA's min(TTL, MINIMUM) decides.
-fn min_ttl(m: &Message, denial: bool) -> Duration {
-    let mut min = u32::MAX;
-    if denial {
-        for r in &m.authorities {
-            if let RData::SOA(soa) = &r.data {
-                min = min.min(r.ttl.min(soa.minimum));
-            }
-        }
-    } else {
-        for r in m.answers.iter().chain(m.authorities.iter()) {
-            min = min.min(r.ttl);
-        }
-    }
-    if min == u32::MAX {
-        min = 5;
-    }
-    Duration::from_secs(min as u64)
+/// A cached reply for one asker: its id and question spelling, AA set for hits (as CoreDNS
+/// does, so clients that drop non-authoritative replies still accept it), TTLs counted down.
+fn shape(asker: &Asker, e: &WireEntry, ttl: u32, balance: bool, aa: bool) -> Vec<u8> {
+    e.reply(
+        asker.id,
+        asker.rd,
+        asker.cd,
+        aa,
+        asker.qname_wire,
+        ttl,
+        balance,
+    )
 }

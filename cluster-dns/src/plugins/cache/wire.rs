@@ -14,6 +14,22 @@ pub struct WireEntry {
     addr_rrs: Box<[(u16, u16)]>,
     /// Length of the question name on the wire (to respell it like the asker).
     qname_len: u16,
+    /// What the cache decides on (read once from the records).
+    pub meta: Meta,
+}
+
+/// The facts about a reply that decide whether and for how long the cache keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub rcode: u8,
+    pub truncated: bool,
+    pub answers: u16,
+    pub soa_in_authority: bool,
+    pub ns_in_authority: bool,
+    /// Smallest TTL over the answer and authority records (None without records).
+    pub min_ttl: Option<u32>,
+    /// Smallest min(TTL, MINIMUM) over the authority SOA records.
+    pub soa_min_ttl: Option<u32>,
 }
 
 fn skip_name(w: &[u8], mut i: usize) -> Option<usize> {
@@ -48,6 +64,16 @@ impl WireEntry {
         let mut i = qend + 4;
         let mut ttl_offsets = Vec::with_capacity(an + ns + ar);
         let mut addr: Vec<(u16, u16)> = Vec::new();
+        let mut meta = Meta {
+            rcode: wire[3] & 0x0f,
+            truncated: wire[2] & 0x02 != 0,
+            answers: an as u16,
+            soa_in_authority: false,
+            ns_in_authority: false,
+            min_ttl: None,
+            soa_min_ttl: None,
+        };
+        let min = |a: Option<u32>, b: u32| Some(a.map_or(b, |a| a.min(b)));
         for n in 0..an + ns + ar {
             let start = i;
             i = skip_name(&wire, i)?;
@@ -55,6 +81,7 @@ impl WireEntry {
                 return None;
             }
             let rtype = u16::from_be_bytes([wire[i], wire[i + 1]]);
+            let ttl = u32::from_be_bytes([wire[i + 4], wire[i + 5], wire[i + 6], wire[i + 7]]);
             ttl_offsets.push((i + 4) as u16);
             let rdlen = u16::from_be_bytes([wire[i + 8], wire[i + 9]]) as usize;
             i += 10 + rdlen;
@@ -63,6 +90,27 @@ impl WireEntry {
             }
             if n < an && (rtype == 1 || rtype == 28) {
                 addr.push((start as u16, (i - start) as u16));
+            }
+            if n < an + ns {
+                meta.min_ttl = min(meta.min_ttl, ttl);
+            }
+            if n >= an && n < an + ns {
+                match rtype {
+                    // SOA: MINIMUM is the last field of its data.
+                    6 if rdlen >= 20 => {
+                        let m = u32::from_be_bytes([
+                            wire[i - 4],
+                            wire[i - 3],
+                            wire[i - 2],
+                            wire[i - 1],
+                        ]);
+                        meta.soa_in_authority = true;
+                        meta.soa_min_ttl = min(meta.soa_min_ttl, ttl.min(m));
+                    }
+                    6 => meta.soa_in_authority = true,
+                    2 => meta.ns_in_authority = true,
+                    _ => {}
+                }
             }
         }
         // Permuting is only safe for records of one size, back to back.
@@ -77,6 +125,7 @@ impl WireEntry {
             ttl_offsets: ttl_offsets.into_boxed_slice(),
             addr_rrs: addr.into_boxed_slice(),
             qname_len,
+            meta,
         })
     }
 
@@ -130,7 +179,7 @@ impl WireEntry {
     }
 
     pub fn rcode(&self) -> u8 {
-        self.wire[3] & 0x0f
+        self.meta.rcode
     }
 }
 

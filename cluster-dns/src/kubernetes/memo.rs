@@ -1,0 +1,80 @@
+//! Answers the plugin has already worked out, kept on the wire until the data changes: a query
+//! the cache no longer holds (more names than its capacity) is then answered by a copy with the
+//! asker's id and spelling, instead of parsing, looking up and encoding again. Every change to
+//! the store starts a new generation, and an answer from an older one is never used.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use crate::plugins::cache::KeyHasher;
+use crate::plugins::cache::wire::WireEntry;
+
+const SHARDS: usize = 64;
+/// Bounds the memory a stream of distinct names can take (about 150 bytes an answer).
+const CAPACITY: usize = 32 * 1024;
+
+struct Slot {
+    generation: u64,
+    wire: Arc<WireEntry>,
+}
+
+pub struct Memo {
+    shards: Vec<Mutex<HashMap<u64, Slot, KeyHasher>>>,
+    hasher: RandomState,
+}
+
+impl Default for Memo {
+    fn default() -> Self {
+        Memo {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(KeyHasher)))
+                .collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Memo {
+    pub fn key(&self, qname_lc: &str, qtype: u16) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        qname_lc.hash(&mut h);
+        qtype.hash(&mut h);
+        h.finish()
+    }
+
+    fn shard(&self, key: u64) -> &Mutex<HashMap<u64, Slot, KeyHasher>> {
+        &self.shards[(key as usize) % SHARDS]
+    }
+
+    /// The answer for `key` if it was worked out in `generation`.
+    pub fn get(&self, key: u64, generation: u64) -> Option<Arc<WireEntry>> {
+        let shard = self.shard(key).lock().ok()?;
+        let slot = shard.get(&key)?;
+        (slot.generation == generation).then(|| slot.wire.clone())
+    }
+
+    pub fn holds(&self, key: u64, generation: u64) -> bool {
+        self.shard(key)
+            .lock()
+            .map(|s| s.get(&key).is_some_and(|x| x.generation == generation))
+            .unwrap_or(false)
+    }
+
+    pub fn put(&self, key: u64, generation: u64, wire: Arc<WireEntry>) {
+        let Ok(mut shard) = self.shard(key).lock() else {
+            return;
+        };
+        if shard.len() >= CAPACITY / SHARDS && !shard.contains_key(&key) {
+            // Outdated answers go first; otherwise one at random (map order is random).
+            shard.retain(|_, s| s.generation == generation);
+            if shard.len() >= CAPACITY / SHARDS
+                && let Some(victim) = shard.keys().next().copied()
+            {
+                shard.remove(&victim);
+            }
+        }
+        shard.insert(key, Slot { generation, wire });
+    }
+}
