@@ -447,11 +447,16 @@ fn downstream<'a>(
     });
     let node_ip = info.and_then(|n| n.ip);
     let upstream = ev.upstream.as_ref().and_then(|u| {
-        window.pick(
+        let asked = || {
             u.queries
                 .iter()
-                .filter(|q| q.asks(name, qtype) && Some(q.client.ip()) == node_ip),
-        )
+                .filter(|q| q.asks(name, qtype) && Some(q.client.ip()) == node_ip)
+        };
+        // The embedded resolver forwards with the id it was given (Docker's and minikind's
+        // alike), so with its line at hand the upstream's line is the one with that id.
+        embedded
+            .and_then(|e| window.pick(asked().filter(|q| q.id == e.id)))
+            .or_else(|| window.pick(asked()))
     });
     (embedded, upstream)
 }

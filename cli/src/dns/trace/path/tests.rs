@@ -336,6 +336,24 @@ fn a_builtin_resolver_logs_its_hop() {
     assert_eq!(emb.duration, Some(std::time::Duration::from_micros(701)));
     assert_eq!(kinds(&hops).last(), Some(&"upstream"));
 
+    // Two upstream lines for the name in the window: the one with the embedded line's id.
+    let mut twice = ev.clone();
+    let up = twice.upstream.as_mut().unwrap();
+    let mut other = up
+        .queries
+        .iter()
+        .find(|q| q.name == "rec-1.wild.example.test.")
+        .unwrap()
+        .clone();
+    other.id = 1;
+    other.rcode = "SERVFAIL".into();
+    up.queries.push(other);
+    let hops = assemble(&last, &twice);
+    let Some(Hop::Upstream(u)) = hops.last() else {
+        panic!("{hops:#?}")
+    };
+    assert_eq!((u.rcode.as_str(), u.client.port()), ("NOERROR", 48478));
+
     // Builtin, but its log has no such query and the reply was a failure: the forward failed.
     let worker = ev.nodes.get_mut("trc1-worker").unwrap();
     worker.queries.clear();
@@ -394,4 +412,58 @@ fn zones_match_by_label() {
     assert_eq!(zone_of("CLUSTER.LOCAL", &zones), Some("cluster.local."));
     assert_eq!(zone_of("notcluster.local.", &zones), None);
     assert_eq!(zone_of("www.example.test.", &zones), None);
+}
+
+#[test]
+fn the_text_tree_of_a_traced_lookup() {
+    use crate::dns::trace::model::{ResolvSummary, Trace, TracedAttempt};
+    let ev = evidence(WORKER, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
+    let attempts: Vec<TracedAttempt> = PROBE_REC1
+        .lines()
+        .filter_map(parse_line)
+        .map(|(number, attempt)| TracedAttempt {
+            number,
+            hops: assemble(&attempt, &ev),
+            attempt,
+        })
+        .collect();
+    let trace = Trace {
+        cluster: "trc1".into(),
+        pod: ev.client.clone(),
+        name: "rec-1.wild.example.test".into(),
+        rtype: "A".into(),
+        resolv_conf: ResolvSummary {
+            nameservers: vec!["10.96.0.10".into()],
+            search: ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+                .map(String::from)
+                .to_vec(),
+            ndots: 5,
+        },
+        command: vec!["nslookup".into(), "-debug".into()],
+        attempts,
+        answer: vec!["Name:\trec-1.wild.example.test".into(), "Address: 192.0.2.99".into()],
+        outcome: "NOERROR, 1 answer record(s)".into(),
+        notes: vec![],
+    };
+    let text = crate::dns::trace::render::text(&trace);
+    let golden = include_str!("../testdata/trace-rec1.txt");
+    assert_eq!(text, golden, "\n{text}");
+    // The same as JSON: one object per hop, tagged with its kind.
+    let json = serde_json::to_value(&trace).unwrap();
+    let last = &json["attempts"][3];
+    assert_eq!(last["number"], 4);
+    assert_eq!(last["local"], "10.244.2.2:43109");
+    assert_eq!(last["result"]["rcode"], "NOERROR");
+    let hops: Vec<&str> = last["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["hop"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        hops,
+        ["service_rule", "endpoint", "cluster_dns", "forward", "embedded_resolver", "upstream"]
+    );
+    assert_eq!(last["hops"][5]["duration_us"], 209);
+    assert_eq!(last["hops"][2]["answered"], "forwarded");
 }
