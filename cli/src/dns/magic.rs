@@ -309,11 +309,11 @@ mod tests {
             ("lab-control-plane".into(), magic(true)),
             ("lab-worker".into(), switched),
         ]);
-        assert_eq!(
-            table,
-            "NODE                MAGIC              RESOLVER   RESOLV.CONF   PREROUTING      DNAT TO\n\
-             lab-control-plane   on                 builtin    172.18.0.1    172.18.0.1/32   127.0.0.11:38405,127.0.0.11:41553\n\
-             lab-worker          off (switched off)   builtin    127.0.0.11    -               127.0.0.11:38405,127.0.0.11:41553\n"
-        );
+        let want = [
+            "NODE                MAGIC                RESOLVER   RESOLV.CONF   PREROUTING      DNAT TO",
+            "lab-control-plane   on                   builtin    172.18.0.1    172.18.0.1/32   127.0.0.11:38405,127.0.0.11:41553",
+            "lab-worker          off (switched off)   builtin    127.0.0.11    -               127.0.0.11:38405,127.0.0.11:41553",
+        ];
+        assert_eq!(table, format!("{}\n", want.join("\n")));
     }
 }
