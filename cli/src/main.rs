@@ -4,8 +4,8 @@
 mod cluster;
 mod commands;
 mod config;
-mod dns;
 mod coreutils;
+mod dns;
 mod docker;
 mod multicall;
 mod objects;

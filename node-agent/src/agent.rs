@@ -105,7 +105,10 @@ impl NodeSettings {
             None | Some("docker") => false,
             Some("builtin") => true,
             Some(other) => {
-                anyhow::bail!("{}={other:?}: expected docker or builtin", env::DNS_EMBEDDED)
+                anyhow::bail!(
+                    "{}={other:?}: expected docker or builtin",
+                    env::DNS_EMBEDDED
+                )
             }
         };
         let dns_servers = match get(env::DNS_SERVERS) {

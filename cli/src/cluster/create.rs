@@ -194,12 +194,15 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
         let step = status.step("Writing the embedded resolvers' names 📇");
         let node_list: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
         let table =
-            embedded_dns::write_names(docker, name, &nodes::network_name(name), &node_list)
-                .await?;
+            embedded_dns::write_names(docker, name, &nodes::network_name(name), &node_list).await?;
         step.done();
         status.line(&format!(
             "   builtin resolver: {} name(s), forwarding to [{}]",
-            table.networks.iter().map(|n| n.containers.len()).sum::<usize>(),
+            table
+                .networks
+                .iter()
+                .map(|n| n.containers.len())
+                .sum::<usize>(),
             embedded_servers.join(", ")
         ));
     }
