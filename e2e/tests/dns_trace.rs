@@ -252,6 +252,26 @@ fn dns_trace_follows_each_search_attempt_to_the_lab_upstream() {
     );
     assert!(up["duration_us"].as_u64().is_some());
 
+    // With KIND's fix switched off on every node, cluster-dns's forward to the host IP is no
+    // longer redirected: the trace stops at the replica's node and says why.
+    c.minikind_ok(&["dns", "magic", "off"]);
+    let v = trace_json(&c, &["busybox", "off.wild.example.test"]);
+    let last = v["attempts"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["name"], "off.wild.example.test.", "{v:#}");
+    let dns = hop(&last, "cluster_dns").unwrap_or_else(|| panic!("{last:#}"));
+    assert_eq!(dns["rcode"], "SERVFAIL", "{last:#}");
+    assert_eq!(dns["answered"], "not_forwarded");
+    let hops = last["hops"].as_array().unwrap();
+    let stop = hops.last().unwrap();
+    assert_eq!(stop["hop"], "stop", "{last:#}");
+    assert_eq!(stop["at"], dns["node"]);
+    let reason = stop["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("-j DOCKER_OUTPUT`") && reason.contains("the network magic is off"),
+        "{reason}"
+    );
+    assert!(hop(&last, "upstream").is_none());
+
     // Bad input: a clear error, nothing traced.
     let r = trace(&c, &["no-such-pod", "www.example.test"]);
     assert!(

@@ -154,13 +154,7 @@ pub async fn run(args: TraceArgs) -> Result<()> {
 
     let mut notes = Vec::new();
     let evidence = gather::evidence(
-        &docker,
-        &client,
-        &cluster,
-        &pod,
-        &attempts,
-        window,
-        &mut notes,
+        &docker, &client, &cluster, &pod, &attempts, window, &mut notes,
     )
     .await?;
     let traced: Vec<TracedAttempt> = parsed

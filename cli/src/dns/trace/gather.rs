@@ -110,7 +110,11 @@ fn proto(t: Transport) -> &'static str {
 
 /// A node container's address on the cluster network and the embedded resolver it runs
 /// (the agent serves 127.0.0.11 itself when started with `MINIKIND_DNS_EMBEDDED=builtin`).
-async fn inspect_node(docker: &Docker, node: &str, network: &str) -> (Option<IpAddr>, EmbeddedMode) {
+async fn inspect_node(
+    docker: &Docker,
+    node: &str,
+    network: &str,
+) -> (Option<IpAddr>, EmbeddedMode) {
     let Ok(info) = docker
         .inspect_container(node, None::<InspectContainerOptions>)
         .await
@@ -128,12 +132,7 @@ async fn inspect_node(docker: &Docker, node: &str, network: &str) -> (Option<IpA
         .and_then(|c| c.env)
         .unwrap_or_default()
         .iter()
-        .any(|e| {
-            e == &format!(
-                "{}=builtin",
-                minikind_node_agent::agent::env::DNS_EMBEDDED
-            )
-        });
+        .any(|e| e == &format!("{}=builtin", minikind_node_agent::agent::env::DNS_EMBEDDED));
     let mode = if builtin {
         EmbeddedMode::Builtin
     } else {
@@ -164,7 +163,12 @@ async fn docker_log(docker: &Docker, container: &str, since: SystemTime) -> Resu
 }
 
 /// A pod container's log since `since`, with the kubelet's timestamps.
-async fn pod_log(pods: &Api<Pod>, pod: &str, container: Option<String>, since: SystemTime) -> Result<String> {
+async fn pod_log(
+    pods: &Api<Pod>,
+    pod: &str,
+    container: Option<String>,
+    since: SystemTime,
+) -> Result<String> {
     let ago = SystemTime::now()
         .duration_since(since)
         .unwrap_or_default()
@@ -366,8 +370,13 @@ pub async fn evidence(
             let name = name.clone();
             let container = container.clone();
             async move {
-                exec_capture(&api, &name, container.as_deref(), &["cat".to_string(), path])
-                    .await
+                exec_capture(
+                    &api,
+                    &name,
+                    container.as_deref(),
+                    &["cat".to_string(), path],
+                )
+                .await
             }
         };
         match cat(corefile_path(&p)).await {
@@ -390,7 +399,10 @@ pub async fn evidence(
                         }
                     }
                 }
-                Err(e) => notes.push(format!("{}: its Corefile does not parse: {e:#}", replica.name)),
+                Err(e) => notes.push(format!(
+                    "{}: its Corefile does not parse: {e:#}",
+                    replica.name
+                )),
             },
             Ok(out) => notes.push(format!(
                 "{}: cannot read its Corefile: {}",
@@ -428,9 +440,9 @@ pub async fn evidence(
         }
         let all_seen = wanted.iter().all(|a| {
             replicas.iter().any(|(_, _, _, r)| {
-                r.queries.iter().any(|q| {
-                    Some(q.client) == a.local && q.id == a.id && q.asks(&a.name, &a.rtype)
-                })
+                r.queries
+                    .iter()
+                    .any(|q| Some(q.client) == a.local && q.id == a.id && q.asks(&a.name, &a.rtype))
             })
         });
         if all_seen || corefile_logs == Some(false) || tokio::time::Instant::now() >= deadline {

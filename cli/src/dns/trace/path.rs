@@ -130,7 +130,10 @@ impl Window {
 
     /// The best of `candidates` that fall in the window (all of them when a line carries no
     /// time): the closest to `around`, else the last.
-    fn pick<'a>(&self, candidates: impl Iterator<Item = &'a LoggedQuery>) -> Option<&'a LoggedQuery> {
+    fn pick<'a>(
+        &self,
+        candidates: impl Iterator<Item = &'a LoggedQuery>,
+    ) -> Option<&'a LoggedQuery> {
         let inside: Vec<&LoggedQuery> = candidates
             .filter(|q| q.time.is_none_or(|t| t >= self.from && t <= self.to))
             .collect();
@@ -152,7 +155,9 @@ fn replica_for<'a>(attempt: &Attempt, ev: &'a Evidence) -> Option<(&'a Replica, 
     ev.replicas.iter().find_map(|r| {
         r.queries
             .iter()
-            .find(|q| q.client == local && q.id == attempt.id && q.asks(&attempt.name, &attempt.rtype))
+            .find(|q| {
+                q.client == local && q.id == attempt.id && q.asks(&attempt.name, &attempt.rtype)
+            })
             .map(|q| (r, q))
     })
 }
@@ -206,9 +211,7 @@ pub fn assemble(attempt: &Attempt, ev: &Evidence) -> Vec<Hop> {
                 of_endpoints: endpoints.len(),
                 evidence: format!(
                     "{} logged the query from {} with id {}",
-                    replica.name,
-                    logged.client,
-                    logged.id
+                    replica.name, logged.client, logged.id
                 ),
             }));
         }
@@ -329,9 +332,12 @@ fn replica_error(replica: &Replica, q: &LoggedQuery, window: Window) -> String {
     replica
         .errors
         .iter()
-        .filter(|e| e.name.eq_ignore_ascii_case(&q.name) && e.qtype.eq_ignore_ascii_case(&q.qtype))
-        .filter(|e| e.time.is_none_or(|t| t >= window.from && t <= window.to))
-        .last()
+        .rev()
+        .find(|e| {
+            e.name.eq_ignore_ascii_case(&q.name)
+                && e.qtype.eq_ignore_ascii_case(&q.qtype)
+                && e.time.is_none_or(|t| t >= window.from && t <= window.to)
+        })
         .map(|e| format!(" (cluster-dns logged: {})", e.message))
         .unwrap_or_default()
 }
@@ -506,7 +512,10 @@ fn resolver_hops(
         hops.push(Hop::EmbeddedResolver(hop));
     }
     if let Some(u) = upstream {
-        let info = ev.upstream.as_ref().expect("an upstream line comes from an upstream");
+        let info = ev
+            .upstream
+            .as_ref()
+            .expect("an upstream line comes from an upstream");
         hops.push(Hop::Upstream(UpstreamHop {
             container: info.container.clone(),
             ip: info.ip,
@@ -524,9 +533,7 @@ fn resolver_hops(
             Some("SERVFAIL") | None => format!(
                 "the query for {name} never reached the embedded resolver: the forward failed"
             ),
-            Some(_) => format!(
-                "no query for {name} left cluster-dns: it answered from its cache"
-            ),
+            Some(_) => format!("no query for {name} left cluster-dns: it answered from its cache"),
         }
     } else if let Some(e) = embedded {
         format!(
@@ -544,7 +551,11 @@ fn resolver_hops(
         }
     };
     hops.push(stop(
-        if builtin_saw_nothing { node.to_string() } else { format!("127.0.0.11 on {node}") },
+        if builtin_saw_nothing {
+            node.to_string()
+        } else {
+            format!("127.0.0.11 on {node}")
+        },
         reason,
     ));
 }

@@ -51,7 +51,10 @@ fn parse_client(text: &str) -> Option<SocketAddr> {
     }
     // `ip:port` with a bare IPv6 address (CoreDNS brackets them, others may not).
     let (ip, port) = text.rsplit_once(':')?;
-    Some(SocketAddr::new(ip.parse::<IpAddr>().ok()?, port.parse().ok()?))
+    Some(SocketAddr::new(
+        ip.parse::<IpAddr>().ok()?,
+        port.parse().ok()?,
+    ))
 }
 
 /// A duration as CoreDNS writes it (`0.000114128s`), or in Go's units (`114.128µs`, `2ms`).
@@ -163,7 +166,12 @@ mod tests {
             q.time.unwrap(),
             humantime::parse_rfc3339("2026-11-22T04:12:18.123456789Z").unwrap()
         );
-        assert!(q.line.starts_with("[INFO] 10.244.1.4:50940 - 51439 \"A IN "), "{}", q.line);
+        assert!(
+            q.line
+                .starts_with("[INFO] 10.244.1.4:50940 - 51439 \"A IN "),
+            "{}",
+            q.line
+        );
         assert!(q.line.ends_with(" 144 0.000114128s"), "{}", q.line);
 
         let v6 = parse(
@@ -183,8 +191,14 @@ mod tests {
              read udp 172.26.0.1:53: Connection refused (os error 111)",
         )
         .unwrap();
-        assert_eq!((e.name.as_str(), e.qtype.as_str()), ("off-6.wild.example.test.", "A"));
-        assert_eq!(e.message, "read udp 172.26.0.1:53: Connection refused (os error 111)");
+        assert_eq!(
+            (e.name.as_str(), e.qtype.as_str()),
+            ("off-6.wild.example.test.", "A")
+        );
+        assert_eq!(
+            e.message,
+            "read udp 172.26.0.1:53: Connection refused (os error 111)"
+        );
         assert!(e.time.is_some());
         assert_eq!(parse_error("[INFO] plugin/reload: x"), None);
     }

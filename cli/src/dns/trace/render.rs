@@ -48,10 +48,10 @@ fn hop_lines(hop: &Hop) -> (&'static str, String, Vec<String>) {
             vec![h.rule.clone()],
         ),
         Hop::Endpoint(h) => {
-            let chance = h
-                .probability
-                .as_ref()
-                .map_or_else(|| "the remaining share".to_string(), |p| format!("probability {p}"));
+            let chance = h.probability.as_ref().map_or_else(
+                || "the remaining share".to_string(),
+                |p| format!("probability {p}"),
+            );
             let mut evidence = vec![h.jump_rule.clone()];
             evidence.extend(h.dnat_rule.clone());
             evidence.push(format!("taken: {}", h.evidence));
@@ -98,8 +98,7 @@ fn hop_lines(hop: &Hop) -> (&'static str, String, Vec<String>) {
                 h.from,
                 h.to,
                 h.node,
-                h.dnat_to
-                    .map_or_else(|| "?".to_string(), |t| t.to_string())
+                h.dnat_to.map_or_else(|| "?".to_string(), |t| t.to_string())
             ),
             vec![h.prerouting_rule.clone(), h.dnat_rule.clone()],
         ),
@@ -145,7 +144,11 @@ fn attempt_text(out: &mut String, a: &TracedAttempt) {
     let n = a.hops.len();
     for (i, hop) in a.hops.iter().enumerate() {
         let last = i + 1 == n;
-        let (branch, rail) = if last { ("└─", "  ") } else { ("├─", "│ ") };
+        let (branch, rail) = if last {
+            ("└─", "  ")
+        } else {
+            ("├─", "│ ")
+        };
         let (label, summary, evidence) = hop_lines(hop);
         let _ = writeln!(out, "   {branch} {label:<13}{summary}");
         for e in evidence {
@@ -210,7 +213,9 @@ mod tests {
             ndots_explanation("abc.123", 2),
             "abc.123 has 1 dot, fewer than ndots 2: each search domain first, then the name as is"
         );
-        assert!(ndots_explanation("abc.123.def", 2).contains("at least ndots 2: asked as is first"));
+        assert!(
+            ndots_explanation("abc.123.def", 2).contains("at least ndots 2: asked as is first")
+        );
         assert!(ndots_explanation("x.", 5).contains("not used"));
     }
 }

@@ -235,7 +235,11 @@ mod tests {
             rules.service_rule(dns, "tcp").unwrap().target(),
             Some("KUBE-SVC-ERIFXISQEP7F7OF4")
         );
-        assert!(rules.service_rule("10.96.0.11:53".parse().unwrap(), "udp").is_none());
+        assert!(
+            rules
+                .service_rule("10.96.0.11:53".parse().unwrap(), "udp")
+                .is_none()
+        );
         let eps = rules.endpoints("KUBE-SVC-TCOU7JCQXEZGVUNU");
         assert_eq!(eps.len(), 2);
         assert_eq!(eps[0].jump.probability(), Some("0.50000000000"));
@@ -270,9 +274,20 @@ mod tests {
     fn words_keep_quoted_comments() {
         assert_eq!(
             words(r#"-A X -m comment --comment "a \"b\" c" -j Y"#),
-            ["-A", "X", "-m", "comment", "--comment", "a \"b\" c", "-j", "Y"]
+            [
+                "-A",
+                "X",
+                "-m",
+                "comment",
+                "--comment",
+                "a \"b\" c",
+                "-j",
+                "Y"
+            ]
         );
-        let r = Ruleset::parse("*filter\n-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m comment --comment \"kube-system/kube-dns:dns has no endpoints\" -m udp --dport 53 -j REJECT --reject-with icmp-port-unreachable\nCOMMIT\n");
+        let r = Ruleset::parse(
+            "*filter\n-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m comment --comment \"kube-system/kube-dns:dns has no endpoints\" -m udp --dport 53 -j REJECT --reject-with icmp-port-unreachable\nCOMMIT\n",
+        );
         assert!(
             r.no_endpoints_rule("10.96.0.10:53".parse().unwrap(), "udp")
                 .is_some()

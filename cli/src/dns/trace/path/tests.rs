@@ -60,12 +60,28 @@ fn evidence(worker_save: &str, window: (&str, &str)) -> Evidence {
         },
         nodes: BTreeMap::from([
             ("trc1-control-plane".to_string(), node("172.26.0.5", None)),
-            ("trc1-worker".to_string(), node("172.26.0.3", Some(worker_save))),
-            ("trc1-worker2".to_string(), node("172.26.0.4", Some(WORKER2))),
+            (
+                "trc1-worker".to_string(),
+                node("172.26.0.3", Some(worker_save)),
+            ),
+            (
+                "trc1-worker2".to_string(),
+                node("172.26.0.4", Some(WORKER2)),
+            ),
         ]),
         replicas: vec![
-            replica("coredns-gzpjqvjrtz-5hvmv", "10.244.1.2", "trc1-worker2", LOG_5HVMV),
-            replica("coredns-gzpjqvjrtz-f2mv5", "10.244.2.3", "trc1-worker", LOG_F2MV5),
+            replica(
+                "coredns-gzpjqvjrtz-5hvmv",
+                "10.244.1.2",
+                "trc1-worker2",
+                LOG_5HVMV,
+            ),
+            replica(
+                "coredns-gzpjqvjrtz-f2mv5",
+                "10.244.2.3",
+                "trc1-worker",
+                LOG_F2MV5,
+            ),
         ],
         corefile_logs: Some(true),
         upstream: Some(UpstreamInfo {
@@ -131,8 +147,18 @@ fn search_attempts_answered_in_the_cluster_zone() {
     assert_eq!(tried.len(), 4);
     // Which replica answered each is read from the logs: the client port and id match.
     let want = [
-        ("coredns-gzpjqvjrtz-f2mv5", "KUBE-SEP-ZHICQ2ODADGCY7DS", None, "10.244.2.3:53"),
-        ("coredns-gzpjqvjrtz-f2mv5", "KUBE-SEP-ZHICQ2ODADGCY7DS", None, "10.244.2.3:53"),
+        (
+            "coredns-gzpjqvjrtz-f2mv5",
+            "KUBE-SEP-ZHICQ2ODADGCY7DS",
+            None,
+            "10.244.2.3:53",
+        ),
+        (
+            "coredns-gzpjqvjrtz-f2mv5",
+            "KUBE-SEP-ZHICQ2ODADGCY7DS",
+            None,
+            "10.244.2.3:53",
+        ),
         (
             "coredns-gzpjqvjrtz-5hvmv",
             "KUBE-SEP-Z6M7ZHWCTBNMPLD7",
@@ -155,11 +181,19 @@ fn search_attempts_answered_in_the_cluster_zone() {
         assert_eq!(svc.node, "trc1-worker");
         let ep = endpoint(&hops);
         assert_eq!(
-            (ep.sep_chain.as_str(), ep.probability.as_deref(), ep.of_endpoints),
+            (
+                ep.sep_chain.as_str(),
+                ep.probability.as_deref(),
+                ep.of_endpoints
+            ),
             (sep, p, 2)
         );
         assert_eq!(ep.to, Some(to.parse().unwrap()));
-        assert!(ep.evidence.contains(&format!("with id {}", a.id)), "{}", ep.evidence);
+        assert!(
+            ep.evidence.contains(&format!("with id {}", a.id)),
+            "{}",
+            ep.evidence
+        );
         let dns = cluster_dns(&hops);
         assert_eq!(dns.pod, format!("kube-system/{pod}"));
         assert_eq!(dns.rcode, "NXDOMAIN");
@@ -193,7 +227,10 @@ fn the_upstream_name_goes_through_the_magic_to_the_lab_upstream() {
     );
     let dns = cluster_dns(&hops);
     assert_eq!(dns.pod, "kube-system/coredns-gzpjqvjrtz-f2mv5");
-    assert_eq!((dns.rcode.as_str(), dns.answered), ("NOERROR", Answered::Forwarded));
+    assert_eq!(
+        (dns.rcode.as_str(), dns.answered),
+        ("NOERROR", Answered::Forwarded)
+    );
     assert_eq!(dns.zone, None);
     let Hop::Forward(fwd) = &hops[3] else {
         unreachable!()
@@ -201,7 +238,10 @@ fn the_upstream_name_goes_through_the_magic_to_the_lab_upstream() {
     assert_eq!(fwd.node, "trc1-worker");
     assert_eq!(fwd.from, "10.244.2.3".parse::<IpAddr>().unwrap());
     assert_eq!(fwd.to, "172.26.0.1:53".parse().unwrap());
-    assert_eq!(fwd.prerouting_rule, "-A PREROUTING -d 172.26.0.1/32 -j DOCKER_OUTPUT");
+    assert_eq!(
+        fwd.prerouting_rule,
+        "-A PREROUTING -d 172.26.0.1/32 -j DOCKER_OUTPUT"
+    );
     assert_eq!(fwd.dnat_to, Some("127.0.0.11:51869".parse().unwrap()));
     let Hop::EmbeddedResolver(emb) = &hops[4] else {
         unreachable!()
@@ -216,7 +256,10 @@ fn the_upstream_name_goes_through_the_magic_to_the_lab_upstream() {
     assert_eq!(up.client, "172.26.0.3:48478".parse().unwrap());
     assert_eq!(up.rcode, "NOERROR");
     assert_eq!(up.duration, std::time::Duration::from_nanos(209_092));
-    assert!(up.log_line.contains("\"A IN rec-1.wild.example.test. udp 41 false 512\""));
+    assert!(
+        up.log_line
+            .contains("\"A IN rec-1.wild.example.test. udp 41 false 512\"")
+    );
 }
 
 #[test]
@@ -235,7 +278,10 @@ fn with_the_magic_off_the_trace_stops_at_the_replicas_node() {
     );
     let dns = cluster_dns(&hops);
     assert_eq!(dns.pod, "kube-system/coredns-gzpjqvjrtz-f2mv5");
-    assert_eq!((dns.rcode.as_str(), dns.answered), ("SERVFAIL", Answered::NotForwarded));
+    assert_eq!(
+        (dns.rcode.as_str(), dns.answered),
+        ("SERVFAIL", Answered::NotForwarded)
+    );
     let stop = stop_of(&hops);
     assert_eq!(stop.at, "trc1-worker");
     for part in [
@@ -269,7 +315,11 @@ fn a_replica_that_does_not_log_is_said_so() {
     let stop = stop_of(&hops);
     assert_eq!(stop.at, "KUBE-SVC-TCOU7JCQXEZGVUNU on trc1-worker");
     assert!(stop.reason.contains("no `log`"), "{}", stop.reason);
-    assert!(stop.reason.contains("which of the 2 endpoints"), "{}", stop.reason);
+    assert!(
+        stop.reason.contains("which of the 2 endpoints"),
+        "{}",
+        stop.reason
+    );
 
     // Logging on, but no replica has the line (it went to one that is gone).
     ev.corefile_logs = Some(true);
@@ -307,7 +357,10 @@ fn nothing_upstream_means_a_cached_or_local_answer() {
     assert_eq!(cluster_dns(&hops).answered, Answered::NotForwarded);
     let stop = stop_of(&hops);
     assert_eq!(stop.at, "127.0.0.11 on trc1-worker");
-    assert!(stop.reason.contains("no query for rec-1.wild.example.test. reached trc1-upstream"));
+    assert!(
+        stop.reason
+            .contains("no query for rec-1.wild.example.test. reached trc1-upstream")
+    );
     // Lines outside the time of the query don't count either.
     let mut late = evidence(WORKER, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
     for q in &mut late.upstream.as_mut().unwrap().queries {
@@ -383,7 +436,10 @@ fn a_service_without_endpoints_and_an_address_nothing_catches() {
     );
     a.server = "192.0.2.1:53".parse().unwrap();
     let reason = stop_of(&assemble(&a, &ev)).reason.clone();
-    assert!(reason.contains("no rule on trc1-worker sends 192.0.2.1:53/udp anywhere"), "{reason}");
+    assert!(
+        reason.contains("no rule on trc1-worker sends 192.0.2.1:53/udp anywhere"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -398,7 +454,11 @@ fn a_pod_with_the_nodes_resolv_conf_goes_straight_to_the_magic() {
     a.server = "172.26.0.1:53".parse().unwrap();
     a.name = "www.example.test.".into();
     let hops = assemble(&a, &ev);
-    assert_eq!(kinds(&hops), ["forward", "embedded_resolver", "upstream"], "{hops:#?}");
+    assert_eq!(
+        kinds(&hops),
+        ["forward", "embedded_resolver", "upstream"],
+        "{hops:#?}"
+    );
     let Hop::Forward(fwd) = &hops[0] else {
         unreachable!()
     };
@@ -408,7 +468,10 @@ fn a_pod_with_the_nodes_resolv_conf_goes_straight_to_the_magic() {
 #[test]
 fn zones_match_by_label() {
     let zones = ["cluster.local.".to_string(), "in-addr.arpa.".to_string()];
-    assert_eq!(zone_of("a.default.svc.cluster.local.", &zones), Some("cluster.local."));
+    assert_eq!(
+        zone_of("a.default.svc.cluster.local.", &zones),
+        Some("cluster.local.")
+    );
     assert_eq!(zone_of("CLUSTER.LOCAL", &zones), Some("cluster.local."));
     assert_eq!(zone_of("notcluster.local.", &zones), None);
     assert_eq!(zone_of("www.example.test.", &zones), None);
@@ -434,14 +497,21 @@ fn the_text_tree_of_a_traced_lookup() {
         rtype: "A".into(),
         resolv_conf: ResolvSummary {
             nameservers: vec!["10.96.0.10".into()],
-            search: ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"]
-                .map(String::from)
-                .to_vec(),
+            search: [
+                "default.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+            ]
+            .map(String::from)
+            .to_vec(),
             ndots: 5,
         },
         command: vec!["nslookup".into(), "-debug".into()],
         attempts,
-        answer: vec!["Name:\trec-1.wild.example.test".into(), "Address: 192.0.2.99".into()],
+        answer: vec![
+            "Name:\trec-1.wild.example.test".into(),
+            "Address: 192.0.2.99".into(),
+        ],
         outcome: "NOERROR, 1 answer record(s)".into(),
         notes: vec![],
     };
@@ -462,7 +532,14 @@ fn the_text_tree_of_a_traced_lookup() {
         .collect();
     assert_eq!(
         hops,
-        ["service_rule", "endpoint", "cluster_dns", "forward", "embedded_resolver", "upstream"]
+        [
+            "service_rule",
+            "endpoint",
+            "cluster_dns",
+            "forward",
+            "embedded_resolver",
+            "upstream"
+        ]
     );
     assert_eq!(last["hops"][5]["duration_us"], 209);
     assert_eq!(last["hops"][2]["answered"], "forwarded");
