@@ -210,6 +210,36 @@ mod tests {
     }
 
     #[test]
+    fn the_command_line_parses() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: TraceArgs,
+        }
+        let cli = Cli::try_parse_from(
+            "trace --name lab -n other busybox www.example.test --type AAAA -o json"
+                .split_whitespace(),
+        )
+        .unwrap();
+        let a = cli.args;
+        assert_eq!(a.cluster.as_deref(), Some("lab"));
+        assert_eq!((a.namespace.as_str(), a.pod.as_str()), ("other", "busybox"));
+        assert_eq!(
+            (a.query.as_str(), a.rtype.as_str()),
+            ("www.example.test", "AAAA")
+        );
+        assert_eq!(a.output, Output::Json);
+        let d = Cli::try_parse_from(["trace", "busybox", "abc"])
+            .unwrap()
+            .args;
+        assert_eq!((d.namespace.as_str(), d.rtype.as_str()), ("default", "A"));
+        assert_eq!(d.output, Output::Text);
+        assert!(Cli::try_parse_from(["trace", "busybox"]).is_err());
+        assert!(Cli::try_parse_from(["trace", "busybox", "abc", "-o", "yaml"]).is_err());
+    }
+
+    #[test]
     fn answer_lines_skip_header_and_attempts() {
         let out = "Server:\t\t10.96.0.10\nAddress:\t10.96.0.10:53\n\n\
                    ;; attempt 1: a.default.svc.cluster.local. A to 10.96.0.10#53 (UDP) from 10.244.1.3#1 id 2: NXDOMAIN, 0 answers, 0.300 ms\n\
