@@ -224,16 +224,56 @@ pub struct Rendered {
 /// One table's chain lines and rule lines, written separately as kube-proxy does.
 #[derive(Default)]
 struct Table {
+    /// The top-level chains, in the order declared.
     chains: String,
+    /// The per-service chains (declared after the top-level ones, see [`Table::declarations`]).
+    service_chains: Vec<String>,
     rules: String,
     chain_count: usize,
     rule_count: usize,
 }
 
+/// Whether `name` is one of the per-service chains (`KUBE-SVC-…`, `KUBE-SEP-…`, …).
+pub fn is_service_chain(name: &str) -> bool {
+    [
+        "KUBE-SVC-",
+        "KUBE-SVL-",
+        "KUBE-SEP-",
+        "KUBE-FW-",
+        "KUBE-EXT-",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
 impl Table {
     fn chain(&mut self, name: &str) {
-        self.chains.push_str(&format!(":{name} - [0:0]\n"));
+        if is_service_chain(name) {
+            self.service_chains.push(name.to_string());
+        } else {
+            self.chains.push_str(&format!(":{name} - [0:0]\n"));
+        }
         self.chain_count += 1;
+    }
+
+    /// The chain lines: the top-level chains, then the service chains in *descending* name
+    /// order. Declaration order does not change what a restore builds, but
+    /// iptables-legacy-restore keeps chains in a sorted list and places each new one by a
+    /// walk from a sparse index that is rebuilt only every few hundred chains; a chain
+    /// sorting before all the others goes straight to the head of the list. With 60 000
+    /// service chains (10 000 services × 5 endpoints) that takes about a third off the
+    /// restore's CPU time (see BENCHMARKS-kube-proxy.md).
+    fn declarations(&mut self) -> String {
+        self.service_chains
+            .sort_unstable_by(|a, b| b.cmp(a));
+        let mut out = std::mem::take(&mut self.chains);
+        out.reserve(self.service_chains.iter().map(|c| c.len() + 8).sum());
+        for c in &self.service_chains {
+            out.push(':');
+            out.push_str(c);
+            out.push_str(" - [0:0]\n");
+        }
+        out
     }
 
     fn rule(&mut self, words: &[&str]) {
@@ -337,16 +377,7 @@ pub fn render(
 
     // Stale service chains: a chain line flushes them, -X deletes them.
     for chain in existing_nat_chains {
-        let ours = [
-            "KUBE-SVC-",
-            "KUBE-SVL-",
-            "KUBE-SEP-",
-            "KUBE-FW-",
-            "KUBE-EXT-",
-        ]
-        .iter()
-        .any(|p| chain.starts_with(p));
-        if ours && !active.contains(chain) {
+        if is_service_chain(chain) && !active.contains(chain) {
             nat.chain(chain);
             nat.rule(&["-X", chain]);
         }
@@ -417,7 +448,10 @@ pub fn render(
 
     let text = format!(
         "*filter\n{}{}COMMIT\n*nat\n{}{}COMMIT\n",
-        filter.chains, filter.rules, nat.chains, nat.rules
+        filter.declarations(),
+        filter.rules,
+        nat.declarations(),
+        nat.rules
     );
     Rendered {
         text,
@@ -582,8 +616,9 @@ fn render_service(
     nat.chain(&svc_chain);
     active.insert(svc_chain.clone());
     let n = endpoints.len();
-    for (i, ep) in endpoints.iter().enumerate() {
-        let sep = svc.sep_chain(ep);
+    // Each name is a SHA-256: computed once for the jump and the chain.
+    let seps: Vec<String> = endpoints.iter().map(|ep| svc.sep_chain(ep)).collect();
+    for (i, (ep, sep)) in endpoints.iter().zip(&seps).enumerate() {
         let comment = format!("\"{name} -> {ep}\"");
         let mut words = vec!["-A", svc_chain.as_str()];
         if !large {
@@ -604,9 +639,8 @@ fn render_service(
         nat.rule(&words);
     }
 
-    for ep in &endpoints {
-        let sep = svc.sep_chain(ep);
-        nat.chain(&sep);
+    for (ep, sep) in endpoints.iter().zip(&seps) {
+        nat.chain(sep);
         active.insert(sep.clone());
         let ip = ep.ip.to_string();
         let target = ep.to_string();

@@ -11,18 +11,8 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-/// Prefixes of the per-service chains (the ones partial syncs may skip).
-const SERVICE_CHAIN_PREFIXES: [&str; 5] = [
-    "KUBE-SVC-",
-    "KUBE-SVL-",
-    "KUBE-SEP-",
-    "KUBE-FW-",
-    "KUBE-EXT-",
-];
-
-pub fn is_service_chain(name: &str) -> bool {
-    SERVICE_CHAIN_PREFIXES.iter().any(|p| name.starts_with(p))
-}
+/// The per-service chains are the ones partial syncs may skip.
+pub use crate::service_rules::is_service_chain;
 
 /// Content hashes of the service chains as last restored.
 pub type ChainHashes = HashMap<String, u64>;

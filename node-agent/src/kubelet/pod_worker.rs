@@ -43,6 +43,22 @@ pub struct ContainerHandle {
 }
 
 impl ContainerHandle {
+    pub fn new(
+        name: &str,
+        log_dir: PathBuf,
+        run: RunInfo,
+        grace: Duration,
+        template: ProcessTemplate,
+    ) -> ContainerHandle {
+        ContainerHandle {
+            name: name.to_string(),
+            log_dir,
+            run: watch::Sender::new(run),
+            grace,
+            template: Mutex::new(template),
+        }
+    }
+
     pub fn template(&self) -> ProcessTemplate {
         self.template
             .lock()
@@ -103,6 +119,11 @@ impl PodHandle {
         self.changed.notify_one();
     }
 
+    /// The receiving end of the pod's events (once: the event recorder takes it).
+    pub fn take_events(&self) -> Option<mpsc::UnboundedReceiver<PodEvent>> {
+        self.events_rx.lock().ok().and_then(|mut r| r.take())
+    }
+
     pub fn runtime(&self) -> PodRuntime {
         self.runtime
             .lock()
@@ -159,6 +180,11 @@ fn grace_of(pod: &Option<Pod>, last: &Pod) -> Duration {
 
 /// Makes the handle for a pod the kubelet starts working on.
 pub fn new_handle(k: &Kubelet, pod: &Pod) -> Arc<PodHandle> {
+    handle_for(pod, &k.cfg.root, k.cfg.node_ip)
+}
+
+/// The handle of `pod` on a node with the kubelet files under `root` and address `host_ip`.
+pub fn handle_for(pod: &Pod, root: &std::path::Path, host_ip: std::net::Ipv4Addr) -> Arc<PodHandle> {
     let spec = pod.spec.clone().unwrap_or_default();
     // Restart counts carry over from what the API holds (a kubelet restart).
     let prior: BTreeMap<String, i32> = pod
@@ -204,7 +230,7 @@ pub fn new_handle(k: &Kubelet, pod: &Pod) -> Arc<PodHandle> {
     let uid = uid_of(pod);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     Arc::new(PodHandle {
-        log_root: k.cfg.root.join("logs").join(format!("{ns}_{name}_{uid}")),
+        log_root: root.join("logs").join(format!("{ns}_{name}_{uid}")),
         uid,
         namespace: ns,
         name,
@@ -215,7 +241,7 @@ pub fn new_handle(k: &Kubelet, pod: &Pod) -> Arc<PodHandle> {
                 .unwrap_or_else(|| "Always".into()),
             sandbox_ready: false,
             pod_ip: None,
-            host_ip: k.cfg.node_ip,
+            host_ip,
             start_time,
             containers,
             init_containers,
@@ -446,8 +472,7 @@ pub async fn run(
     let Some(mut last_pod) = pod_rx.borrow().clone() else {
         return Outcome::Removed;
     };
-    let taken = handle.events_rx.lock().ok().and_then(|mut r| r.take());
-    if let Some(rx) = taken {
+    if let Some(rx) = handle.take_events() {
         let who = (
             handle.namespace.clone(),
             handle.name.clone(),
@@ -580,17 +605,17 @@ pub async fn run(
                 &initial.containers
             };
             let restart_count = known.get(slot.index).map_or(0, |c| c.restart_count);
-            let ch = Arc::new(ContainerHandle {
-                name: c.name.clone(),
-                log_dir: handle.log_root.join(&c.name),
-                run: watch::Sender::new(RunInfo {
+            let ch = Arc::new(ContainerHandle::new(
+                &c.name,
+                handle.log_root.join(&c.name),
+                RunInfo {
                     restart: restart_count,
                     running: false,
                     pid: None,
-                }),
+                },
                 grace,
-                template: Mutex::new(template),
-            });
+                template,
+            ));
             handle
                 .containers
                 .write()
@@ -745,22 +770,22 @@ async fn finish_terminal(
     // The finished containers' logs stay readable.
     let runtime = handle.runtime();
     for c in runtime.init_containers.iter().chain(&runtime.containers) {
-        let ch = Arc::new(ContainerHandle {
-            name: c.name.clone(),
-            log_dir: handle.log_root.join(&c.name),
-            run: watch::Sender::new(RunInfo {
+        let ch = Arc::new(ContainerHandle::new(
+            &c.name,
+            handle.log_root.join(&c.name),
+            RunInfo {
                 restart: c.restart_count,
                 running: false,
                 pid: None,
-            }),
-            grace: Duration::ZERO,
-            template: Mutex::new(ProcessTemplate {
+            },
+            Duration::ZERO,
+            ProcessTemplate {
                 ctx: Default::default(),
                 env: vec![],
                 working_dir: None,
                 argv: Err("the pod has finished".into()),
-            }),
-        });
+            },
+        ));
         handle
             .containers
             .write()

@@ -301,6 +301,155 @@ pub fn trigger_unready(containers: &[ContainerRuntime], triggers: &[(usize, Arc<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kubelet::container::ProcessTemplate;
+    use crate::kubelet::pod_worker::{self, RunInfo};
+    use serde_json::json;
+
+    /// A pod whose one container runs (as the kubelet saw it start), and a worker for its
+    /// `kind` probe on a kubelet that started two hours ago (no start-up jitter).
+    fn worker_for(
+        kind: ProbeKind,
+        probe: serde_json::Value,
+        dir: &std::path::Path,
+    ) -> (WorkerCtx, mpsc::UnboundedReceiver<Kill>) {
+        let field = match kind {
+            ProbeKind::Startup => "startupProbe",
+            ProbeKind::Readiness => "readinessProbe",
+            ProbeKind::Liveness => "livenessProbe",
+        };
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "image": "img", field: probe}]},
+        }))
+        .unwrap();
+        let spec = pod.spec.clone().unwrap().containers[0].clone();
+        let handle = pod_worker::handle_for(&pod, dir, std::net::Ipv4Addr::LOCALHOST);
+        handle.update(|rt| {
+            let c = &mut rt.containers[0];
+            c.state = RunState::Running {
+                started_at: jiff::Timestamp::now(),
+            };
+            c.container_id = Some("minikind://a".into());
+            c.started = true;
+        });
+        let ch = Arc::new(ContainerHandle::new(
+            "c",
+            dir.join("c"),
+            RunInfo {
+                restart: 0,
+                running: true,
+                pid: None,
+            },
+            Duration::from_secs(1),
+            ProcessTemplate {
+                ctx: Default::default(),
+                env: vec![],
+                working_dir: None,
+                argv: Err("not run in this test".into()),
+            },
+        ));
+        let (kill, kills) = mpsc::unbounded_channel();
+        let w = WorkerCtx {
+            kind,
+            probe: kind.of(&spec).unwrap().clone(),
+            pod: handle,
+            slot: Slot {
+                init: false,
+                index: 0,
+            },
+            spec,
+            handle: ch,
+            pod_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            restart_policy: "Always".into(),
+            pod_rx: watch::channel(Some(pod)).1,
+            kubelet_started: Instant::now()
+                .checked_sub(Duration::from_secs(7200))
+                .unwrap(),
+            trigger: Arc::new(Notify::new()),
+            kill,
+            stop: CancellationToken::new(),
+        };
+        (w, kills)
+    }
+
+    /// A loopback port nothing listens on (for now).
+    fn free_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn a_manual_trigger_probes_readiness_without_waiting_a_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let (w, _kills) = worker_for(
+            ProbeKind::Readiness,
+            json!({"tcpSocket": {"port": port}, "periodSeconds": 3600}),
+            dir.path(),
+        );
+        let (pod, trigger, stop) = (w.pod.clone(), w.trigger.clone(), w.stop.clone());
+        let mut events = pod.take_events().unwrap();
+        let task = tokio::spawn(run(w));
+        // The first round probes at once and fails: nothing listens yet.
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("a probe event")
+            .unwrap();
+        assert_eq!(ev.reason, "Unhealthy");
+        assert!(
+            ev.message
+                .starts_with(&format!("Readiness probe failed: dial tcp 127.0.0.1:{port}")),
+            "{}",
+            ev.message
+        );
+        let _listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        // Without a trigger the next probe is an hour away.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!pod.runtime().containers[0].ready);
+        // The kubelet computes the pod's status: the unready container's worker runs now.
+        trigger_unready(&pod.runtime().containers, &[(0, trigger)]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pod.runtime().containers[0].ready {
+            assert!(Instant::now() < deadline, "not ready after the trigger");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_liveness_failure_kills_that_container_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let (w, mut kills) = worker_for(
+            ProbeKind::Liveness,
+            json!({"tcpSocket": {"port": port}, "periodSeconds": 1, "failureThreshold": 2}),
+            dir.path(),
+        );
+        let stop = w.stop.clone();
+        let task = tokio::spawn(run(w));
+        let k = tokio::time::timeout(Duration::from_secs(10), kills.recv())
+            .await
+            .expect("a kill request")
+            .unwrap();
+        assert_eq!(
+            k,
+            Kill {
+                container_id: "minikind://a".into(),
+                message: "Container c failed liveness probe, will be restarted".into(),
+            }
+        );
+        // On hold until another container runs: no second request for the same one.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(2500), kills.recv())
+                .await
+                .is_err()
+        );
+        stop.cancel();
+        task.await.unwrap();
+    }
 
     #[test]
     fn jitter_only_while_the_kubelet_is_young() {
