@@ -214,6 +214,7 @@ fn serve(sock: Arc<Socket>, table: SharedTable, stop: Arc<AtomicBool>, rt: tokio
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new();
     let mut out: Vec<(Vec<u8>, SockAddr)> = Vec::with_capacity(BATCH);
+    let mut later: Vec<(Box<crate::server::Later>, SocketAddr)> = Vec::new();
     while !stop.load(Ordering::Acquire) {
         let n = match batch.recv(fd) {
             Ok(0) => {
@@ -248,10 +249,19 @@ fn serve(sock: Arc<Socket>, table: SharedTable, stop: Arc<AtomicBool>, rt: tokio
             match prepare(&t, packet, client, local, Proto::Udp) {
                 Step::Drop => {}
                 Step::Done(bytes) => out.push((bytes, SockAddr::from(client))),
-                Step::Later(later) => {
+                Step::Later(l) => later.push((l, client)),
+            }
+        }
+        if !later.is_empty() {
+            // One hand-over to the runtime per batch (waking a runtime thread is the costly
+            // part); from there each query is a task of its own.
+            let batch = std::mem::take(&mut later);
+            let sock = sock.clone();
+            rt.spawn(async move {
+                for (l, client) in batch {
                     let sock = sock.clone();
-                    rt.spawn(async move {
-                        let bytes = later.run().await;
+                    tokio::spawn(async move {
+                        let bytes = l.run().await;
                         // Never blocks the runtime: a full send buffer drops the reply, as the
                         // network could.
                         let _ = sock.send_to_with_flags(
@@ -261,7 +271,7 @@ fn serve(sock: Arc<Socket>, table: SharedTable, stop: Arc<AtomicBool>, rt: tokio
                         );
                     });
                 }
-            }
+            });
         }
         let mut sent = 0;
         while sent < out.len() && !stop.load(Ordering::Acquire) {

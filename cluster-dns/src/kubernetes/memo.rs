@@ -3,12 +3,11 @@
 //! asker's id and spelling, instead of parsing, looking up and encoding again. Every change to
 //! the store starts a new generation, and an answer from an older one is never used.
 
-use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use crate::plugins::cache::KeyHasher;
+use crate::plugins::cache::Slots;
 use crate::plugins::cache::wire::WireEntry;
 
 const SHARDS: usize = 64;
@@ -21,16 +20,14 @@ struct Slot {
 }
 
 pub struct Memo {
-    shards: Vec<Mutex<HashMap<u64, Slot, KeyHasher>>>,
+    shards: Vec<Mutex<Slots<Slot>>>,
     hasher: RandomState,
 }
 
 impl Default for Memo {
     fn default() -> Self {
         Memo {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(HashMap::with_hasher(KeyHasher)))
-                .collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Slots::default())).collect(),
             hasher: RandomState::new(),
         }
     }
@@ -44,7 +41,7 @@ impl Memo {
         h.finish()
     }
 
-    fn shard(&self, key: u64) -> &Mutex<HashMap<u64, Slot, KeyHasher>> {
+    fn shard(&self, key: u64) -> &Mutex<Slots<Slot>> {
         &self.shards[(key as usize) % SHARDS]
     }
 
@@ -66,15 +63,10 @@ impl Memo {
         let Ok(mut shard) = self.shard(key).lock() else {
             return;
         };
-        if shard.len() >= CAPACITY / SHARDS && !shard.contains_key(&key) {
-            // Outdated answers go first; otherwise one at random (map order is random).
-            shard.retain(|_, s| s.generation == generation);
-            if shard.len() >= CAPACITY / SHARDS
-                && let Some(victim) = shard.keys().next().copied()
-            {
-                shard.remove(&victim);
-            }
+        if shard.len() >= CAPACITY / SHARDS && shard.get(&key).is_none() {
+            // Outdated answers go first; then one at random.
+            shard.retain(|s| s.generation == generation);
         }
-        shard.insert(key, Slot { generation, wire });
+        shard.insert(key, Slot { generation, wire }, CAPACITY / SHARDS);
     }
 }

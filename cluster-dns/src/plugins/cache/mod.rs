@@ -3,14 +3,16 @@
 //! A success and a denial cache (9984 entries each by default, random eviction), TTLs capped,
 //! negative answers cached only when they carry an SOA, SERVFAIL cached briefly.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::Message;
 
+mod slots;
 pub mod wire;
+
+pub(crate) use slots::Slots;
 
 use crate::corefile::{CorefileError, Directive, address::normalize_zone};
 use crate::dnsmsg::{Request, in_zone};
@@ -181,7 +183,7 @@ struct Entry {
 }
 
 struct Shard {
-    map: HashMap<u64, Entry, KeyHasher>,
+    map: Slots<Entry>,
 }
 
 /// Keys are already SipHash values: the map only spreads them (the low bits pick the shard, so
@@ -226,7 +228,7 @@ impl Store {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        map: HashMap::with_hasher(KeyHasher),
+                        map: Slots::default(),
                     })
                 })
                 .collect(),
@@ -454,31 +456,25 @@ impl Cache {
         let Ok(mut shard) = store.shard(key).lock() else {
             return None;
         };
-        if shard.map.len() >= store.per_shard && !shard.map.contains_key(&key) {
-            // Random eviction: HashMap iteration order is randomized per map.
-            if let Some(victim) = shard.map.keys().next().copied() {
-                shard.map.remove(&victim);
-                let k = if kind == Kind::Success {
-                    "success"
-                } else {
-                    "denial"
-                };
-                registry()
-                    .cache_evictions
-                    .with(&[&self.server, k, &self.zones_label, ""])
-                    .inc();
-            }
+        let entry = Entry {
+            wire: entry,
+            stored: now,
+            ttl,
+            hits_in_window: 0,
+            window_start: now,
+        };
+        if shard.map.insert(key, entry, store.per_shard) {
+            drop(shard);
+            let k = if kind == Kind::Success {
+                "success"
+            } else {
+                "denial"
+            };
+            registry()
+                .cache_evictions
+                .with(&[&self.server, k, &self.zones_label, ""])
+                .inc();
         }
-        shard.map.insert(
-            key,
-            Entry {
-                wire: entry,
-                stored: now,
-                ttl,
-                hits_in_window: 0,
-                window_start: now,
-            },
-        );
         Some(out)
     }
 
