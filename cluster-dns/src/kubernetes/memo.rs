@@ -52,13 +52,6 @@ impl Memo {
         (slot.generation == generation).then(|| slot.wire.clone())
     }
 
-    pub fn holds(&self, key: u64, generation: u64) -> bool {
-        self.shard(key)
-            .lock()
-            .map(|s| s.get(&key).is_some_and(|x| x.generation == generation))
-            .unwrap_or(false)
-    }
-
     pub fn put(&self, key: u64, generation: u64, wire: Arc<WireEntry>) {
         let Ok(mut shard) = self.shard(key).lock() else {
             return;

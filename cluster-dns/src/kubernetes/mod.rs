@@ -110,12 +110,20 @@ impl Kubernetes {
     }
 
     pub fn serve(&self, req: &Request) -> Outcome {
+        self.serve_encoded(req).0
+    }
+
+    /// [`Kubernetes::serve`], with the reply on the wire when it is one the plugin keeps.
+    pub fn serve_encoded(&self, req: &Request) -> (Outcome, Option<Arc<WireEntry>>) {
         let Some(zone) = self.zone_for(&req.qname_lc) else {
-            return Outcome::Next;
+            return (Outcome::Next, None);
         };
         let synced = self.synced();
         let Ok(store) = self.store.read() else {
-            return Outcome::Reply(req.reply_rcode(ResponseCode::ServFail));
+            return (
+                Outcome::Reply(req.reply_rcode(ResponseCode::ServFail)),
+                None,
+            );
         };
         // Read under the lock: no change can land between this and the answer.
         let generation = self.generation.load(Ordering::Acquire);
@@ -126,19 +134,23 @@ impl Kubernetes {
         }
         .answer(req, zone);
         drop(store);
+        let mut encoded = None;
         if let Outcome::Reply(m) = &out
             && synced
             && memoizable(req, m)
         {
             let key = self.memo.key(&req.qname_lc, u16::from(req.qtype));
-            if !self.memo.holds(key, generation) {
+            encoded = self.memo.get(key, generation);
+            if encoded.is_none() {
                 // As the cache stores replies: the request's question, no OPT.
                 if let Some(w) = m.to_vec().ok().and_then(WireEntry::new) {
-                    self.memo.put(key, generation, Arc::new(w));
+                    let w = Arc::new(w);
+                    self.memo.put(key, generation, w.clone());
+                    encoded = Some(w);
                 }
             }
         }
-        out
+        (out, encoded)
     }
 
     /// A reply worked out earlier for this name and type, if the data has not changed since.

@@ -112,6 +112,9 @@ pub struct Reply {
     pub error: Option<String>,
     /// A reply already on the wire (cache hits), without OPT record.
     pub wire: Option<Vec<u8>>,
+    /// `msg` already encoded as the cache stores it (the `kubernetes` plugin's kept answers),
+    /// so storing it takes no second encoding.
+    pub encoded: Option<Arc<cache::wire::WireEntry>>,
 }
 
 impl Reply {
@@ -121,6 +124,7 @@ impl Reply {
             plugin,
             error: None,
             wire: None,
+            encoded: None,
         }
     }
     pub fn err(msg: Message, plugin: &'static str, error: String) -> Self {
@@ -129,6 +133,7 @@ impl Reply {
             plugin,
             error: Some(error),
             wire: None,
+            encoded: None,
         }
     }
     /// A cache hit: the bytes, and the rcode for metrics.
@@ -141,6 +146,7 @@ impl Reply {
             plugin: "cache",
             error: None,
             wire: Some(wire),
+            encoded: None,
         }
     }
     /// The full message (decoding a wire reply).
@@ -365,7 +371,10 @@ impl Block {
     /// Caches and balances a fresh reply; a cached one goes out as the cache encoded it.
     fn store(&self, req: &Request, mut r: Reply) -> Reply {
         if let Some(c) = self.cache.as_ref().filter(|c| c.applies(req))
-            && let Some(w) = c.put(req, &r.msg, self.loadbalance.is_some())
+            && let Some(w) = match r.encoded.take() {
+                Some(e) => c.put_encoded(req, e, self.loadbalance.is_some()),
+                None => c.put(req, &r.msg, self.loadbalance.is_some()),
+            }
         {
             r.wire = Some(w);
             return r;
@@ -399,13 +408,16 @@ impl Block {
             return Ok(Reply::new(m, "hosts"));
         }
         if let Some(k) = &self.kubernetes {
-            match k.serve(req) {
+            let (outcome, encoded) = k.serve_encoded(req);
+            match outcome {
                 Outcome::Reply(m) => {
                     let rc = m.metadata.response_code;
                     return Ok(if rc == ResponseCode::ServFail {
                         Reply::err(m, "kubernetes", "kubernetes API not synced yet".into())
                     } else {
-                        Reply::new(m, "kubernetes")
+                        let mut r = Reply::new(m, "kubernetes");
+                        r.encoded = encoded;
+                        r
                     });
                 }
                 Outcome::Chase(m, target) => return Err(Pending::Chase(Box::new((m, target)))),

@@ -436,6 +436,29 @@ impl Cache {
         self.put_entry(self.key(req), entry, &asker, balance)
     }
 
+    /// [`Cache::put`] for a reply already encoded as the cache keeps it (the request's question,
+    /// no OPT).
+    pub fn put_encoded(
+        &self,
+        req: &Request,
+        entry: Arc<WireEntry>,
+        balance: bool,
+    ) -> Option<Vec<u8>> {
+        if !self.applies(req) {
+            return None;
+        }
+        let mut qname = Vec::with_capacity(req.qname_lc.len() + 1);
+        wire::name_wire(&req.qname, &mut qname);
+        let md = &req.msg.metadata;
+        let asker = Asker {
+            id: md.id,
+            rd: md.recursion_desired,
+            cd: md.checking_disabled,
+            qname_wire: &qname,
+        };
+        self.put_entry(self.key(req), entry, &asker, balance)
+    }
+
     /// Stores an encoded reply (one question, no OPT) under `key` if its kind is cacheable,
     /// returning it shaped for the asker.
     pub fn put_entry(
