@@ -126,6 +126,15 @@ async fn fixtures(api: &FakeApi) {
         SERVICES,
         external_service("default", "ext", "target.example.org"),
     );
+    // ExternalName targets whose upstream answers go through a CNAME, and one inside the zone.
+    api.put(
+        SERVICES,
+        external_service("default", "chained", "chain.example.org"),
+    );
+    api.put(
+        SERVICES,
+        external_service("default", "alias", "dual.default.svc.cluster.local"),
+    );
     api.put(
         SERVICES,
         service(
@@ -401,6 +410,53 @@ const CASES: &[Case] = &[
     ),
     c(
         "web-0.ext.default.svc.cluster.local.",
+        A,
+        NXDomain,
+        &[],
+        true,
+    ),
+    // ExternalName SRV, as CoreDNS's plugin answers it: port 0, weight 100, and in the
+    // additional section the target's A answers then its AAAA answers (without their CNAMEs),
+    // both looked up through the rest of the chain.
+    Case {
+        name: "ext.default.svc.cluster.local.",
+        qtype: SRV,
+        rcode: NoError,
+        answers: &["ext.default.svc.cluster.local. SRV 0 100 0 target.example.org."],
+        soa: false,
+        additional: &["target.example.org. A 192.0.2.10"],
+    },
+    Case {
+        name: "chained.default.svc.cluster.local.",
+        qtype: SRV,
+        rcode: NoError,
+        answers: &["chained.default.svc.cluster.local. SRV 0 100 0 chain.example.org."],
+        soa: false,
+        additional: &[
+            "chain.example.org. CNAME real.example.org.",
+            "real.example.org. A 192.0.2.11",
+            "real.example.org. AAAA 2001:db8::11",
+        ],
+    },
+    // A target inside the zone: its A records from the plugin only (no AAAA, as CoreDNS).
+    Case {
+        name: "alias.default.svc.cluster.local.",
+        qtype: SRV,
+        rcode: NoError,
+        answers: &["alias.default.svc.cluster.local. SRV 0 100 0 dual.default.svc.cluster.local."],
+        soa: false,
+        additional: &["dual.default.svc.cluster.local. A 10.96.0.52"],
+    },
+    // No ports by name on an ExternalName service.
+    c(
+        "_http._tcp.ext.default.svc.cluster.local.",
+        SRV,
+        NXDomain,
+        &[],
+        true,
+    ),
+    c(
+        "_http._tcp.ext.default.svc.cluster.local.",
         A,
         NXDomain,
         &[],

@@ -15,7 +15,7 @@ use hickory_proto::rr::{DNSClass, RecordType};
 
 pub use config::{ApiSource, KubeOptions, PodMode};
 pub use model::{Change, Store};
-pub use records::Outcome;
+pub use records::{ExtraLookup, Outcome};
 use watch::SyncState;
 
 use crate::dnsmsg::{Request, in_zone};

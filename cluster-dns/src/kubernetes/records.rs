@@ -20,8 +20,25 @@ pub enum Outcome {
     /// Answer with this CNAME reply, then append the target's records found through the rest of
     /// the chain.
     Chase(Message, Name),
+    /// Answer with this reply once these lookups have filled its additional section (the
+    /// addresses of an ExternalName service's SRV target).
+    Additional(Message, Vec<ExtraLookup>),
     /// Not ours (outside the zones, or fallthrough): the next plugin handles it.
     Next,
+}
+
+/// Addresses an SRV reply carries for a target outside the plugin's data, as CoreDNS adds them:
+/// for a target outside the zone, its A answers (CNAMEs included) then its AAAA answers (CNAMEs
+/// left out) through the whole chain; for a target inside the zone, its A records from the
+/// plugin itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraLookup {
+    pub name: Name,
+    pub qtype: RecordType,
+    /// Keep CNAME records of the answer.
+    pub cnames: bool,
+    /// Ask the `kubernetes` plugin only (the target is in its zone).
+    pub internal: bool,
 }
 
 /// One service/endpoint/pod record before it becomes a DNS record.
@@ -184,7 +201,8 @@ impl Lookup<'_> {
         let svc_domain = format!("{}.{}.svc.{}", svc.name, svc.namespace, zone_suffix(zone));
         let mut out = Vec::new();
         if let Some(ext) = &svc.external_name {
-            if !p.endpoint.is_empty() {
+            // An ExternalName service has no endpoints, nor ports to ask for by name.
+            if !p.endpoint.is_empty() || !p.port.is_empty() || !p.protocol.is_empty() {
                 return Found::NameError;
             }
             if ext.parse::<IpAddr>().is_err()
@@ -456,6 +474,7 @@ impl Lookup<'_> {
         };
 
         let mut chase = None;
+        let mut extra = Vec::new();
         match req.qtype {
             RecordType::A | RecordType::AAAA => {
                 for r in &recs {
@@ -493,7 +512,7 @@ impl Lookup<'_> {
                     }
                 }
             }
-            RecordType::SRV => self.srv(&mut m, &owner, &recs),
+            RecordType::SRV => extra = self.srv(&mut m, &owner, &recs, zone),
             _ => {}
         }
         if m.answers.is_empty() {
@@ -502,11 +521,15 @@ impl Lookup<'_> {
         }
         match chase {
             Some(t) => Outcome::Chase(m, t),
+            None if !extra.is_empty() => Outcome::Additional(m, extra),
             None => Outcome::Reply(m),
         }
     }
 
-    fn srv(&self, m: &mut Message, owner: &Name, recs: &[Rec]) {
+    /// Adds the SRV records (and the addresses of targets the plugin knows); returns the
+    /// lookups that fill in the addresses of external targets.
+    fn srv(&self, m: &mut Message, owner: &Name, recs: &[Rec], zone: &str) -> Vec<ExtraLookup> {
+        let mut lookups = Vec::new();
         let ttl = self.opts.ttl;
         let n = recs.len().max(1) as u32;
         let weight = ((100.0 / n as f64).floor() as u16).max(1);
@@ -528,8 +551,29 @@ impl Lookup<'_> {
                     m.add_answer(Record::from_rdata(
                         owner.clone(),
                         ttl,
-                        RData::SRV(SRV::new(0, weight, r.port as u16, t)),
+                        RData::SRV(SRV::new(0, weight, r.port as u16, t.clone())),
                     ));
+                    if lookups.iter().any(|l: &ExtraLookup| l.name == t) {
+                        continue;
+                    }
+                    if crate::dnsmsg::in_zone(&crate::dnsmsg::lower_fqdn(&t), zone) {
+                        // Only v4, as CoreDNS.
+                        lookups.push(ExtraLookup {
+                            name: t,
+                            qtype: RecordType::A,
+                            cnames: true,
+                            internal: true,
+                        });
+                    } else {
+                        for (qtype, cnames) in [(RecordType::A, true), (RecordType::AAAA, false)] {
+                            lookups.push(ExtraLookup {
+                                name: t.clone(),
+                                qtype,
+                                cnames,
+                                internal: false,
+                            });
+                        }
+                    }
                 }
                 Host::Ip(ip) => {
                     let Ok(t) = Name::from_ascii(&r.target) else {
@@ -557,6 +601,7 @@ impl Lookup<'_> {
                 }
             }
         }
+        lookups
     }
 
     /// `<zone> <min(ttl,300)> IN SOA ns.dns.<zone> hostmaster.<zone> <serial> 7200 1800 86400 <ttl>`.

@@ -20,6 +20,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{Record, RecordType};
 
 use crate::corefile::{CorefileError, ListenAddr, ServerBlock, parse_address};
 use crate::dnsmsg::Request;
@@ -163,6 +164,8 @@ impl Reply {
 pub enum Pending {
     /// A CNAME answer whose target must be resolved through the chain.
     Chase(Box<(Message, hickory_proto::rr::Name)>),
+    /// An answer whose additional section needs these lookups.
+    Additional(Box<(Message, Vec<crate::kubernetes::ExtraLookup>)>),
     /// Nothing answered from memory: loop and forward are next.
     Next,
 }
@@ -421,6 +424,7 @@ impl Block {
                     });
                 }
                 Outcome::Chase(m, target) => return Err(Pending::Chase(Box::new((m, target)))),
+                Outcome::Additional(m, l) => return Err(Pending::Additional(Box::new((m, l)))),
                 Outcome::Next => {}
             }
         }
@@ -440,6 +444,25 @@ impl Block {
                     let sub = req.derived(target, req.qtype);
                     let r = self.chase(sub, listener.to_string()).await;
                     m.answers.extend(r.msg.answers);
+                }
+                Reply::new(m, "kubernetes")
+            }
+            Pending::Additional(b) => {
+                let (mut m, lookups) = *b;
+                if req.depth < MAX_CHASE {
+                    for l in lookups {
+                        let sub = req.derived(l.name, l.qtype);
+                        let answers = if l.internal {
+                            self.kubernetes_only(sub, listener).await
+                        } else {
+                            self.chase(sub, listener.to_string()).await.msg.answers
+                        };
+                        m.additionals.extend(
+                            answers
+                                .into_iter()
+                                .filter(|r| l.cnames || r.record_type() != RecordType::CNAME),
+                        );
+                    }
                 }
                 Reply::new(m, "kubernetes")
             }
@@ -470,6 +493,33 @@ impl Block {
         match self.resolve_sync(req) {
             Ok(r) => r,
             Err(p) => self.resolve_pending(req, listener, p).await,
+        }
+    }
+
+    /// The answers of the `kubernetes` plugin alone for a name in its zone (a CNAME it gives
+    /// is followed through the chain, as for any query).
+    async fn kubernetes_only(self: &Arc<Self>, sub: Request, listener: &str) -> Vec<Record> {
+        let Some(k) = &self.kubernetes else {
+            return Vec::new();
+        };
+        match k.serve(&sub) {
+            Outcome::Reply(m) if m.metadata.response_code == ResponseCode::NoError => m.answers,
+            Outcome::Chase(m, target) => {
+                let inside = k.zone_for(&crate::dnsmsg::lower_fqdn(&target)).is_some();
+                let mut found = Vec::new();
+                if sub.depth < MAX_CHASE {
+                    let next = sub.derived(target, sub.qtype);
+                    found = self.chase(next, listener.to_string()).await.msg.answers;
+                }
+                // A CNAME inside the zone counts only with what it leads to.
+                if inside && found.is_empty() {
+                    return Vec::new();
+                }
+                let mut answers = m.answers;
+                answers.extend(found);
+                answers
+            }
+            _ => Vec::new(),
         }
     }
 

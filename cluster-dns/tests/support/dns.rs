@@ -107,7 +107,8 @@ pub fn rrs(records: &[Record]) -> Vec<String> {
 /// How a fake upstream answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Behaviour {
-    /// `A 192.0.2.10` for every A query (NOERROR, RA set), NXDOMAIN for everything else.
+    /// `A 192.0.2.10` for every A query (NOERROR, RA set), NXDOMAIN for everything else;
+    /// `chain.example.org` is a CNAME to `real.example.org` (A 192.0.2.11, AAAA 2001:db8::11).
     Answer,
     Silent,
     ServFail,
@@ -144,7 +145,24 @@ fn upstream_reply(req: &Message, b: Behaviour, tcp: bool) -> Message {
         Behaviour::Truncate if !tcp => m.metadata.truncation = true,
         _ => {
             let q = &req.queries[0];
-            if q.query_type == RecordType::A {
+            let chained = q.name.to_ascii().to_ascii_lowercase() == "chain.example.org.";
+            if chained && matches!(q.query_type, RecordType::A | RecordType::AAAA) {
+                // `chain` is a CNAME to `real`, which has both families.
+                let real = Name::from_ascii("real.example.org.").expect("name");
+                m.add_answer(Record::from_rdata(
+                    q.name.clone(),
+                    300,
+                    RData::CNAME(hickory_proto::rr::rdata::CNAME(real.clone())),
+                ));
+                let rdata = if q.query_type == RecordType::A {
+                    RData::A(A::new(192, 0, 2, 11))
+                } else {
+                    RData::AAAA(hickory_proto::rr::rdata::AAAA(
+                        "2001:db8::11".parse().expect("address"),
+                    ))
+                };
+                m.add_answer(Record::from_rdata(real, 300, rdata));
+            } else if q.query_type == RecordType::A {
                 m.add_answer(Record::from_rdata(
                     q.name.clone(),
                     300,
