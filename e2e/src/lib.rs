@@ -221,6 +221,21 @@ impl Cluster {
         )
     }
 
+    /// The pods matching a label selector in a namespace, as JSON objects (none when the
+    /// listing fails, so that callers can poll).
+    pub fn pods(&self, namespace: &str, selector: &str) -> Vec<serde_json::Value> {
+        let r = self.minikind(&["get", "pods", "-n", namespace, "-l", selector, "-o", "json"]);
+        serde_json::from_str::<serde_json::Value>(&r.stdout)
+            .ok()
+            .and_then(|l| l["items"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// The CoreDNS pods (`k8s-app=kube-dns` in kube-system).
+    pub fn coredns_pods(&self) -> Vec<serde_json::Value> {
+        self.pods("kube-system", "k8s-app=kube-dns")
+    }
+
     pub fn node(&self, suffix: &str) -> String {
         format!("{}-{suffix}", self.name)
     }
@@ -305,4 +320,12 @@ pub fn lines(s: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// A pod's IP from its JSON object; panics when it has none yet.
+pub fn pod_ip(p: &serde_json::Value) -> String {
+    p["status"]["podIP"]
+        .as_str()
+        .expect("pod has an IP")
+        .to_string()
 }

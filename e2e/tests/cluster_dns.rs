@@ -4,19 +4,12 @@
 
 use std::time::Duration;
 
-use minikind_e2e::{Cluster, cluster_body, docker, eventually, example, lines};
+use minikind_e2e::{Cluster, cluster_body, docker, eventually, example, lines, pod_ip};
 
 fn svc_ip(c: &Cluster, ns: &str, name: &str) -> String {
     let out = c.minikind_ok(&["get", "svc", name, "-n", ns, "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v["spec"]["clusterIP"].as_str().unwrap().to_string()
-}
-
-fn pod_ip(p: &serde_json::Value) -> String {
-    p["status"]["podIP"]
-        .as_str()
-        .expect("pod has an IP")
-        .to_string()
 }
 
 /// What the lab upstream itself answers for a name (the reference for the full chain).
@@ -192,18 +185,7 @@ fn without_the_magic_coredns_finds_a_loop_and_pods_cannot_resolve() {
     // CoreDNS's resolv.conf (dnsPolicy Default) names 127.0.0.11: in its own namespace that is
     // CoreDNS itself, and the loop plugin stops it, again and again.
     let (pod, log) = eventually("CoreDNS's loop detection", Duration::from_secs(60), || {
-        let pods = c.minikind(&[
-            "get",
-            "pods",
-            "-n",
-            "kube-system",
-            "-l",
-            "k8s-app=kube-dns",
-            "-o",
-            "json",
-        ]);
-        let list: serde_json::Value = serde_json::from_str(&pods.stdout).ok()?;
-        for p in list["items"].as_array()? {
+        for p in c.coredns_pods() {
             let name = p["metadata"]["name"].as_str()?.to_string();
             for prev in [true, false] {
                 let mut args = vec!["logs", "-n", "kube-system", name.as_str()];

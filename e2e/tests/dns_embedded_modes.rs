@@ -264,20 +264,7 @@ fn builtin_resolver_serves_node_names_and_the_full_chain_and_survives_a_restart(
 
 /// The CoreDNS pods' names.
 fn coredns_pods(c: &Cluster) -> Vec<String> {
-    let out = c.minikind_ok(&[
-        "get",
-        "pods",
-        "-n",
-        "kube-system",
-        "-l",
-        "k8s-app=kube-dns",
-        "-o",
-        "json",
-    ]);
-    let list: Value = serde_json::from_str(&out).unwrap();
-    list["items"]
-        .as_array()
-        .unwrap()
+    c.coredns_pods()
         .iter()
         .filter_map(|p| Some(p["metadata"]["name"].as_str()?.to_string()))
         .collect()

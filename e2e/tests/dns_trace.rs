@@ -37,20 +37,7 @@ fn hop<'a>(attempt: &'a Value, kind: &str) -> Option<&'a Value> {
 
 /// The CoreDNS pods with their IP and node.
 fn replicas(c: &Cluster) -> Vec<(String, String, String)> {
-    let out = c.minikind_ok(&[
-        "get",
-        "pods",
-        "-n",
-        "kube-system",
-        "-l",
-        "k8s-app=kube-dns",
-        "-o",
-        "json",
-    ]);
-    let list: Value = serde_json::from_str(&out).unwrap();
-    list["items"]
-        .as_array()
-        .unwrap()
+    c.coredns_pods()
         .iter()
         .filter_map(|p| {
             Some((

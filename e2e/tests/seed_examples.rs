@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use minikind_e2e::{Cluster, cluster_body, docker, eventually, example, lines, rule_lines};
+use minikind_e2e::{Cluster, cluster_body, docker, eventually, example, lines, pod_ip, rule_lines};
 
 /// kube-proxy's chain for the kube-dns Service's `dns` (UDP) port.
 const KUBE_DNS_UDP_CHAIN: &str = "KUBE-SVC-TCOU7JCQXEZGVUNU";
@@ -15,28 +15,6 @@ fn kube_dns_endpoint_rules(c: &Cluster, node: &str) -> Vec<String> {
         .into_iter()
         .filter(|r| r.starts_with(&format!("-A {KUBE_DNS_UDP_CHAIN} ")) && r.contains("KUBE-SEP-"))
         .collect()
-}
-
-fn kube_dns_pods(c: &Cluster) -> Vec<serde_json::Value> {
-    let out = c.minikind_ok(&[
-        "get",
-        "pods",
-        "-n",
-        "kube-system",
-        "-l",
-        "k8s-app=kube-dns",
-        "-o",
-        "json",
-    ]);
-    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
-    list["items"].as_array().cloned().unwrap_or_default()
-}
-
-fn pod_ip(p: &serde_json::Value) -> String {
-    p["status"]["podIP"]
-        .as_str()
-        .expect("pod has an IP")
-        .to_string()
 }
 
 /// The names of the `A` queries one client sent, in the order CoreDNS's `log` lines show them
@@ -143,7 +121,7 @@ fn seed_001_coredns_scaling_and_ndots_query_log() {
     // Pods on different nodes reach each other: the client asks every replica directly.
     let my_node = client["spec"]["nodeName"].as_str().unwrap().to_string();
     let mut other_nodes = 0;
-    for p in kube_dns_pods(&c) {
+    for p in c.coredns_pods() {
         let Some(ip) = p["status"]["podIP"].as_str() else {
             continue;
         };
@@ -209,7 +187,7 @@ fn seed_001_coredns_scaling_and_ndots_query_log() {
     ]);
     // Only the new replica is left, and every node's rules send kube-dns traffic to it.
     let replica = eventually("one CoreDNS replica left", Duration::from_secs(60), || {
-        let pods = kube_dns_pods(&c);
+        let pods = c.coredns_pods();
         let [p] = pods.as_slice() else {
             return None;
         };
