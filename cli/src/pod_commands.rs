@@ -5,7 +5,7 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{AttachParams, LogParams};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Runs `command` in a pod's container, copying its output here; returns its exit code.
 pub async fn exec(
@@ -19,6 +19,27 @@ pub async fn exec(
         bail!("no command given: `minikind exec POD -- COMMAND [ARGS…]`");
     }
     let api: Api<Pod> = Api::namespaced(client, namespace);
+    let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
+    exec_to(&api, pod, container, command, &mut stdout, &mut stderr)
+        .await
+        .with_context(|| format!("exec in pod {namespace}/{pod}"))
+}
+
+/// Runs `command` in a pod's container through the API server (which proxies to the node's
+/// kubelet), copying its output and errors to `out` and `err` as they come; returns its exit
+/// code.
+pub async fn exec_to<O, E>(
+    api: &Api<Pod>,
+    pod: &str,
+    container: Option<&str>,
+    command: &[String],
+    out: &mut O,
+    err: &mut E,
+) -> Result<i32>
+where
+    O: AsyncWrite + Unpin,
+    E: AsyncWrite + Unpin,
+{
     let mut params = AttachParams::default()
         .stdin(false)
         .stdout(true)
@@ -29,24 +50,21 @@ pub async fn exec(
     let mut proc = api
         .exec(pod, command.to_vec(), &params)
         .await
-        .map_err(crate::objects::api_error)
-        .with_context(|| format!("exec in pod {namespace}/{pod}"))?;
-    let mut out = proc.stdout().context("no stdout stream")?;
-    let mut err = proc.stderr().context("no stderr stream")?;
+        .map_err(crate::objects::api_error)?;
+    let mut proc_out = proc.stdout().context("no stdout stream")?;
+    let mut proc_err = proc.stderr().context("no stderr stream")?;
     let status = proc.take_status().context("no status channel")?;
     let copy_out = async {
-        let mut stdout = tokio::io::stdout();
-        tokio::io::copy(&mut out, &mut stdout).await?;
-        stdout.flush().await
+        tokio::io::copy(&mut proc_out, out).await?;
+        out.flush().await
     };
     let copy_err = async {
-        let mut stderr = tokio::io::stderr();
-        tokio::io::copy(&mut err, &mut stderr).await?;
-        stderr.flush().await
+        tokio::io::copy(&mut proc_err, err).await?;
+        err.flush().await
     };
     let (a, b) = tokio::join!(copy_out, copy_err);
-    a.context("copying stdout")?;
-    b.context("copying stderr")?;
+    a.context("copying the command's output")?;
+    b.context("copying the command's errors")?;
     let status = status.await;
     proc.join().await.context("closing the exec session")?;
     Ok(exit_code(status.as_ref()))

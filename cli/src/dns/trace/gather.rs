@@ -13,11 +13,10 @@ use bollard::query_parameters::{InspectContainerOptions, LogsOptionsBuilder};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{AttachParams, ListParams, LogParams};
+use kube::api::{ListParams, LogParams};
 use minikind_node_agent::resolv_conf::ResolvConf;
 use minikind_node_agent::tools::attempt::Attempt;
 use minikind_node_agent::tools::client::Transport;
-use tokio::io::AsyncReadExt;
 
 use super::model::{EmbeddedMode, PodRef};
 use super::path::{Evidence, NodeInfo, Replica, UpstreamInfo};
@@ -41,39 +40,10 @@ pub async fn exec_capture(
     container: Option<&str>,
     argv: &[String],
 ) -> Result<Captured> {
-    let mut params = AttachParams::default()
-        .stdin(false)
-        .stdout(true)
-        .stderr(true);
-    if let Some(c) = container {
-        params = params.container(c);
-    }
-    let mut proc = pods
-        .exec(pod, argv.to_vec(), &params)
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let code = crate::pod_commands::exec_to(pods, pod, container, argv, &mut stdout, &mut stderr)
         .await
         .with_context(|| format!("running `{}` in pod {pod}", argv.join(" ")))?;
-    let mut out = proc.stdout().context("no stdout stream")?;
-    let mut err = proc.stderr().context("no stderr stream")?;
-    let status = proc.take_status().context("no status channel")?;
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let (a, b) = tokio::join!(out.read_to_end(&mut stdout), err.read_to_end(&mut stderr));
-    a.context("reading the command's output")?;
-    b.context("reading the command's errors")?;
-    let status = status.await;
-    proc.join().await.context("closing the exec session")?;
-    let code = match status {
-        Some(s) if s.status.as_deref() == Some("Success") => 0,
-        Some(s) => s
-            .details
-            .and_then(|d| d.causes)
-            .and_then(|c| {
-                c.into_iter()
-                    .find(|c| c.reason.as_deref() == Some("ExitCode"))
-            })
-            .and_then(|c| c.message?.parse().ok())
-            .unwrap_or(1),
-        None => 1,
-    };
     Ok(Captured {
         code,
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
