@@ -88,6 +88,11 @@ impl Kubernetes {
         }
     }
 
+    /// The last failure of a watcher (with its causes), if any happened.
+    pub fn last_error(&self) -> Option<String> {
+        self.sync.last_error.lock().ok()?.clone()
+    }
+
     pub fn synced(&self) -> bool {
         [
             &self.sync.services,

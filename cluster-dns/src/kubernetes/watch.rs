@@ -18,6 +18,8 @@ use crate::util::log;
 /// Builds a kube client for the configured source.
 pub async fn make_client(source: &ApiSource) -> anyhow::Result<Client> {
     use anyhow::Context;
+    // kube's errors repeat their causes in their own text: keep each cause once.
+    let plain = |e: &dyn std::error::Error| anyhow::anyhow!(error_chain(e));
     let config = match source {
         ApiSource::Endpoint(url) => {
             let uri: http::Uri = url
@@ -29,14 +31,20 @@ pub async fn make_client(source: &ApiSource) -> anyhow::Result<Client> {
         }
         ApiSource::Kubeconfig(path, context) => {
             let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| plain(&e))
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
             let opts = kube::config::KubeConfigOptions {
                 context: context.clone(),
                 ..Default::default()
             };
-            Config::from_custom_kubeconfig(kc, &opts)
+            let config = Config::from_custom_kubeconfig(kc, &opts)
                 .await
-                .with_context(|| format!("using kubeconfig {}", path.display()))?
+                .map_err(|e| plain(&e))
+                .with_context(|| format!("using kubeconfig {}", path.display()))?;
+            // Client certificate files are read when the client is built.
+            return Client::try_from(config)
+                .map_err(|e| plain(&e))
+                .with_context(|| format!("using kubeconfig {}", path.display()));
         }
         ApiSource::InCluster => match Config::incluster() {
             Ok(c) => c,
@@ -45,16 +53,19 @@ pub async fn make_client(source: &ApiSource) -> anyhow::Result<Client> {
             )?,
         },
     };
-    Client::try_from(config).context("building the Kubernetes client")
+    Client::try_from(config)
+        .map_err(|e| plain(&e))
+        .context("building the Kubernetes client")
 }
 
-/// Which watchers have listed once.
+/// Which watchers have listed once, and the last failure.
 #[derive(Debug, Default)]
 pub struct SyncState {
     pub services: AtomicBool,
     pub slices: AtomicBool,
     pub namespaces: AtomicBool,
     pub pods: AtomicBool,
+    pub last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl SyncState {
@@ -168,11 +179,15 @@ where
                         s.apply(delete(o));
                     }
                 }
-                Err(e) => log(
-                    "ERROR",
-                    "kubernetes",
-                    format!("watch of {kind:?} failed: {e}"),
-                ),
+                Err(e) => {
+                    // The whole chain: the outer errors alone ("client error (Connect)") do
+                    // not say that a certificate was refused or a file is missing.
+                    let msg = format!("watch of {kind:?} failed: {}", error_chain(&e));
+                    log("ERROR", "kubernetes", &msg);
+                    if let Ok(mut last) = sync.last_error.lock() {
+                        *last = Some(msg);
+                    }
+                }
             }
         }
     })
@@ -186,4 +201,19 @@ fn release_freed_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// An error with its sources, outermost first, each told once.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = s.source();
+    }
+    out
 }
