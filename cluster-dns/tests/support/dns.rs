@@ -145,7 +145,7 @@ fn upstream_reply(req: &Message, b: Behaviour, tcp: bool) -> Message {
         Behaviour::Truncate if !tcp => m.metadata.truncation = true,
         _ => {
             let q = &req.queries[0];
-            let chained = q.name.to_ascii().to_ascii_lowercase() == "chain.example.org.";
+            let chained = q.name.to_ascii().eq_ignore_ascii_case("chain.example.org.");
             if chained && matches!(q.query_type, RecordType::A | RecordType::AAAA) {
                 // `chain` is a CNAME to `real`, which has both families.
                 let real = Name::from_ascii("real.example.org.").expect("name");
