@@ -11,7 +11,9 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath, PodSpec,
     PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
@@ -112,6 +114,14 @@ pub fn deployment(replicas: i32) -> Deployment {
         metadata: meta("coredns", app.clone()),
         spec: Some(DeploymentSpec {
             replicas: Some(replicas),
+            // kubeadm's: one replica may be down during a rollout (maxSurge stays 25%).
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(1)),
+                    ..Default::default()
+                }),
+            }),
             selector: LabelSelector {
                 match_labels: Some(app.clone()),
                 ..Default::default()
@@ -299,6 +309,8 @@ mod tests {
         let d = deployment(2);
         let ds = d.spec.unwrap();
         assert_eq!(ds.replicas, Some(2));
+        let rolling = ds.strategy.unwrap().rolling_update.unwrap();
+        assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(1)));
         let pod = ds.template.spec.unwrap();
         assert_eq!(pod.dns_policy.as_deref(), Some("Default"));
         assert!(

@@ -442,6 +442,41 @@ async fn control_plane_controllers_deployments() {
     )
     .await
     .unwrap();
+    // RollingUpdate with the defaults (maxSurge 25% → 1, maxUnavailable 25% → 0 of 2): one new
+    // pod next to the two old ones, and no more until it is ready.
+    let live_by_hash = |pods: Vec<Pod>| {
+        let mut m: std::collections::BTreeMap<String, usize> = Default::default();
+        for p in pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+        {
+            *m.entry(p.metadata.labels.as_ref().unwrap()["pod-template-hash"].clone())
+                .or_default() += 1;
+        }
+        m
+    };
+    let surge = eventually(10, "one surge pod", || {
+        let pods = pods.clone();
+        async move {
+            let l = pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .ok()?;
+            let m = live_by_hash(l.items);
+            (m.len() == 2).then_some(m)
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let later = live_by_hash(
+        pods.list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap()
+            .items,
+    );
+    assert_eq!(later, surge, "nothing moves while the new pod is not ready");
+    assert_eq!(surge.get(&hash), Some(&2), "{surge:?}");
+    assert_eq!(surge.values().sum::<usize>(), 3, "2 old + 1 new: {surge:?}");
     let new_hash = eventually(10, "pods of the new template", || {
         let pods = pods.clone();
         let hash = hash.clone();

@@ -72,6 +72,27 @@ fn scaled(v: Option<&Value>, n: i64, up: bool) -> i64 {
     }
 }
 
+/// maxSurge (rounded up) and maxUnavailable (rounded down) of a RollingUpdate, 25% each by
+/// default; both 0 is not allowed, and the API would have refused it — treat it as
+/// maxUnavailable 1 as the controller does.
+fn rolling_bounds(d: &Value, want: i64) -> (i64, i64) {
+    let surge = scaled(
+        d.pointer("/spec/strategy/rollingUpdate/maxSurge"),
+        want,
+        true,
+    );
+    let unavailable = scaled(
+        d.pointer("/spec/strategy/rollingUpdate/maxUnavailable"),
+        want,
+        false,
+    );
+    if surge == 0 && unavailable == 0 {
+        (0, 1)
+    } else {
+        (surge, unavailable)
+    }
+}
+
 impl Reconciler for Deployments {
     fn keys_for(&mut self, _st: &ApiState, ev: &Event) -> Vec<Key> {
         let o = &ev.obj;
@@ -153,9 +174,25 @@ async fn reconcile(
     let ready_current = current.iter().filter(|p| pod_ready(p)).count() as i64;
     let ready_old = old.iter().filter(|p| pod_ready(p)).count() as i64;
 
-    // Scale the current template to the wanted count.
-    if (current.len() as i64) < want {
-        for _ in current.len() as i64..want {
+    let recreate = str_at(&d, "/spec/strategy/type") == Some("Recreate");
+    let (max_surge, max_unavailable) = rolling_bounds(&d, want);
+    // How many pods of the current template may exist now. Without old pods: `want`. During a
+    // rolling update the new pods may only fill what maxSurge leaves above `want` next to the
+    // old ones; with Recreate, new pods wait until every old pod is gone (terminating too).
+    let old_terminating = pods.iter().any(|p| terminating(p) && !is_current(p));
+    let new_target = if recreate {
+        if old.is_empty() && !old_terminating {
+            want
+        } else {
+            0
+        }
+    } else if old.is_empty() {
+        want
+    } else {
+        want.min(want + max_surge - old.len() as i64).max(0)
+    };
+    if (current.len() as i64) < new_target {
+        for _ in current.len() as i64..new_target {
             let mut pod_meta = template.get("metadata").cloned().unwrap_or(json!({}));
             let labels = pod_meta
                 .as_object_mut()
@@ -180,7 +217,7 @@ async fn reconcile(
             });
             objects::create_internal(st, idx::pods(), pod, MANAGER).await?;
         }
-    } else if current.len() as i64 > want {
+    } else if old.is_empty() && current.len() as i64 > want {
         // Remove the excess, not-ready and newest first.
         let mut excess: Vec<&Value> = current.clone();
         excess.sort_by_key(|p| {
@@ -197,31 +234,27 @@ async fn reconcile(
             delete_pod(st, ns, p).await;
         }
     }
-    // Replace old pods: as many as may be unavailable, plus one per ready new pod.
+    // Replace old pods as the deployment controller scales old ReplicaSets down: never below
+    // `want - maxUnavailable` available pods, counting new pods that are not ready yet against
+    // it; not-ready old pods go first.
     if !old.is_empty() {
-        let max_unavailable = scaled(
-            d.pointer("/spec/strategy/rollingUpdate/maxUnavailable"),
-            want,
-            false,
-        );
-        let recreate = str_at(&d, "/spec/strategy/type") == Some("Recreate");
-        let available = ready_current + ready_old;
-        let min_available = want - max_unavailable;
-        let mut removable = if recreate {
-            old.len() as i64
-        } else {
-            (available - min_available).max(0)
-        };
         let mut old_sorted = old.clone();
         old_sorted.sort_by_key(|p| pod_ready(p));
-        for p in old_sorted {
-            let counts = pod_ready(p);
-            if !counts || removable > 0 {
-                delete_pod(st, ns, p).await;
-                if counts {
-                    removable -= 1;
-                }
-            }
+        let removable = if recreate {
+            old.len() as i64
+        } else {
+            let min_available = want - max_unavailable;
+            let new_unavailable = current.len() as i64 - ready_current;
+            let all = (current.len() + old.len()) as i64;
+            let unhealthy_old = old.len() as i64 - ready_old;
+            let cleanup = unhealthy_old
+                .min(all - min_available - new_unavailable)
+                .max(0);
+            let available = ready_current + ready_old;
+            cleanup + (available - min_available - new_unavailable).max(0)
+        };
+        for p in old_sorted.into_iter().take(removable.max(0) as usize) {
+            delete_pod(st, ns, p).await;
         }
     }
     // Status.
