@@ -10,7 +10,8 @@
 //!
 //! Every scenario runs as root in a fresh private network namespace (nothing on the host is
 //! touched): `cargo bench -p minikind-node-agent --bench kube_proxy`. Optional arguments:
-//! `nft` or `legacy` (default: both for part 1, nft for part 2).
+//! `nft` or `legacy` (default: both for part 1, nft for part 2), `sync` or `latency` (only
+//! part 1 or part 2).
 
 #[path = "../tests/kube_proxy_common/mod.rs"]
 mod kube_proxy_common;
@@ -260,10 +261,18 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let want = |f: &str| args.is_empty() || args.iter().any(|a| a == f);
+    // Words pick flavours (`nft`, `legacy`) and parts (`sync`, `latency`); none = all.
+    let picked = |set: &[&str], w: &str| {
+        !args.iter().any(|a| set.contains(&a.as_str())) || args.iter().any(|a| a == w)
+    };
+    let want = |f: &str| picked(&["nft", "legacy"], f);
+    let (want_sync, want_latency) = (
+        picked(&["sync", "latency"], "sync"),
+        picked(&["sync", "latency"], "latency"),
+    );
     let flavours: [(&'static str, IptablesCommands); 2] = [("nft", nft()), ("legacy", legacy())];
     for (name, commands) in &flavours {
-        if !want(name) {
+        if !want(name) || !want_sync {
             continue;
         }
         if let Some(why) = unavailable(commands) {
@@ -273,6 +282,9 @@ fn main() {
         for n in [1_000, 10_000] {
             scale(name, commands.clone(), n);
         }
+    }
+    if !want_latency {
+        return;
     }
     let (name, commands) = if want("nft") {
         &flavours[0]

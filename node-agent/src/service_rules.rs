@@ -226,7 +226,7 @@ pub struct Rendered {
 struct Table {
     /// The top-level chains, in the order declared.
     chains: String,
-    /// The per-service chains (declared after the top-level ones, see [`Table::declarations`]).
+    /// The per-service chains (declared after the top-level ones, see [`ChainOrder`]).
     service_chains: Vec<String>,
     rules: String,
     chain_count: usize,
@@ -256,16 +256,11 @@ impl Table {
         self.chain_count += 1;
     }
 
-    /// The chain lines: the top-level chains, then the service chains in *descending* name
-    /// order. Declaration order does not change what a restore builds, but
-    /// iptables-legacy-restore keeps chains in a sorted list and places each new one by a
-    /// walk from a sparse index that is rebuilt only every few hundred chains; a chain
-    /// sorting before all the others goes straight to the head of the list. With 60 000
-    /// service chains (10 000 services × 5 endpoints) that takes about a third off the
-    /// restore's CPU time (see BENCHMARKS-kube-proxy.md).
-    fn declarations(&mut self) -> String {
-        self.service_chains
-            .sort_unstable_by(|a, b| b.cmp(a));
+    /// The chain lines: the top-level chains, then the service chains in `order`.
+    fn declarations(&mut self, order: ChainOrder) -> String {
+        if order == ChainOrder::Descending {
+            self.service_chains.sort_unstable_by(|a, b| b.cmp(a));
+        }
         let mut out = std::mem::take(&mut self.chains);
         out.reserve(self.service_chains.iter().map(|c| c.len() + 8).sum());
         for c in &self.service_chains {
@@ -283,12 +278,38 @@ impl Table {
     }
 }
 
+/// The order of the service chains' declaration lines. It does not change what a restore
+/// builds, only how fast the iptables flavours build it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainOrder {
+    /// As the services are rendered (sorted by service name, so the hashed chain names come
+    /// in no particular order), as kube-proxy writes them.
+    AsRendered,
+    /// Descending by chain name. iptables-legacy-restore keeps chains in a sorted list and
+    /// places each new one by walking from a sparse index that is rebuilt only every few
+    /// hundred chains; a chain sorting before all the others goes straight to the head. With
+    /// 60 000 new chains (10 000 services × 5 endpoints) that takes about a third off the
+    /// restore's CPU time. Not for iptables-nft: a table created in name order makes its
+    /// later restores several times slower (see BENCHMARKS-kube-proxy.md).
+    Descending,
+}
+
 /// Renders the full-sync restore input for `services`. Chains in `existing_nat_chains` (from
 /// `iptables-save -t nat`) that are service chains but no longer used are flushed and deleted.
 pub fn render(
     services: &[ServicePort],
     config: &ProxyConfig,
     existing_nat_chains: &[String],
+) -> Rendered {
+    render_ordered(services, config, existing_nat_chains, ChainOrder::AsRendered)
+}
+
+/// [`render`] with the service chains declared in `order`.
+pub fn render_ordered(
+    services: &[ServicePort],
+    config: &ProxyConfig,
+    existing_nat_chains: &[String],
+    order: ChainOrder,
 ) -> Rendered {
     let mut filter = Table::default();
     let mut nat = Table::default();
@@ -448,9 +469,9 @@ pub fn render(
 
     let text = format!(
         "*filter\n{}{}COMMIT\n*nat\n{}{}COMMIT\n",
-        filter.declarations(),
+        filter.declarations(order),
         filter.rules,
-        nat.declarations(),
+        nat.declarations(order),
         nat.rules
     );
     Rendered {
@@ -1046,6 +1067,38 @@ mod golden {
         ];
         let rendered = render(&kind_services(), &ProxyConfig::default(), &stale);
         assert_eq!(rendered.text, testdata("kind-cluster.restore"));
+    }
+
+    #[test]
+    fn descending_order_only_reorders_the_service_chain_declarations() {
+        let stale = vec!["KUBE-SVC-GONEGONEGONEGONE".to_string()];
+        let services = kind_services();
+        let config = ProxyConfig::default();
+        let plain = render(&services, &config, &stale);
+        let desc = render_ordered(&services, &config, &stale, ChainOrder::Descending);
+        let (decl, other): (Vec<&str>, Vec<&str>) =
+            desc.text.lines().partition(|l| l.starts_with(":KUBE-S"));
+        let (plain_decl, plain_other): (Vec<&str>, Vec<&str>) =
+            plain.text.lines().partition(|l| l.starts_with(":KUBE-S"));
+        assert_eq!(other, plain_other, "rules and top-level chains unchanged");
+        let names: Vec<&str> = decl
+            .iter()
+            .filter(|l| is_service_chain(&l[1..]))
+            .map(|l| l.split(' ').next().unwrap_or_default())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(names, sorted);
+        assert!(names.contains(&":KUBE-SVC-GONEGONEGONEGONE"));
+        let mut a = decl.clone();
+        let mut b = plain_decl.clone();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "the same chains are declared");
+        assert_eq!(
+            (desc.nat_rules, desc.nat_chains),
+            (plain.nat_rules, plain.nat_chains)
+        );
     }
 
     #[test]

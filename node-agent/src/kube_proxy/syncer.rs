@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 
 use super::jumps;
 use super::partial_sync::{self, ChainHashes};
-use crate::service_rules::{self, ProxyConfig, Rendered, ServicePort};
+use crate::service_rules::{self, ChainOrder, ProxyConfig, Rendered, ServicePort};
 
 /// The iptables commands of the node's flavour.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +168,12 @@ impl Syncer {
         }
         let setup_time = started.elapsed();
         let render_started = Instant::now();
-        let rendered = service_rules::render(ports, &self.rules, &existing);
+        let order = if nft {
+            ChainOrder::AsRendered
+        } else {
+            ChainOrder::Descending
+        };
+        let rendered = service_rules::render_ordered(ports, &self.rules, &existing, order);
         let text_hash = hash_text(&rendered.text);
         let render_time = render_started.elapsed();
         let mut report = SyncReport {

@@ -17,8 +17,8 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::Kubelet;
 use super::container::{self, ContainerCtx, ProcessTemplate};
-use super::probe_worker::{self, ProbeKind, WorkerCtx};
 use super::env::{self, ConfigMapData};
+use super::probe_worker::{self, ProbeKind, WorkerCtx};
 use super::sandbox::{self, Sandbox};
 use super::status::{self, ContainerRuntime, PodRuntime, RunState, Slot};
 
@@ -184,7 +184,11 @@ pub fn new_handle(k: &Kubelet, pod: &Pod) -> Arc<PodHandle> {
 }
 
 /// The handle of `pod` on a node with the kubelet files under `root` and address `host_ip`.
-pub fn handle_for(pod: &Pod, root: &std::path::Path, host_ip: std::net::Ipv4Addr) -> Arc<PodHandle> {
+pub fn handle_for(
+    pod: &Pod,
+    root: &std::path::Path,
+    host_ip: std::net::Ipv4Addr,
+) -> Arc<PodHandle> {
     let spec = pod.spec.clone().unwrap_or_default();
     // Restart counts carry over from what the API holds (a kubelet restart).
     let prior: BTreeMap<String, i32> = pod
@@ -625,7 +629,11 @@ pub async fn run(
             // Probe workers for app containers (the kubelet does not probe init containers
             // that run to completion).
             if !slot.init {
-                for kind in [ProbeKind::Startup, ProbeKind::Readiness, ProbeKind::Liveness] {
+                for kind in [
+                    ProbeKind::Startup,
+                    ProbeKind::Readiness,
+                    ProbeKind::Liveness,
+                ] {
                     let Some(probe) = kind.of(c) else { continue };
                     let trigger = Arc::new(Notify::new());
                     if kind == ProbeKind::Readiness {

@@ -213,7 +213,11 @@ async fn do_probe(w: &WorkerCtx, st: &mut WorkerState) -> bool {
             Outcome::Failure
         }
     };
-    if st.streak.record(outcome == Outcome::Success, &timing).is_none() {
+    if st
+        .streak
+        .record(outcome == Outcome::Success, &timing)
+        .is_none()
+    {
         return true;
     }
     set_result(w, st, outcome);
@@ -397,8 +401,9 @@ mod tests {
             .unwrap();
         assert_eq!(ev.reason, "Unhealthy");
         assert!(
-            ev.message
-                .starts_with(&format!("Readiness probe failed: dial tcp 127.0.0.1:{port}")),
+            ev.message.starts_with(&format!(
+                "Readiness probe failed: dial tcp 127.0.0.1:{port}"
+            )),
             "{}",
             ev.message
         );
