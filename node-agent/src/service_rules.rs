@@ -131,7 +131,7 @@ impl ServicePort {
     /// Endpoints in kube-proxy's order: sorted by their `ip:port` string, duplicates removed.
     fn sorted_endpoints(&self) -> Vec<Endpoint> {
         let mut eps = self.endpoints.clone();
-        eps.sort_by_key(|e| e.to_string());
+        eps.sort_by_cached_key(|e| e.to_string());
         eps.dedup();
         eps
     }
@@ -272,7 +272,13 @@ impl Table {
     }
 
     fn rule(&mut self, words: &[&str]) {
-        self.rules.push_str(&words.join(" "));
+        // Straight into the buffer: 170 000 rules at 10 000 services.
+        for (i, w) in words.iter().enumerate() {
+            if i > 0 {
+                self.rules.push(' ');
+            }
+            self.rules.push_str(w);
+        }
         self.rules.push('\n');
         self.rule_count += 1;
     }
@@ -389,7 +395,7 @@ pub fn render_ordered(
     let total_endpoints: usize = services.iter().map(|s| s.endpoints.len()).sum();
     let large = total_endpoints > LARGE_CLUSTER_ENDPOINTS;
     let mut ordered: Vec<&ServicePort> = services.iter().collect();
-    ordered.sort_by_key(|s| (s.name_string(), s.protocol));
+    ordered.sort_by_cached_key(|s| (s.name_string(), s.protocol));
     let mut active: BTreeSet<String> = BTreeSet::new();
 
     for svc in ordered {

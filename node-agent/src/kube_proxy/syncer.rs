@@ -191,32 +191,59 @@ impl Syncer {
         if !full && self.last_full_text == Some(text_hash) {
             return Ok(report);
         }
-        let plan_started = Instant::now();
-        let plan = partial_sync::plan(
-            &rendered.text,
-            if full { None } else { self.chains.as_ref() },
-        );
-        report.chains_skipped = plan.skipped;
-        report.plan_time = plan_started.elapsed();
-        let apply_started = Instant::now();
-        let text = if nft && plan.written + plan.removed > NFT_CACHE_HINT_CHAINS {
-            with_nft_cache_hint(&plan.text)
-        } else {
-            plan.text
-        };
-        let to_restore = Rendered { text, ..rendered };
         // Until this restore is known to have worked, the next sync must be a full one that
         // looks at the kernel's chains again.
-        self.chains = None;
+        let previous = self.chains.take();
         self.last_full_text = None;
         self.read_existing = true;
-        service_rules::restore(&self.commands.iptables_restore, &to_restore)?;
+        let with_text = |text: String| Rendered {
+            text,
+            filter_rules: rendered.filter_rules,
+            nat_rules: rendered.nat_rules,
+            nat_chains: rendered.nat_chains,
+        };
+        let (plan, bytes_written, apply_started) = if full {
+            // The restore input is the whole text: start it at once and hash the chains (for
+            // the next partial sync) while iptables-restore works.
+            let hinted = (nft && rendered.nat_chains > NFT_CACHE_HINT_CHAINS)
+                .then(|| with_text(with_nft_cache_hint(&rendered.text)));
+            let to_restore = hinted.as_ref().unwrap_or(&rendered);
+            let apply_started = Instant::now();
+            let restore = &self.commands.iptables_restore;
+            let (plan, restored) = std::thread::scope(|s| {
+                let restoring = s.spawn(|| service_rules::restore(restore, to_restore));
+                let plan_started = Instant::now();
+                let plan = partial_sync::plan_full(&rendered.text);
+                report.plan_time = plan_started.elapsed();
+                let restored = restoring
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the restore thread panicked")));
+                (plan, restored)
+            });
+            restored?;
+            (plan, to_restore.text.len(), apply_started)
+        } else {
+            let plan_started = Instant::now();
+            let mut plan = partial_sync::plan(&rendered.text, previous.as_ref());
+            report.plan_time = plan_started.elapsed();
+            let apply_started = Instant::now();
+            let text = std::mem::take(&mut plan.text);
+            let text = if nft && plan.written + plan.removed > NFT_CACHE_HINT_CHAINS {
+                with_nft_cache_hint(&text)
+            } else {
+                text
+            };
+            let to_restore = with_text(text);
+            service_rules::restore(&self.commands.iptables_restore, &to_restore)?;
+            (plan, to_restore.text.len(), apply_started)
+        };
+        report.chains_skipped = plan.skipped;
         report.apply_time = apply_started.elapsed();
         report.restored = true;
         report.rules_written = plan.rules;
         report.chains_written = plan.written;
         report.chains_removed = plan.removed;
-        report.bytes_written = to_restore.text.len();
+        report.bytes_written = bytes_written;
         self.chains = Some(plan.chains);
         self.last_full_text = Some(text_hash);
         self.read_existing = false;
@@ -224,7 +251,6 @@ impl Syncer {
     }
 
     /// The chains of the nat table, from `iptables-save -t nat`.
-    /// `iptables-save -t nat`.
     fn nat_save(&self) -> anyhow::Result<String> {
         let save = &self.commands.iptables_save;
         let out = Command::new(save)
