@@ -155,7 +155,7 @@ pub fn serve(
                     refresh(table, block, buf, client, local, proto);
                     (w, rc, "cache")
                 }
-                None => match memoized(block, qname_lc, q.qtype) {
+                None => match memoized(block, qname_lc, &q) {
                     Some(e) => {
                         let w = cache
                             .put_entry(key, e.clone(), &asker, balance)
@@ -168,7 +168,7 @@ pub fn serve(
             }
         }
         None => {
-            let e = memoized(block, qname_lc, q.qtype)?;
+            let e = memoized(block, qname_lc, &q)?;
             (fresh_copy(&asker, &e, balance), e.rcode(), "kubernetes")
         }
     };
@@ -195,13 +195,13 @@ pub fn serve(
 }
 
 /// A kept `kubernetes` answer, when nothing before it in the chain (hosts) could answer first.
-fn memoized(block: &Block, qname_lc: &str, qtype: u16) -> Option<Arc<WireEntry>> {
+fn memoized(block: &Block, qname_lc: &str, q: &WireQuery) -> Option<Arc<WireEntry>> {
     if block.hosts.is_some() {
         return None;
     }
     let k = block.kubernetes.as_ref()?;
     k.zone_for(qname_lc)?;
-    k.memoized(qname_lc, qtype)
+    k.memoized(q.qname_wire, q.qtype)
 }
 
 /// A plugin's answer as it would leave the chain uncached (its own TTLs and AA flag).

@@ -239,3 +239,36 @@ fn a_change_retires_kept_answers() {
     let m = Message::from_vec(&out).unwrap();
     assert_eq!(m.answers[0].data.to_string(), "10.96.0.51");
 }
+
+/// Random damage to real queries: whenever the fast path answers, the general path gives the
+/// same bytes (the stable-toolchain companion of the `packet` fuzz target's differential check).
+#[test]
+fn damaged_packets_answer_alike() {
+    use rand::{Rng, SeedableRng};
+    let (_c, t) = build(
+        ".:53 {\n kubernetes cluster.local in-addr.arpa ip6.arpa {\n  pods insecure\n }\n}\n",
+    );
+    let (client, local) = addrs();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut fast_answers = 0;
+    for round in 0..40_000u32 {
+        let (name, qtype) = QUERIES[round as usize % QUERIES.len()];
+        let edns = EDNS[(round as usize / QUERIES.len()) % EDNS.len()];
+        let mut p = packet(name, qtype, edns, round as u16);
+        for _ in 0..rng.random_range(0..3) {
+            let at = rng.random_range(0..p.len());
+            p[at] = rng.random();
+        }
+        for proto in [Proto::Udp, Proto::Tcp] {
+            let general = prepare_decoded(&t, &p, client, local, proto, true);
+            if let Some(Step::Done(fast)) = fastpath::serve(&t, &p, client, local, proto) {
+                fast_answers += 1;
+                match general {
+                    Step::Done(g) => assert_eq!(fast, g, "{p:?}"),
+                    _ => panic!("only the fast path answered {p:?}"),
+                }
+            }
+        }
+    }
+    assert!(fast_answers > 10_000, "{fast_answers}");
+}

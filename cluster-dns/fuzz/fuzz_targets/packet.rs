@@ -1,6 +1,8 @@
 //! Fuzzes the packet path: parsing, the checks before the chain, zone selection, the cache,
 //! hosts and the kubernetes plugin, and encoding/truncating the reply. Any input must give a
-//! reply or a drop, never a panic.
+//! reply or a drop, never a panic. Differentially, the wire fast path must give byte for byte
+//! what the general path gives for the same packet (on a block without cache or shuffling,
+//! where answers are deterministic).
 #![no_main]
 
 use std::net::SocketAddr;
@@ -10,7 +12,8 @@ use libfuzzer_sys::fuzz_target;
 use minikind_cluster_dns::dnsmsg::Proto;
 use minikind_cluster_dns::kubernetes::Change;
 use minikind_cluster_dns::run::{Config, Options};
-use minikind_cluster_dns::server::{Step, ZoneTable, prepare};
+use minikind_cluster_dns::fastpath;
+use minikind_cluster_dns::server::{Step, ZoneTable, prepare, prepare_decoded};
 
 const COREFILE: &str = ".:53 {
     cache 30
@@ -53,23 +56,38 @@ fn objects() -> Vec<Change> {
     ]
 }
 
+/// Only the kubernetes plugin: its kept answers are what the fast path serves here.
+const PLAIN: &str = ".:53 {
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        pods insecure
+    }
+}
+";
+
 fn table() -> &'static (Config, Arc<ZoneTable>) {
     static T: OnceLock<(Config, Arc<ZoneTable>)> = OnceLock::new();
-    T.get_or_init(|| {
-        let cf = minikind_cluster_dns::corefile::parse_str(COREFILE, "Corefile", None, &|_| None).expect("corefile");
-        let opts = Options { banner: false, ..Default::default() };
-        let config = Config::build(&cf, COREFILE.to_string(), &opts).expect("config");
-        for b in &config.blocks {
-            if let Some(k) = &b.kubernetes {
-                for c in objects() {
-                    k.apply(c);
-                }
-                k.mark_synced();
+    T.get_or_init(|| build(COREFILE))
+}
+
+fn plain() -> &'static (Config, Arc<ZoneTable>) {
+    static T: OnceLock<(Config, Arc<ZoneTable>)> = OnceLock::new();
+    T.get_or_init(|| build(PLAIN))
+}
+
+fn build(text: &str) -> (Config, Arc<ZoneTable>) {
+    let cf = minikind_cluster_dns::corefile::parse_str(text, "Corefile", None, &|_| None).expect("corefile");
+    let opts = Options { banner: false, ..Default::default() };
+    let config = Config::build(&cf, text.to_string(), &opts).expect("config");
+    for b in &config.blocks {
+        if let Some(k) = &b.kubernetes {
+            for c in objects() {
+                k.apply(c);
             }
+            k.mark_synced();
         }
-        let t = config.tables.values().next().expect("a listener").clone();
-        (config, t)
-    })
+    }
+    let t = config.tables.values().next().expect("a listener").clone();
+    (config, t)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -84,6 +102,14 @@ fuzz_target!(|data: &[u8]| {
                 if proto == Proto::Udp {
                     assert!(out.len() <= 65535);
                 }
+            }
+        }
+        let (_, p) = plain();
+        let general = prepare_decoded(p, data, client, local, proto, true);
+        if let Some(Step::Done(fast)) = fastpath::serve(p, data, client, local, proto) {
+            match general {
+                Step::Done(g) => assert_eq!(fast, g, "the fast path answers as the general path"),
+                _ => panic!("the fast path answered what the general path does not"),
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Answers the plugin has already worked out, kept on the wire until the data changes: a query
 //! the cache no longer holds (more names than its capacity) is then answered by a copy with the
-//! asker's id and spelling, instead of parsing, looking up and encoding again. Every change to
+//! asker's id and flags, instead of parsing, looking up and encoding again. Every change to
 //! the store starts a new generation, and an answer from an older one is never used.
 
 use std::collections::hash_map::RandomState;
@@ -34,9 +34,11 @@ impl Default for Memo {
 }
 
 impl Memo {
-    pub fn key(&self, qname_lc: &str, qtype: u16) -> u64 {
+    /// Keyed by the name exactly as asked (case included): an answer compresses names against
+    /// the question's spelling, so only the same spelling gives the same bytes.
+    pub fn key(&self, qname_wire: &[u8], qtype: u16) -> u64 {
         let mut h = self.hasher.build_hasher();
-        qname_lc.hash(&mut h);
+        qname_wire.hash(&mut h);
         qtype.hash(&mut h);
         h.finish()
     }

@@ -144,7 +144,9 @@ impl Kubernetes {
             && synced
             && memoizable(req, m)
         {
-            let key = self.memo.key(&req.qname_lc, u16::from(req.qtype));
+            let mut qname = Vec::with_capacity(req.qname_lc.len() + 1);
+            crate::plugins::cache::wire::name_wire(&req.qname, &mut qname);
+            let key = self.memo.key(&qname, u16::from(req.qtype));
             encoded = self.memo.get(key, generation);
             if encoded.is_none() {
                 // As the cache stores replies: the request's question, no OPT.
@@ -161,8 +163,9 @@ impl Kubernetes {
     /// A reply worked out earlier for this name and type, if the data has not changed since.
     /// Only what [`Kubernetes::serve`] answered by itself is kept (never a fallthrough, a
     /// CNAME to chase, or a not-yet-synced SERVFAIL).
-    pub fn memoized(&self, qname_lc: &str, qtype: u16) -> Option<Arc<WireEntry>> {
-        let key = self.memo.key(qname_lc, qtype);
+    /// `qname_wire` is the question name as asked (its spelling is part of the answer).
+    pub fn memoized(&self, qname_wire: &[u8], qtype: u16) -> Option<Arc<WireEntry>> {
+        let key = self.memo.key(qname_wire, qtype);
         self.memo.get(key, self.generation.load(Ordering::Acquire))
     }
 }
