@@ -9,7 +9,7 @@
 //! 1000 endpoints) and the removal of stale service chains. Service order is sorted by name
 //! (kube-proxy iterates a Go map, so its order is random).
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::fmt;
 use std::io::Write;
 use std::net::IpAddr;
@@ -396,18 +396,23 @@ pub fn render_ordered(
     let large = total_endpoints > LARGE_CLUSTER_ENDPOINTS;
     let mut ordered: Vec<&ServicePort> = services.iter().collect();
     ordered.sort_by_cached_key(|s| (s.name_string(), s.protocol));
-    let mut active: BTreeSet<String> = BTreeSet::new();
-
     for svc in ordered {
-        render_service(svc, config, large, &mut filter, &mut nat, &mut active);
+        render_service(svc, config, large, &mut filter, &mut nat);
     }
 
     // Stale service chains: a chain line flushes them, -X deletes them.
-    for chain in existing_nat_chains {
-        if is_service_chain(chain) && !active.contains(chain) {
-            nat.chain(chain);
-            nat.rule(&["-X", chain]);
-        }
+    let stale: Vec<&String> = if existing_nat_chains.iter().any(|c| is_service_chain(c)) {
+        let active: HashSet<&str> = nat.service_chains.iter().map(String::as_str).collect();
+        existing_nat_chains
+            .iter()
+            .filter(|c| is_service_chain(c) && !active.contains(c.as_str()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for chain in stale {
+        nat.chain(chain);
+        nat.rule(&["-X", chain]);
     }
 
     let nodeports_comment =
@@ -494,7 +499,6 @@ fn render_service(
     large: bool,
     filter: &mut Table,
     nat: &mut Table,
-    active: &mut BTreeSet<String>,
 ) {
     let proto = svc.protocol.as_str();
     let name = svc.name_string();
@@ -625,7 +629,6 @@ fn render_service(
 
     if svc.node_port.is_some() {
         nat.chain(&ext_chain);
-        active.insert(ext_chain.clone());
         let comment = format!("\"masquerade traffic for {name} external destinations\"");
         nat.rule(&[
             "-A",
@@ -641,7 +644,6 @@ fn render_service(
     }
 
     nat.chain(&svc_chain);
-    active.insert(svc_chain.clone());
     let n = endpoints.len();
     // Each name is a SHA-256: computed once for the jump and the chain.
     let seps: Vec<String> = endpoints.iter().map(|ep| svc.sep_chain(ep)).collect();
@@ -668,7 +670,6 @@ fn render_service(
 
     for (ep, sep) in endpoints.iter().zip(&seps) {
         nat.chain(sep);
-        active.insert(sep.clone());
         let ip = ep.ip.to_string();
         let target = ep.to_string();
         let mut prefix = vec!["-A", sep.as_str()];
