@@ -337,6 +337,15 @@ pub fn encode(m: &Message) -> Vec<u8> {
 /// The reply to a packet that could not be parsed: the header's id and opcode with FORMERR and
 /// no question. None when not even a header is there or it is itself a response (dropped).
 pub fn formerr_for(buf: &[u8]) -> Option<Vec<u8>> {
+    header_reply(buf, 1)
+}
+
+/// A header-only SERVFAIL for a query whose handling failed unexpectedly.
+pub fn servfail_for(buf: &[u8]) -> Option<Vec<u8>> {
+    header_reply(buf, 2)
+}
+
+fn header_reply(buf: &[u8], rcode: u8) -> Option<Vec<u8>> {
     if buf.len() < 12 || buf[2] & 0x80 != 0 {
         return None;
     }
@@ -345,7 +354,7 @@ pub fn formerr_for(buf: &[u8]) -> Option<Vec<u8>> {
     h[1] = buf[1];
     // QR set, opcode copied, RD copied.
     h[2] = 0x80 | (buf[2] & 0x78) | (buf[2] & 0x01);
-    h[3] = 1; // FORMERR
+    h[3] = rcode;
     Some(h)
 }
 

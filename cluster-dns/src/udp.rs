@@ -246,7 +246,16 @@ fn serve(sock: Arc<Socket>, table: SharedTable, stop: Arc<AtomicBool>, rt: tokio
             let Some((packet, client)) = batch.datagram(i) else {
                 continue;
             };
-            match prepare(&t, packet, client, local, Proto::Udp) {
+            // A bug in one answer must not take the socket's only reader down with it: as
+            // CoreDNS recovers a plugin's panic, count it and answer SERVFAIL.
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                prepare(&t, packet, client, local, Proto::Udp)
+            }))
+            .unwrap_or_else(|_| {
+                crate::metrics::registry().panics.with(&[]).inc();
+                crate::dnsmsg::servfail_for(packet).map_or(Step::Drop, Step::Done)
+            });
+            match step {
                 Step::Drop => {}
                 Step::Done(bytes) => out.push((bytes, SockAddr::from(client))),
                 Step::Later(l) => later.push((l, client)),
