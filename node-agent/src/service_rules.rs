@@ -307,7 +307,12 @@ pub fn render(
     config: &ProxyConfig,
     existing_nat_chains: &[String],
 ) -> Rendered {
-    render_ordered(services, config, existing_nat_chains, ChainOrder::AsRendered)
+    render_ordered(
+        services,
+        config,
+        existing_nat_chains,
+        ChainOrder::AsRendered,
+    )
 }
 
 /// [`render`] with the service chains declared in `order`.
