@@ -154,6 +154,36 @@ fn seed_001_coredns_scaling_and_ndots_query_log() {
         other_nodes > 0,
         "no CoreDNS replica on another node than {my_node}"
     );
+    // And every node reaches every replica, also across nodes: the node's own traffic into a
+    // tunnel leaves with a pod-subnet source, so the answer comes back the same way (the
+    // cluster's DNS check from the control plane depends on it when CoreDNS runs elsewhere).
+    for p in c.coredns_pods() {
+        let (Some(ip), None) = (
+            p["status"]["podIP"].as_str(),
+            p["metadata"]["deletionTimestamp"].as_str(),
+        ) else {
+            continue;
+        };
+        for n in ["control-plane", "worker", "worker2"] {
+            let r = c.exec(
+                &c.node(n),
+                &[
+                    "dig",
+                    &format!("@{ip}"),
+                    "kubernetes.default.svc.cluster.local",
+                    "+short",
+                    "+time=2",
+                    "+tries=2",
+                ],
+            );
+            assert_eq!(
+                lines(&r.stdout),
+                vec!["10.96.0.1".to_string()],
+                "from node {n} to the replica at {ip} on {}",
+                p["spec"]["nodeName"]
+            );
+        }
+    }
 
     // Part 2: one replica that logs every query, then the seed's names at ndots 5 and 2.
     c.minikind_ok(&["apply", "-f", &example(&format!("{dir}/coredns-log.yaml"))]);

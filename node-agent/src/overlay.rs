@@ -44,7 +44,19 @@ pub fn peer_gateway(cidr: Ipv4Net) -> Ipv4Addr {
 
 /// Makes the tunnels and routes exactly `want` (peer pod CIDR → peer node IP): a link per
 /// peer, `<cidr> via <peer bridge address> dev <link> onlink`, stale links removed.
-pub fn sync(want: &BTreeMap<Ipv4Net, Ipv4Addr>, me: Ipv4Addr, proto: &str) -> Result<()> {
+///
+/// Each link also carries this node's own bridge address (`own_gateway`, /32), as flannel's
+/// VTEP does: a packet the node itself sends into a tunnel — a probe, a `dig` from the node,
+/// traffic kube-proxy masquerades — then leaves with a pod-subnet source, and the peer's reply
+/// comes back through the tunnel. With no address on the link the kernel would pick eth0's,
+/// the peer would answer over the Docker network with a pod source, and Docker's isolation
+/// rules would drop the answer.
+pub fn sync(
+    want: &BTreeMap<Ipv4Net, Ipv4Addr>,
+    me: Ipv4Addr,
+    own_gateway: Option<Ipv4Addr>,
+    proto: &str,
+) -> Result<()> {
     let links = ip(&["-o", "link", "show", "type", "vxlan"])?;
     let have: BTreeSet<String> = links
         .lines()
@@ -76,6 +88,9 @@ pub fn sync(want: &BTreeMap<Ipv4Net, Ipv4Addr>, me: Ipv4Addr, proto: &str) -> Re
                     "dstport",
                     VXLAN_PORT,
                 ])?;
+            }
+            if let Some(gw) = own_gateway {
+                ip(&["addr", "replace", &format!("{gw}/32"), "dev", &dev])?;
             }
             ip(&["link", "set", &dev, "up"])?;
             ip(&[

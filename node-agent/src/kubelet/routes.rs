@@ -50,6 +50,22 @@ pub fn desired_routes(nodes: &[Node], me: &str) -> BTreeMap<Ipv4Net, Ipv4Addr> {
     out
 }
 
+/// This node's bridge address (the first host of its pod CIDR), once it has a CIDR.
+pub fn own_gateway(nodes: &[Node], me: &str) -> Option<Ipv4Addr> {
+    nodes
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(me))
+        .and_then(|n| {
+            n.spec
+                .as_ref()?
+                .pod_cidr
+                .as_deref()?
+                .parse::<Ipv4Net>()
+                .ok()
+        })
+        .map(crate::overlay::peer_gateway)
+}
+
 /// Our routes as the kernel holds them: destination → gateway.
 pub fn installed_routes() -> Result<BTreeMap<Ipv4Net, Ipv4Addr>> {
     let text = ip(&["-4", "route", "show", "proto", ROUTE_PROTO])?;
@@ -177,7 +193,7 @@ pub async fn watch_nodes(
         .default_backoff()
         .applied_objects();
     futures::pin_mut!(stream);
-    let mut last: Option<BTreeMap<Ipv4Net, Ipv4Addr>> = None;
+    let mut last: Option<(BTreeMap<Ipv4Net, Ipv4Addr>, Option<Ipv4Addr>)> = None;
     let mut retry = tokio::time::interval(std::time::Duration::from_secs(10));
     loop {
         tokio::select! {
@@ -192,13 +208,13 @@ pub async fn watch_nodes(
             _ = shutdown.cancelled() => return,
         }
         let nodes: Vec<Node> = reader.state().iter().map(|n| (**n).clone()).collect();
-        let want = desired_routes(&nodes, &me);
+        let want = (desired_routes(&nodes, &me), own_gateway(&nodes, &me));
         if last.as_ref() == Some(&want) {
             continue;
         }
-        let w = want.clone();
+        let (w, gw) = want.clone();
         let sync = move || match tunnel_from {
-            Some(ip) => crate::overlay::sync(&w, ip, ROUTE_PROTO),
+            Some(ip) => crate::overlay::sync(&w, ip, gw, ROUTE_PROTO),
             None => sync_routes(&w),
         };
         match tokio::task::spawn_blocking(sync).await {
@@ -223,6 +239,17 @@ mod tests {
             v["status"]["addresses"] = json!([{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": ip}]);
         }
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn own_gateway_is_the_first_host_of_our_cidr() {
+        let nodes = [
+            node("a", Some("10.244.1.0/24"), Some("172.18.0.2")),
+            node("b", None, Some("172.18.0.3")),
+        ];
+        assert_eq!(own_gateway(&nodes, "a"), Some(Ipv4Addr::new(10, 244, 1, 1)));
+        assert_eq!(own_gateway(&nodes, "b"), None);
+        assert_eq!(own_gateway(&nodes, "c"), None);
     }
 
     #[test]
