@@ -271,14 +271,7 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
 
     if cfg.dns.network_magic {
         let step = status.step("Waiting for cluster DNS 🔎");
-        tokio::time::timeout(opts.wait, wait_cluster_dns(docker, &cp, cfg))
-            .await
-            .with_context(|| {
-                format!(
-                    "kubernetes.default did not resolve from a pod within {}",
-                    humantime::format_duration(opts.wait)
-                )
-            })??;
+        wait_cluster_dns(docker, &client, &cp, cfg, opts.wait).await?;
         step.done();
     } else {
         // Without the fix, CoreDNS forwards to 127.0.0.11 — itself, in its own namespace — and
@@ -369,12 +362,21 @@ const DNS_CHECK_BRIDGE: &str = "mkcheck0";
 
 /// Waits until `kubernetes.default` resolves from a namespace set up as a ClusterFirst pod
 /// (nameserver = kube-dns, the pod search list, ndots:5): the whole chain pod → service rules →
-/// cluster-dns → API works.
-async fn wait_cluster_dns(docker: &Docker, cp: &str, cfg: &ClusterConfig) -> Result<()> {
+/// cluster-dns → API works. Each try is short (resolver timeout 1 s, one attempt, and a bound
+/// on the exec itself), so one try made while the path is still black-holed cannot use up the
+/// whole wait; when time runs out, the error says what the last try and the CoreDNS pods showed.
+async fn wait_cluster_dns(
+    docker: &Docker,
+    client: &kube::Client,
+    cp: &str,
+    cfg: &ClusterConfig,
+    wait: Duration,
+) -> Result<()> {
     use super::exec::exec_in;
+    let deadline = tokio::time::Instant::now() + wait;
     let dns = minikind_node_agent::dns_addon::cluster_dns_ip(cfg.networking.service_subnet);
     let resolv = format!(
-        "nameserver {dns}\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+        "nameserver {dns}\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:1 attempts:1\n"
     );
     // Not under /run: the engine's archive API cannot write into a tmpfs mount.
     let conf_path = "/etc/kubernetes/dns-check.resolv.conf";
@@ -403,23 +405,36 @@ async fn wait_cluster_dns(docker: &Docker, cp: &str, cfg: &ClusterConfig) -> Res
         "making the DNS check namespace: {}",
         add.stderr.trim()
     );
+    let lookup = [
+        "netns",
+        "exec",
+        DNS_CHECK_NS,
+        "getent",
+        "hosts",
+        "kubernetes.default",
+    ];
     let result = async {
+        let mut last = String::from("no lookup finished");
         loop {
-            let r = exec_in(
-                docker,
-                cp,
-                &[
-                    "netns",
-                    "exec",
-                    DNS_CHECK_NS,
-                    "getent",
-                    "hosts",
-                    "kubernetes.default",
-                ],
-            )
-            .await?;
-            if r.ok() && r.stdout.contains("kubernetes.default") {
-                return Ok::<_, anyhow::Error>(());
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                let pods = coredns_pod_states(client).await;
+                anyhow::bail!(
+                    "kubernetes.default did not resolve from a pod within {} (last try: {last}; \
+                     CoreDNS pods: {pods})",
+                    humantime::format_duration(wait)
+                );
+            }
+            match tokio::time::timeout(remaining.min(TRY_LIMIT), exec_in(docker, cp, &lookup)).await
+            {
+                Ok(r) => {
+                    let r = r?;
+                    if r.ok() && r.stdout.contains("kubernetes.default") {
+                        return Ok::<_, anyhow::Error>(());
+                    }
+                    last = format!("getent exited {} {}", r.exit_code, r.stderr.trim());
+                }
+                Err(_) => last = format!("getent still running after {TRY_LIMIT:?}"),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -428,6 +443,48 @@ async fn wait_cluster_dns(docker: &Docker, cp: &str, cfg: &ClusterConfig) -> Res
     let _ = exec_in(docker, cp, &["netns", "delete", DNS_CHECK_NS]).await;
     let _ = exec_in(docker, cp, &["ip", "link", "delete", DNS_CHECK_BRIDGE]).await;
     result
+}
+
+/// The longest one DNS check try may take (a whole search-list expansion at 1 s per query).
+const TRY_LIMIT: Duration = Duration::from_secs(15);
+
+/// `name (node, phase, ready|not ready)` for each CoreDNS pod, for the DNS wait's error.
+async fn coredns_pod_states(client: &kube::Client) -> String {
+    use k8s_openapi::api::core::v1::Pod;
+    let api: kube::Api<Pod> =
+        kube::Api::namespaced(client.clone(), minikind_node_agent::dns_addon::NAMESPACE);
+    let list = match api
+        .list(&kube::api::ListParams::default().labels("k8s-app=kube-dns"))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return format!("could not list them: {e}"),
+    };
+    if list.items.is_empty() {
+        return "none".into();
+    }
+    list.items
+        .iter()
+        .map(|p| {
+            let status = p.status.clone().unwrap_or_default();
+            let ready = status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            format!(
+                "{} ({}, {}, {})",
+                p.metadata.name.as_deref().unwrap_or("?"),
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .unwrap_or("unscheduled"),
+                status.phase.as_deref().unwrap_or("Unknown"),
+                if ready { "ready" } else { "not ready" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A kube client from the node's admin kubeconfig, pointed at `server`.
