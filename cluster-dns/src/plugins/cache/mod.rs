@@ -424,16 +424,7 @@ impl Cache {
             stored.to_vec()
         };
         let entry = Arc::new(encoded.ok().and_then(WireEntry::new)?);
-        let mut qname = Vec::with_capacity(req.qname_lc.len() + 1);
-        wire::name_wire(&req.qname, &mut qname);
-        let md = &req.msg.metadata;
-        let asker = Asker {
-            id: md.id,
-            rd: md.recursion_desired,
-            cd: md.checking_disabled,
-            qname_wire: &qname,
-        };
-        self.put_entry(self.key(req), entry, &asker, balance)
+        self.put_encoded(req, entry, balance)
     }
 
     /// [`Cache::put`] for a reply already encoded as the cache keeps it (the request's question,
