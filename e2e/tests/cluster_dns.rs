@@ -67,8 +67,11 @@ fn seed_003_walkthrough_on_three_nodes() {
 
     // A record of the service, by its short name through the search list.
     let ip = svc_ip(&c, "default", "busybox-svc");
-    let r = c.pod_exec("busybox", &["nslookup", "busybox-svc"]);
-    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    // The Service was made with the pod: cluster-dns learns it from its watch a moment later.
+    let r = eventually("busybox-svc resolving", Duration::from_secs(20), || {
+        let r = c.pod_exec("busybox", &["nslookup", "busybox-svc"]);
+        r.ok.then_some(r)
+    });
     assert!(
         r.stdout.contains("busybox-svc.default.svc.cluster.local") && r.stdout.contains(&ip),
         "{}",

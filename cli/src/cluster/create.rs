@@ -271,7 +271,14 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
 
     if cfg.dns.network_magic {
         let step = status.step("Waiting for cluster DNS 🔎");
-        wait_cluster_dns(docker, &client, &cp, cfg, opts.wait).await?;
+        // From every node: a pod on a worker reaches CoreDNS through that worker's rules and
+        // tunnels, which the control plane's view alone does not prove.
+        try_join_all(
+            node_names
+                .iter()
+                .map(|n| wait_cluster_dns(docker, &client, n, cfg, opts.wait)),
+        )
+        .await?;
         step.done();
     } else {
         // Without the fix, CoreDNS forwards to 127.0.0.11 — itself, in its own namespace — and
@@ -355,7 +362,7 @@ async fn wait_nodes_ready(client: &kube::Client, names: &[String]) -> Result<()>
     }
 }
 
-/// Names of the throw-away pod-like namespace the DNS check uses on the control-plane node:
+/// Names of the throw-away pod-like namespace the DNS check uses on each node:
 /// its own bridge and subnet, apart from the kubelet's pods.
 const DNS_CHECK_NS: &str = "minikind-dns-check";
 const DNS_CHECK_BRIDGE: &str = "mkcheck0";
@@ -420,7 +427,7 @@ async fn wait_cluster_dns(
             if remaining.is_zero() {
                 let pods = coredns_pod_states(client).await;
                 anyhow::bail!(
-                    "kubernetes.default did not resolve from a pod within {} (last try: {last}; \
+                    "kubernetes.default did not resolve from a pod on {cp} within {} (last try: {last}; \
                      CoreDNS pods: {pods})",
                     humantime::format_duration(wait)
                 );
