@@ -145,6 +145,10 @@ pub fn labelled_objects(cluster: &str) -> Vec<String> {
     out
 }
 
+/// kube-proxy's chain for the kube-dns Service's `dns` (UDP) port (a hash of
+/// `kube-system/kube-dns:dns` and the protocol, the same in every cluster).
+pub const KUBE_DNS_UDP_CHAIN: &str = "KUBE-SVC-TCOU7JCQXEZGVUNU";
+
 /// A cluster this test created; deleted when dropped.
 pub struct Cluster {
     pub name: String,
@@ -234,6 +238,45 @@ impl Cluster {
     /// The CoreDNS pods (`k8s-app=kube-dns` in kube-system).
     pub fn coredns_pods(&self) -> Vec<serde_json::Value> {
         self.pods("kube-system", "k8s-app=kube-dns")
+    }
+
+    /// Waits (90 s at most) until CoreDNS's Deployment has rolled out; returns what
+    /// `rollout status` printed.
+    pub fn wait_coredns_rolled_out(&self) -> String {
+        self.minikind_ok(&[
+            "rollout",
+            "status",
+            "deployment/coredns",
+            "-n",
+            "kube-system",
+            "--timeout",
+            "90s",
+        ])
+    }
+
+    /// `rollout restart` of CoreDNS (so new replicas read an edited Corefile), then waits for it.
+    pub fn restart_coredns(&self) {
+        let out = self.minikind_ok(&[
+            "rollout",
+            "restart",
+            "deployment/coredns",
+            "-n",
+            "kube-system",
+        ]);
+        assert_eq!(out, "deployment.apps/coredns restarted\n");
+        self.wait_coredns_rolled_out();
+    }
+
+    /// The `-A KUBE-SVC-… -j KUBE-SEP-…` rules of the kube-dns UDP port on a node: one per
+    /// ready CoreDNS endpoint.
+    pub fn kube_dns_endpoint_rules(&self, node: &str) -> Vec<String> {
+        let save = self.exec_ok(node, &["iptables-save", "-t", "nat"]);
+        rule_lines(&save)
+            .into_iter()
+            .filter(|r| {
+                r.starts_with(&format!("-A {KUBE_DNS_UDP_CHAIN} ")) && r.contains("KUBE-SEP-")
+            })
+            .collect()
     }
 
     pub fn node(&self, suffix: &str) -> String {

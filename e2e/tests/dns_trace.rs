@@ -78,24 +78,7 @@ fn dns_trace_follows_each_search_attempt_to_the_lab_upstream() {
         "-f",
         &example("seed-001-coredns-scaling-and-ndots/coredns-log.yaml"),
     ]);
-    c.minikind_ok(&[
-        "rollout",
-        "restart",
-        "deployment",
-        "coredns",
-        "-n",
-        "kube-system",
-    ]);
-    c.minikind_ok(&[
-        "rollout",
-        "status",
-        "deployment",
-        "coredns",
-        "-n",
-        "kube-system",
-        "--timeout",
-        "90s",
-    ]);
+    c.restart_coredns();
     c.wait_pod_ready("default", "busybox");
 
     // Until the old replicas have left every node's rules a query may still reach one that

@@ -135,29 +135,13 @@ fn three_node_cluster_resolves_through_the_magic_survives_restart_and_deletes_cl
     // A restart runs the agent again: the magic is re-applied without duplicating a rule.
     // First let the cluster settle: `create` returns once one CoreDNS replica answers, and the
     // second one becoming ready later would add its endpoint rules in the middle of the count.
-    c.minikind_ok(&[
-        "rollout",
-        "status",
-        "deployment/coredns",
-        "-n",
-        "kube-system",
-        "--timeout",
-        "60s",
-    ]);
-    let before = eventually(
+    c.wait_coredns_rolled_out();
+    eventually(
         "both CoreDNS endpoints in the rules",
         Duration::from_secs(30),
-        || {
-            let rules = nat_rules(&c, &w1);
-            let endpoints = rules
-                .iter()
-                .filter(|r| {
-                    r.starts_with("-A KUBE-SVC-TCOU7JCQXEZGVUNU ") && r.contains("KUBE-SEP-")
-                })
-                .count();
-            (endpoints == 2).then_some(rules)
-        },
+        || (c.kube_dns_endpoint_rules(&w1).len() == 2).then_some(()),
     );
+    let before = nat_rules(&c, &w1);
     assert!(
         before
             .iter()

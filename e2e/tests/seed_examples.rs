@@ -5,18 +5,6 @@ use std::time::Duration;
 
 use minikind_e2e::{Cluster, cluster_body, docker, eventually, example, lines, pod_ip, rule_lines};
 
-/// kube-proxy's chain for the kube-dns Service's `dns` (UDP) port.
-const KUBE_DNS_UDP_CHAIN: &str = "KUBE-SVC-TCOU7JCQXEZGVUNU";
-
-/// The `-A KUBE-SVC-… -j KUBE-SEP-…` rules of the kube-dns UDP port on a node.
-fn kube_dns_endpoint_rules(c: &Cluster, node: &str) -> Vec<String> {
-    let save = c.exec_ok(node, &["iptables-save", "-t", "nat"]);
-    rule_lines(&save)
-        .into_iter()
-        .filter(|r| r.starts_with(&format!("-A {KUBE_DNS_UDP_CHAIN} ")) && r.contains("KUBE-SEP-"))
-        .collect()
-}
-
 /// The names of the `A` queries one client sent, in the order CoreDNS's `log` lines show them
 /// (`[INFO] 10.244.1.3:43544 - 7349 "A IN abc. udp 21 false 512" REFUSED …`). A retried query
 /// (same name twice in a row) counts once.
@@ -84,15 +72,7 @@ fn seed_001_coredns_scaling_and_ndots_query_log() {
         "-n",
         "kube-system",
     ]);
-    let status = c.minikind_ok(&[
-        "rollout",
-        "status",
-        "deployment/coredns",
-        "-n",
-        "kube-system",
-        "--timeout",
-        "90s",
-    ]);
+    let status = c.wait_coredns_rolled_out();
     assert!(
         status.ends_with("deployment \"coredns\" successfully rolled out\n"),
         "{status}"
@@ -102,7 +82,7 @@ fn seed_001_coredns_scaling_and_ndots_query_log() {
         "four kube-dns endpoints in the rules",
         Duration::from_secs(60),
         || {
-            let rules = kube_dns_endpoint_rules(&c, &w2);
+            let rules = c.kube_dns_endpoint_rules(&w2);
             (rules.len() == 4).then_some(rules)
         },
     );
@@ -196,25 +176,7 @@ fn seed_001_coredns_scaling_and_ndots_query_log() {
         "-n",
         "kube-system",
     ]);
-    let restarted = c.minikind_ok(&[
-        "rollout",
-        "restart",
-        "deployment",
-        "coredns",
-        "-n",
-        "kube-system",
-    ]);
-    assert_eq!(restarted, "deployment.apps/coredns restarted\n");
-    c.minikind_ok(&[
-        "rollout",
-        "status",
-        "deployment",
-        "coredns",
-        "-n",
-        "kube-system",
-        "--timeout",
-        "90s",
-    ]);
+    c.restart_coredns();
     // Only the new replica is left, and every node's rules send kube-dns traffic to it.
     let replica = eventually("one CoreDNS replica left", Duration::from_secs(60), || {
         let pods = c.coredns_pods();
@@ -223,7 +185,7 @@ fn seed_001_coredns_scaling_and_ndots_query_log() {
         };
         let ip = p["status"]["podIP"].as_str()?;
         let dnat_to_it = ["control-plane", "worker", "worker2"].iter().all(|n| {
-            let rules = kube_dns_endpoint_rules(&c, &c.node(n));
+            let rules = c.kube_dns_endpoint_rules(&c.node(n));
             rules.len() == 1 && rules[0].contains(&format!("{ip}:53"))
         });
         dnat_to_it.then(|| p.clone())

@@ -13,6 +13,7 @@ use ipnet::Ipv4Net;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
+use crate::kubelet::ipam::gateway_of;
 use crate::pod_network::{fnv64, ip};
 
 /// VXLAN's IANA port.
@@ -35,11 +36,6 @@ pub fn vni(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
     let mut key = lo.octets().to_vec();
     key.extend(hi.octets());
     fnv(&key) % 0x00ff_fffe + 1
-}
-
-/// The peer's bridge address: the first host of its pod CIDR (as the kubelet assigns it).
-pub fn peer_gateway(cidr: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(cidr.network()) + 1)
 }
 
 /// Makes the tunnels and routes exactly `want` (peer pod CIDR → peer node IP): a link per
@@ -98,7 +94,7 @@ pub fn sync(
                 "replace",
                 &cidr.to_string(),
                 "via",
-                &peer_gateway(*cidr).to_string(),
+                &gateway_of(*cidr).to_string(),
                 "dev",
                 &dev,
                 "onlink",
@@ -135,13 +131,5 @@ mod tests {
         assert_ne!(vni(a, b), vni(a, Ipv4Addr::new(172, 18, 0, 4)));
         assert!(device_name(b).len() <= 15);
         assert_ne!(device_name(a), device_name(b));
-    }
-
-    #[test]
-    fn the_peer_gateway_is_the_first_host() {
-        assert_eq!(
-            peer_gateway("10.244.1.0/24".parse().unwrap()),
-            Ipv4Addr::new(10, 244, 1, 1)
-        );
     }
 }

@@ -63,7 +63,7 @@ pub fn own_gateway(nodes: &[Node], me: &str) -> Option<Ipv4Addr> {
                 .parse::<Ipv4Net>()
                 .ok()
         })
-        .map(crate::overlay::peer_gateway)
+        .map(super::ipam::gateway_of)
 }
 
 /// Our routes as the kernel holds them: destination → gateway.
