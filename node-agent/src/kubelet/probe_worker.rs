@@ -4,7 +4,9 @@
 //! A worker probes on a ticker of `periodSeconds`, and also at once when "triggered": the
 //! kubelet triggers a readiness worker every time it computes the pod's status while a
 //! running, started container has no successful readiness result yet, so a new container is
-//! probed as soon as the kubelet sees it running instead of a period later. A worker started
+//! probed as soon as the kubelet sees it running instead of a period later — which is not at
+//! its very start: the kubelet only sees a container at the next relist of its runtime (every
+//! second), so no probe runs before that relist. A worker started
 //! within one period of the kubelet's own start first sleeps a random part of the period, so
 //! that a restarted kubelet does not probe everything at once. Results follow the kubelet's
 //! rules: a new container starts from the kind's initial value (readiness: failure, liveness:
@@ -119,6 +121,24 @@ pub fn startup_jitter(period: Duration, since_kubelet_start: Duration, unit: f64
     }
 }
 
+/// How often the kubelet's generic PLEG relists the containers of its runtime.
+const RELIST_PERIOD: Duration = Duration::from_secs(1);
+
+/// How long until the kubelet first sees a container that started `started_ago` ago: its
+/// status (and so the probe manager) only learns of a container at the first relist after the
+/// start, and relists run every [`RELIST_PERIOD`] from the kubelet's own start,
+/// `kubelet_age` ago. Zero once a relist has seen it.
+pub fn until_relist_sees(started_ago: Duration, kubelet_age: Duration) -> Duration {
+    // The container's start, counted from the kubelet's start.
+    let Some(start) = kubelet_age.checked_sub(started_ago) else {
+        // Started before this kubelet: its first relist saw it.
+        return Duration::ZERO;
+    };
+    let relists = start.as_nanos().div_ceil(RELIST_PERIOD.as_nanos());
+    let seen = RELIST_PERIOD.saturating_mul(u32::try_from(relists).unwrap_or(u32::MAX));
+    seen.saturating_sub(kubelet_age)
+}
+
 /// Runs one worker until `stop` or until it has nothing more to probe.
 pub async fn run(w: WorkerCtx) {
     let period = Timing::of(&w.probe).period;
@@ -185,11 +205,31 @@ async fn do_probe(w: &WorkerCtx, st: &mut WorkerState) -> bool {
         return false;
     }
     let timing = Timing::of(&w.probe);
-    let running_for = jiff::Timestamp::now()
-        .duration_since(started_at)
-        .as_secs()
-        .max(0) as u64;
-    if running_for < timing.initial_delay.as_secs() {
+    let running_for = jiff::Timestamp::now().duration_since(started_at);
+    let mut running_for = Duration::try_from(running_for).unwrap_or(Duration::ZERO);
+    // A container the kubelet has not relisted yet has no status, so no probe runs: the real
+    // first probe comes with the status update after that relist (up to a second after the
+    // start), by which time most servers have bound their port. Probing at the very start
+    // instead fails and leaves a new CoreDNS unready for a whole period.
+    let unseen = until_relist_sees(running_for, w.kubelet_started.elapsed());
+    if !unseen.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(unseen) => {}
+            _ = w.stop.cancelled() => return false,
+        }
+        running_for += unseen;
+        let now = w.pod.runtime();
+        if now
+            .containers
+            .get(w.slot.index)
+            .and_then(|c| c.container_id.as_deref())
+            != Some(id.as_str())
+        {
+            // It ended while we waited: the next round looks at its successor.
+            return true;
+        }
+    }
+    if running_for.as_secs() < timing.initial_delay.as_secs() {
         return true;
     }
     // Startup probes run until the container started, the others only after.
@@ -425,6 +465,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_first_probe_waits_for_the_relist_that_sees_the_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let (mut w, _kills) = worker_for(
+            ProbeKind::Readiness,
+            json!({"tcpSocket": {"port": port}, "periodSeconds": 3600}),
+            dir.path(),
+        );
+        // The container started 10 ms after a relist: the next one sees it 990 ms later.
+        w.kubelet_started = Instant::now()
+            .checked_sub(Duration::from_millis(7_200_010))
+            .unwrap();
+        let (pod, stop) = (w.pod.clone(), w.stop.clone());
+        let mut events = pod.take_events().unwrap();
+        let task = tokio::spawn(run(w));
+        // The server binds its port 300 ms into its life, before the kubelet saw it run.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !pod.runtime().containers[0].ready {
+            assert!(
+                Instant::now() < deadline,
+                "not ready after the first relist"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(events.try_recv().is_err(), "the first probe failed");
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_liveness_failure_kills_that_container_once() {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -454,6 +528,21 @@ mod tests {
         );
         stop.cancel();
         task.await.unwrap();
+    }
+
+    #[test]
+    fn a_container_is_seen_at_the_first_relist_after_its_start() {
+        let ms = Duration::from_millis;
+        // Kubelet 10.3 s old, container started 0.1 s ago (at 10.2 s): the relist at 11 s.
+        assert_eq!(until_relist_sees(ms(100), ms(10_300)), ms(700));
+        // Started at 10.0 s exactly: that relist saw it.
+        assert_eq!(until_relist_sees(ms(300), ms(10_300)), Duration::ZERO);
+        // Started 0.5 s ago at 9.8 s: the relist at 10 s already saw it.
+        assert_eq!(until_relist_sees(ms(500), ms(10_300)), Duration::ZERO);
+        // Started before this kubelet (a kubelet restart): seen by its first relist.
+        assert_eq!(until_relist_sees(ms(20_000), ms(5_000)), Duration::ZERO);
+        // Just started on a kubelet that is just starting.
+        assert_eq!(until_relist_sees(ms(0), ms(1)), ms(999));
     }
 
     #[test]
