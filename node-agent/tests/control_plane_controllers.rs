@@ -1,16 +1,19 @@
 //! The controllers on the in-process server: node IPAM, scheduler spreading, ClusterIP
 //! allocation, EndpointSlices (ready, hostname, named ports), Deployments (naming, scaling,
-//! template change), `default/kubernetes`, namespace deletion, owner GC, pod GC.
+//! template change), `default/kubernetes` (following the server to a new port), namespace
+//! deletion, owner GC, pod GC.
 //! The tests play the kubelet's part by patching pod status.
 
 mod control_plane_common;
 use control_plane_common::{eventually, server};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use minikind_node_agent::control_plane::{ControlPlaneConfig, start};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -778,5 +781,75 @@ async fn control_plane_controllers_podgc_spares_live_nodes() {
         async move { pods.get_opt("bound").await.ok()?.is_none().then_some(()) }
     })
     .await;
+    cp.shutdown().await.unwrap();
+}
+
+/// `default/kubernetes` as clients see it: (Service targetPort, EndpointSlice port, Endpoints
+/// port), the cluster IP, and the three resourceVersions.
+async fn kubernetes_service(client: &Client) -> ([i32; 3], String, [String; 3]) {
+    let svc = Api::<Service>::namespaced(client.clone(), "default")
+        .get("kubernetes")
+        .await
+        .unwrap();
+    let slice = Api::<EndpointSlice>::namespaced(client.clone(), "default")
+        .get("kubernetes")
+        .await
+        .unwrap();
+    let ep = Api::<Endpoints>::namespaced(client.clone(), "default")
+        .get("kubernetes")
+        .await
+        .unwrap();
+    let spec = svc.spec.clone().unwrap();
+    let sp = &spec.ports.as_ref().unwrap()[0];
+    assert_eq!(sp.port, 443, "{sp:?}");
+    let target = match &sp.target_port {
+        Some(IntOrString::Int(p)) => *p,
+        other => panic!("targetPort {other:?}"),
+    };
+    let slice_port = slice.ports.as_ref().unwrap()[0].port.unwrap();
+    let ep_port = ep.subsets.as_ref().unwrap()[0].ports.as_ref().unwrap()[0].port;
+    let rv = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        m.resource_version.clone().unwrap()
+    };
+    (
+        [target, slice_port, ep_port],
+        spec.cluster_ip.unwrap(),
+        [rv(&svc.metadata), rv(&slice.metadata), rv(&ep.metadata)],
+    )
+}
+
+/// A restart on another port moves `default/kubernetes` with it (the Service's targetPort, the
+/// slice's and the Endpoints' ports), as kube-apiserver's reconciler does; the cluster IP stays,
+/// and a restart on the same port writes nothing.
+#[tokio::test]
+async fn control_plane_controllers_kubernetes_service_follows_the_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = server(dir.path()).await;
+    let p1 = cp.addr.port();
+    let client = cp.client().await.unwrap();
+    let (ports, ip, _) = kubernetes_service(&client).await;
+    assert_eq!(ports, [i32::from(p1); 3]);
+    assert_eq!(ip, "10.96.0.1");
+    cp.shutdown().await.unwrap();
+
+    // Holding the old port makes the restart take another one.
+    let blocker = std::net::TcpListener::bind(("127.0.0.1", p1)).unwrap();
+    let cp = server(dir.path()).await;
+    drop(blocker);
+    let addr = cp.addr;
+    assert_ne!(addr.port(), p1);
+    let client = cp.client().await.unwrap();
+    let (ports, ip, rvs) = kubernetes_service(&client).await;
+    assert_eq!(ports, [i32::from(addr.port()); 3], "old port was {p1}");
+    assert_eq!(ip, "10.96.0.1");
+    cp.shutdown().await.unwrap();
+
+    let mut cfg = ControlPlaneConfig::loopback(dir.path().to_path_buf());
+    cfg.listen = addr;
+    let cp = start(cfg).await.expect("restart on the same port");
+    let client = cp.client().await.unwrap();
+    let (ports, _, same) = kubernetes_service(&client).await;
+    assert_eq!(ports, [i32::from(addr.port()); 3]);
+    assert_eq!(same, rvs, "nothing rewritten when the port is unchanged");
     cp.shutdown().await.unwrap();
 }
