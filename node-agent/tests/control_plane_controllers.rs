@@ -1,7 +1,7 @@
-//! The controllers on the in-process server: node IPAM, scheduler spreading, ClusterIP
-//! allocation, EndpointSlices (ready, hostname, named ports), Deployments (naming, scaling,
-//! template change), `default/kubernetes` (following the server to a new port), namespace
-//! deletion, owner GC, pod GC.
+//! The controllers on the in-process server: node IPAM, scheduler spreading over ready nodes,
+//! ClusterIP allocation, EndpointSlices (ready, hostname only under the service's subdomain,
+//! named ports), Deployments (naming, scaling, template change), `default/kubernetes`
+//! (following the server to a new port), namespace deletion, owner GC, pod GC.
 //! The tests play the kubelet's part by patching pod status.
 
 mod control_plane_common;
@@ -18,6 +18,11 @@ use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
 async fn register_node(client: &Client, name: &str, ip: &str) {
+    register_node_with(client, name, ip, "True").await
+}
+
+/// A node whose Ready condition has `ready` as its status (`True`, `False`, `Unknown`).
+async fn register_node_with(client: &Client, name: &str, ip: &str, ready: &str) {
     let nodes: Api<Node> = Api::all(client.clone());
     let n: Node = serde_json::from_value(json!({
         "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
@@ -25,7 +30,7 @@ async fn register_node(client: &Client, name: &str, ip: &str) {
     .unwrap();
     nodes.create(&PostParams::default(), &n).await.unwrap();
     let status = json!({"status": {
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok"}],
+        "conditions": [{"type": "Ready", "status": ready, "reason": "KubeletReady", "message": "ok"}],
         "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
     }});
     nodes
@@ -245,9 +250,14 @@ async fn control_plane_controllers_endpointslices() {
     )
     .await
     .unwrap();
+    // A hostname under another subdomain: no `hostname` in this service's slice.
     pods.create(
         &PostParams::default(),
-        &pod("web-1", json!({"app": "web"}), json!({})),
+        &pod(
+            "web-1",
+            json!({"app": "web"}),
+            json!({"hostname": "web-1", "subdomain": "elsewhere"}),
+        ),
     )
     .await
     .unwrap();
@@ -293,7 +303,10 @@ async fn control_plane_controllers_endpointslices() {
     );
     let e1 = &by_ip["10.244.0.6"];
     assert_eq!(e1.conditions.as_ref().unwrap().ready, Some(false));
-    assert_eq!(e1.hostname, None);
+    assert_eq!(
+        e1.hostname, None,
+        "subdomain \"elsewhere\" is not the service"
+    );
 
     // Readiness flips follow; a deleted pod leaves.
     mark_running(&client, "default", "web-1", "10.244.0.6", true).await;
@@ -781,6 +794,68 @@ async fn control_plane_controllers_podgc_spares_live_nodes() {
         async move { pods.get_opt("bound").await.ok()?.is_none().then_some(()) }
     })
     .await;
+    cp.shutdown().await.unwrap();
+}
+
+/// Pods go only to ready nodes: with one node NotReady (and one that never reported a
+/// condition) every pod lands on the ready one; once the NotReady node turns ready it takes
+/// the next pods, being the least loaded.
+#[tokio::test]
+async fn control_plane_controllers_scheduler_skips_not_ready_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = server(dir.path()).await;
+    let client = cp.client().await.unwrap();
+    register_node(&client, "n1", "172.18.0.2").await;
+    register_node_with(&client, "n2", "172.18.0.3", "False").await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let silent: Node = serde_json::from_value(json!({"metadata": {"name": "n0"}})).unwrap();
+    nodes.create(&PostParams::default(), &silent).await.unwrap();
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let placement = |names: Vec<String>| {
+        let pods = pods.clone();
+        async move {
+            let mut out = BTreeMap::new();
+            for n in &names {
+                let p = pods.get(n).await.ok()?;
+                out.insert(n.clone(), p.spec?.node_name?);
+            }
+            Some(out)
+        }
+    };
+    let first: Vec<String> = (0..4).map(|i| format!("a{i}")).collect();
+    for n in &first {
+        pods.create(
+            &PostParams::default(),
+            &pod(n, json!({"app": "x"}), json!({})),
+        )
+        .await
+        .unwrap();
+    }
+    let got = eventually(10, "the first pods scheduled", || placement(first.clone())).await;
+    assert!(got.values().all(|n| n == "n1"), "{got:?}");
+
+    nodes
+        .patch_status(
+            "n2",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [
+                {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok"}
+            ]}})),
+        )
+        .await
+        .unwrap();
+    let second: Vec<String> = (0..2).map(|i| format!("b{i}")).collect();
+    for n in &second {
+        pods.create(
+            &PostParams::default(),
+            &pod(n, json!({"app": "x"}), json!({})),
+        )
+        .await
+        .unwrap();
+    }
+    let got = eventually(10, "the later pods scheduled", || placement(second.clone())).await;
+    assert!(got.values().all(|n| n == "n2"), "{got:?}");
     cp.shutdown().await.unwrap();
 }
 
