@@ -225,6 +225,11 @@ fn without_the_magic_a_namespace_hits_the_black_hole_while_the_node_resolves() {
             .any(|r| r.starts_with("-A PREROUTING") && r.contains("DOCKER_OUTPUT")),
         "{rules:#?}"
     );
+    // The boot's sysctls are set all the same: pods need the node to route.
+    for key in ["ip_forward", "conf/all/route_localnet"] {
+        let v = c.exec_ok(&cp, &["cat", &format!("/proc/sys/net/ipv4/{key}")]);
+        assert_eq!(v.trim(), "1", "net.ipv4.{key} with the magic off");
+    }
 
     // The node resolves through Docker's resolver ...
     let www = upstream_answer(&c, &cp, "www.example.test");

@@ -219,7 +219,16 @@ fn boot(settings: &NodeSettings) -> Result<()> {
         dns_search: settings.dns_search.clone(),
         ..MagicOptions::default()
     };
-    let report = network_magic::apply(&opts).context("applying the network magic")?;
+    // The sysctls first, magic or not (pods need the node to route), then the magic itself.
+    let report = network_magic::boot(&opts).context("applying the network magic")?;
+    println!(
+        "minikind node agent: sysctls {}",
+        network_magic::BOOT_SYSCTLS
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.replace('/', ".")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!("minikind node agent: {report}");
     if let Some((running, ropts)) = resolver {
         // A restarted resolver rebuilds Docker's chains for its new ports in Docker's form:

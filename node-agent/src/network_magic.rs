@@ -8,8 +8,8 @@
 //! redirected too, and rewrites the node's resolv.conf to match. The DNAT target stays
 //! 127.0.0.11, which works because `route_localnet=1`.
 //!
-//! [`transform`] is the pure rule rewrite and [`inverse_transform`] its inverse; [`apply`] is
-//! what the agent runs at boot; [`switch()`] turns the magic on or off on a running node (the
+//! [`transform`] is the pure rule rewrite and [`inverse_transform`] its inverse; [`boot`] is
+//! what the agent runs at boot (the sysctls, then [`apply`], the magic itself); [`switch()`] turns the magic on or off on a running node (the
 //! `minikind network-magic` program, [`cli_main`]); [`status`] inspects a node and says whether
 //! the magic is in place.
 
@@ -203,7 +203,8 @@ pub fn rewrite_resolv_conf(
 /// What [`apply`] and [`status`] work on. [`Default`] gives the real node's paths.
 #[derive(Debug, Clone)]
 pub struct MagicOptions {
-    /// `networkMagic`; `false` touches nothing at all.
+    /// `networkMagic`; `false`: [`apply`] touches nothing at all ([`boot`] still sets the
+    /// sysctls).
     pub enabled: bool,
     /// `networking.dnsSearch`: `None` = keep, `Some([])` = drop, `Some(list)` = replace.
     pub dns_search: Option<Vec<String>>,
@@ -322,8 +323,32 @@ impl fmt::Display for MagicReport {
     }
 }
 
-/// Applies the magic on this node: sysctls, host IP, rules, resolv.conf. Safe to run at every
-/// boot: a second run finds everything in place and changes nothing.
+/// The sysctls every node sets at boot, whether the magic is on or not (DESIGN.md, "Inside a
+/// node" 1), as `(path under /proc/sys, value)`:
+///
+/// - `ip_forward`: pods are namespaces behind the node, which must route their traffic at all;
+/// - `route_localnet`: lets a packet that arrived from another namespace be DNATed to a
+///   127.0.0.0/8 address. The magic's DNAT to 127.0.0.11 needs it, and kube-proxy sets it on
+///   every KIND node anyway, so a node with the magic off differs from one with it on only in
+///   the rules and resolv.conf — which is the failure the switch exists to show — and
+///   `dns magic on` later finds it already set.
+pub const BOOT_SYSCTLS: &[(&str, &str)] = &[
+    ("net/ipv4/ip_forward", "1"),
+    ("net/ipv4/conf/all/route_localnet", "1"),
+];
+
+/// What the agent runs at every boot: the [`BOOT_SYSCTLS`] under `opts.proc_sys`, then
+/// [`apply`] (which does nothing when the magic is disabled).
+pub fn boot(opts: &MagicOptions) -> anyhow::Result<MagicReport> {
+    for (key, value) in BOOT_SYSCTLS {
+        write_sysctl(&opts.proc_sys, key, value)?;
+    }
+    apply(opts)
+}
+
+/// Applies the magic on this node: host IP, rules, resolv.conf. Safe to run at every boot: a
+/// second run finds everything in place and changes nothing. It relies on `route_localnet`,
+/// which [`boot`] sets first; disabled, it touches nothing at all.
 pub fn apply(opts: &MagicOptions) -> anyhow::Result<MagicReport> {
     let mut report = MagicReport {
         enabled: opts.enabled,
@@ -339,11 +364,6 @@ pub fn apply(opts: &MagicOptions) -> anyhow::Result<MagicReport> {
     if !opts.enabled {
         return Ok(report);
     }
-
-    // The DNAT to 127.0.0.11 of packets that come from another namespace is only routed when
-    // route_localnet is on; ip_forward lets the node route for its pods at all.
-    write_sysctl(&opts.proc_sys, "net/ipv4/ip_forward", "1")?;
-    write_sysctl(&opts.proc_sys, "net/ipv4/conf/all/route_localnet", "1")?;
 
     let (host_ip, source) = detect_host_ip(opts)?;
     report.host_ip = Some(host_ip);

@@ -76,7 +76,7 @@ fn magic_apply_then_reapply_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let opts = fake_node(dir.path(), &testdata("docker-nft.save"));
 
-    let first = network_magic::apply(&opts).unwrap();
+    let first = network_magic::boot(&opts).unwrap();
     assert!(first.rules_changed && first.resolv_conf_changed && first.original_saved);
     assert_eq!(first.flavour, Some(Flavour::Nft));
     assert_eq!((first.rules_before, first.rules_after), (6, 7));
@@ -105,7 +105,7 @@ fn magic_apply_then_reapply_changes_nothing() {
     assert_eq!(restores(dir.path()), 1);
 
     // A restart: same rules, same file, nothing rewritten, the original not overwritten.
-    let second = network_magic::apply(&opts).unwrap();
+    let second = network_magic::boot(&opts).unwrap();
     assert!(!second.rules_changed && !second.resolv_conf_changed && !second.original_saved);
     assert_eq!(restores(dir.path()), 1);
     assert_eq!(
@@ -122,29 +122,50 @@ fn magic_apply_then_reapply_changes_nothing() {
     assert_eq!(status.prerouting_jumps, vec!["172.18.0.1/32"]);
 }
 
+/// Docker's rules and resolv.conf exactly as they were, and no restore run.
+fn assert_docker_state_untouched(dir: &Path, save: &str) {
+    assert_eq!(std::fs::read_to_string(dir.join("rules")).unwrap(), save);
+    assert_eq!(restores(dir), 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("resolv.conf")).unwrap(),
+        DOCKER_RESOLV
+    );
+    assert!(!dir.join("resolv.conf.original").exists());
+}
+
+fn sysctl(dir: &Path, key: &str) -> String {
+    std::fs::read_to_string(dir.join("sys").join(key)).unwrap()
+}
+
 #[test]
 fn magic_disabled_touches_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = fake_node(dir.path(), &testdata("docker-legacy.save"));
     opts.enabled = false;
+    // The magic alone, disabled: not a rule, not a file, not a sysctl.
     let report = network_magic::apply(&opts).unwrap();
     assert!(!report.enabled && !report.rules_changed && !report.resolv_conf_changed);
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("rules")).unwrap(),
-        testdata("docker-legacy.save")
-    );
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("resolv.conf")).unwrap(),
-        DOCKER_RESOLV
-    );
-    assert!(!dir.path().join("resolv.conf.original").exists());
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("sys/net/ipv4/ip_forward")).unwrap(),
-        "0\n"
-    );
+    assert_docker_state_untouched(dir.path(), &testdata("docker-legacy.save"));
+    assert_eq!(sysctl(dir.path(), "net/ipv4/ip_forward"), "0\n");
+    // The whole boot with the magic off: still no rule and no resolv.conf change.
+    let report = network_magic::boot(&opts).unwrap();
+    assert!(!report.enabled && !report.rules_changed && !report.resolv_conf_changed);
+    assert_docker_state_untouched(dir.path(), &testdata("docker-legacy.save"));
     let status = network_magic::status(&opts).unwrap();
     assert!(!status.in_place());
     assert_eq!(status.rules_to_embedded_ip, 4);
+}
+
+#[test]
+fn magic_off_boot_still_sets_the_sysctls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = fake_node(dir.path(), &testdata("docker-legacy.save"));
+    opts.enabled = false;
+    network_magic::boot(&opts).unwrap();
+    // Pods need the node to route whether or not its resolver is reachable from them.
+    assert_eq!(sysctl(dir.path(), "net/ipv4/ip_forward"), "1");
+    assert_eq!(sysctl(dir.path(), "net/ipv4/conf/all/route_localnet"), "1");
+    assert_docker_state_untouched(dir.path(), &testdata("docker-legacy.save"));
 }
 
 #[test]
@@ -308,9 +329,9 @@ fn magic_real_iptables_in_private_netns() {
         let mut opts = fake_node(&root, "");
         opts.iptables_save = "/usr/sbin/iptables-nft-save".into();
         opts.iptables_restore = "/usr/sbin/iptables-nft-restore".into();
-        let first = network_magic::apply(&opts).unwrap();
+        let first = network_magic::boot(&opts).unwrap();
         let after_first = sh("iptables-nft-save -t nat | grep '^-A'");
-        let second = network_magic::apply(&opts).unwrap();
+        let second = network_magic::boot(&opts).unwrap();
         let after_second = sh("iptables-nft-save -t nat | grep '^-A'");
         let status = network_magic::status(&opts).unwrap();
         (first, second, after_first, after_second, status)

@@ -189,7 +189,8 @@ fn magic_pod_reaches_embedded_resolver_only_with_the_magic() {
         sh(&format!("ip link set mk-pod netns {tid}"));
         go_tx.send(()).ok()?;
         before_rx.recv().ok()?;
-        let report = network_magic::apply(&opts).expect("applying the magic");
+        // The node's boot: route_localnet (this namespace starts with it off), then the magic.
+        let report = network_magic::boot(&opts).expect("booting the node");
         assert!(report.rules_changed);
         go_tx.send(()).ok()?;
         let view = pod.join().ok()??;
