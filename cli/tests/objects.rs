@@ -223,3 +223,140 @@ async fn objects_errors_name_the_document_and_field() {
     assert!(format!("{e:#}").contains("only deployments"));
     cp.shutdown().await.unwrap();
 }
+
+/// Every kind the object commands know, in one stream: a new namespace first, then objects in
+/// it (cluster-scoped and namespaced, core and grouped).
+const ALL_KINDS: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {kubernetes.io/hostname: n1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: team, labels: {app: web}}
+spec:
+  nodeName: n1
+  containers: [{name: app, image: "busybox:1"}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: team}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: outside, namespace: team}
+subsets:
+- addresses: [{ip: 192.0.2.10}]
+  ports: [{name: http, port: 8080, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: outside-1, namespace: team, labels: {kubernetes.io/service-name: outside}}
+addressType: IPv4
+endpoints: [{addresses: [192.0.2.10], conditions: {ready: true}}]
+ports: [{name: http, port: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: team}
+data: {mode: one}
+---
+apiVersion: v1
+kind: Event
+metadata: {name: hello, namespace: team}
+involvedObject: {kind: Pod, name: p, namespace: team}
+reason: Testing
+message: applied from stdin
+type: Normal
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: team}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers: [{name: app, image: "busybox:1"}]
+"#;
+
+/// `apply -f -` reads the manifest from stdin and creates every kind; `get` shows each one;
+/// `delete -f` removes them all.
+#[tokio::test]
+async fn objects_apply_from_stdin_every_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start(ControlPlaneConfig::loopback(dir.path().join("data")))
+        .await
+        .unwrap();
+    let client = cp.client().await.unwrap();
+
+    // This test's process reads the manifest on its stdin (nextest runs each test in a
+    // process of its own, and no other test here reads stdin).
+    let input = dir.path().join("stdin.yaml");
+    std::fs::write(&input, ALL_KINDS).unwrap();
+    nix::unistd::dup2_stdin(std::fs::File::open(&input).unwrap()).unwrap();
+    let out = run(&client, &["apply", "-f", "-"]).await.unwrap();
+    assert_eq!(
+        out,
+        "namespace/team created\nnode/n1 created\npod/p created\nservice/web created\n\
+         endpoints/outside created\nendpointslice.discovery.k8s.io/outside-1 created\n\
+         configmap/settings created\nevent/hello created\ndeployment.apps/web created\n"
+    );
+
+    let checks: [(&str, &str, &str, serde_json::Value); 9] = [
+        ("ns", "team", "/status/phase", "Active".into()),
+        (
+            "nodes",
+            "n1",
+            "/metadata/labels/kubernetes.io~1hostname",
+            "n1".into(),
+        ),
+        ("pods", "p", "/spec/nodeName", "n1".into()),
+        ("svc", "web", "/spec/ports/0/targetPort", 80.into()),
+        (
+            "endpoints",
+            "outside",
+            "/subsets/0/addresses/0/ip",
+            "192.0.2.10".into(),
+        ),
+        (
+            "endpointslices",
+            "outside-1",
+            "/endpoints/0/addresses/0",
+            "192.0.2.10".into(),
+        ),
+        ("cm", "settings", "/data/mode", "one".into()),
+        ("events", "hello", "/message", "applied from stdin".into()),
+        ("deploy", "web", "/spec/replicas", 1.into()),
+    ];
+    for (kind, name, field, want) in checks {
+        let out = run(&client, &["get", kind, name, "-n", "team", "-o", "json"])
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v.pointer(field), Some(&want), "{kind}/{name}: {v}");
+    }
+
+    // Deleted in reverse, the namespace last (its deletion would take the rest with it).
+    let docs: Vec<&str> = ALL_KINDS.split("\n---\n").collect();
+    let reversed: Vec<&str> = docs.into_iter().rev().collect();
+    let file = dir.path().join("reversed.yaml");
+    std::fs::write(&file, reversed.join("\n---\n")).unwrap();
+    let out = run(&client, &["delete", "-f", file.to_str().unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        "deployment.apps/web deleted\nevent/hello deleted\nconfigmap/settings deleted\n\
+         endpointslice.discovery.k8s.io/outside-1 deleted\nendpoints/outside deleted\n\
+         service/web deleted\npod/p deleted\nnode/n1 deleted\nnamespace/team deleted\n"
+    );
+    cp.shutdown().await.unwrap();
+}
