@@ -254,19 +254,37 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// The log filter: `-q` only errors; `-v` adds minikind's own debug events (the image decision,
+/// the network and containers made, step timings), as KIND's `-v 1` adds its debug lines;
+/// `-vv` everything at debug, `-vvv` at trace. With neither flag, `RUST_LOG` if set, else
+/// warnings only.
+fn log_filter(verbose: u8, quiet: bool, rust_log: Option<&str>) -> String {
+    match (quiet, verbose) {
+        (true, _) => "error".into(),
+        (false, 0) => rust_log
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or("warn")
+            .into(),
+        (false, 1) => "warn,minikind=debug,minikind_images=debug".into(),
+        (false, 2) => "debug".into(),
+        _ => "trace".into(),
+    }
+}
+
+/// The `-v` log goes to standard error (the step lines own standard output), around the
+/// spinner when one turns.
 fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal;
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let directives = log_filter(verbose, quiet, rust_log.as_deref());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!("WARNING: ignoring RUST_LOG={directives:?}: {e}");
+        tracing_subscriber::EnvFilter::new("warn")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(|| crate::progress::LogWriter)
         .try_init();
 }
 
@@ -483,6 +501,13 @@ async fn run(command: Command, status: &Status) -> Result<()> {
             let step = status.step("Building node image");
             let image = minikind_images::ensure_node_image(&docker, true).await?;
             step.done();
+            tracing::info!(
+                image = %image.reference,
+                id = %image.id,
+                rootfs_sha256 = %image.rootfs_sha256,
+                rootfs_bytes = image.rootfs_bytes,
+                "node image built and imported"
+            );
             println!("{}", image.reference);
             Ok(())
         }
@@ -537,8 +562,17 @@ async fn control_plane_admin(docker: &bollard::Docker, name: &str) -> Result<(St
 
 async fn delete_one(docker: &bollard::Docker, status: &Status, name: &str) -> Result<()> {
     status.line(&format!("Deleting cluster \"{name}\" ..."));
+    let started = std::time::Instant::now();
     crate::cluster::kubeconfig::unexport(name)?;
     let removed = delete::remove_cluster_objects(docker, name).await?;
+    tracing::info!(
+        cluster = %name,
+        containers = removed.containers.len(),
+        volumes = removed.volumes.len(),
+        networks = removed.networks.len(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "cluster objects removed"
+    );
     if removed.is_empty() {
         status.line(&format!("cluster \"{name}\" not found: nothing to delete"));
     } else {
@@ -590,6 +624,26 @@ mod tests {
         assert!(
             Cli::try_parse_from("minikind create cluster --wait soon".split_whitespace()).is_err()
         );
+    }
+
+    #[test]
+    fn verbosity_picks_the_log_filter() {
+        assert_eq!(log_filter(0, false, None), "warn");
+        assert_eq!(log_filter(0, false, Some("info")), "info");
+        assert_eq!(log_filter(0, false, Some(" ")), "warn");
+        // -v shows minikind's own debug events (not every library's), whatever RUST_LOG says.
+        let v = log_filter(1, false, Some("error"));
+        assert!(
+            v.contains("minikind=debug") && v.contains("minikind_images=debug"),
+            "{v}"
+        );
+        assert!(v.starts_with("warn"), "{v}");
+        assert_eq!(log_filter(2, false, None), "debug");
+        assert_eq!(log_filter(5, false, None), "trace");
+        assert_eq!(log_filter(3, true, Some("trace")), "error");
+        for d in [v, log_filter(2, false, None)] {
+            tracing_subscriber::EnvFilter::try_new(&d).unwrap();
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Ensures the node image is in the Docker engine: build the rootfs, import it, tag it by hash.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use bollard::Docker;
 use bollard::query_parameters::CreateImageOptionsBuilder;
@@ -15,6 +16,10 @@ pub const NODE_IMAGE_REPO: &str = "minikind/node";
 #[derive(Debug, Clone)]
 pub struct NodeImage {
     pub reference: String,
+    /// The engine's image ID (`sha256:…`): the same after a reuse, a new one after each import.
+    pub id: String,
+    /// The full SHA-256 of the rootfs tar (the tag is its first 12 hex digits).
+    pub rootfs_sha256: String,
     /// True when this call imported it, false when an identical one was already there.
     pub built: bool,
     pub rootfs_bytes: u64,
@@ -33,6 +38,11 @@ pub enum ImageError {
         reference: String,
         source: bollard::errors::Error,
     },
+    #[error(
+        "the engine has no image {reference} right after importing it (removed meanwhile by \
+         someone else?): run the command again"
+    )]
+    MissingAfterImport { reference: String },
     #[error("building the rootfs was interrupted: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -41,24 +51,40 @@ pub enum ImageError {
 /// `rebuild` forces a fresh import even then.
 pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeImage, ImageError> {
     let exe = self_exe()?;
+    let started = Instant::now();
+    tracing::debug!(executable = %exe.display(), "node image: building the rootfs");
     let tar = tokio::task::spawn_blocking(move || build_node_rootfs(&exe)).await??;
     let reference = format!("{NODE_IMAGE_REPO}:{}", &tar.sha256[..12]);
     let rootfs_bytes = tar.bytes.len() as u64;
+    let rootfs_sha256 = tar.sha256.clone();
+    tracing::debug!(
+        image = %reference,
+        bytes = rootfs_bytes,
+        sha256 = %rootfs_sha256,
+        took_ms = started.elapsed().as_millis() as u64,
+        "node image: rootfs built; its hash is the tag"
+    );
 
     if !rebuild {
-        match docker.inspect_image(&reference).await {
-            Ok(_) => {
+        match image_id(docker, &reference).await? {
+            Some(id) => {
+                tracing::debug!(
+                    image = %reference,
+                    %id,
+                    "node image: reusing the one already in the engine (same content hash)"
+                );
                 return Ok(NodeImage {
                     reference,
+                    id,
+                    rootfs_sha256,
                     built: false,
                     rootfs_bytes,
                 });
             }
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(source) => return Err(ImageError::Inspect { reference, source }),
+            None => tracing::debug!(image = %reference, "node image: not in the engine yet"),
         }
+    } else {
+        tracing::debug!(image = %reference, "node image: rebuild asked for; importing again");
     }
 
     let options = CreateImageOptionsBuilder::default()
@@ -72,15 +98,44 @@ pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeIma
         ])
         .build();
     let body = bollard::body_full(tar.bytes.into());
+    let import_started = Instant::now();
     let mut progress = docker.create_image(Some(options), Some(body), None);
     while let Some(item) = progress.next().await {
         item.map_err(ImageError::Import)?;
     }
+    let id = image_id(docker, &reference)
+        .await?
+        .ok_or_else(|| ImageError::MissingAfterImport {
+            reference: reference.clone(),
+        })?;
+    tracing::debug!(
+        image = %reference,
+        %id,
+        bytes = rootfs_bytes,
+        took_ms = import_started.elapsed().as_millis() as u64,
+        "node image: imported into the engine"
+    );
     Ok(NodeImage {
         reference,
+        id,
+        rootfs_sha256,
         built: true,
         rootfs_bytes,
     })
+}
+
+/// The engine's ID for an image reference, or `None` when it has no such image.
+async fn image_id(docker: &Docker, reference: &str) -> Result<Option<String>, ImageError> {
+    match docker.inspect_image(reference).await {
+        Ok(image) => Ok(Some(image.id.unwrap_or_default())),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(source) => Err(ImageError::Inspect {
+            reference: reference.to_string(),
+            source,
+        }),
+    }
 }
 
 /// The executable to put into the image: the very one running, so CLI and agent always match.

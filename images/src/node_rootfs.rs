@@ -107,6 +107,7 @@ fn build_node_rootfs_from(
             searched: bin_dirs.join(", "),
         })?;
         fs.copy_host_file_to(&host, Path::new("/usr/sbin").join(&multi))?;
+        tracing::debug!(binary = %host.display(), %flavour, "node image: iptables");
         elf_roots.push(host);
         for family in ["iptables", "ip6tables"] {
             for suffix in ["", "-save", "-restore"] {
@@ -158,6 +159,12 @@ fn build_node_rootfs_from(
     }
     ext_files.sort();
     let ext_libs = elf_deps::closure(&ext_files, &lib_dirs)?;
+    tracing::debug!(
+        libraries = all_libs.len(),
+        xtables_extensions = ext_files.len(),
+        extension_libraries = ext_libs.len(),
+        "node image: shared libraries from the ELF dependencies"
+    );
     for path in all_libs
         .iter()
         .chain(ext_files.iter())
@@ -167,7 +174,12 @@ fn build_node_rootfs_from(
     }
 
     // busybox is a bonus for people poking around a node by hand; minikind has its own tools.
-    if let Some(bb) = find_host_program("busybox") {
+    let busybox = find_host_program("busybox");
+    match &busybox {
+        Some(bb) => tracing::debug!(busybox = %bb.display(), "node image: busybox included"),
+        None => tracing::debug!("node image: the host has no busybox; leaving it out"),
+    }
+    if let Some(bb) = busybox {
         fs.copy_host_file_to(&bb, "/bin/busybox")?;
         let deps = elf_deps::closure(&[bb], &lib_dirs)?;
         for path in deps {
@@ -204,7 +216,15 @@ fn build_node_rootfs_from(
         0o644,
     )?;
 
-    Ok(fs.to_tar()?)
+    let files = fs.len();
+    let tar = fs.to_tar()?;
+    tracing::debug!(
+        files,
+        bytes = tar.bytes.len(),
+        sha256 = %tar.sha256,
+        "node image: rootfs assembled"
+    );
+    Ok(tar)
 }
 
 #[cfg(test)]

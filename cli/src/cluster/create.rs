@@ -44,6 +44,17 @@ pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Re
     wanted.push(nodes::upstream_name(&opts.name));
     ensure_name_free(docker, &opts.name, &wanted).await?;
     status.line(&format!("Creating cluster \"{}\" ...", opts.name));
+    let cfg = &opts.config;
+    tracing::debug!(
+        cluster = %opts.name,
+        nodes = cfg.nodes.len(),
+        internal = cfg.networking.internal,
+        network_magic = cfg.dns.network_magic,
+        upstream = ?cfg.dns.upstream,
+        embedded = %cfg.dns.embedded.as_str(),
+        "creating"
+    );
+    let started = std::time::Instant::now();
 
     let outcome = tokio::select! {
         r = steps(docker, status, &opts) => r,
@@ -51,6 +62,11 @@ pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Re
     };
     match outcome {
         Ok(created) => {
+            tracing::info!(
+                cluster = %opts.name,
+                took_ms = started.elapsed().as_millis() as u64,
+                "cluster created"
+            );
             status.line(&format!(
                 "Cluster \"{}\" is up: {} node(s). Try `minikind get nodes --name {}`.",
                 opts.name,
@@ -65,6 +81,11 @@ pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Re
             opts.name, opts.name
         ))),
         Err(e) => {
+            tracing::debug!(
+                cluster = %opts.name,
+                error = %format!("{e:#}"),
+                "create failed: cleaning up"
+            );
             let step = status.step("Deleting what the failed create made");
             // A request the interrupted future had already sent may still land: clean twice.
             let cleanup = async {
@@ -129,6 +150,18 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
     let step = status.step("Ensuring node image");
     let image = minikind_images::ensure_node_image(docker, false).await?;
     step.done();
+    tracing::info!(
+        image = %image.reference,
+        id = %image.id,
+        rootfs_sha256 = %image.rootfs_sha256,
+        rootfs_bytes = image.rootfs_bytes,
+        "node image {}",
+        if image.built {
+            "built and imported"
+        } else {
+            "reused: the engine already has this content hash"
+        }
+    );
     status.line(&format!(
         "   {} ({}, {:.0} MB)",
         image.reference,
@@ -145,7 +178,7 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
             ""
         }
     ));
-    docker
+    let network = docker
         .create_network(NetworkCreateRequest {
             name: nodes::network_name(name),
             driver: Some("bridge".into()),
@@ -156,11 +189,19 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
         .await
         .context("creating the cluster network")?;
     step.done();
+    if tracing::enabled!(tracing::Level::INFO) {
+        log_network(docker, &nodes::network_name(name), &network.id).await;
+    }
 
     let upstream_ip = if cfg.dns.upstream == Upstream::Lab {
         let step = status.step("Starting lab upstream 🧪");
         let ip = start_upstream(docker, name, &image.reference).await?;
         step.done();
+        tracing::info!(
+            container = %nodes::upstream_name(name),
+            %ip,
+            "lab upstream started: the nodes' --dns"
+        );
         Some(ip)
     } else {
         None
@@ -218,8 +259,15 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
     } else {
         "Booting nodes (network magic off)"
     });
-    try_join_all(names.iter().map(|(node, _)| {
-        super::wait::log_line(docker, node, BOOT_COMPLETE, started_at, opts.wait)
+    let boot_wait = std::time::Instant::now();
+    try_join_all(names.iter().map(|(node, _)| async move {
+        super::wait::log_line(docker, node, BOOT_COMPLETE, started_at, opts.wait).await?;
+        tracing::debug!(
+            node = %node,
+            took_ms = boot_wait.elapsed().as_millis() as u64,
+            "node agent booted"
+        );
+        anyhow::Ok(())
     }))
     .await?;
     step.done();
@@ -239,6 +287,7 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
         .context("the API server did not answer in time")?
         .with_context(|| format!("asking the API server at {server} for its version"))?;
     step.done();
+    tracing::debug!(%server, version = %version.git_version, "API server answers");
     status.line(&format!("   API server {server} ({})", version.git_version));
 
     let workers: Vec<&String> = names
@@ -290,6 +339,12 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
     }
 
     let path = kubeconfig::export(name, &admin, &server)?;
+    tracing::info!(
+        path = %path.display(),
+        context = %minikind_node_agent::control_plane::kubeconfig::entry_name(name),
+        %server,
+        "kubeconfig written"
+    );
     status.line(&format!(
         "Set kubectl context to \"{}\" (in {})",
         minikind_node_agent::control_plane::kubeconfig::entry_name(name),
@@ -568,19 +623,46 @@ async fn start_nodes(
                 privileges,
             );
             let opts = CreateContainerOptionsBuilder::default().name(node).build();
-            docker
+            let created = docker
                 .create_container(Some(opts), body)
                 .await
                 .with_context(|| format!("creating node {node}"))?;
             docker
                 .start_container(node, None)
                 .await
-                .with_context(|| format!("starting node {node}"))
+                .with_context(|| format!("starting node {node}"))?;
+            // Where the host reaches this node's API server (only the control plane publishes
+            // it; an --internal network publishes nothing). Asked only when it will be logged.
+            let published =
+                if *role == NodeRole::ControlPlane && tracing::enabled!(tracing::Level::INFO) {
+                    docker
+                        .inspect_container(node, None::<InspectContainerOptions>)
+                        .await
+                        .ok()
+                        .and_then(|info| published_api_port(&info))
+                } else {
+                    None
+                };
+            tracing::info!(
+                node = %node,
+                role = %role.as_str(),
+                id = %short_id(&created.id),
+                privileges = %privileges.label(),
+                // Nothing on an --internal network: the host reaches the node's own address.
+                api_port = %published.as_deref().unwrap_or("none"),
+                "node container created and started"
+            );
+            anyhow::Ok(())
         }))
         .await;
         match attempt {
             Ok(_) => return Ok(privileges),
             Err(e) if privileges == Privileges::Privileged && refuses_privileged(&e) => {
+                tracing::info!(
+                    error = %format!("{e:#}"),
+                    capabilities = %Privileges::NARROW_CAPS.join(","),
+                    "the engine refuses --privileged: making the nodes again with capabilities only"
+                );
                 for (node, _) in names {
                     let rm = RemoveContainerOptionsBuilder::default().force(true).build();
                     let _ = docker.remove_container(node, Some(rm)).await;
@@ -590,6 +672,53 @@ async fn start_nodes(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// `HOST_IP:PORT` the engine published the API server port on, if any.
+fn published_api_port(info: &bollard::models::ContainerInspectResponse) -> Option<String> {
+    let binding = info
+        .network_settings
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .get(nodes::API_SERVER_PORT)?
+        .as_ref()?
+        .first()?
+        .clone();
+    Some(format!(
+        "{}:{}",
+        binding.host_ip.unwrap_or_default(),
+        binding.host_port?
+    ))
+}
+
+/// The 12 hex digits `docker ps` shows of a container or network ID.
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// Logs the network the engine made: its subnet and gateway, and whether it is internal.
+async fn log_network(docker: &Docker, network: &str, id: &str) {
+    let info = match docker.inspect_network(network, None).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!(%network, error = %e, "inspecting the new network failed");
+            return;
+        }
+    };
+    let ipam = info
+        .ipam
+        .and_then(|i| i.config)
+        .and_then(|c| c.into_iter().next())
+        .unwrap_or_default();
+    tracing::info!(
+        %network,
+        id = %short_id(id),
+        subnet = %ipam.subnet.as_deref().unwrap_or("?"),
+        gateway = %ipam.gateway.as_deref().unwrap_or("?"),
+        internal = info.internal.unwrap_or(false),
+        "network created"
+    );
 }
 
 /// runc's answer when the engine itself lacks a capability `--privileged` asks for.

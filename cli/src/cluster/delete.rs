@@ -38,7 +38,10 @@ pub async fn remove_cluster_objects(docker: &Docker, cluster: &str) -> Result<Re
     .await;
     for (c, r) in containers.iter().zip(results) {
         match r {
-            Ok(()) => removed.containers.push(c.name.clone()),
+            Ok(()) => {
+                tracing::debug!(%cluster, container = %c.name, role = %c.role, "removed container");
+                removed.containers.push(c.name.clone());
+            }
             // Already gone (a concurrent delete, or an auto-removed container): fine.
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -48,7 +51,10 @@ pub async fn remove_cluster_objects(docker: &Docker, cluster: &str) -> Result<Re
     }
     for v in docker::volumes(docker, docker::cluster_filter(cluster)).await? {
         match docker.remove_volume(&v, None::<RemoveVolumeOptions>).await {
-            Ok(()) => removed.volumes.push(v),
+            Ok(()) => {
+                tracing::debug!(%cluster, volume = %v, "removed volume");
+                removed.volumes.push(v);
+            }
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => {}
@@ -57,7 +63,10 @@ pub async fn remove_cluster_objects(docker: &Docker, cluster: &str) -> Result<Re
     }
     for (n, _) in docker::networks(docker, docker::cluster_filter(cluster)).await? {
         match docker.remove_network(&n).await {
-            Ok(()) => removed.networks.push(n),
+            Ok(()) => {
+                tracing::debug!(%cluster, network = %n, "removed network");
+                removed.networks.push(n);
+            }
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => {}
