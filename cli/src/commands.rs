@@ -290,16 +290,29 @@ fn init_logging(verbose: u8, quiet: bool) {
 
 /// Flag, then config file, then `$MINIKIND_CLUSTER_NAME`, then "minikind".
 pub(crate) fn resolve_name(flag: Option<String>, from_config: Option<&str>) -> Result<String> {
-    let name = flag
-        .or_else(|| from_config.map(str::to_string))
-        .or_else(|| {
-            std::env::var(CLUSTER_NAME_ENV)
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| config::DEFAULT_CLUSTER_NAME.to_string());
-    config::validate_name(&name)?;
-    Ok(name)
+    pick_name(flag, from_config, std::env::var(CLUSTER_NAME_ENV).ok())
+}
+
+/// [`resolve_name`] with the environment variable's value given, so it can be tested without
+/// touching the process environment. An empty variable counts as unset, as with KIND.
+fn pick_name(
+    flag: Option<String>,
+    from_config: Option<&str>,
+    from_env: Option<String>,
+) -> Result<String> {
+    let from_env = from_env.filter(|s| !s.is_empty());
+    let (name, source) = match (flag, from_config, from_env) {
+        (Some(n), _, _) => (n, None),
+        (None, Some(n), _) => (n.to_string(), None),
+        (None, None, Some(n)) => (n, Some(CLUSTER_NAME_ENV)),
+        (None, None, None) => (config::DEFAULT_CLUSTER_NAME.to_string(), None),
+    };
+    match (config::validate_name(&name), source) {
+        (Ok(()), _) => Ok(name),
+        // A name nobody typed on this command line: say where it came from.
+        (Err(e), Some(var)) => Err(anyhow::Error::new(e).context(format!("${var}"))),
+        (Err(e), None) => Err(e.into()),
+    }
 }
 
 fn read_config(path: Option<&str>) -> Result<ClusterConfig> {
@@ -623,6 +636,37 @@ mod tests {
         assert!(Cli::try_parse_from("minikind delete clusters".split_whitespace()).is_err());
         assert!(
             Cli::try_parse_from("minikind create cluster --wait soon".split_whitespace()).is_err()
+        );
+    }
+
+    #[test]
+    fn the_name_comes_from_flag_then_config_then_env_then_minikind() {
+        let env = || Some("from-env".to_string());
+        assert_eq!(
+            pick_name(Some("flag".into()), Some("cfg"), env()).unwrap(),
+            "flag"
+        );
+        assert_eq!(pick_name(None, Some("cfg"), env()).unwrap(), "cfg");
+        assert_eq!(pick_name(None, None, env()).unwrap(), "from-env");
+        assert_eq!(pick_name(None, None, None).unwrap(), "minikind");
+        // Set but empty is unset, as KIND_CLUSTER_NAME is.
+        assert_eq!(
+            pick_name(None, None, Some(String::new())).unwrap(),
+            "minikind"
+        );
+        // A bad name from the environment is refused and the variable named.
+        let err = format!(
+            "{:#}",
+            pick_name(None, None, Some("Bad_Env".into())).unwrap_err()
+        );
+        assert!(
+            err.contains(CLUSTER_NAME_ENV) && err.contains("\"Bad_Env\""),
+            "{err}"
+        );
+        // ... but only when it is the one used.
+        assert_eq!(
+            pick_name(Some("ok".into()), None, Some("Bad_Env".into())).unwrap(),
+            "ok"
         );
     }
 

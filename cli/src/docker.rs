@@ -124,16 +124,59 @@ pub async fn volumes(docker: &Docker, filter: HashMap<String, Vec<String>>) -> R
     Ok(names)
 }
 
-/// Every cluster that owns at least one object.
+/// Every cluster that owns at least one container or network (`get clusters`, and what
+/// `delete clusters --all` deletes).
 pub async fn cluster_names(docker: &Docker) -> Result<Vec<String>> {
-    let mut names: Vec<String> = containers(docker, any_cluster_filter())
-        .await?
-        .into_iter()
-        .map(|c| c.cluster)
-        .chain(networks(docker, any_cluster_filter()).await?.into_values())
+    let containers = containers(docker, any_cluster_filter()).await?;
+    let networks = networks(docker, any_cluster_filter()).await?;
+    Ok(owning_clusters(&containers, &networks))
+}
+
+/// The clusters named by the labels of these containers and networks (network name → cluster),
+/// sorted, each once. A cluster left with only its network (a delete that stopped half-way)
+/// still counts; an empty label names no cluster.
+fn owning_clusters(
+    containers: &[OwnedContainer],
+    networks: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut names: Vec<String> = containers
+        .iter()
+        .map(|c| c.cluster.clone())
+        .chain(networks.values().cloned())
         .filter(|n| !n.is_empty())
         .collect();
     names.sort();
     names.dedup();
-    Ok(names)
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(name: &str, cluster: &str, role: &str) -> OwnedContainer {
+        OwnedContainer {
+            id: format!("id-{name}"),
+            name: name.into(),
+            cluster: cluster.into(),
+            role: role.into(),
+        }
+    }
+
+    #[test]
+    fn every_labelled_cluster_is_selected_once() {
+        let containers = [
+            container("b-control-plane", "b", "control-plane"),
+            container("b-worker", "b", "worker"),
+            container("a-upstream", "a", "upstream"),
+            container("odd", "", "worker"),
+        ];
+        let networks = BTreeMap::from([
+            ("minikind-b".to_string(), "b".to_string()),
+            // Only the network is left of this one: `delete clusters --all` must still find it.
+            ("minikind-half".to_string(), "half".to_string()),
+        ]);
+        assert_eq!(owning_clusters(&containers, &networks), ["a", "b", "half"]);
+        assert!(owning_clusters(&[], &BTreeMap::new()).is_empty());
+    }
 }

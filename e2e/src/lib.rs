@@ -158,21 +158,26 @@ impl Cluster {
     /// Creates a cluster from a minikind config (the `name:` is set here) and panics with
     /// minikind's output if that fails.
     pub fn create(prefix: &str, config_body: &str) -> Cluster {
+        Cluster::create_with(prefix, config_body, &[]).0
+    }
+
+    /// [`Cluster::create`] with more arguments for `minikind` (put before the command, e.g.
+    /// `-v`); also returns what the create printed.
+    pub fn create_with(prefix: &str, config_body: &str, global_args: &[&str]) -> (Cluster, Run) {
         let name = unique_name(prefix);
         let cluster = Cluster { name: name.clone() };
         let cfg = format!(
             "kind: Cluster\napiVersion: minikind.dev/v1alpha1\nname: {name}\n{config_body}"
         );
-        let r = minikind_stdin(
-            &["create", "cluster", "--config", "-", "--wait", "90s"],
-            &cfg,
-        );
+        let mut args = global_args.to_vec();
+        args.extend(["create", "cluster", "--config", "-", "--wait", "90s"]);
+        let r = minikind_stdin(&args, &cfg);
         assert!(
             r.ok,
             "create cluster {name} failed:\n{}\n{}",
             r.stdout, r.stderr
         );
-        cluster
+        (cluster, r)
     }
 
     /// `minikind <args…> --name <this cluster>`.

@@ -206,8 +206,15 @@ fn three_node_cluster_resolves_through_the_magic_survives_restart_and_deletes_cl
 
 #[test]
 fn without_the_magic_a_namespace_hits_the_black_hole_while_the_node_resolves() {
-    let c = Cluster::create("e2e-nomagic", &format!("{HERMETIC}  networkMagic: false\n"));
+    // Two nodes, so that there is a sibling node name to look up.
+    let c = Cluster::create(
+        "e2e-nomagic",
+        &format!(
+            "nodes:\n- role: control-plane\n- role: worker\n{HERMETIC}  networkMagic: false\n"
+        ),
+    );
     let cp = c.node("control-plane");
+    let worker = c.node("worker");
     let resolv = c.exec_ok(&cp, &["cat", "/etc/resolv.conf"]);
     assert!(
         resolv.contains("nameserver 127.0.0.11"),
@@ -231,11 +238,21 @@ fn without_the_magic_a_namespace_hits_the_black_hole_while_the_node_resolves() {
         assert_eq!(v.trim(), "1", "net.ipv4.{key} with the magic off");
     }
 
-    // The node resolves through Docker's resolver ...
+    // The node resolves through Docker's resolver, the sibling and the upstream's names, over
+    // UDP and TCP ...
     let www = upstream_answer(&c, &cp, "www.example.test");
-    let mut direct = answers(&c.exec_ok(&cp, &["dig", "www.example.test", "+short"]));
-    direct.sort();
-    assert_eq!(direct, www);
+    for transport in ["+notcp", "+tcp"] {
+        let mut direct =
+            answers(&c.exec_ok(&cp, &["dig", "www.example.test", "+short", transport]));
+        direct.sort();
+        assert_eq!(direct, www, "the node, over {transport}");
+        let sibling = answers(&c.exec_ok(&cp, &["dig", &worker, "+short", transport]));
+        assert_eq!(
+            sibling.len(),
+            1,
+            "the node, {worker} over {transport}: {sibling:?}"
+        );
+    }
 
     // ... but 127.0.0.11 in a pod's namespace is its own loopback: nothing answers.
     c.exec_ok(
@@ -254,23 +271,21 @@ fn without_the_magic_a_namespace_hits_the_black_hole_while_the_node_resolves() {
             "node",
         ],
     );
-    let r = c.exec(
-        &cp,
-        &[
-            "netns",
-            "exec",
-            "probe",
-            "dig",
-            "www.example.test",
-            "+time=1",
-            "+tries=1",
-        ],
-    );
-    assert!(
-        !r.ok,
-        "a lookup from the namespace must fail without the magic:\n{}",
-        r.stdout
-    );
+    for name in [worker.as_str(), "www.example.test"] {
+        for transport in ["+notcp", "+tcp"] {
+            let r = c.exec(
+                &cp,
+                &[
+                    "netns", "exec", "probe", "dig", name, transport, "+time=1", "+tries=1",
+                ],
+            );
+            assert!(
+                !r.ok,
+                "{name} over {transport} from the namespace must fail without the magic:\n{}",
+                r.stdout
+            );
+        }
+    }
 }
 
 #[test]
@@ -325,18 +340,189 @@ fn bad_input_is_one_clear_error_and_creates_nothing() {
     assert!(r.stdout.contains("not found"), "{}", r.stdout);
 }
 
+/// `minikind -q build node-image`: the reference it prints and the engine's ID for it.
+fn build_node_image() -> (String, String) {
+    let r = minikind(&["-q", "build", "node-image"]);
+    assert!(r.ok, "build node-image: {}", r.stderr);
+    let reference = r.stdout.trim().to_string();
+    assert!(
+        reference.starts_with("minikind/node:"),
+        "build node-image printed {:?}",
+        r.stdout
+    );
+    (reference.clone(), image_id(&reference))
+}
+
+fn image_id(reference: &str) -> String {
+    let r = docker(&["image", "inspect", "-f", "{{.Id}}", reference]);
+    assert!(r.ok, "docker image inspect {reference}: {}", r.stderr);
+    r.stdout.trim().to_string()
+}
+
+/// Creates clusters at once (each create is mostly waiting), each with its own global args.
+fn create_concurrently(
+    specs: &[(&'static str, &'static [&'static str])],
+) -> Vec<(Cluster, String, String)> {
+    let handles: Vec<_> = specs
+        .iter()
+        .map(|&(prefix, args)| {
+            std::thread::spawn(move || {
+                let (c, r) = Cluster::create_with(prefix, HERMETIC, args);
+                (c, r.stdout, r.stderr)
+            })
+        })
+        .collect();
+    // Join them all before failing, so every cluster that was made is owned (and deleted).
+    let mut made = Vec::new();
+    let mut failed = None;
+    for h in handles {
+        match h.join() {
+            Ok(c) => made.push(c),
+            Err(panic) => failed = Some(panic),
+        }
+    }
+    if let Some(panic) = failed {
+        std::panic::resume_unwind(panic);
+    }
+    made
+}
+
+fn running(container: &str) -> bool {
+    docker(&["inspect", "-f", "{{.State.Running}}", container])
+        .stdout
+        .trim()
+        == "true"
+}
+
+/// Three clusters side by side: the node image is rebuilt on demand and reused by creates
+/// (`-v` says so on standard error), a taken name is refused, `get nodes --all-clusters` sees
+/// them all, `delete cluster` removes one and leaves the others whole, `delete clusters A B`
+/// removes two.
 #[test]
-fn a_name_in_use_is_refused_and_the_first_cluster_is_untouched() {
-    let c = Cluster::create("e2e-dup", HERMETIC);
-    let before = labelled_objects(&c.name);
-    let r = minikind(&["create", "cluster", "--name", &c.name]);
+fn clusters_side_by_side_share_the_image_and_delete_one_by_one_or_by_names() {
+    // `build node-image` imports even an unchanged image again: same tag, new image.
+    let (image, first_id) = build_node_image();
+    let (again, rebuilt_id) = build_node_image();
+    assert_eq!(again, image, "an unchanged executable gives the same tag");
+    assert_ne!(rebuilt_id, first_id, "build node-image must import again");
+
+    let mut made = create_concurrently(&[
+        ("e2e-pair-a", &["-v"]),
+        ("e2e-pair-b", &[]),
+        ("e2e-pair-c", &[]),
+    ]);
+    let (c, c_out, _) = made.pop().unwrap();
+    let (b, b_out, _) = made.pop().unwrap();
+    let (a, a_out, a_err) = made.pop().unwrap();
+
+    // The image present: nobody imported it again.
+    assert_eq!(image_id(&image), rebuilt_id, "a create re-imported {image}");
+    for out in [&a_out, &b_out, &c_out] {
+        // The tag is the hash of the running executable: another build of it meanwhile (a
+        // shared target directory) would show up here first.
+        assert!(
+            out.contains(&image),
+            "the create used another image than {image} (was target/debug/minikind rebuilt \
+             during the test?):\n{out}"
+        );
+        assert!(out.contains(&format!("{image} (reused")), "{out}");
+    }
+
+    // `-v`: minikind's debug events on standard error, naming the image and what was made;
+    // standard output keeps exactly the plain step lines.
+    let image_line = a_err
+        .lines()
+        .find(|l| l.contains("node image reused"))
+        .unwrap_or_else(|| panic!("no -v line about reusing the node image:\n{a_err}"));
+    assert!(
+        image_line.contains(&format!("image={image}"))
+            && image_line.contains(&format!("id={rebuilt_id}")),
+        "{image_line}"
+    );
+    for want in [
+        format!("network=minikind-{}", a.name),
+        "subnet=".to_string(),
+        "internal=true".to_string(),
+        format!("node={}", a.node("control-plane")),
+        "kubeconfig written".to_string(),
+        "step finished".to_string(),
+    ] {
+        assert!(a_err.contains(&want), "no {want:?} in the -v log:\n{a_err}");
+    }
+    assert!(!b_out.is_empty());
+    for line in a_out.lines() {
+        let plain = [
+            " • ",
+            " ✓ ",
+            "   ",
+            "Creating cluster",
+            "Cluster ",
+            "Set kubectl context",
+        ]
+        .iter()
+        .any(|p| line.starts_with(p));
+        assert!(plain, "not a status line on stdout: {line:?}\n{a_out}");
+        assert!(
+            !line.contains("DEBUG") && !line.contains(" INFO "),
+            "{line}"
+        );
+    }
+    let steps: Vec<&str> = a_out.lines().filter(|l| l.starts_with(" ✓ ")).collect();
+    let plain_steps: Vec<&str> = b_out.lines().filter(|l| l.starts_with(" ✓ ")).collect();
+    assert_eq!(
+        steps.len(),
+        plain_steps.len(),
+        "-v changes no step line:\n{a_out}\n{b_out}"
+    );
+
+    // A taken name: refused, the cluster untouched.
+    let before = labelled_objects(&a.name);
+    let r = minikind(&["create", "cluster", "--name", &a.name]);
     assert!(!r.ok);
     assert!(
-        r.stderr.contains("already exists") && r.stderr.contains(&c.name),
+        r.stderr.contains("already exists") && r.stderr.contains(&a.name),
         "{}",
         r.stderr
     );
-    assert_eq!(labelled_objects(&c.name), before);
+    assert_eq!(labelled_objects(&a.name), before);
+
+    let all = minikind(&["get", "nodes", "--all-clusters"]);
+    assert!(all.ok, "{}", all.stderr);
+    let listed = answers(&all.stdout);
+    for cl in [&a, &b, &c] {
+        assert!(listed.contains(&cl.node("control-plane")), "{listed:?}");
+        assert!(
+            !listed.contains(&cl.node("upstream")),
+            "not a node: {listed:?}"
+        );
+    }
+
+    // Deleting one cluster leaves the others as they were: containers running, network there.
+    let others = [
+        (&b, labelled_objects(&b.name)),
+        (&c, labelled_objects(&c.name)),
+    ];
+    let r = minikind(&["delete", "cluster", "--name", &a.name]);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(labelled_objects(&a.name), Vec::<String>::new());
+    for (cl, objects) in &others {
+        assert_eq!(&labelled_objects(&cl.name), objects);
+        for node in ["control-plane", "upstream"] {
+            assert!(running(&cl.node(node)), "{} stopped", cl.node(node));
+        }
+        let net = docker(&["network", "inspect", &format!("minikind-{}", cl.name)]);
+        assert!(net.ok, "{}", net.stderr);
+    }
+    // ... and still working: its API answers.
+    assert!(b.minikind_ok(&["get", "pods", "-A"]).contains("coredns"));
+
+    // Two at once by name.
+    let r = minikind(&["delete", "clusters", &b.name, &c.name]);
+    assert!(r.ok, "{}", r.stderr);
+    for cl in [&b, &c] {
+        assert!(r.stdout.contains(&cl.name), "{}", r.stdout);
+        assert_eq!(labelled_objects(&cl.name), Vec::<String>::new());
+    }
 }
 
 #[test]
@@ -463,10 +649,34 @@ fn the_kubeconfig_is_merged_on_create_and_exactly_removed_on_delete() {
         std::fs::remove_file(&lock).unwrap();
     }
 
-    let c = Cluster::create("e2e-kc", HERMETIC);
+    // Not --internal this time (the lab upstream still keeps every query on the machine): the
+    // API server is reached through the port Docker publishes on the host's loopback.
+    let c = Cluster::create("e2e-kc", "dns:\n  upstream: lab\n");
+    let internal = docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.Internal}}",
+        &format!("minikind-{}", c.name),
+    ]);
+    assert_eq!(internal.stdout.trim(), "false", "{}", internal.stderr);
+    let published = docker(&["port", &c.node("control-plane"), "6443/tcp"]);
+    assert!(published.ok, "{}", published.stderr);
+    let bindings = answers(&published.stdout);
+    let [binding] = bindings.as_slice() else {
+        panic!("want one binding of 6443/tcp: {bindings:?}");
+    };
+    let port: u16 = binding
+        .strip_prefix("127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("6443/tcp is not published on 127.0.0.1: {binding}"));
+    assert_ne!(port, 0);
+    let server = format!("server: https://127.0.0.1:{port}");
+
     let text = std::fs::read_to_string(&path).unwrap();
     let ctx = format!("minikind-{}", c.name);
     assert!(text.contains(&ctx) && text.contains(&other), "{text}");
+    assert!(text.contains(&server), "the exported kubeconfig: {text}");
 
     // The exported kubeconfig works: the API answers through it.
     let kubectl = [
@@ -504,6 +714,24 @@ fn the_kubeconfig_is_merged_on_create_and_exactly_removed_on_delete() {
         "{}",
         printed.stderr
     );
+    // The printed (external) kubeconfig on its own works too, through the same loopback port.
+    assert!(printed.stdout.contains(&server), "{}", printed.stdout);
+    {
+        let file = path.with_file_name(format!("printed-{}", c.name));
+        std::fs::write(&file, &printed.stdout).unwrap();
+        let out = std::process::Command::new(kubectl)
+            .args(["--kubeconfig", file.to_str().unwrap(), "get", "nodes"])
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&file);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(&c.node("control-plane")), "{stdout}");
+    }
     let internal = minikind(&["get", "kubeconfig", "--name", &c.name, "--internal"]);
     assert!(
         internal
