@@ -275,7 +275,8 @@ async fn serve(settings: NodeSettings) -> Result<()> {
         write_file(Path::new(NODE_KUBECONFIG), &running.kubeconfig)?;
         println!("minikind node agent: API server on {}", running.addr);
         let client = running.client().await?;
-        let created = dns_addon::install(&client, settings.service_subnet, CLUSTER_DOMAIN)
+        let addon = dns_addon::DnsAddon::for_domain(CLUSTER_DOMAIN);
+        let created = dns_addon::install(&client, settings.service_subnet, &addon)
             .await
             .context("installing the DNS add-on")?;
         println!("minikind node agent: DNS add-on: {created} object(s) created");

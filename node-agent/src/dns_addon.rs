@@ -3,8 +3,13 @@
 //! service address. The CoreDNS pods run minikind's cluster-dns (the kubelet maps CoreDNS
 //! images to it).
 //!
-//! Installed once by the control-plane node; objects that already exist are left as they are,
-//! so a user's `kubectl scale deployment coredns` or edited Corefile survives a node restart.
+//! This is the one implementation: the node agent calls [`install`] once the control plane on
+//! the control-plane node is up, and the standalone `minikind apiserver --dns-addon` calls it
+//! through `ControlPlaneConfig::dns_addon`. Both go through the API like kubeadm does, so the
+//! objects get the same admission (defaults, ClusterIP claim) as anything a user creates.
+//!
+//! Objects that already exist are left as they are, so a user's `kubectl scale deployment
+//! coredns` or edited Corefile survives a node restart.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -16,7 +21,7 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath, PodSpec,
-    PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -26,8 +31,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub const NAMESPACE: &str = "kube-system";
-/// The image name kubeadm uses; the kubelet runs cluster-dns for it.
-pub const COREDNS_IMAGE: &str = "registry.k8s.io/coredns/coredns:v1.11.3";
+/// The CoreDNS image kubeadm pins (Kubernetes 1.33); the kubelet runs cluster-dns for any
+/// CoreDNS image, so the tag only shows in `kubectl get -o yaml`.
+pub const COREDNS_IMAGE: &str = "registry.k8s.io/coredns/coredns:v1.12.0";
+/// kubeadm's replica count.
+pub const DEFAULT_REPLICAS: i32 = 2;
+/// The label CoreDNS keeps from kube-dns: the Deployment's selector and the Service's.
+const APP_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
+/// The taint kubeadm puts on control-plane nodes; CoreDNS tolerates it so that a cluster of
+/// one tainted node still gets DNS.
+const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
 
 /// kubeadm's Corefile for a cluster domain.
 pub fn corefile(domain: &str) -> String {
@@ -61,6 +74,45 @@ pub fn cluster_dns_ip(service_subnet: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(service_subnet.network()) + 10)
 }
 
+/// What the add-on looks like. The default is kubeadm's for `cluster.local`; the fields are
+/// the knobs a cluster config may turn (replicas, a Corefile override).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsAddon {
+    /// The cluster domain the Corefile's `kubernetes` plugin serves.
+    pub domain: String,
+    pub replicas: i32,
+    /// None = kubeadm's Corefile for `domain`.
+    pub corefile: Option<String>,
+    /// The image written into the Deployment (a CoreDNS image with no command runs
+    /// cluster-dns on minikind nodes).
+    pub image: String,
+}
+
+impl Default for DnsAddon {
+    fn default() -> Self {
+        DnsAddon::for_domain("cluster.local")
+    }
+}
+
+impl DnsAddon {
+    /// kubeadm's add-on for a cluster domain.
+    pub fn for_domain(domain: &str) -> Self {
+        DnsAddon {
+            domain: domain.to_string(),
+            replicas: DEFAULT_REPLICAS,
+            corefile: None,
+            image: COREDNS_IMAGE.to_string(),
+        }
+    }
+
+    /// The Corefile the ConfigMap carries.
+    pub fn corefile(&self) -> String {
+        self.corefile
+            .clone()
+            .unwrap_or_else(|| corefile(&self.domain))
+    }
+}
+
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
@@ -68,24 +120,28 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn meta(name: &str, l: BTreeMap<String, String>) -> ObjectMeta {
+fn meta(name: &str, l: Option<BTreeMap<String, String>>) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.into()),
         namespace: Some(NAMESPACE.into()),
-        labels: Some(l),
+        labels: l,
         ..Default::default()
     }
 }
 
-pub fn config_map(domain: &str) -> ConfigMap {
+/// ConfigMap `kube-system/coredns` (kubeadm gives it no labels).
+pub fn config_map(addon: &DnsAddon) -> ConfigMap {
     ConfigMap {
-        metadata: meta("coredns", BTreeMap::new()),
-        data: Some(BTreeMap::from([("Corefile".to_string(), corefile(domain))])),
+        metadata: meta("coredns", None),
+        data: Some(BTreeMap::from([("Corefile".to_string(), addon.corefile())])),
         ..Default::default()
     }
 }
 
-fn http_probe(path: &str, port: i32, initial: i32) -> Probe {
+/// An HTTP probe with the timings spelled out. kubeadm leaves the unset ones to the API
+/// server's defaults (period 10 s, timeout 1 s, success 1, failure 3); minikind's API server
+/// does not default probes, so they are written here to read the same in `kubectl get`.
+fn http_probe(path: &str, port: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -93,33 +149,45 @@ fn http_probe(path: &str, port: i32, initial: i32) -> Probe {
             scheme: Some("HTTP".into()),
             ..Default::default()
         }),
-        initial_delay_seconds: Some(initial),
         period_seconds: Some(10),
-        timeout_seconds: Some(5),
-        failure_threshold: Some(if initial > 0 { 5 } else { 3 }),
+        timeout_seconds: Some(1),
         success_threshold: Some(1),
+        failure_threshold: Some(3),
         ..Default::default()
     }
 }
 
-pub fn deployment(replicas: i32) -> Deployment {
-    let app = labels(&[("k8s-app", "kube-dns")]);
+/// Deployment `kube-system/coredns` as kubeadm's manifest has it, minus what minikind has no
+/// use for (service account, resources, securityContext, anti-affinity: the scheduler
+/// spreads pods anyway, and a `kubernetes.io/os` node selector would only keep the pods off
+/// nodes registered without that label).
+pub fn deployment(addon: &DnsAddon) -> Deployment {
+    let app = labels(&[APP_LABEL]);
     let port = |name: &str, p: i32, proto: &str| ContainerPort {
         name: Some(name.into()),
         container_port: p,
         protocol: Some(proto.into()),
         ..Default::default()
     };
+    // kubeadm's liveness: a minute's grace, then five 5-second misses restart the container.
+    let liveness = Probe {
+        initial_delay_seconds: Some(60),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(5),
+        ..http_probe("/health", 8080)
+    };
     Deployment {
-        metadata: meta("coredns", app.clone()),
+        metadata: meta("coredns", Some(app.clone())),
         spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
-            // kubeadm's: one replica may be down during a rollout (maxSurge stays 25%).
+            replicas: Some(addon.replicas),
+            // kubeadm's: one replica may be down during a rollout. kubeadm leaves maxSurge to
+            // the API server's 25% default, which minikind's admission only applies to a
+            // missing strategy as a whole; written out so the stored object is the same.
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateDeployment {
                     max_unavailable: Some(IntOrString::Int(1)),
-                    ..Default::default()
+                    max_surge: Some(IntOrString::String("25%".into())),
                 }),
             }),
             selector: LabelSelector {
@@ -135,10 +203,24 @@ pub fn deployment(replicas: i32) -> Deployment {
                     // CoreDNS forwards through the node's resolv.conf: the hop the network
                     // magic makes work.
                     dns_policy: Some("Default".into()),
+                    // Carried for kubectl and tools that look at it; minikind has no
+                    // PriorityClass objects and no preemption.
                     priority_class_name: Some("system-cluster-critical".into()),
+                    tolerations: Some(vec![
+                        Toleration {
+                            key: Some("CriticalAddonsOnly".into()),
+                            operator: Some("Exists".into()),
+                            ..Default::default()
+                        },
+                        Toleration {
+                            key: Some(CONTROL_PLANE_TAINT.into()),
+                            effect: Some("NoSchedule".into()),
+                            ..Default::default()
+                        },
+                    ]),
                     containers: vec![Container {
                         name: "coredns".into(),
-                        image: Some(COREDNS_IMAGE.into()),
+                        image: Some(addon.image.clone()),
                         image_pull_policy: Some("IfNotPresent".into()),
                         args: Some(vec!["-conf".into(), "/etc/coredns/Corefile".into()]),
                         ports: Some(vec![
@@ -146,8 +228,8 @@ pub fn deployment(replicas: i32) -> Deployment {
                             port("dns-tcp", 53, "TCP"),
                             port("metrics", 9153, "TCP"),
                         ]),
-                        liveness_probe: Some(http_probe("/health", 8080, 60)),
-                        readiness_probe: Some(http_probe("/ready", 8181, 0)),
+                        liveness_probe: Some(liveness),
+                        readiness_probe: Some(http_probe("/ready", 8181)),
                         volume_mounts: Some(vec![VolumeMount {
                             name: "config-volume".into(),
                             mount_path: "/etc/coredns".into(),
@@ -178,6 +260,7 @@ pub fn deployment(replicas: i32) -> Deployment {
     }
 }
 
+/// Service `kube-system/kube-dns` at `ip` (the 10th service address).
 pub fn service(ip: Ipv4Addr) -> Service {
     let port = |name: &str, p: i32, proto: &str| ServicePort {
         name: Some(name.into()),
@@ -188,11 +271,11 @@ pub fn service(ip: Ipv4Addr) -> Service {
     };
     let mut m = meta(
         "kube-dns",
-        labels(&[
-            ("k8s-app", "kube-dns"),
+        Some(labels(&[
+            APP_LABEL,
             ("kubernetes.io/cluster-service", "true"),
             ("kubernetes.io/name", "CoreDNS"),
-        ]),
+        ])),
     );
     m.annotations = Some(labels(&[
         ("prometheus.io/port", "9153"),
@@ -203,7 +286,7 @@ pub fn service(ip: Ipv4Addr) -> Service {
         spec: Some(ServiceSpec {
             cluster_ip: Some(ip.to_string()),
             cluster_ips: Some(vec![ip.to_string()]),
-            selector: Some(labels(&[("k8s-app", "kube-dns")])),
+            selector: Some(labels(&[APP_LABEL])),
             ports: Some(vec![
                 port("dns", 53, "UDP"),
                 port("dns-tcp", 53, "TCP"),
@@ -240,16 +323,17 @@ where
     }
 }
 
-/// Creates whatever of the add-on is missing. Returns how many objects were created.
+/// Creates whatever of the add-on is missing, through the API. Returns how many objects were
+/// created (0 when everything was already there).
 pub async fn install(
     client: &kube::Client,
     service_subnet: Ipv4Net,
-    domain: &str,
+    addon: &DnsAddon,
 ) -> Result<usize> {
     let mut created = 0;
-    created += create_if_absent(client, &config_map(domain)).await? as usize;
+    created += create_if_absent(client, &config_map(addon)).await? as usize;
     created += create_if_absent(client, &service(cluster_dns_ip(service_subnet))).await? as usize;
-    created += create_if_absent(client, &deployment(2)).await? as usize;
+    created += create_if_absent(client, &deployment(addon)).await? as usize;
     Ok(created)
 }
 
@@ -267,10 +351,15 @@ mod tests {
             cluster_dns_ip("10.100.0.0/24".parse().unwrap()),
             Ipv4Addr::new(10, 100, 0, 10)
         );
+        // A subnet written with host bits still counts from its network address.
+        assert_eq!(
+            cluster_dns_ip("10.96.7.3/16".parse().unwrap()),
+            Ipv4Addr::new(10, 96, 0, 10)
+        );
     }
 
     #[test]
-    fn the_corefile_is_kubeadms() {
+    fn the_corefile_is_kubeadms_for_the_domain() {
         let c = corefile("cluster.local");
         for line in [
             "kubernetes cluster.local in-addr.arpa ip6.arpa {",
@@ -288,6 +377,22 @@ mod tests {
         ] {
             assert!(c.contains(line), "missing {line:?} in\n{c}");
         }
+        let other = DnsAddon::for_domain("corp.internal").corefile();
+        assert!(
+            other.contains("kubernetes corp.internal in-addr.arpa ip6.arpa {"),
+            "{other}"
+        );
+        assert!(!other.contains("cluster.local"), "{other}");
+    }
+
+    #[test]
+    fn a_corefile_override_replaces_kubeadms() {
+        let addon = DnsAddon {
+            corefile: Some(".:53 {\n    log\n}\n".into()),
+            ..DnsAddon::default()
+        };
+        let cm = config_map(&addon);
+        assert_eq!(cm.data.unwrap()["Corefile"], ".:53 {\n    log\n}\n");
     }
 
     #[test]
@@ -306,19 +411,24 @@ mod tests {
             svc.metadata.labels.unwrap()["kubernetes.io/name"],
             "CoreDNS"
         );
-        let d = deployment(2);
+        let d = deployment(&DnsAddon {
+            replicas: 3,
+            ..DnsAddon::default()
+        });
         let ds = d.spec.unwrap();
-        assert_eq!(ds.replicas, Some(2));
+        assert_eq!(ds.replicas, Some(3));
         let rolling = ds.strategy.unwrap().rolling_update.unwrap();
         assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(1)));
         let pod = ds.template.spec.unwrap();
         assert_eq!(pod.dns_policy.as_deref(), Some("Default"));
-        assert!(
-            pod.containers[0]
-                .image
-                .as_deref()
-                .unwrap()
-                .contains("coredns")
-        );
+        let tolerated: Vec<_> = pod
+            .tolerations
+            .unwrap()
+            .into_iter()
+            .map(|t| t.key.unwrap())
+            .collect();
+        assert_eq!(tolerated, ["CriticalAddonsOnly", CONTROL_PLANE_TAINT]);
+        assert_eq!(pod.containers[0].image.as_deref(), Some(COREDNS_IMAGE));
+        assert!(config_map(&DnsAddon::default()).metadata.labels.is_none());
     }
 }

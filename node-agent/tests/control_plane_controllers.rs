@@ -664,8 +664,8 @@ async fn control_plane_controllers_orphan_deletion_keeps_pods() {
 
 #[tokio::test]
 async fn control_plane_controllers_dns_addon() {
-    use minikind_node_agent::control_plane::controllers::dns_addon::{DnsAddon, KUBEADM_COREFILE};
     use minikind_node_agent::control_plane::{ControlPlaneConfig, start};
+    use minikind_node_agent::dns_addon::{DnsAddon, corefile};
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = ControlPlaneConfig::loopback(dir.path().to_path_buf());
     cfg.dns_addon = Some(DnsAddon::default());
@@ -677,7 +677,7 @@ async fn control_plane_controllers_dns_addon() {
     assert_eq!(dns.spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.10"));
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
     let cm = cms.get("coredns").await.unwrap();
-    assert_eq!(cm.data.unwrap()["Corefile"], KUBEADM_COREFILE);
+    assert_eq!(cm.data.unwrap()["Corefile"], corefile("cluster.local"));
     let pods: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
     let two = eventually(10, "two coredns pods", || {
         let pods = pods.clone();

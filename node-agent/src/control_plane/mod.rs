@@ -48,8 +48,9 @@ pub struct ControlPlaneConfig {
     pub insecure_http: bool,
     /// Watch history kept for resourceVersion replay.
     pub history: usize,
-    /// The cluster DNS add-on to install at start (objects that exist are kept).
-    pub dns_addon: Option<controllers::dns_addon::DnsAddon>,
+    /// The cluster DNS add-on to install at start (objects that exist are kept), through the
+    /// same [`crate::dns_addon::install`] the node agent calls.
+    pub dns_addon: Option<crate::dns_addon::DnsAddon>,
 }
 
 impl ControlPlaneConfig {
@@ -234,11 +235,6 @@ pub async fn start(cfg: ControlPlaneConfig) -> anyhow::Result<RunningControlPlan
     controllers::kubernetes_service::bootstrap(&state, cfg.advertise_address, addr.port())
         .await
         .map_err(|e| anyhow::anyhow!("creating the initial objects: {}", e.message))?;
-    if let Some(addon) = &cfg.dns_addon {
-        controllers::dns_addon::install(&state, addon)
-            .await
-            .map_err(|e| anyhow::anyhow!("installing the DNS add-on: {}", e.message))?;
-    }
     let cancel = CancellationToken::new();
     controllers::spawn_all(
         state.clone(),
@@ -251,13 +247,54 @@ pub async fn start(cfg: ControlPlaneConfig) -> anyhow::Result<RunningControlPlan
     tokio::spawn(memory::trim_periodically(cancel.clone()));
     let app = apiserver::router(state.clone());
     let server = tokio::spawn(apiserver::serve(listener, tls, app, cancel.clone()));
-    Ok(RunningControlPlane {
+    let cp = RunningControlPlane {
         addr,
         kubeconfig,
         state,
         cancel,
         server,
-    })
+    };
+    if let Some(addon) = &cfg.dns_addon {
+        // Through the API, now that it serves: the same code and admission as the node
+        // agent's install. Random ClusterIPs come from the upper band, so no Service created
+        // meanwhile can take kube-dns's 10th address.
+        if let Err(e) = install_dns_addon(&cp, cfg.service_cidr, addon).await {
+            let _ = cp.shutdown().await;
+            return Err(e.context("installing the DNS add-on"));
+        }
+    }
+    Ok(cp)
+}
+
+/// Installs the add-on with a client that talks to the bound address itself, whatever server
+/// name the kubeconfig carries (`kubeconfig_server` may not resolve on this host).
+async fn install_dns_addon(
+    cp: &RunningControlPlane,
+    service_cidr: Ipv4Net,
+    addon: &crate::dns_addon::DnsAddon,
+) -> anyhow::Result<()> {
+    let kc = kube::config::Kubeconfig::from_yaml(&cp.kubeconfig)
+        .context("parsing the admin kubeconfig")?;
+    let mut kcfg =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .context("loading the admin kubeconfig")?;
+    let host = match cp.addr.ip() {
+        // The serving certificate always names 127.0.0.1.
+        ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip => ip,
+    };
+    let scheme = if cp.state.token.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    kcfg.cluster_url = format!("{scheme}://{}", SocketAddr::new(host, cp.addr.port()))
+        .parse()
+        .context("building the API server URL")?;
+    let client = kube::Client::try_from(kcfg).context("building a kube client")?;
+    crate::dns_addon::install(&client, service_cidr, addon).await?;
+    Ok(())
 }
 
 /// Runs the control plane on a node until the agent stops (SIGINT/SIGTERM).
@@ -321,7 +358,7 @@ pub fn apiserver_cli_main(args: Vec<OsString>) -> i32 {
         admin_kubeconfig: a.kubeconfig_out,
         insecure_http: a.insecure_http,
         history: store::DEFAULT_HISTORY,
-        dns_addon: a.dns_addon.then(controllers::dns_addon::DnsAddon::default),
+        dns_addon: a.dns_addon.then(crate::dns_addon::DnsAddon::default),
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

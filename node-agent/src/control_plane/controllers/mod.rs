@@ -8,7 +8,6 @@
 
 pub mod clusterip;
 pub mod deployments;
-pub mod dns_addon;
 pub mod endpointslices;
 pub mod kubernetes_service;
 pub mod lifecycle;
