@@ -30,6 +30,30 @@ fn seed_003_walkthrough_on_three_nodes() {
         "e2e-dns",
         &cluster_body("seed-003-dns-walkthrough/cluster.yaml"),
     );
+    // `create` returns once a pod on every node has resolved kubernetes.default: right after
+    // it, one try from each node through that node's service rules answers, and the check
+    // pods are gone again.
+    for role in ["control-plane", "worker", "worker2"] {
+        let r = c.exec(
+            &c.node(role),
+            &[
+                "dig",
+                "@10.96.0.10",
+                "kubernetes.default.svc.cluster.local",
+                "+short",
+                "+time=2",
+                "+tries=1",
+            ],
+        );
+        assert!(
+            r.ok && r.stdout.trim() == "10.96.0.1",
+            "from {role} right after create: {} {}",
+            r.stdout,
+            r.stderr
+        );
+    }
+    let pods = c.minikind_ok(&["get", "pods", "-A"]);
+    assert!(!pods.contains("dns-check"), "{pods}");
     for f in [
         "busybox.yaml",
         "other-namespace.yaml",

@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod delete;
+pub mod dns_check;
 pub mod embedded_dns;
 pub mod exec;
 pub mod kubeconfig;
