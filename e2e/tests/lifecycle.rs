@@ -405,6 +405,15 @@ fn clusters_side_by_side_share_the_image_and_delete_one_by_one_or_by_names() {
     let (again, rebuilt_id) = build_node_image();
     assert_eq!(again, image, "an unchanged executable gives the same tag");
     assert_ne!(rebuilt_id, first_id, "build node-image must import again");
+    // The image it replaced is removed, unless containers (other tests' clusters running now)
+    // still use it.
+    if docker(&["image", "inspect", &first_id]).ok {
+        let users = docker(&["ps", "-aq", "--filter", &format!("ancestor={first_id}")]);
+        assert!(
+            !users.stdout.trim().is_empty(),
+            "the replaced image {first_id} was left behind unused"
+        );
+    }
 
     let mut made = create_concurrently(&[
         ("e2e-pair-a", &["-v"]),

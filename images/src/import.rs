@@ -83,9 +83,15 @@ pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeIma
             }
             None => tracing::debug!(image = %reference, "node image: not in the engine yet"),
         }
-    } else {
-        tracing::debug!(image = %reference, "node image: rebuild asked for; importing again");
     }
+    // What the tag points at before a rebuild: the import moves the tag, and that image would
+    // be left behind untagged.
+    let replaced = if rebuild {
+        tracing::debug!(image = %reference, "node image: rebuild asked for; importing again");
+        image_id(docker, &reference).await?
+    } else {
+        None
+    };
 
     let options = CreateImageOptionsBuilder::default()
         .from_src("-")
@@ -115,6 +121,9 @@ pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeIma
         took_ms = import_started.elapsed().as_millis() as u64,
         "node image: imported into the engine"
     );
+    if let Some(old) = replaced.filter(|old| *old != id) {
+        remove_replaced(docker, &old).await;
+    }
     Ok(NodeImage {
         reference,
         id,
@@ -122,6 +131,20 @@ pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeIma
         built: true,
         rootfs_bytes,
     })
+}
+
+/// Removes the node image a rebuild replaced, unless something still uses it (the containers
+/// of a running cluster keep it, as `docker rmi` without `--force` does); it is only ever an
+/// image this function imported, found by the tag it had.
+async fn remove_replaced(docker: &Docker, id: &str) {
+    let options = bollard::query_parameters::RemoveImageOptionsBuilder::default()
+        .force(false)
+        .noprune(false)
+        .build();
+    match docker.remove_image(id, Some(options), None).await {
+        Ok(_) => tracing::debug!(%id, "node image: removed the image the rebuild replaced"),
+        Err(e) => tracing::debug!(%id, error = %e, "node image: kept the replaced image"),
+    }
 }
 
 /// The engine's ID for an image reference, or `None` when it has no such image.
