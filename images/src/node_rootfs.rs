@@ -270,6 +270,34 @@ mod tests {
         ] {
             assert!(names.iter().any(|n| n == want), "missing {want}");
         }
+        // Every tool pods call is minikind's own, whatever busybox the host may add: each
+        // name is a link to the minikind executable.
+        let mut a = tar::Archive::new(tar.bytes.as_slice());
+        let links: Vec<(String, String)> = a
+            .entries()
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.unwrap();
+                let target = e.link_name().unwrap()?.display().to_string();
+                Some((e.path().unwrap().display().to_string(), target))
+            })
+            .collect();
+        for tool in [
+            "dig",
+            "nslookup",
+            "getent",
+            "cat",
+            "sleep",
+            "cluster-dns",
+            "netns",
+        ] {
+            let path = format!("usr/local/bin/{tool}");
+            let target = links.iter().find(|(p, _)| *p == path).map(|(_, t)| t);
+            assert!(
+                target.is_some_and(|t| t == "minikind" || t == MINIKIND_PATH),
+                "{path} is not a link to minikind: {target:?}"
+            );
+        }
         assert!(names.iter().any(|n| n.contains("libxtables.so")));
         assert!(names.iter().any(|n| n.contains("libnftnl.so")));
         assert!(
