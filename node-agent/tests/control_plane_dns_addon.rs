@@ -6,7 +6,7 @@
 //! objects.
 
 mod control_plane_common;
-use control_plane_common::server;
+use control_plane_common::{eventually, server};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -74,6 +74,23 @@ impl Apis {
             rv(&self.deps.get("coredns").await.unwrap().metadata),
             rv(&self.svcs.get("kube-dns").await.unwrap().metadata),
         ]
+    }
+
+    /// The versions once the Deployment controller is done with the new Deployment (its pods
+    /// made and its status written; with no node nothing changes after that), so that a
+    /// change seen afterwards can only come from the install.
+    async fn settled(&self) -> [String; 3] {
+        eventually(10, "the coredns Deployment settled", || async {
+            let d = self.deps.get("coredns").await.ok()?;
+            let st = d.status?;
+            if st.replicas != Some(2) || st.observed_generation != d.metadata.generation {
+                return None;
+            }
+            let first = self.versions().await;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            (self.versions().await == first).then_some(first)
+        })
+        .await
     }
 
     /// What the add-on consists of, without the fields the server fills per object (uid,
@@ -296,7 +313,7 @@ async fn dns_addon_install_creates_kubeadms_objects_once() {
     check_service(&apis.svcs.get("kube-dns").await.unwrap(), "10.96.0.10");
 
     // A second install (the agent restarting) creates nothing and writes nothing.
-    let before = apis.versions().await;
+    let before = apis.settled().await;
     let created = install(&client, subnet, &DnsAddon::default())
         .await
         .unwrap();
