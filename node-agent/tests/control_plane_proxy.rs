@@ -1,21 +1,20 @@
-//! `pods/log` and `pods/exec` proxied to a (fake) kubelet endpoint on loopback, through
-//! kube-rs and kubectl.
+//! `pods/log` and `pods/exec` proxied by the API server to a kubelet endpoint on loopback:
+//! logs (query, container choice) against a fake endpoint through kube-rs and kubectl, and
+//! `kubectl exec` end to end into minikind's real kubelet (exit codes, streams, stdin, the
+//! `v5.channel.k8s.io` subprotocol). kube-rs's exec through the API server to the real kubelet
+//! is in kubelet_endpoint.rs.
 
 mod control_plane_common;
+mod kubelet_common;
 use control_plane_common::server;
 
-use axum::body::Body;
-use axum::extract::{Path, RawQuery, Request};
-use axum::response::Response;
-use futures::{SinkExt, StreamExt};
-use hyper_util::rt::TokioIo;
+use axum::extract::{Path, RawQuery};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, AttachParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, LogParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use tokio::io::AsyncReadExt;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
 async fn fake_logs(
     Path((ns, pod, c)): Path<(String, String, String)>,
@@ -24,68 +23,11 @@ async fn fake_logs(
     format!("log of {ns}/{pod}/{c}\nquery {}\n", q.unwrap_or_default())
 }
 
-/// A kubelet-style exec endpoint: answers the websocket with the command on stdout and a
-/// Success status on channel 3.
-async fn fake_exec(
-    Path((_ns, _pod, c)): Path<(String, String, String)>,
-    RawQuery(q): RawQuery,
-    mut req: Request,
-) -> Response {
-    let cmd: Vec<String> = form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-        .filter(|(k, _)| k == "command")
-        .map(|(_, v)| v.into_owned())
-        .collect();
-    let key = req.headers().get("sec-websocket-key").cloned().unwrap();
-    let proto = req
-        .headers()
-        .get("sec-websocket-protocol")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|p| {
-            p.split(',')
-                .map(str::trim)
-                .find(|p| p.starts_with("v5.") || p.starts_with("v4."))
-        })
-        .unwrap_or("v4.channel.k8s.io")
-        .to_string();
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let up = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        let io = TokioIo::new(up.await.unwrap());
-        let mut ws =
-            tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, None).await;
-        let mut out = vec![1u8];
-        out.extend_from_slice(format!("ran in {c}: {}\n", cmd.join(" ")).as_bytes());
-        ws.send(Message::Binary(out.into())).await.unwrap();
-        let mut status = vec![3u8];
-        status.extend_from_slice(br#"{"metadata":{},"status":"Success"}"#);
-        ws.send(Message::Binary(status.into())).await.unwrap();
-        let normal = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        };
-        let _ = ws.close(Some(normal)).await;
-        while ws.next().await.is_some() {}
-    });
-    Response::builder()
-        .status(101)
-        .header("upgrade", "websocket")
-        .header("connection", "Upgrade")
-        .header("sec-websocket-accept", accept)
-        .header("sec-websocket-protocol", proto)
-        .body(Body::empty())
-        .unwrap()
-}
-
 async fn fake_kubelet() -> u16 {
-    let app = axum::Router::new()
-        .route(
-            "/containerLogs/{ns}/{pod}/{c}",
-            axum::routing::get(fake_logs),
-        )
-        .route(
-            "/exec/{ns}/{pod}/{c}",
-            axum::routing::get(fake_exec).post(fake_exec),
-        );
+    let app = axum::Router::new().route(
+        "/containerLogs/{ns}/{pod}/{c}",
+        axum::routing::get(fake_logs),
+    );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
@@ -93,7 +35,7 @@ async fn fake_kubelet() -> u16 {
 }
 
 #[tokio::test]
-async fn control_plane_proxy_logs_and_exec() {
+async fn control_plane_proxy_logs() {
     let dir = tempfile::tempdir().unwrap();
     let cp = server(&dir.path().join("data")).await;
     let client = cp.client().await.unwrap();
@@ -149,17 +91,6 @@ async fn control_plane_proxy_logs_and_exec() {
     assert_eq!(s.code, 400);
     assert!(s.message.contains("choose one of: [a b]"), "{}", s.message);
 
-    let mut att = pods
-        .exec("p", ["echo", "hi"], &AttachParams::default().stderr(false))
-        .await
-        .unwrap();
-    let mut stdout = att.stdout().unwrap();
-    let mut got = String::new();
-    stdout.read_to_string(&mut got).await.unwrap();
-    assert_eq!(got, "ran in main: echo hi\n");
-    let status = att.take_status().unwrap().await.unwrap();
-    assert_eq!(status.status.as_deref(), Some("Success"));
-
     let kubectl = control_plane_common::kubectl();
     let kc = dir.path().join("kubeconfig");
     std::fs::write(&kc, &cp.kubeconfig).unwrap();
@@ -183,11 +114,125 @@ async fn control_plane_proxy_logs_and_exec() {
         String::from_utf8_lossy(&out.stdout).contains("log of default/p/main"),
         "{out:?}"
     );
-    let out = run(vec!["exec", "p", "--", "uname", "-a"]).await.unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "ran in main: uname -a\n"
-    );
     cp.shutdown().await.unwrap();
+}
+
+/// Runs kubectl with `args` against `kubeconfig`, feeding it `stdin` (or nothing), for at most
+/// 30 s; a kubectl that hangs is killed and fails the test.
+async fn kubectl(dir: &std::path::Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = tokio::process::Command::new(control_plane_common::kubectl())
+        .env("KUBECONFIG", dir.join("kubeconfig"))
+        .arg("--cache-dir")
+        .arg(dir.join("kubectl-cache"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting kubectl");
+    let mut input = child.stdin.take().expect("kubectl's stdin");
+    if let Some(data) = stdin {
+        input
+            .write_all(data)
+            .await
+            .expect("writing kubectl's stdin");
+    }
+    drop(input);
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish within 30 s"))
+        .expect("kubectl's output")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `kubectl exec` through the API server's proxy into minikind's kubelet, which runs the
+/// command in the pod: the exit code comes back as kubectl's, stdout and stderr stay apart,
+/// stdin reaches the process, and kubectl says it negotiated `v5.channel.k8s.io`.
+#[test]
+fn control_plane_proxy_kubectl_exec_into_the_kubelet() {
+    use kubelet_common::{Lab, isolated, pod};
+    isolated(|| async {
+        let lab = Lab::start().await;
+        let dir = lab.dir.path().to_path_buf();
+        std::fs::write(dir.join("kubeconfig"), &lab.cp.kubeconfig).unwrap();
+        lab.create(pod("box", &["sleep", "3600"])).await;
+        lab.wait_running("box").await;
+
+        let out = kubectl(
+            &dir,
+            &[
+                "exec",
+                "box",
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 7",
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(7), "{out:?}");
+        assert_eq!(text(&out.stdout), "out\n");
+        // The process's stderr, then kubectl's own line, from the status's exit code.
+        assert_eq!(
+            text(&out.stderr),
+            "err\ncommand terminated with exit code 7\n"
+        );
+
+        let out = kubectl(
+            &dir,
+            &["exec", "box", "--", "sh", "-c", "echo $HOSTNAME"],
+            None,
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(text(&out.stdout), "box\n");
+        assert_eq!(text(&out.stderr), "");
+
+        // -i: kubectl's stdin goes to the process and its end closes the process's stdin.
+        let out = kubectl(
+            &dir,
+            &["exec", "-i", "box", "--", "sh", "-c", "tr a-z A-Z; exit 3"],
+            Some(b"piped through\n"),
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert_eq!(text(&out.stdout), "PIPED THROUGH\n");
+
+        // -c picks the container; the API server puts it in the kubelet's path.
+        let mut two = pod("two", &["sleep", "3600"]);
+        let mut side = two["spec"]["containers"][0].clone();
+        side["name"] = json!("side");
+        side["env"] = json!([{"name": "WHO", "value": "the side container"}]);
+        two["spec"]["containers"].as_array_mut().unwrap().push(side);
+        lab.create(two).await;
+        lab.wait_running("two").await;
+        let out = kubectl(
+            &dir,
+            &["exec", "two", "-c", "side", "--", "sh", "-c", "echo $WHO"],
+            None,
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(text(&out.stdout), "the side container\n");
+
+        // kubectl logs the subprotocol it negotiated at -v=4 (`"Subprotocol negotiated"
+        // protocol="v5.channel.k8s.io"` in 1.37, `The subprotocol is …` before).
+        let out = kubectl(&dir, &["-v=4", "exec", "box", "--", "true"], None).await;
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let log = text(&out.stderr);
+        let negotiated: Vec<&str> = log
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().contains("subprotocol"))
+            .collect();
+        assert!(
+            negotiated.len() == 1 && negotiated[0].contains("v5.channel.k8s.io"),
+            "kubectl did not report negotiating v5.channel.k8s.io:\n{log}"
+        );
+        lab.shutdown().await;
+    });
 }

@@ -27,7 +27,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 use super::Kubelet;
 use super::container::ProcessTemplate;
@@ -386,7 +387,14 @@ where
     ws.send(frame(STATUS, status.to_string().as_bytes()))
         .await
         .context("sending the exit status")?;
-    let _ = ws.send(Message::Close(None)).await;
+    // A close frame with code 1000: client-go (kubectl) takes only a normal closure as the
+    // end of the streams. An empty close frame reads as 1005 there, and kubectl then fails
+    // with "error reading from error stream" and exit code 1 instead of the command's.
+    let normal = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    };
+    let _ = ws.send(Message::Close(Some(normal))).await;
     Ok(())
 }
 
