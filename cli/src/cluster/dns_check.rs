@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::future::try_join_all;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use serde_json::json;
@@ -36,12 +37,19 @@ pub async fn wait_every_node(
 ) -> Result<()> {
     let deadline = tokio::time::Instant::now() + wait;
     let api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    try_join_all(nodes.iter().map(|n| wait_node(&api, n, deadline, wait))).await?;
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), NAMESPACE);
+    try_join_all(
+        nodes
+            .iter()
+            .map(|n| wait_node(&api, &slices, n, deadline, wait)),
+    )
+    .await?;
     Ok(())
 }
 
 async fn wait_node(
     api: &Api<Pod>,
+    slices: &Api<EndpointSlice>,
     node: &str,
     deadline: tokio::time::Instant,
     wait: Duration,
@@ -56,6 +64,13 @@ async fn wait_node(
                  CoreDNS pods: {pods})",
                 humantime::format_duration(wait)
             );
+        }
+        // A pod only helps once kube-dns has a ready endpoint: until then every lookup is
+        // refused, and a new pod each time would only churn the node's namespaces.
+        if !kube_dns_has_ready_endpoint(slices).await {
+            last = "kube-dns has no ready endpoint yet".into();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
         }
         let pod = api
             .create(&PostParams::default(), &check_pod(node))
@@ -82,12 +97,28 @@ async fn wait_node(
                 false
             }
         };
+        if !resolved {
+            tracing::debug!(%node, try_ = %last, "cluster DNS check: not yet");
+        }
         remove(api, &name).await;
         if resolved {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Whether any EndpointSlice of the kube-dns Service lists a ready endpoint (an error reading
+/// them counts as "not yet": the wait's deadline still bounds it).
+async fn kube_dns_has_ready_endpoint(slices: &Api<EndpointSlice>) -> bool {
+    let params = ListParams::default().labels("kubernetes.io/service-name=kube-dns");
+    let Ok(list) = slices.list(&params).await else {
+        return false;
+    };
+    list.items
+        .iter()
+        .flat_map(|s| &s.endpoints)
+        .any(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
 }
 
 /// A ClusterFirst pod pinned to `node` (tolerating its taints, as a DaemonSet's pods do) that
