@@ -10,9 +10,9 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use minikind_cluster_dns::dnsmsg::Proto;
+use minikind_cluster_dns::fastpath;
 use minikind_cluster_dns::kubernetes::Change;
 use minikind_cluster_dns::run::{Config, Options};
-use minikind_cluster_dns::fastpath;
 use minikind_cluster_dns::server::{Step, ZoneTable, prepare, prepare_decoded};
 
 const COREFILE: &str = ".:53 {
@@ -38,15 +38,23 @@ lab:53 {
 fn objects() -> Vec<Change> {
     let v = |s: serde_json::Value| s;
     let ns = v(serde_json::json!({"metadata":{"name":"default"}}));
-    let svc = v(serde_json::json!({"metadata":{"name":"web","namespace":"default"},
-        "spec":{"clusterIP":"10.96.0.50","clusterIPs":["10.96.0.50"],"ports":[{"name":"http","port":80,"protocol":"TCP"}]}}));
-    let headless = v(serde_json::json!({"metadata":{"name":"db","namespace":"default"},
-        "spec":{"clusterIP":"None","ports":[{"name":"sql","port":5432}]}}));
-    let ext = v(serde_json::json!({"metadata":{"name":"ext","namespace":"default"},
-        "spec":{"type":"ExternalName","externalName":"example.org"}}));
-    let slice = v(serde_json::json!({"metadata":{"name":"db-1","namespace":"default","labels":{"kubernetes.io/service-name":"db"}},
+    let svc = v(
+        serde_json::json!({"metadata":{"name":"web","namespace":"default"},
+        "spec":{"clusterIP":"10.96.0.50","clusterIPs":["10.96.0.50"],"ports":[{"name":"http","port":80,"protocol":"TCP"}]}}),
+    );
+    let headless = v(
+        serde_json::json!({"metadata":{"name":"db","namespace":"default"},
+        "spec":{"clusterIP":"None","ports":[{"name":"sql","port":5432}]}}),
+    );
+    let ext = v(
+        serde_json::json!({"metadata":{"name":"ext","namespace":"default"},
+        "spec":{"type":"ExternalName","externalName":"example.org"}}),
+    );
+    let slice = v(
+        serde_json::json!({"metadata":{"name":"db-1","namespace":"default","labels":{"kubernetes.io/service-name":"db"}},
         "addressType":"IPv4","endpoints":[{"addresses":["10.244.1.5"],"hostname":"db-0"},{"addresses":["10.244.1.6"],"conditions":{"ready":false}}],
-        "ports":[{"name":"sql","port":5432,"protocol":"TCP"}]}));
+        "ports":[{"name":"sql","port":5432,"protocol":"TCP"}]}),
+    );
     vec![
         Change::Namespace(serde_json::from_value(ns).expect("namespace")),
         Change::Service(serde_json::from_value(svc).expect("service")),
@@ -75,8 +83,12 @@ fn plain() -> &'static (Config, Arc<ZoneTable>) {
 }
 
 fn build(text: &str) -> (Config, Arc<ZoneTable>) {
-    let cf = minikind_cluster_dns::corefile::parse_str(text, "Corefile", None, &|_| None).expect("corefile");
-    let opts = Options { banner: false, ..Default::default() };
+    let cf = minikind_cluster_dns::corefile::parse_str(text, "Corefile", None, &|_| None)
+        .expect("corefile");
+    let opts = Options {
+        banner: false,
+        ..Default::default()
+    };
     let config = Config::build(&cf, text.to_string(), &opts).expect("config");
     for b in &config.blocks {
         if let Some(k) = &b.kubernetes {
