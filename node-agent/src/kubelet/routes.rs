@@ -189,9 +189,7 @@ pub async fn watch_nodes(
 ) {
     let api: Api<Node> = Api::all(client);
     let (reader, writer) = reflector::store();
-    let stream = reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .applied_objects();
+    let stream = reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
     futures::pin_mut!(stream);
     let mut last: Option<(BTreeMap<Ipv4Net, Ipv4Addr>, Option<Ipv4Addr>)> = None;
     let mut retry = tokio::time::interval(std::time::Duration::from_secs(10));
@@ -199,6 +197,11 @@ pub async fn watch_nodes(
         tokio::select! {
             ev = stream.next() => {
                 match ev {
+                    // The store holds the initial list only once it is complete (InitDone):
+                    // syncing on each object of that list would see an empty store, and with
+                    // no Node changing afterwards the routes would wait for the retry tick —
+                    // ten seconds without a path to the other nodes' pods.
+                    Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
                     Some(Ok(_)) => {}
                     Some(Err(e)) => { tracing::debug!("watching nodes: {e}"); continue; }
                     None => return,
@@ -239,6 +242,92 @@ mod tests {
             v["status"]["addresses"] = json!([{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": ip}]);
         }
         serde_json::from_value(v).unwrap()
+    }
+
+    fn ip_ok(args: &[&str]) {
+        let out = Command::new("ip").args(args).output().unwrap();
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+    }
+
+    /// A node that joins after all the others sees no Node change for a while (the others'
+    /// heartbeats are ten seconds apart): its routes must come from the initial list alone.
+    #[test]
+    fn routes_follow_the_initial_list_without_waiting_for_a_change() {
+        use kube::api::{Patch, PatchParams, PostParams};
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            ip_ok(&["link", "set", "lo", "up"]);
+            ip_ok(&["link", "add", "nodenet", "type", "bridge"]);
+            ip_ok(&["addr", "add", "172.18.0.2/16", "dev", "nodenet"]);
+            ip_ok(&["link", "set", "nodenet", "up"]);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let cp = crate::control_plane::start(
+                    crate::control_plane::ControlPlaneConfig::loopback(dir.path().join("api")),
+                )
+                .await
+                .unwrap();
+                let client = cp.client().await.unwrap();
+                let nodes: Api<Node> = Api::all(client.clone());
+                for (name, ip) in [
+                    ("me", "172.18.0.2"),
+                    ("peer-1", "172.18.0.3"),
+                    ("peer-2", "172.18.0.4"),
+                ] {
+                    let n: Node =
+                        serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+                    nodes.create(&PostParams::default(), &n).await.unwrap();
+                    let status =
+                        json!({"status": {"addresses": [{"type": "InternalIP", "address": ip}]}});
+                    nodes
+                        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+                        .await
+                        .unwrap();
+                }
+                // The IPAM controller gives every node its CIDR; then nothing changes.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                loop {
+                    let list = nodes.list(&Default::default()).await.unwrap();
+                    if desired_routes(&list.items, "me").len() == 2 {
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no pod CIDRs assigned"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                let stop = CancellationToken::new();
+                let task = tokio::spawn(watch_nodes(client, "me".into(), None, stop.clone()));
+                // Well inside the ten-second retry tick.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+                loop {
+                    let out = Command::new("ip")
+                        .args(["-4", "route", "show", "proto", ROUTE_PROTO])
+                        .output()
+                        .unwrap();
+                    let routes = String::from_utf8_lossy(&out.stdout).into_owned();
+                    if routes.lines().count() == 2 {
+                        assert!(routes.contains("via 172.18.0.3 dev nodenet"), "{routes}");
+                        assert!(routes.contains("via 172.18.0.4 dev nodenet"), "{routes}");
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no routes from the initial list within 3 s: {routes:?}"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                stop.cancel();
+                task.await.unwrap();
+            });
+        })
+        .join()
+        .expect("the test thread");
     }
 
     #[test]
