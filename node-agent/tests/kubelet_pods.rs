@@ -445,6 +445,28 @@ fn a_readiness_probe_gates_ready() {
             condition(p, "Ready").as_deref() == Some("True")
         })
         .await;
+
+        // tcpSocket: Ready once something accepts on the port (here on the node's bridge
+        // address, bound only after a few failed probes).
+        let port = {
+            let l = std::net::TcpListener::bind("10.244.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut t = pod("tcp", &["sleep", "3600"]);
+        t["spec"]["containers"][0]["readinessProbe"] =
+            json!({"tcpSocket": {"host": "10.244.0.1", "port": port}, "periodSeconds": 1});
+        lab.create(t).await;
+        lab.wait_running("tcp").await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let p = lab.pods().get("tcp").await.unwrap();
+        assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
+        let _listener = tokio::net::TcpListener::bind(("10.244.0.1", port))
+            .await
+            .unwrap();
+        lab.wait_pod("tcp", 10, "Ready by tcpSocket", |p| {
+            condition(p, "Ready").as_deref() == Some("True")
+        })
+        .await;
         lab.shutdown().await;
     });
 }
