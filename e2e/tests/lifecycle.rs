@@ -699,17 +699,9 @@ fn the_kubeconfig_is_merged_on_create_and_exactly_removed_on_delete() {
     assert!(text.contains(&server), "the exported kubeconfig: {text}");
 
     // The exported kubeconfig works: the API answers through it.
-    let kubectl = [
-        "/tmp/kubectl-venv/bin/kubectl",
-        "/usr/bin/kubectl",
-        "/usr/local/bin/kubectl",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).is_file());
-    // .ci/run installs one; the machine kind has one too: a missing kubectl is a failure, not a skip.
-    let kubectl = kubectl.expect("no kubectl found (install it, or run .ci/run)");
+    let kubectl = minikind_e2e::kubectl();
     {
-        let out = std::process::Command::new(kubectl)
+        let out = std::process::Command::new(&kubectl)
             .args([
                 "--kubeconfig",
                 path.to_str().unwrap(),
@@ -739,7 +731,7 @@ fn the_kubeconfig_is_merged_on_create_and_exactly_removed_on_delete() {
     {
         let file = path.with_file_name(format!("printed-{}", c.name));
         std::fs::write(&file, &printed.stdout).unwrap();
-        let out = std::process::Command::new(kubectl)
+        let out = std::process::Command::new(&kubectl)
             .args(["--kubeconfig", file.to_str().unwrap(), "get", "nodes"])
             .output()
             .unwrap();

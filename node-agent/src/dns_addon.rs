@@ -36,8 +36,10 @@ pub const NAMESPACE: &str = "kube-system";
 pub const COREDNS_IMAGE: &str = "registry.k8s.io/coredns/coredns:v1.12.0";
 /// kubeadm's replica count.
 pub const DEFAULT_REPLICAS: i32 = 2;
+/// The Service in front of CoreDNS, by its historical name.
+pub const SERVICE: &str = "kube-dns";
 /// The label CoreDNS keeps from kube-dns: the Deployment's selector and the Service's.
-const APP_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
+pub const APP_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
 /// The taint kubeadm puts on control-plane nodes; CoreDNS tolerates it so that a cluster of
 /// one tainted node still gets DNS.
 const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
@@ -270,7 +272,7 @@ pub fn service(ip: Ipv4Addr) -> Service {
         ..Default::default()
     };
     let mut m = meta(
-        "kube-dns",
+        SERVICE,
         Some(labels(&[
             APP_LABEL,
             ("kubernetes.io/cluster-service", "true"),

@@ -824,14 +824,7 @@ async fn control_plane_controllers_scheduler_skips_not_ready_nodes() {
         }
     };
     let first: Vec<String> = (0..4).map(|i| format!("a{i}")).collect();
-    for n in &first {
-        pods.create(
-            &PostParams::default(),
-            &pod(n, json!({"app": "x"}), json!({})),
-        )
-        .await
-        .unwrap();
-    }
+    create_pods(&pods, &first).await;
     let got = eventually(10, "the first pods scheduled", || placement(first.clone())).await;
     assert!(got.values().all(|n| n == "n1"), "{got:?}");
 
@@ -846,7 +839,15 @@ async fn control_plane_controllers_scheduler_skips_not_ready_nodes() {
         .await
         .unwrap();
     let second: Vec<String> = (0..2).map(|i| format!("b{i}")).collect();
-    for n in &second {
+    create_pods(&pods, &second).await;
+    let got = eventually(10, "the later pods scheduled", || placement(second.clone())).await;
+    assert!(got.values().all(|n| n == "n2"), "{got:?}");
+    cp.shutdown().await.unwrap();
+}
+
+/// Plain pods of these names, for the scheduler to place.
+async fn create_pods(pods: &Api<Pod>, names: &[String]) {
+    for n in names {
         pods.create(
             &PostParams::default(),
             &pod(n, json!({"app": "x"}), json!({})),
@@ -854,9 +855,6 @@ async fn control_plane_controllers_scheduler_skips_not_ready_nodes() {
         .await
         .unwrap();
     }
-    let got = eventually(10, "the later pods scheduled", || placement(second.clone())).await;
-    assert!(got.values().all(|n| n == "n2"), "{got:?}");
-    cp.shutdown().await.unwrap();
 }
 
 /// `default/kubernetes` as clients see it: (Service targetPort, EndpointSlice port, Endpoints

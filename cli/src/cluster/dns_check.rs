@@ -14,7 +14,7 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use serde_json::json;
 
-use minikind_node_agent::dns_addon::NAMESPACE;
+use minikind_node_agent::dns_addon::{APP_LABEL, NAMESPACE, SERVICE};
 
 /// The name every check asks for, as in kubeadm's and KIND's own smoke tests.
 const NAME: &str = "kubernetes.default";
@@ -111,7 +111,7 @@ async fn wait_node(
 /// Whether any EndpointSlice of the kube-dns Service lists a ready endpoint (an error reading
 /// them counts as "not yet": the wait's deadline still bounds it).
 async fn kube_dns_has_ready_endpoint(slices: &Api<EndpointSlice>) -> bool {
-    let params = ListParams::default().labels("kubernetes.io/service-name=kube-dns");
+    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={SERVICE}"));
     let Ok(list) = slices.list(&params).await else {
         return false;
     };
@@ -194,7 +194,7 @@ fn one_line(log: &str) -> String {
 /// `name (node, phase, ready|not ready)` for each CoreDNS pod, for the wait's error.
 async fn coredns_pod_states(api: &Api<Pod>) -> String {
     let list = match api
-        .list(&ListParams::default().labels("k8s-app=kube-dns"))
+        .list(&ListParams::default().labels(&format!("{}={}", APP_LABEL.0, APP_LABEL.1)))
         .await
     {
         Ok(l) => l,
