@@ -591,6 +591,14 @@ async fn delete_one(docker: &bollard::Docker, status: &Status, name: &str) -> Re
     } else {
         status.line(&format!("Deleted nodes: {:?}", removed.containers));
     }
+    // The cluster's containers may have been the last users of a node image a rebuild left
+    // untagged: nobody would ever use it again.
+    let images =
+        minikind_images::remove_unused_node_images(docker, minikind_images::Prune::Untagged)
+            .await?;
+    if !images.is_empty() {
+        tracing::info!(ids = ?images, "untagged node images no container uses removed");
+    }
     Ok(())
 }
 

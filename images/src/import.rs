@@ -11,6 +11,9 @@ use crate::node_rootfs::{MINIKIND_PATH, NodeRootfsError, build_node_rootfs};
 
 /// Repository of every node image; the tag is the first 12 hex digits of the rootfs hash.
 pub const NODE_IMAGE_REPO: &str = "minikind/node";
+/// The label every node image carries (value `node`): what pruning selects by, so it never
+/// touches an image minikind did not make.
+pub const NODE_IMAGE_LABEL: &str = "dev.minikind.image";
 
 /// A node image present in the engine.
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ pub enum ImageError {
          someone else?): run the command again"
     )]
     MissingAfterImport { reference: String },
+    #[error("listing images or containers in the engine: {0}")]
+    List(bollard::errors::Error),
     #[error("building the rootfs was interrupted: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -73,6 +78,7 @@ pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeIma
                     %id,
                     "node image: reusing the one already in the engine (same content hash)"
                 );
+                prune_all_but(docker, &reference).await;
                 return Ok(NodeImage {
                     reference,
                     id,
@@ -84,14 +90,9 @@ pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeIma
             None => tracing::debug!(image = %reference, "node image: not in the engine yet"),
         }
     }
-    // What the tag points at before a rebuild: the import moves the tag, and that image would
-    // be left behind untagged.
-    let replaced = if rebuild {
+    if rebuild {
         tracing::debug!(image = %reference, "node image: rebuild asked for; importing again");
-        image_id(docker, &reference).await?
-    } else {
-        None
-    };
+    }
 
     let options = CreateImageOptionsBuilder::default()
         .from_src("-")
@@ -100,7 +101,7 @@ pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeIma
         .changes(vec![
             format!(r#"ENTRYPOINT ["{MINIKIND_PATH}", "node-agent"]"#),
             "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-            "LABEL dev.minikind.image=node".to_string(),
+            format!("LABEL {NODE_IMAGE_LABEL}=node"),
         ])
         .build();
     let body = bollard::body_full(tar.bytes.into());
@@ -121,9 +122,7 @@ pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeIma
         took_ms = import_started.elapsed().as_millis() as u64,
         "node image: imported into the engine"
     );
-    if let Some(old) = replaced.filter(|old| *old != id) {
-        remove_replaced(docker, &old).await;
-    }
+    prune_all_but(docker, &reference).await;
     Ok(NodeImage {
         reference,
         id,
@@ -133,17 +132,17 @@ pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeIma
     })
 }
 
-/// Removes the node image a rebuild replaced, unless something still uses it (the containers
-/// of a running cluster keep it, as `docker rmi` without `--force` does); it is only ever an
-/// image this function imported, found by the tag it had.
-async fn remove_replaced(docker: &Docker, id: &str) {
-    let options = bollard::query_parameters::RemoveImageOptionsBuilder::default()
-        .force(false)
-        .noprune(false)
-        .build();
-    match docker.remove_image(id, Some(options), None).await {
-        Ok(_) => tracing::debug!(%id, "node image: removed the image the rebuild replaced"),
-        Err(e) => tracing::debug!(%id, error = %e, "node image: kept the replaced image"),
+/// Removes the node images of other executables and those a rebuild left untagged, when no
+/// container uses them. Best effort: a failure to list is logged, never fails the create.
+async fn prune_all_but(docker: &Docker, reference: &str) {
+    match crate::prune::remove_unused_node_images(docker, crate::prune::Prune::AllBut(reference))
+        .await
+    {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(count = removed.len(), ids = ?removed, "node images no container uses removed")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "node image: could not look for unused node images"),
     }
 }
 

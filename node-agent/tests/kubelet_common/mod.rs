@@ -57,10 +57,22 @@ fn isolate() {
     assert!(st.success(), "ip link set lo up failed");
 }
 
+/// Set in the process [`isolated`] starts for one test.
+const ISOLATED_CHILD: &str = "MINIKIND_KUBELET_TEST_ISOLATED";
+
 /// Runs `test` isolated, on a runtime whose threads share the namespaces. Whatever the test
 /// started is killed afterwards, also when it failed: the test process is a subreaper, so
 /// even orphaned grandchildren of pod processes are still its descendants.
+///
+/// That clean-up kills every descendant of the process, and the mount namespace and subreaper
+/// role belong to the process too: so each test needs a process of its own. `cargo test` runs
+/// a binary's tests as threads of one process, so the test re-runs itself in a child process
+/// (this test binary, `--exact <this test>`) and reports what it printed; nextest's process per
+/// test simply gets one more.
 pub fn isolated<F: Future<Output = ()>>(test: impl FnOnce() -> F) {
+    if std::env::var_os(ISOLATED_CHILD).is_none() {
+        return run_in_own_process();
+    }
     nix::sys::prctl::set_child_subreaper(true).expect("becoming a subreaper");
     isolate();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -74,6 +86,33 @@ pub fn isolated<F: Future<Output = ()>>(test: impl FnOnce() -> F) {
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// Runs the current test (libtest names each test's thread after it) in a child process of
+/// its own and fails when it fails.
+fn run_in_own_process() {
+    let current = std::thread::current();
+    let name = current
+        .name()
+        .filter(|n| *n != "main")
+        .expect("libtest runs each test on a thread named after it");
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary path"))
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ISOLATED_CHILD, "1")
+        .output()
+        .expect("running the test in a process of its own");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Printed here, so the harness shows them with this test (captured unless --nocapture).
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "test {name} failed in its own process"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "test {name} did not run in its child process (filter matched nothing?)"
+    );
 }
 
 /// SIGKILLs every descendant of this process.
