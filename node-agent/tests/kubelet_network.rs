@@ -24,6 +24,14 @@ fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The output of a command that may fail while the state it reads is still being made.
+fn run_status(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(cmd).args(args).output().unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[test]
 fn node_registration_routes_to_peers_and_masquerade() {
     isolated(|| async {
@@ -62,7 +70,12 @@ fn node_registration_routes_to_peers_and_masquerade() {
             ]
         );
         assert_eq!(me.spec.unwrap().pod_cidr.as_deref(), Some("10.244.0.0/24"));
-        assert!(run("ip", &["-4", "addr", "show", "dev", "mkbr0"]).contains("inet 10.244.0.1/24"));
+        // The kubelet makes the bridge once it has read its pod CIDR: wait for it.
+        eventually(10, "the bridge's gateway address", || async {
+            run_status("ip", &["-4", "addr", "show", "dev", "mkbr0"])
+                .filter(|out| out.contains("inet 10.244.0.1/24"))
+        })
+        .await;
 
         // Two peers register; the IPAM controller gives them CIDRs.
         for (name, ip) in [("peer-1", "172.18.0.3"), ("peer-2", "172.18.0.4")] {
