@@ -384,3 +384,44 @@ async fn control_plane_kubectl_conflict_and_restart() {
     assert_eq!(got, "2");
     cp.shutdown().await.unwrap();
 }
+
+/// A label selector outside apimachinery's grammar is a 400 that kubectl reports, and nothing
+/// is deleted (`-l '!!!'` used to match, and delete, every ConfigMap).
+#[tokio::test]
+async fn control_plane_kubectl_bad_selectors_are_refused_and_delete_nothing() {
+    let bin = kubectl();
+    let dir = tempfile::tempdir().unwrap();
+    let cp = server(&dir.path().join("data")).await;
+    let k = Kubectl::new(bin, dir.path(), &cp.kubeconfig);
+    k.ok(
+        &["create", "configmap", "labelled", "--from-literal=a=1"],
+        None,
+    )
+    .await;
+    k.ok(&["label", "configmap", "labelled", "app=web"], None)
+        .await;
+    k.ok(
+        &["create", "configmap", "unlabelled", "--from-literal=a=1"],
+        None,
+    )
+    .await;
+    for bad in ["!!!", "x/y/z=1", "a=b=c", "a,,b", "app in web"] {
+        let (ok, _, err) = k.run(&["delete", "cm", "-l", bad], None).await;
+        assert!(!ok, "-l {bad:?} was accepted");
+        // The server's answer, not a client-side check of kubectl's.
+        assert!(
+            err.contains("Error from server (BadRequest)"),
+            "-l {bad:?}: {err}"
+        );
+    }
+    // `app==` selects the empty value: neither ConfigMap (one has app=web, one no label).
+    let none = k
+        .ok(&["get", "cm", "-l", "app==", "-o", "name"], None)
+        .await;
+    assert_eq!(none.trim(), "", "{none}");
+    let all = k.ok(&["get", "cm", "-o", "name"], None).await;
+    for name in ["configmap/labelled", "configmap/unlabelled"] {
+        assert!(all.contains(name), "{name} is gone: {all}");
+    }
+    cp.shutdown().await.unwrap();
+}

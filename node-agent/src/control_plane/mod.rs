@@ -12,6 +12,7 @@ pub mod pki;
 pub mod resources;
 pub mod selectors;
 pub mod store;
+pub mod validation;
 
 use anyhow::{Context, bail};
 use apiserver::ApiState;
