@@ -615,3 +615,49 @@ async fn control_plane_kube_server_side_apply_keyed_lists() {
     assert_eq!(d.spec.unwrap().replicas, Some(1));
     cp.shutdown().await.unwrap();
 }
+
+/// Sizes as kube-apiserver bounds them: at most 1 MiB of ConfigMap data (422 Invalid naming the
+/// field), and request bodies beyond the server's limit refused before they are decoded.
+#[tokio::test]
+async fn control_plane_kube_bounds_object_and_request_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = server(dir.path()).await;
+    let client = cp.client().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let sized = |name: &str, bytes: usize| -> ConfigMap {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "data": {"blob": "x".repeat(bytes)},
+        }))
+        .unwrap()
+    };
+    // Just inside: 1 MiB minus the key.
+    api.create(&PostParams::default(), &sized("fits", 1024 * 1024 - 4))
+        .await
+        .unwrap();
+    let e = api
+        .create(&PostParams::default(), &sized("too-big", 2 * 1024 * 1024))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), (422, "Invalid".into()));
+    let kube::Error::Api(status) = e else {
+        unreachable!()
+    };
+    assert!(
+        status
+            .message
+            .contains("Too long: must have at most 1048576 bytes"),
+        "{}",
+        status.message
+    );
+    // A body past the request limit (3 MiB, as kube-apiserver's) is refused whole.
+    let e = api
+        .create(&PostParams::default(), &sized("huge", 4 * 1024 * 1024))
+        .await
+        .unwrap_err();
+    let (code, _) = reason(&e);
+    assert!(code == 413 || code == 400, "{e:?}");
+    assert!(api.get_opt("too-big").await.unwrap().is_none());
+    assert!(api.get_opt("huge").await.unwrap().is_none());
+    cp.shutdown().await.unwrap();
+}

@@ -9,6 +9,7 @@ use super::errors::{
 use super::meta::{check_dns_label, check_dns_subdomain, check_dns1035_label};
 use super::resources::{self, ResIdx, idx};
 use super::selectors::Selector;
+use super::validation::{label_value_errors, qualified_name_errors};
 use serde_json::{Map, Value, json};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -397,17 +398,16 @@ fn check_labels(obj: &Value, causes: &mut Vec<FieldCause>) {
                 ));
                 continue;
             };
-            let ok = s.len() <= 63
-                && s.bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
-                && (s.is_empty()
-                    || (s.as_bytes()[0].is_ascii_alphanumeric()
-                        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()));
-            if !ok {
+            let key_errors = qualified_name_errors(k);
+            if !key_errors.is_empty() {
+                causes.push(invalid_value("metadata.labels", k, &key_errors.join("; ")));
+            }
+            let value_errors = label_value_errors(s);
+            if !value_errors.is_empty() {
                 causes.push(invalid_value(
                     "metadata.labels",
                     s,
-                    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+                    &value_errors.join("; "),
                 ));
             }
         }
@@ -516,7 +516,29 @@ fn validate_pod_spec(spec: Option<&Value>, at: &str, causes: &mut Vec<FieldCause
     }
 }
 
+/// The most a ConfigMap's or Secret's `data` and `binaryData` may hold together
+/// (`MaxSecretSize` in Kubernetes' `pkg/apis/core/validation`: both kinds share it).
+pub const MAX_DATA_BYTES: usize = 1024 * 1024;
+
 fn validate_configmap(obj: &Value, causes: &mut Vec<FieldCause>) {
+    // Keys and values count; binaryData by its decoded size, as Kubernetes holds the bytes.
+    let size = |field: &str, decoded: fn(&str) -> usize| -> usize {
+        obj.get(field).and_then(Value::as_object).map_or(0, |m| {
+            m.iter()
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, decoded))
+                .sum()
+        })
+    };
+    let base64_decoded =
+        |v: &str| v.len() / 4 * 3 - v.bytes().rev().take_while(|b| *b == b'=').count();
+    let total = size("data", str::len) + size("binaryData", base64_decoded);
+    if total > MAX_DATA_BYTES {
+        causes.push(FieldCause {
+            reason: "FieldValueTooLong",
+            field: "data".into(),
+            message: format!("Too long: must have at most {MAX_DATA_BYTES} bytes"),
+        });
+    }
     for field in ["data", "binaryData"] {
         let Some(d) = obj.get(field).filter(|v| !v.is_null()) else {
             continue;
