@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::cluster::{create, delete, list};
+use crate::cluster::create;
 use crate::config::{self, ClusterConfig};
-use crate::docker;
 use crate::progress::{Mode, Status};
+use crate::provider::docker::{self, delete, files, list, nodes};
 
 /// Environment variable that names the default cluster, like KIND_CLUSTER_NAME.
 pub const CLUSTER_NAME_ENV: &str = "MINIKIND_CLUSTER_NAME";
@@ -500,7 +500,7 @@ async fn run(command: Command, status: &Status) -> Result<()> {
             let server = if internal {
                 format!("https://{cp}:6443")
             } else {
-                create::api_server_url(&docker, &name, &cp).await?
+                nodes::api_server_url(&docker, &name, &cp).await?
             };
             print!(
                 "{}",
@@ -548,7 +548,7 @@ pub(crate) async fn cluster_client(flag: Option<String>) -> Result<kube::Client>
     let name = resolve_name(flag, None)?;
     let docker = docker::connect().await?;
     let (cp, admin) = control_plane_admin(&docker, &name).await?;
-    let server = create::api_server_url(&docker, &name, &cp).await?;
+    let server = nodes::api_server_url(&docker, &name, &cp).await?;
     create::client_for(&admin, &server).await
 }
 
@@ -564,12 +564,8 @@ async fn control_plane_admin(docker: &bollard::Docker, name: &str) -> Result<(St
             "cluster {name:?} has no control-plane node (does it exist? see `minikind get clusters`)"
         );
     }
-    let admin = crate::cluster::kubeconfig::read_node_file(
-        docker,
-        &cp,
-        minikind_node_agent::agent::ADMIN_KUBECONFIG,
-    )
-    .await?;
+    let admin =
+        files::read_node_file(docker, &cp, minikind_node_agent::agent::ADMIN_KUBECONFIG).await?;
     Ok((cp, admin))
 }
 

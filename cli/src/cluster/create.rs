@@ -2,25 +2,20 @@
 //! create flow. A failure (or Ctrl-C) at any step deletes everything the attempt made, unless
 //! `--retain`.
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use bollard::Docker;
-use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
-};
 use futures::future::try_join_all;
 use minikind_node_agent::agent::{
     ADMIN_KUBECONFIG, BOOT_COMPLETE, CONTROL_PLANE_READY, NODE_KUBECONFIG,
 };
 
-use crate::cluster::nodes::{self, Privileges};
-use crate::cluster::{delete, embedded_dns, kubeconfig};
+use crate::cluster::{embedded_dns, kubeconfig};
 use crate::config::{ClusterConfig, EmbeddedDns, NodeRole, Upstream};
-use crate::docker;
 use crate::progress::Status;
+use crate::provider::docker::nodes::{self, Privileges};
+use crate::provider::docker::{delete, embedded_names, files, network, wait};
 
 pub struct CreateOptions {
     pub name: String,
@@ -42,7 +37,7 @@ pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Re
         .map(|(n, _)| n)
         .collect();
     wanted.push(nodes::upstream_name(&opts.name));
-    ensure_name_free(docker, &opts.name, &wanted).await?;
+    nodes::ensure_name_free(docker, &opts.name, &wanted).await?;
     status.line(&format!("Creating cluster \"{}\" ...", opts.name));
     let cfg = &opts.config;
     tracing::debug!(
@@ -106,43 +101,6 @@ pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Re
     }
 }
 
-/// A name is in use when any object carries its label, or when a container or network with
-/// one of the names we would make exists (someone else's: we must not touch it).
-async fn ensure_name_free(docker: &Docker, name: &str, containers: &[String]) -> Result<()> {
-    if !docker::containers(docker, docker::cluster_filter(name))
-        .await?
-        .is_empty()
-        || !docker::networks(docker, docker::cluster_filter(name))
-            .await?
-            .is_empty()
-    {
-        bail!(
-            "a cluster named {name:?} already exists: delete it first \
-             (`minikind delete cluster --name {name}`) or choose another name with --name"
-        );
-    }
-    let exact = containers.iter().map(|c| format!("^/{c}$")).collect();
-    let by_name = HashMap::from([("name".to_string(), exact)]);
-    if let Some(c) = docker::containers(docker, by_name)
-        .await?
-        .into_iter()
-        .next()
-    {
-        bail!(
-            "cannot create cluster {name:?}: a container named {:?} already exists and is not \
-             minikind's",
-            c.name
-        );
-    }
-    let net = nodes::network_name(name);
-    if docker.inspect_network(&net, None).await.is_ok() {
-        bail!(
-            "cannot create cluster {name:?}: a network named {net:?} already exists and is not minikind's"
-        );
-    }
-    Ok(())
-}
-
 async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result<Created> {
     let cfg = &opts.config;
     let name = opts.name.as_str();
@@ -178,24 +136,15 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
             ""
         }
     ));
-    let network = docker
-        .create_network(NetworkCreateRequest {
-            name: nodes::network_name(name),
-            driver: Some("bridge".into()),
-            internal: Some(cfg.networking.internal),
-            labels: Some(nodes::labels(name, "network")),
-            ..Default::default()
-        })
-        .await
-        .context("creating the cluster network")?;
+    let network_id = network::create(docker, name, cfg.networking.internal).await?;
     step.done();
     if tracing::enabled!(tracing::Level::INFO) {
-        log_network(docker, &nodes::network_name(name), &network.id).await;
+        network::log_network(docker, &nodes::network_name(name), &network_id).await;
     }
 
     let upstream_ip = if cfg.dns.upstream == Upstream::Lab {
         let step = status.step("Starting lab upstream 🧪");
-        let ip = start_upstream(docker, name, &image.reference).await?;
+        let ip = nodes::start_upstream(docker, name, &image.reference).await?;
         step.done();
         tracing::info!(
             container = %nodes::upstream_name(name),
@@ -219,7 +168,7 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
     let boxes = "📦 ".repeat(names.len());
     let step = status.step(format!("Preparing nodes {}", boxes.trim_end()));
     let started_at = unix_now();
-    let privileges = start_nodes(
+    let privileges = nodes::start_nodes(
         docker,
         name,
         &names,
@@ -235,7 +184,8 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
         let step = status.step("Writing the embedded resolvers' names 📇");
         let node_list: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
         let table =
-            embedded_dns::write_names(docker, name, &nodes::network_name(name), &node_list).await?;
+            embedded_names::write_names(docker, name, &nodes::network_name(name), &node_list)
+                .await?;
         step.done();
         status.line(&format!(
             "   builtin resolver: {} name(s), forwarding to [{}]",
@@ -261,7 +211,7 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
     });
     let boot_wait = std::time::Instant::now();
     try_join_all(names.iter().map(|(node, _)| async move {
-        super::wait::log_line(docker, node, BOOT_COMPLETE, started_at, opts.wait).await?;
+        wait::log_line(docker, node, BOOT_COMPLETE, started_at, opts.wait).await?;
         tracing::debug!(
             node = %node,
             took_ms = boot_wait.elapsed().as_millis() as u64,
@@ -278,9 +228,9 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
         .map(|(n, _)| n.clone())
         .context("the config has no control-plane node")?;
     let step = status.step("Starting control-plane 🕹️");
-    super::wait::log_line(docker, &cp, CONTROL_PLANE_READY, started_at, opts.wait).await?;
-    let admin = kubeconfig::read_node_file(docker, &cp, ADMIN_KUBECONFIG).await?;
-    let server = api_server_url(docker, name, &cp).await?;
+    wait::log_line(docker, &cp, CONTROL_PLANE_READY, started_at, opts.wait).await?;
+    let admin = files::read_node_file(docker, &cp, ADMIN_KUBECONFIG).await?;
+    let server = nodes::api_server_url(docker, name, &cp).await?;
     let client = client_for(&admin, &server).await?;
     let version = tokio::time::timeout(opts.wait, client.apiserver_version())
         .await
@@ -300,7 +250,7 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
         try_join_all(
             workers
                 .iter()
-                .map(|w| kubeconfig::write_node_file(docker, w, NODE_KUBECONFIG, &admin, 0o600)),
+                .map(|w| files::write_node_file(docker, w, NODE_KUBECONFIG, &admin, 0o600)),
         )
         .await?;
         step.done();
@@ -349,39 +299,6 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
     })
 }
 
-/// Where this host reaches the API server: the published port on `apiServerAddress`, or, on an
-/// `--internal` network (where Docker publishes nothing), the node's own address, which the
-/// host reaches over the network's bridge.
-pub async fn api_server_url(docker: &Docker, cluster: &str, cp: &str) -> Result<String> {
-    let network = docker
-        .inspect_network(&nodes::network_name(cluster), None)
-        .await
-        .with_context(|| format!("inspecting the network of cluster {cluster}"))?;
-    if network.internal == Some(true) {
-        let ip = container_ip(docker, cp, &nodes::network_name(cluster)).await?;
-        return Ok(format!("https://{ip}:6443"));
-    }
-    let info = docker
-        .inspect_container(cp, None::<InspectContainerOptions>)
-        .await
-        .with_context(|| format!("inspecting {cp}"))?;
-    let binding = info
-        .network_settings
-        .and_then(|n| n.ports)
-        .and_then(|mut p| p.remove(nodes::API_SERVER_PORT))
-        .flatten()
-        .and_then(|b| b.into_iter().next())
-        .with_context(|| format!("{cp} publishes no API server port"))?;
-    let host = binding
-        .host_ip
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let port = binding
-        .host_port
-        .context("the API server port binding has no port")?;
-    Ok(format!("https://{host}:{port}"))
-}
-
 /// Polls the Node objects until every node is registered with condition Ready=True.
 async fn wait_nodes_ready(client: &kube::Client, names: &[String]) -> Result<()> {
     use k8s_openapi::api::core::v1::Node;
@@ -420,171 +337,6 @@ pub async fn client_for(admin: &str, server: &str) -> Result<kube::Client> {
             .await
             .context("loading the cluster's kubeconfig")?;
     kube::Client::try_from(config).context("building an API client")
-}
-
-async fn start_upstream(docker: &Docker, cluster: &str, image: &str) -> Result<String> {
-    let name = nodes::upstream_name(cluster);
-    let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-    docker
-        .create_container(Some(opts), nodes::upstream_container(cluster, image))
-        .await
-        .with_context(|| format!("creating {name}"))?;
-    docker
-        .start_container(&name, None)
-        .await
-        .with_context(|| format!("starting {name}"))?;
-    container_ip(docker, &name, &nodes::network_name(cluster)).await
-}
-
-pub async fn container_ip(docker: &Docker, container: &str, network: &str) -> Result<String> {
-    let info = docker
-        .inspect_container(container, None::<InspectContainerOptions>)
-        .await
-        .with_context(|| format!("inspecting {container}"))?;
-    info.network_settings
-        .and_then(|n| n.networks)
-        .and_then(|mut n| n.remove(network))
-        .and_then(|e| e.ip_address)
-        .filter(|ip| !ip.is_empty())
-        .with_context(|| format!("{container} has no address on {network}"))
-}
-
-/// Creates and starts every node at once. Tries `--privileged` first as KIND does; when the
-/// engine refuses to apply it, the nodes are made again with the narrow capability set.
-async fn start_nodes(
-    docker: &Docker,
-    cluster: &str,
-    names: &[(String, NodeRole)],
-    image: &str,
-    cfg: &ClusterConfig,
-    upstream_ip: Option<&str>,
-    embedded_servers: &[String],
-) -> Result<Privileges> {
-    for (node, _) in names {
-        docker
-            .create_volume(VolumeCreateRequest {
-                name: Some(nodes::var_volume_name(node)),
-                labels: Some(nodes::labels(cluster, "var")),
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("creating the /var volume of {node}"))?;
-    }
-    let mut privileges = Privileges::Privileged;
-    loop {
-        let attempt = try_join_all(names.iter().map(|(node, role)| async move {
-            let body = nodes::node_container(
-                cluster,
-                node,
-                *role,
-                image,
-                cfg,
-                upstream_ip,
-                embedded_servers,
-                privileges,
-            );
-            let opts = CreateContainerOptionsBuilder::default().name(node).build();
-            let created = docker
-                .create_container(Some(opts), body)
-                .await
-                .with_context(|| format!("creating node {node}"))?;
-            docker
-                .start_container(node, None)
-                .await
-                .with_context(|| format!("starting node {node}"))?;
-            // Where the host reaches this node's API server (only the control plane publishes
-            // it; an --internal network publishes nothing). Asked only when it will be logged.
-            let published =
-                if *role == NodeRole::ControlPlane && tracing::enabled!(tracing::Level::INFO) {
-                    docker
-                        .inspect_container(node, None::<InspectContainerOptions>)
-                        .await
-                        .ok()
-                        .and_then(|info| published_api_port(&info))
-                } else {
-                    None
-                };
-            tracing::info!(
-                node = %node,
-                role = %role.as_str(),
-                id = %short_id(&created.id),
-                privileges = %privileges.label(),
-                // Nothing on an --internal network: the host reaches the node's own address.
-                api_port = %published.as_deref().unwrap_or("none"),
-                "node container created and started"
-            );
-            anyhow::Ok(())
-        }))
-        .await;
-        match attempt {
-            Ok(_) => return Ok(privileges),
-            Err(e) if privileges == Privileges::Privileged && refuses_privileged(&e) => {
-                tracing::info!(
-                    error = %format!("{e:#}"),
-                    capabilities = %Privileges::NARROW_CAPS.join(","),
-                    "the engine refuses --privileged: making the nodes again with capabilities only"
-                );
-                for (node, _) in names {
-                    let rm = RemoveContainerOptionsBuilder::default().force(true).build();
-                    let _ = docker.remove_container(node, Some(rm)).await;
-                }
-                privileges = Privileges::Capabilities;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// `HOST_IP:PORT` the engine published the API server port on, if any.
-fn published_api_port(info: &bollard::models::ContainerInspectResponse) -> Option<String> {
-    let binding = info
-        .network_settings
-        .as_ref()?
-        .ports
-        .as_ref()?
-        .get(nodes::API_SERVER_PORT)?
-        .as_ref()?
-        .first()?
-        .clone();
-    Some(format!(
-        "{}:{}",
-        binding.host_ip.unwrap_or_default(),
-        binding.host_port?
-    ))
-}
-
-/// The 12 hex digits `docker ps` shows of a container or network ID.
-fn short_id(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
-}
-
-/// Logs the network the engine made: its subnet and gateway, and whether it is internal.
-async fn log_network(docker: &Docker, network: &str, id: &str) {
-    let info = match docker.inspect_network(network, None).await {
-        Ok(info) => info,
-        Err(e) => {
-            tracing::debug!(%network, error = %e, "inspecting the new network failed");
-            return;
-        }
-    };
-    let ipam = info
-        .ipam
-        .and_then(|i| i.config)
-        .and_then(|c| c.into_iter().next())
-        .unwrap_or_default();
-    tracing::info!(
-        %network,
-        id = %short_id(id),
-        subnet = %ipam.subnet.as_deref().unwrap_or("?"),
-        gateway = %ipam.gateway.as_deref().unwrap_or("?"),
-        internal = info.internal.unwrap_or(false),
-        "network created"
-    );
-}
-
-/// runc's answer when the engine itself lacks a capability `--privileged` asks for.
-fn refuses_privileged(e: &anyhow::Error) -> bool {
-    format!("{e:#}").contains("unable to apply caps")
 }
 
 fn unix_now() -> i64 {

@@ -13,9 +13,9 @@ use clap::{Args, ValueEnum};
 use minikind_images::node_rootfs::MINIKIND_PATH;
 use serde::Deserialize;
 
-use crate::cluster::exec::exec_in;
-use crate::cluster::list;
-use crate::docker;
+use crate::provider::docker;
+use crate::provider::docker::exec::exec_in;
+use crate::provider::docker::list;
 
 #[derive(Debug, Args)]
 pub struct MagicArgs {

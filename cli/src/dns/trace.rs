@@ -103,7 +103,7 @@ pub async fn run(args: TraceArgs) -> Result<()> {
     minikind_node_agent::tools::client::parse_name(&args.query)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let cluster = crate::commands::resolve_name(args.cluster.clone(), None)?;
-    let docker = crate::docker::connect().await?;
+    let docker = crate::provider::docker::connect().await?;
     let client = crate::commands::cluster_client(Some(cluster.clone())).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &args.namespace);
     let pod = gather::client_pod(&pods, &args.namespace, &args.pod).await?;
