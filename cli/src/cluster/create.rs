@@ -11,7 +11,7 @@ use minikind_node_agent::agent::{
     ADMIN_KUBECONFIG, BOOT_COMPLETE, CONTROL_PLANE_READY, NODE_KUBECONFIG,
 };
 
-use crate::cluster::{embedded_dns, kubeconfig};
+use crate::cluster::{access, embedded_dns, kubeconfig};
 use crate::config::{ClusterConfig, EmbeddedDns, NodeRole, Upstream};
 use crate::progress::Status;
 use crate::provider::docker::nodes::{self, Privileges};
@@ -231,7 +231,7 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
     wait::log_line(docker, &cp, CONTROL_PLANE_READY, started_at, opts.wait).await?;
     let admin = files::read_node_file(docker, &cp, ADMIN_KUBECONFIG).await?;
     let server = nodes::api_server_url(docker, name, &cp).await?;
-    let client = client_for(&admin, &server).await?;
+    let client = access::client_for(&admin, &server).await?;
     let version = tokio::time::timeout(opts.wait, client.apiserver_version())
         .await
         .context("the API server did not answer in time")?
@@ -325,18 +325,6 @@ async fn wait_nodes_ready(client: &kube::Client, names: &[String]) -> Result<()>
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// A kube client from the node's admin kubeconfig, pointed at `server`.
-pub async fn client_for(admin: &str, server: &str) -> Result<kube::Client> {
-    let doc = minikind_node_agent::control_plane::kubeconfig::rewrite_server(admin, server)?;
-    let kc =
-        kube::config::Kubeconfig::from_yaml(&doc).context("parsing the cluster's kubeconfig")?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .context("loading the cluster's kubeconfig")?;
-    kube::Client::try_from(config).context("building an API client")
 }
 
 fn unix_now() -> i64 {

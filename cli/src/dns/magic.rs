@@ -39,7 +39,7 @@ pub enum MagicAction {
 }
 
 pub async fn run(args: MagicArgs) -> Result<()> {
-    let cluster = crate::commands::resolve_name(args.name, None)?;
+    let cluster = crate::cluster::access::resolve_name(args.name, None)?;
     let docker = docker::connect().await?;
     let all: Vec<String> = list::nodes(&docker, Some(&cluster))
         .await?
