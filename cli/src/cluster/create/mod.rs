@@ -1,21 +1,33 @@
-//! `minikind create cluster`: each step a small action with its own status line, as in KIND's
-//! create flow. A failure (or Ctrl-C) at any step deletes everything the attempt made, unless
-//! `--retain`.
+//! `minikind create cluster`, laid out as KIND's create flow (`pkg/cluster/internal/create/
+//! create.go`: `Cluster`): one module per step, as KIND's `pkg/cluster/internal/create/
+//! actions/*`, each with one `execute` that opens and closes its own status line; [`actions`]
+//! builds the list a config needs and [`run`] runs it, the steps sharing a [`Context`]. A
+//! failure (or Ctrl-C) at any step deletes everything the attempt made, unless `--retain` — in
+//! one place, [`create`].
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod boot;
+mod cluster_dns;
+mod context;
+mod control_plane;
+mod embedded_names;
+mod join_workers;
+mod kubeconfig;
+mod lab_upstream;
+mod network;
+mod node_image;
+mod nodes;
+mod nodes_ready;
 
-use anyhow::{Context, Result, anyhow};
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
 use bollard::Docker;
-use futures::future::try_join_all;
-use minikind_node_agent::agent::{
-    ADMIN_KUBECONFIG, BOOT_COMPLETE, CONTROL_PLANE_READY, NODE_KUBECONFIG,
-};
 
-use crate::cluster::{access, embedded_dns, kubeconfig};
+use self::context::Context;
+use crate::cluster::kubeconfig as user_kubeconfig;
 use crate::config::{ClusterConfig, EmbeddedDns, NodeRole, Upstream};
 use crate::progress::Status;
-use crate::provider::docker::nodes::{self, Privileges};
-use crate::provider::docker::{delete, embedded_names, files, network, wait};
+use crate::provider::docker::{delete, nodes as docker_nodes};
 
 pub struct CreateOptions {
     pub name: String,
@@ -32,12 +44,12 @@ pub struct Created {
 }
 
 pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Result<Created> {
-    let mut wanted: Vec<String> = nodes::node_names(&opts.name, &opts.config.nodes)
+    let mut wanted: Vec<String> = docker_nodes::node_names(&opts.name, &opts.config.nodes)
         .into_iter()
         .map(|(n, _)| n)
         .collect();
-    wanted.push(nodes::upstream_name(&opts.name));
-    nodes::ensure_name_free(docker, &opts.name, &wanted).await?;
+    wanted.push(docker_nodes::upstream_name(&opts.name));
+    docker_nodes::ensure_name_free(docker, &opts.name, &wanted).await?;
     status.line(&format!("Creating cluster \"{}\" ...", opts.name));
     let cfg = &opts.config;
     tracing::debug!(
@@ -52,7 +64,7 @@ pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Re
     let started = std::time::Instant::now();
 
     let outcome = tokio::select! {
-        r = steps(docker, status, &opts) => r,
+        r = run(docker, status, &opts) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     match outcome {
@@ -84,7 +96,7 @@ pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Re
             let step = status.step("Deleting what the failed create made");
             // A request the interrupted future had already sent may still land: clean twice.
             let cleanup = async {
-                kubeconfig::unexport(&opts.name)?;
+                user_kubeconfig::unexport(&opts.name)?;
                 delete::remove_cluster_objects(docker, &opts.name).await?;
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 delete::remove_cluster_objects(docker, &opts.name).await
@@ -101,235 +113,113 @@ pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Re
     }
 }
 
-async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result<Created> {
-    let cfg = &opts.config;
-    let name = opts.name.as_str();
+/// The create's steps, in the order they run; [`actions`] picks those a config needs, as KIND's
+/// `Cluster` builds its `actionsToRun`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    NodeImage,
+    Network,
+    /// Only with `dns.upstream: lab`.
+    LabUpstream,
+    Nodes,
+    /// Only with `dns.embedded: builtin`.
+    EmbeddedNames,
+    Boot,
+    ControlPlane,
+    /// Only when the config has workers.
+    JoinWorkers,
+    NodesReady,
+    ClusterDns,
+    Kubeconfig,
+}
 
-    let step = status.step("Ensuring node image");
-    let image = minikind_images::ensure_node_image(docker, false).await?;
-    step.done();
-    tracing::info!(
-        image = %image.reference,
-        id = %image.id,
-        rootfs_sha256 = %image.rootfs_sha256,
-        rootfs_bytes = image.rootfs_bytes,
-        "node image {}",
-        if image.built {
-            "built and imported"
-        } else {
-            "reused: the engine already has this content hash"
+impl Action {
+    /// Runs the step; it opens and closes its own status line.
+    async fn execute(self, ctx: &mut Context<'_>) -> Result<()> {
+        match self {
+            Action::NodeImage => node_image::execute(ctx).await,
+            Action::Network => network::execute(ctx).await,
+            Action::LabUpstream => lab_upstream::execute(ctx).await,
+            Action::Nodes => nodes::execute(ctx).await,
+            Action::EmbeddedNames => embedded_names::execute(ctx).await,
+            Action::Boot => boot::execute(ctx).await,
+            Action::ControlPlane => control_plane::execute(ctx).await,
+            Action::JoinWorkers => join_workers::execute(ctx).await,
+            Action::NodesReady => nodes_ready::execute(ctx).await,
+            Action::ClusterDns => cluster_dns::execute(ctx).await,
+            Action::Kubeconfig => kubeconfig::execute(ctx).await,
         }
-    );
-    status.line(&format!(
-        "   {} ({}, {:.0} MB)",
-        image.reference,
-        if image.built { "built" } else { "reused" },
-        image.rootfs_bytes as f64 / 1e6
-    ));
-
-    let step = status.step(format!(
-        "Preparing network {}{}",
-        nodes::network_name(name),
-        if cfg.networking.internal {
-            " (internal)"
-        } else {
-            ""
-        }
-    ));
-    let network_id = network::create(docker, name, cfg.networking.internal).await?;
-    step.done();
-    if tracing::enabled!(tracing::Level::INFO) {
-        network::log_network(docker, &nodes::network_name(name), &network_id).await;
     }
+}
 
-    let upstream_ip = if cfg.dns.upstream == Upstream::Lab {
-        let step = status.step("Starting lab upstream 🧪");
-        let ip = nodes::start_upstream(docker, name, &image.reference).await?;
-        step.done();
-        tracing::info!(
-            container = %nodes::upstream_name(name),
-            %ip,
-            "lab upstream started: the nodes' --dns"
-        );
-        Some(ip)
-    } else {
-        None
-    };
-
-    let names = nodes::node_names(name, &cfg.nodes);
-    let builtin = cfg.dns.embedded == EmbeddedDns::Builtin;
-    let embedded_servers = if builtin {
-        embedded_dns::external_servers(cfg, upstream_ip.as_deref(), |p| {
-            std::fs::read_to_string(p).ok()
-        })
-    } else {
-        Vec::new()
-    };
-    let boxes = "📦 ".repeat(names.len());
-    let step = status.step(format!("Preparing nodes {}", boxes.trim_end()));
-    let started_at = unix_now();
-    let privileges = nodes::start_nodes(
-        docker,
-        name,
-        &names,
-        &image.reference,
-        cfg,
-        upstream_ip.as_deref(),
-        &embedded_servers,
-    )
-    .await?;
-    step.done();
-    if builtin {
-        // Every container has its address now: tell the nodes' resolvers who is who.
-        let step = status.step("Writing the embedded resolvers' names 📇");
-        let node_list: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
-        let table =
-            embedded_names::write_names(docker, name, &nodes::network_name(name), &node_list)
-                .await?;
-        step.done();
-        status.line(&format!(
-            "   builtin resolver: {} name(s), forwarding to [{}]",
-            table
-                .networks
-                .iter()
-                .map(|n| n.containers.len())
-                .sum::<usize>(),
-            embedded_servers.join(", ")
-        ));
+/// The steps this config needs, in order.
+fn actions(cfg: &ClusterConfig) -> Vec<Action> {
+    let mut list = vec![Action::NodeImage, Action::Network];
+    if cfg.dns.upstream == Upstream::Lab {
+        list.push(Action::LabUpstream);
     }
-    if privileges == Privileges::Capabilities {
-        status.line(&format!(
-            "   the engine refuses --privileged: nodes run with {} instead",
-            Privileges::NARROW_CAPS.join(", ")
-        ));
+    list.push(Action::Nodes);
+    if cfg.dns.embedded == EmbeddedDns::Builtin {
+        list.push(Action::EmbeddedNames);
     }
-
-    let step = status.step(if cfg.dns.network_magic {
-        "Booting nodes (network magic) 🪄"
-    } else {
-        "Booting nodes (network magic off)"
-    });
-    let boot_wait = std::time::Instant::now();
-    try_join_all(names.iter().map(|(node, _)| async move {
-        wait::log_line(docker, node, BOOT_COMPLETE, started_at, opts.wait).await?;
-        tracing::debug!(
-            node = %node,
-            took_ms = boot_wait.elapsed().as_millis() as u64,
-            "node agent booted"
-        );
-        anyhow::Ok(())
-    }))
-    .await?;
-    step.done();
-
-    let cp = names
-        .iter()
-        .find(|(_, r)| *r == NodeRole::ControlPlane)
-        .map(|(n, _)| n.clone())
-        .context("the config has no control-plane node")?;
-    let step = status.step("Starting control-plane 🕹️");
-    wait::log_line(docker, &cp, CONTROL_PLANE_READY, started_at, opts.wait).await?;
-    let admin = files::read_node_file(docker, &cp, ADMIN_KUBECONFIG).await?;
-    let server = nodes::api_server_url(docker, name, &cp).await?;
-    let client = access::client_for(&admin, &server).await?;
-    let version = tokio::time::timeout(opts.wait, client.apiserver_version())
-        .await
-        .context("the API server did not answer in time")?
-        .with_context(|| format!("asking the API server at {server} for its version"))?;
-    step.done();
-    tracing::debug!(%server, version = %version.git_version, "API server answers");
-    status.line(&format!("   API server {server} ({})", version.git_version));
-
-    let workers: Vec<&String> = names
-        .iter()
-        .filter(|(_, r)| *r == NodeRole::Worker)
-        .map(|(n, _)| n)
-        .collect();
-    if !workers.is_empty() {
-        let step = status.step("Joining worker nodes 🚜");
-        try_join_all(
-            workers
-                .iter()
-                .map(|w| files::write_node_file(docker, w, NODE_KUBECONFIG, &admin, 0o600)),
-        )
-        .await?;
-        step.done();
+    list.extend([Action::Boot, Action::ControlPlane]);
+    if cfg.nodes.contains(&NodeRole::Worker) {
+        list.push(Action::JoinWorkers);
     }
+    list.extend([Action::NodesReady, Action::ClusterDns, Action::Kubeconfig]);
+    list
+}
 
-    let step = status.step("Waiting for nodes Ready ⏳");
-    let node_names: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
-    tokio::time::timeout(opts.wait, wait_nodes_ready(&client, &node_names))
-        .await
-        .with_context(|| {
-            format!(
-                "nodes not Ready within {}",
-                humantime::format_duration(opts.wait)
-            )
-        })??;
-    step.done();
-
-    if cfg.dns.network_magic {
-        let step = status.step("Waiting for cluster DNS 🔎");
-        super::dns_check::wait_every_node(&client, &node_names, opts.wait).await?;
-        step.done();
-    } else {
-        // Without the fix, CoreDNS forwards to 127.0.0.11 — itself, in its own namespace — and
-        // its loop plugin stops it: the failure this switch exists to show.
-        status.line(
-            "   network magic off: not waiting for cluster DNS (CoreDNS is expected to crash-loop \
-             on its loop check; see `minikind logs -n kube-system <coredns pod>`)",
-        );
+/// Runs the config's steps one after the other; the first error stops them.
+async fn run(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result<Created> {
+    let mut ctx = Context::new(docker, status, opts);
+    for action in actions(&opts.config) {
+        action.execute(&mut ctx).await?;
     }
-
-    let path = kubeconfig::export(name, &admin, &server)?;
-    tracing::info!(
-        path = %path.display(),
-        context = %minikind_node_agent::control_plane::kubeconfig::entry_name(name),
-        %server,
-        "kubeconfig written"
-    );
-    status.line(&format!(
-        "Set kubectl context to \"{}\" (in {})",
-        minikind_node_agent::control_plane::kubeconfig::entry_name(name),
-        path.display()
-    ));
-
     Ok(Created {
-        nodes: names.into_iter().map(|(n, _)| n).collect(),
+        nodes: ctx.node_names(),
     })
 }
 
-/// Polls the Node objects until every node is registered with condition Ready=True.
-async fn wait_nodes_ready(client: &kube::Client, names: &[String]) -> Result<()> {
-    use k8s_openapi::api::core::v1::Node;
-    let api: kube::Api<Node> = kube::Api::all(client.clone());
-    loop {
-        let nodes = api
-            .list(&Default::default())
-            .await
-            .context("listing nodes")?;
-        let ready = |n: &Node| {
-            n.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        };
-        let all = names.iter().all(|want| {
-            nodes
-                .items
-                .iter()
-                .any(|n| n.metadata.name.as_deref() == Some(want.as_str()) && ready(n))
-        });
-        if all {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    #[test]
+    fn the_steps_follow_the_config() {
+        use Action::*;
+        let mut cfg = ClusterConfig::default();
+        assert_eq!(
+            actions(&cfg),
+            [
+                NodeImage,
+                Network,
+                Nodes,
+                Boot,
+                ControlPlane,
+                NodesReady,
+                ClusterDns,
+                Kubeconfig
+            ]
+        );
+        cfg.nodes = vec![NodeRole::ControlPlane, NodeRole::Worker];
+        cfg.dns.upstream = Upstream::Lab;
+        cfg.dns.embedded = EmbeddedDns::Builtin;
+        assert_eq!(
+            actions(&cfg),
+            [
+                NodeImage,
+                Network,
+                LabUpstream,
+                Nodes,
+                EmbeddedNames,
+                Boot,
+                ControlPlane,
+                JoinWorkers,
+                NodesReady,
+                ClusterDns,
+                Kubeconfig
+            ]
+        );
+    }
 }
