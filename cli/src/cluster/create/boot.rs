@@ -11,7 +11,7 @@ use crate::provider::docker::nodes::Privileges;
 use crate::provider::docker::wait;
 
 pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
-    let (docker, status, opts) = (ctx.docker, ctx.status, ctx.opts);
+    let (docker, status, wait) = (ctx.docker, ctx.status, ctx.wait);
     // The nodes step's note, said where create has always said it: once the nodes (and, with
     // the builtin resolver, their names) are in place, before they boot.
     if ctx.privileges == Some(Privileges::Capabilities) {
@@ -21,7 +21,7 @@ pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
         ));
     }
 
-    let step = status.step(if opts.config.dns.network_magic {
+    let step = status.step(if ctx.config.dns.network_magic {
         "Booting nodes (network magic) 🪄"
     } else {
         "Booting nodes (network magic off)"
@@ -29,7 +29,7 @@ pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
     let started_at = ctx.started_at;
     let boot_wait = std::time::Instant::now();
     try_join_all(ctx.nodes.iter().map(|(node, _)| async move {
-        wait::log_line(docker, node, BOOT_COMPLETE, started_at, opts.wait).await?;
+        wait::log_line(docker, node, BOOT_COMPLETE, started_at, wait).await?;
         tracing::debug!(
             node = %node,
             took_ms = boot_wait.elapsed().as_millis() as u64,

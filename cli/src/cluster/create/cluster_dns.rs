@@ -8,9 +8,9 @@ use super::context::Context;
 use crate::cluster::dns_check;
 
 pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
-    if ctx.opts.config.dns.network_magic {
+    if ctx.config.dns.network_magic {
         let step = ctx.status.step("Waiting for cluster DNS 🔎");
-        dns_check::wait_every_node(&ctx.api()?.client, &ctx.node_names(), ctx.opts.wait).await?;
+        dns_check::wait_every_node(&ctx.api()?.client, &ctx.node_names(), ctx.wait).await?;
         step.done();
     } else {
         // Without the fix, CoreDNS forwards to 127.0.0.11 — itself, in its own namespace — and

@@ -2,18 +2,22 @@
 //! (`pkg/cluster/internal/create/actions/action.go`): the engine, the status output, the
 //! options, and what earlier steps made that later ones need.
 
+use std::time::Duration;
+
 use anyhow::{Context as _, Result};
 use bollard::Docker;
 
-use super::CreateOptions;
-use crate::config::NodeRole;
+use crate::config::{ClusterConfig, NodeRole};
 use crate::progress::Status;
 use crate::provider::docker::nodes::{self, Privileges};
 
 pub struct Context<'a> {
     pub docker: &'a Docker,
     pub status: &'a Status,
-    pub opts: &'a CreateOptions,
+    /// The cluster's name and config, and the bound of every wait (`--wait`).
+    pub name: &'a str,
+    pub config: &'a ClusterConfig,
+    pub wait: Duration,
     /// The nodes and their roles, named as KIND names them: known from the config alone.
     pub nodes: Vec<(String, NodeRole)>,
     /// The node image's reference (the node image step).
@@ -42,12 +46,20 @@ pub struct ApiAccess {
 }
 
 impl<'a> Context<'a> {
-    pub fn new(docker: &'a Docker, status: &'a Status, opts: &'a CreateOptions) -> Context<'a> {
+    pub fn new(
+        docker: &'a Docker,
+        status: &'a Status,
+        name: &'a str,
+        config: &'a ClusterConfig,
+        wait: Duration,
+    ) -> Context<'a> {
         Context {
             docker,
             status,
-            opts,
-            nodes: nodes::node_names(&opts.name, &opts.config.nodes),
+            name,
+            config,
+            wait,
+            nodes: nodes::node_names(name, &config.nodes),
             image: None,
             upstream_ip: None,
             embedded_servers: Vec::new(),

@@ -11,7 +11,7 @@ use crate::config::NodeRole;
 use crate::provider::docker::{files, nodes, wait};
 
 pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
-    let (docker, status, opts) = (ctx.docker, ctx.status, ctx.opts);
+    let (docker, status, wait) = (ctx.docker, ctx.status, ctx.wait);
     let cp = ctx
         .nodes
         .iter()
@@ -19,11 +19,11 @@ pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
         .map(|(n, _)| n.clone())
         .context("the config has no control-plane node")?;
     let step = status.step("Starting control-plane 🕹️");
-    wait::log_line(docker, &cp, CONTROL_PLANE_READY, ctx.started_at, opts.wait).await?;
+    wait::log_line(docker, &cp, CONTROL_PLANE_READY, ctx.started_at, wait).await?;
     let admin = files::read_node_file(docker, &cp, ADMIN_KUBECONFIG).await?;
-    let server = nodes::api_server_url(docker, &opts.name, &cp).await?;
+    let server = nodes::api_server_url(docker, ctx.name, &cp).await?;
     let client = access::client_for(&admin, &server).await?;
-    let version = tokio::time::timeout(opts.wait, client.apiserver_version())
+    let version = tokio::time::timeout(wait, client.apiserver_version())
         .await
         .context("the API server did not answer in time")?
         .with_context(|| format!("asking the API server at {server} for its version"))?;

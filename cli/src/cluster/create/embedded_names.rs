@@ -8,7 +8,7 @@ use super::context::Context;
 use crate::provider::docker::{embedded_names, nodes};
 
 pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
-    let name = ctx.opts.name.as_str();
+    let name = ctx.name;
     let step = ctx.status.step("Writing the embedded resolvers' names 📇");
     let node_list = ctx.node_names();
     let table =

@@ -8,7 +8,7 @@ use super::context::Context;
 use crate::cluster::kubeconfig;
 
 pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
-    let name = ctx.opts.name.as_str();
+    let name = ctx.name;
     let api = ctx.api()?;
     let path = kubeconfig::export(name, &api.admin, &api.server)?;
     tracing::info!(

@@ -7,7 +7,7 @@ use super::context::Context;
 use crate::provider::docker::nodes;
 
 pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
-    let name = ctx.opts.name.as_str();
+    let name = ctx.name;
     let image = ctx.image()?.to_string();
     let step = ctx.status.step("Starting lab upstream 🧪");
     let ip = nodes::start_upstream(ctx.docker, name, &image).await?;

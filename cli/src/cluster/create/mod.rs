@@ -172,7 +172,7 @@ fn actions(cfg: &ClusterConfig) -> Vec<Action> {
 
 /// Runs the config's steps one after the other; the first error stops them.
 async fn run(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result<Created> {
-    let mut ctx = Context::new(docker, status, opts);
+    let mut ctx = Context::new(docker, status, &opts.name, &opts.config, opts.wait);
     for action in actions(&opts.config) {
         action.execute(&mut ctx).await?;
     }

@@ -6,8 +6,8 @@ use super::context::Context;
 use crate::provider::docker::{network, nodes};
 
 pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
-    let (docker, name) = (ctx.docker, ctx.opts.name.as_str());
-    let internal = ctx.opts.config.networking.internal;
+    let (docker, name) = (ctx.docker, ctx.name);
+    let internal = ctx.config.networking.internal;
     let step = ctx.status.step(format!(
         "Preparing network {}{}",
         nodes::network_name(name),

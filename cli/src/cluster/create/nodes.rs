@@ -12,8 +12,7 @@ use crate::config::EmbeddedDns;
 use crate::provider::docker::nodes;
 
 pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
-    let (docker, opts) = (ctx.docker, ctx.opts);
-    let cfg = &opts.config;
+    let (docker, cfg) = (ctx.docker, ctx.config);
     let embedded_servers = if cfg.dns.embedded == EmbeddedDns::Builtin {
         embedded_dns::external_servers(cfg, ctx.upstream_ip.as_deref(), |p| {
             std::fs::read_to_string(p).ok()
@@ -29,7 +28,7 @@ pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
     let started_at = unix_now();
     let privileges = nodes::start_nodes(
         docker,
-        &opts.name,
+        ctx.name,
         &ctx.nodes,
         image,
         cfg,

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use super::context::Context;
 
 pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
-    let wait = ctx.opts.wait;
+    let wait = ctx.wait;
     let step = ctx.status.step("Waiting for nodes Ready ⏳");
     let node_names = ctx.node_names();
     tokio::time::timeout(wait, wait_nodes_ready(&ctx.api()?.client, &node_names))
