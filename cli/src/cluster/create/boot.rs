@@ -1,6 +1,7 @@
-//! Booting the nodes: each node's agent applies the network magic (when on) and says so in its
-//! log, as KIND's node entrypoint does before it starts systemd
-//! (`images/base/files/usr/local/bin/entrypoint`: `enable_network_magic`).
+//! Booting the nodes: each node's agent does what KIND's node entrypoint does before it starts
+//! systemd (`images/base/files/usr/local/bin/entrypoint`, the network magic being its
+//! `enable_network_magic`), then logs that it booted; this step follows the nodes' logs for
+//! that line.
 
 use anyhow::Result;
 use futures::future::try_join_all;
