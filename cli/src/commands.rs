@@ -8,13 +8,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::cluster::{create, delete, list};
+use crate::cluster::access::{cluster_client, control_plane_admin, resolve_name};
+use crate::cluster::create;
 use crate::config::{self, ClusterConfig};
-use crate::docker;
 use crate::progress::{Mode, Status};
-
-/// Environment variable that names the default cluster, like KIND_CLUSTER_NAME.
-pub const CLUSTER_NAME_ENV: &str = "MINIKIND_CLUSTER_NAME";
+use crate::provider::docker::{self, delete, list, nodes};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -288,33 +286,6 @@ fn init_logging(verbose: u8, quiet: bool) {
         .try_init();
 }
 
-/// Flag, then config file, then `$MINIKIND_CLUSTER_NAME`, then "minikind".
-pub(crate) fn resolve_name(flag: Option<String>, from_config: Option<&str>) -> Result<String> {
-    pick_name(flag, from_config, std::env::var(CLUSTER_NAME_ENV).ok())
-}
-
-/// [`resolve_name`] with the environment variable's value given, so it can be tested without
-/// touching the process environment. An empty variable counts as unset, as with KIND.
-fn pick_name(
-    flag: Option<String>,
-    from_config: Option<&str>,
-    from_env: Option<String>,
-) -> Result<String> {
-    let from_env = from_env.filter(|s| !s.is_empty());
-    let (name, source) = match (flag, from_config, from_env) {
-        (Some(n), _, _) => (n, None),
-        (None, Some(n), _) => (n.to_string(), None),
-        (None, None, Some(n)) => (n, Some(CLUSTER_NAME_ENV)),
-        (None, None, None) => (config::DEFAULT_CLUSTER_NAME.to_string(), None),
-    };
-    match (config::validate_name(&name), source) {
-        (Ok(()), _) => Ok(name),
-        // A name nobody typed on this command line: say where it came from.
-        (Err(e), Some(var)) => Err(anyhow::Error::new(e).context(format!("${var}"))),
-        (Err(e), None) => Err(e.into()),
-    }
-}
-
 fn read_config(path: Option<&str>) -> Result<ClusterConfig> {
     let Some(path) = path else {
         return Ok(ClusterConfig::default());
@@ -500,7 +471,7 @@ async fn run(command: Command, status: &Status) -> Result<()> {
             let server = if internal {
                 format!("https://{cp}:6443")
             } else {
-                create::api_server_url(&docker, &name, &cp).await?
+                nodes::api_server_url(&docker, &name, &cp).await?
             };
             print!(
                 "{}",
@@ -540,37 +511,6 @@ async fn run_objects(verb: &str, args: Vec<String>) -> Result<()> {
     };
     let client = cluster_client(cli.cluster).await?;
     crate::objects::run(cli.command, client).await
-}
-
-/// An API client for the named (or default) cluster, reaching its API server the way `create`
-/// does, with the admin kubeconfig read from its control-plane node.
-pub(crate) async fn cluster_client(flag: Option<String>) -> Result<kube::Client> {
-    let name = resolve_name(flag, None)?;
-    let docker = docker::connect().await?;
-    let (cp, admin) = control_plane_admin(&docker, &name).await?;
-    let server = create::api_server_url(&docker, &name, &cp).await?;
-    create::client_for(&admin, &server).await
-}
-
-/// The cluster's control-plane node and the admin kubeconfig on it.
-async fn control_plane_admin(docker: &bollard::Docker, name: &str) -> Result<(String, String)> {
-    let cp = format!("{name}-control-plane");
-    if !list::nodes(docker, Some(name))
-        .await?
-        .iter()
-        .any(|n| n.name == cp)
-    {
-        anyhow::bail!(
-            "cluster {name:?} has no control-plane node (does it exist? see `minikind get clusters`)"
-        );
-    }
-    let admin = crate::cluster::kubeconfig::read_node_file(
-        docker,
-        &cp,
-        minikind_node_agent::agent::ADMIN_KUBECONFIG,
-    )
-    .await?;
-    Ok((cp, admin))
 }
 
 async fn delete_one(docker: &bollard::Docker, status: &Status, name: &str) -> Result<()> {
@@ -648,37 +588,6 @@ mod tests {
     }
 
     #[test]
-    fn the_name_comes_from_flag_then_config_then_env_then_minikind() {
-        let env = || Some("from-env".to_string());
-        assert_eq!(
-            pick_name(Some("flag".into()), Some("cfg"), env()).unwrap(),
-            "flag"
-        );
-        assert_eq!(pick_name(None, Some("cfg"), env()).unwrap(), "cfg");
-        assert_eq!(pick_name(None, None, env()).unwrap(), "from-env");
-        assert_eq!(pick_name(None, None, None).unwrap(), "minikind");
-        // Set but empty is unset, as KIND_CLUSTER_NAME is.
-        assert_eq!(
-            pick_name(None, None, Some(String::new())).unwrap(),
-            "minikind"
-        );
-        // A bad name from the environment is refused and the variable named.
-        let err = format!(
-            "{:#}",
-            pick_name(None, None, Some("Bad_Env".into())).unwrap_err()
-        );
-        assert!(
-            err.contains(CLUSTER_NAME_ENV) && err.contains("\"Bad_Env\""),
-            "{err}"
-        );
-        // ... but only when it is the one used.
-        assert_eq!(
-            pick_name(Some("ok".into()), None, Some("Bad_Env".into())).unwrap(),
-            "ok"
-        );
-    }
-
-    #[test]
     fn verbosity_picks_the_log_filter() {
         assert_eq!(log_filter(0, false, None), "warn");
         assert_eq!(log_filter(0, false, Some("info")), "info");
@@ -696,15 +605,5 @@ mod tests {
         for d in [v, log_filter(2, false, None)] {
             tracing_subscriber::EnvFilter::try_new(&d).unwrap();
         }
-    }
-
-    #[test]
-    fn flag_wins_over_config_name() {
-        assert_eq!(
-            resolve_name(Some("flag".into()), Some("cfg")).unwrap(),
-            "flag"
-        );
-        assert_eq!(resolve_name(None, Some("cfg")).unwrap(), "cfg");
-        assert!(resolve_name(Some("Bad_Name".into()), None).is_err());
     }
 }

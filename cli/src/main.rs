@@ -6,11 +6,11 @@ mod commands;
 mod config;
 mod coreutils;
 mod dns;
-mod docker;
 mod multicall;
 mod objects;
 mod pod_commands;
 mod progress;
+mod provider;
 
 use std::process::ExitCode;
 

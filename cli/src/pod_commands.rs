@@ -50,7 +50,7 @@ where
     let mut proc = api
         .exec(pod, command.to_vec(), &params)
         .await
-        .map_err(crate::objects::api_error)?;
+        .map_err(crate::objects::api::api_error)?;
     let mut proc_out = proc.stdout().context("no stdout stream")?;
     let mut proc_err = proc.stderr().context("no stderr stream")?;
     let status = proc.take_status().context("no status channel")?;
@@ -108,7 +108,7 @@ pub async fn logs(
         let mut lines = api
             .log_stream(pod, &params)
             .await
-            .map_err(crate::objects::api_error)
+            .map_err(crate::objects::api::api_error)
             .with_context(|| format!("logs of pod {namespace}/{pod}"))?
             .lines();
         while let Some(line) = lines.try_next().await.context("reading the log")? {
@@ -118,7 +118,7 @@ pub async fn logs(
         let text = api
             .logs(pod, &params)
             .await
-            .map_err(crate::objects::api_error)
+            .map_err(crate::objects::api::api_error)
             .with_context(|| format!("logs of pod {namespace}/{pod}"))?;
         print!("{text}");
     }

@@ -1,11 +1,8 @@
-//! Cluster lifecycle on the local Docker engine: create, delete, list.
+//! Cluster lifecycle: create (its steps reach the engine through [`crate::provider`]), the
+//! user's kubeconfig, and the checks made through the cluster's API.
 
+pub mod access;
 pub mod create;
-pub mod delete;
 pub mod dns_check;
 pub mod embedded_dns;
-pub mod exec;
 pub mod kubeconfig;
-pub mod list;
-pub mod nodes;
-pub mod wait;

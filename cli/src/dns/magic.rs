@@ -13,9 +13,9 @@ use clap::{Args, ValueEnum};
 use minikind_images::node_rootfs::MINIKIND_PATH;
 use serde::Deserialize;
 
-use crate::cluster::exec::exec_in;
-use crate::cluster::list;
-use crate::docker;
+use crate::provider::docker;
+use crate::provider::docker::exec::exec_in;
+use crate::provider::docker::list;
 
 #[derive(Debug, Args)]
 pub struct MagicArgs {
@@ -39,7 +39,7 @@ pub enum MagicAction {
 }
 
 pub async fn run(args: MagicArgs) -> Result<()> {
-    let cluster = crate::commands::resolve_name(args.name, None)?;
+    let cluster = crate::cluster::access::resolve_name(args.name, None)?;
     let docker = docker::connect().await?;
     let all: Vec<String> = list::nodes(&docker, Some(&cluster))
         .await?

@@ -102,9 +102,9 @@ pub async fn run(args: TraceArgs) -> Result<()> {
     let rtype = record_type(&args.rtype)?;
     minikind_node_agent::tools::client::parse_name(&args.query)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let cluster = crate::commands::resolve_name(args.cluster.clone(), None)?;
-    let docker = crate::docker::connect().await?;
-    let client = crate::commands::cluster_client(Some(cluster.clone())).await?;
+    let cluster = crate::cluster::access::resolve_name(args.cluster.clone(), None)?;
+    let docker = crate::provider::docker::connect().await?;
+    let client = crate::cluster::access::cluster_client(Some(cluster.clone())).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &args.namespace);
     let pod = gather::client_pod(&pods, &args.namespace, &args.pod).await?;
     let container = args.container.as_deref();

@@ -4,27 +4,26 @@
 //!
 //! The cluster (and so the client) is chosen by the caller (`--name`, as KIND does).
 
+pub mod api;
 mod kinds;
 mod manifest;
 mod print;
 mod rollout;
+mod select;
 
 use anyhow::{Context, bail};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use std::io::Write;
 
+use self::api::{api_error, dyn_api};
+use self::print::Output;
+use self::rollout::RolloutAction;
+use self::select::{kind_and_names, one_deployment};
+
 /// The field manager of `minikind apply` (server-side apply, conflicts forced like
 /// `kubectl apply --server-side --force-conflicts`: the file is the source of truth).
 pub const FIELD_MANAGER: &str = "minikind";
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Output {
-    Wide,
-    Yaml,
-    Json,
-    Name,
-}
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ObjectCommand {
@@ -83,29 +82,6 @@ pub enum ObjectCommand {
     Rollout {
         #[command(subcommand)]
         action: RolloutAction,
-    },
-}
-
-#[derive(clap::Subcommand, Debug)]
-pub enum RolloutAction {
-    /// Replace every pod of a Deployment with a fresh one (stamps the pod template)
-    Restart {
-        /// `deployment NAME` or `deployment/NAME`
-        target: String,
-        name: Option<String>,
-        #[arg(short = 'n', long)]
-        namespace: Option<String>,
-    },
-    /// Wait until a Deployment's pods all run its current template and are ready
-    Status {
-        /// `deployment NAME` or `deployment/NAME`
-        target: String,
-        name: Option<String>,
-        #[arg(short = 'n', long)]
-        namespace: Option<String>,
-        /// Give up after this long (e.g. 90s, 2m)
-        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-        timeout: std::time::Duration,
     },
 }
 
@@ -228,67 +204,6 @@ pub async fn run_to(
             Ok(())
         }
         ObjectCommand::Rollout { action } => rollout::run(&client, action, out).await,
-    }
-}
-
-/// The one deployment a `scale`/`rollout` command names, as (name, namespace).
-fn one_deployment(
-    client: &kube::Client,
-    verb: &str,
-    target: &str,
-    name: Option<String>,
-    namespace: Option<String>,
-) -> anyhow::Result<(String, String)> {
-    let (k, names) = kind_and_names(target, name.into_iter().collect())?;
-    if k.kind != "Deployment" {
-        bail!("{verb}: only deployments are supported, not {}", k.plural);
-    }
-    let [name] = names.as_slice() else {
-        bail!("{verb}: name exactly one deployment");
-    };
-    let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
-    Ok((name.clone(), ns))
-}
-
-/// `deploy web` or `deploy/web`.
-fn kind_and_names(
-    kind: &str,
-    mut names: Vec<String>,
-) -> anyhow::Result<(&'static kinds::Kind, Vec<String>)> {
-    let (k, inline) = match kind.split_once('/') {
-        Some((k, n)) => (k, Some(n.to_string())),
-        None => (kind, None),
-    };
-    let found = kinds::by_name(k).with_context(|| {
-        format!(
-            "unknown resource type {k:?}; minikind knows: {}",
-            kinds::KINDS
-                .iter()
-                .map(|k| k.plural)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
-    if let Some(n) = inline {
-        names.insert(0, n);
-    }
-    Ok((found, names))
-}
-
-fn dyn_api(client: &kube::Client, kind: &kinds::Kind, ns: Option<&str>) -> Api<DynamicObject> {
-    let ar = kind.api_resource();
-    match ns {
-        Some(ns) if kind.namespaced => Api::namespaced_with(client.clone(), ns, &ar),
-        _ => Api::all_with(client.clone(), &ar),
-    }
-}
-
-/// The server's message for API errors (it names the field for 422s), without kube-rs's debug
-/// dump of the whole Status.
-pub fn api_error(e: kube::Error) -> anyhow::Error {
-    match e {
-        kube::Error::Api(s) => anyhow::anyhow!("{} ({}): {}", s.reason, s.code, s.message),
-        other => anyhow::Error::new(other),
     }
 }
 

@@ -2,11 +2,18 @@
 //! with `-o wide`, a NAMESPACE column with `-A`), or the objects as YAML/JSON (managedFields
 //! hidden, as kubectl hides them), or `kind/name` lines.
 
-use super::Output;
 use super::kinds::Kind;
 use anyhow::Context;
 use serde_json::{Value, json};
 use std::io::Write;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Wide,
+    Yaml,
+    Json,
+    Name,
+}
 
 const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
 

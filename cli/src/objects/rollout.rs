@@ -3,13 +3,37 @@
 //! and the deployment controller replaces the pods; status waits on the Deployment's status
 //! fields and prints kubectl's progress lines, each only when it changes.
 
-use super::{RolloutAction, api_error, one_deployment};
+use super::api::api_error;
+use super::select::one_deployment;
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use std::io::Write;
 use std::time::{Duration, Instant};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RolloutAction {
+    /// Replace every pod of a Deployment with a fresh one (stamps the pod template)
+    Restart {
+        /// `deployment NAME` or `deployment/NAME`
+        target: String,
+        name: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Wait until a Deployment's pods all run its current template and are ready
+    Status {
+        /// `deployment NAME` or `deployment/NAME`
+        target: String,
+        name: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Give up after this long (e.g. 90s, 2m)
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+}
 
 /// The annotation `kubectl rollout restart` sets on the pod template.
 const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";

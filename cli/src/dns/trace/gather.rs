@@ -22,8 +22,9 @@ use super::model::{EmbeddedMode, PodRef};
 use super::path::{Evidence, NodeInfo, Replica, UpstreamInfo};
 use super::querylog;
 use super::rules::Ruleset;
-use crate::cluster::exec::exec_in;
-use crate::docker;
+use crate::provider::docker;
+use crate::provider::docker::exec::exec_in;
+use crate::provider::docker::nodes;
 
 /// What a command run in a pod printed and how it ended.
 #[derive(Debug)]
@@ -251,11 +252,11 @@ pub async fn evidence(
     window: (SystemTime, SystemTime),
     notes: &mut Vec<String>,
 ) -> Result<Evidence> {
-    let network = crate::cluster::nodes::network_name(cluster);
+    let network = nodes::network_name(cluster);
     // Nodes: address, embedded resolver, rules.
     let mut nodes = BTreeMap::new();
     let containers = docker::containers(docker, docker::cluster_filter(cluster)).await?;
-    let upstream_name = crate::cluster::nodes::upstream_name(cluster);
+    let upstream_name = nodes::upstream_name(cluster);
     for c in containers.iter().filter(|c| c.name != upstream_name) {
         let (ip, embedded) = inspect_node(docker, &c.name, &network).await;
         let rules = match exec_in(docker, &c.name, &["iptables-save"]).await {
@@ -432,7 +433,7 @@ pub async fn evidence(
         }
     }
     let upstream = if containers.iter().any(|c| c.name == upstream_name) {
-        let ip = crate::cluster::create::container_ip(docker, &upstream_name, &network)
+        let ip = nodes::container_ip(docker, &upstream_name, &network)
             .await
             .ok()
             .and_then(|ip| ip.parse().ok());

@@ -1,15 +1,23 @@
-//! How minikind's containers are made: node containers as KIND makes them, and the lab upstream.
+//! How minikind's containers are made: node containers as KIND makes them (its docker
+//! provider's `create.go`: `planCreation`, `runArgsForNode`), and the lab upstream; their names
+//! (KIND's `providers/common/namer.go`), and where the host reaches them.
 
 use std::collections::HashMap;
 
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    RestartPolicyNameEnum, VolumeCreateRequest,
 };
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
+};
+use futures::future::try_join_all;
 use minikind_node_agent::agent::env as agent_env;
 
+use super::{CLUSTER_LABEL, ROLE_LABEL, short_id};
 use crate::config::{ClusterConfig, EmbeddedDns, NodeRole, Upstream};
-use crate::docker::{CLUSTER_LABEL, ROLE_LABEL};
 
 /// Port the API server listens on inside the control-plane node.
 pub const API_SERVER_PORT: &str = "6443/tcp";
@@ -217,6 +225,209 @@ pub fn upstream_container(cluster: &str, image: &str) -> ContainerCreateBody {
         }),
         ..Default::default()
     }
+}
+
+/// A name is in use when any object carries its label, or when a container or network with
+/// one of the names we would make exists (someone else's: we must not touch it).
+pub async fn ensure_name_free(docker: &Docker, name: &str, containers: &[String]) -> Result<()> {
+    if !super::containers(docker, super::cluster_filter(name))
+        .await?
+        .is_empty()
+        || !super::networks(docker, super::cluster_filter(name))
+            .await?
+            .is_empty()
+    {
+        bail!(
+            "a cluster named {name:?} already exists: delete it first \
+             (`minikind delete cluster --name {name}`) or choose another name with --name"
+        );
+    }
+    let exact = containers.iter().map(|c| format!("^/{c}$")).collect();
+    let by_name = HashMap::from([("name".to_string(), exact)]);
+    if let Some(c) = super::containers(docker, by_name).await?.into_iter().next() {
+        bail!(
+            "cannot create cluster {name:?}: a container named {:?} already exists and is not \
+             minikind's",
+            c.name
+        );
+    }
+    let net = network_name(name);
+    if docker.inspect_network(&net, None).await.is_ok() {
+        bail!(
+            "cannot create cluster {name:?}: a network named {net:?} already exists and is not minikind's"
+        );
+    }
+    Ok(())
+}
+
+/// Where this host reaches the API server: the published port on `apiServerAddress`, or, on an
+/// `--internal` network (where Docker publishes nothing), the node's own address, which the
+/// host reaches over the network's bridge.
+pub async fn api_server_url(docker: &Docker, cluster: &str, cp: &str) -> Result<String> {
+    let network = docker
+        .inspect_network(&network_name(cluster), None)
+        .await
+        .with_context(|| format!("inspecting the network of cluster {cluster}"))?;
+    if network.internal == Some(true) {
+        let ip = container_ip(docker, cp, &network_name(cluster)).await?;
+        return Ok(format!("https://{ip}:6443"));
+    }
+    let info = docker
+        .inspect_container(cp, None::<InspectContainerOptions>)
+        .await
+        .with_context(|| format!("inspecting {cp}"))?;
+    let binding = info
+        .network_settings
+        .and_then(|n| n.ports)
+        .and_then(|mut p| p.remove(API_SERVER_PORT))
+        .flatten()
+        .and_then(|b| b.into_iter().next())
+        .with_context(|| format!("{cp} publishes no API server port"))?;
+    let host = binding
+        .host_ip
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let port = binding
+        .host_port
+        .context("the API server port binding has no port")?;
+    Ok(format!("https://{host}:{port}"))
+}
+
+/// Creates and starts the lab upstream; returns its address on the cluster network.
+pub async fn start_upstream(docker: &Docker, cluster: &str, image: &str) -> Result<String> {
+    let name = upstream_name(cluster);
+    let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+    docker
+        .create_container(Some(opts), upstream_container(cluster, image))
+        .await
+        .with_context(|| format!("creating {name}"))?;
+    docker
+        .start_container(&name, None)
+        .await
+        .with_context(|| format!("starting {name}"))?;
+    container_ip(docker, &name, &network_name(cluster)).await
+}
+
+pub async fn container_ip(docker: &Docker, container: &str, network: &str) -> Result<String> {
+    let info = docker
+        .inspect_container(container, None::<InspectContainerOptions>)
+        .await
+        .with_context(|| format!("inspecting {container}"))?;
+    info.network_settings
+        .and_then(|n| n.networks)
+        .and_then(|mut n| n.remove(network))
+        .and_then(|e| e.ip_address)
+        .filter(|ip| !ip.is_empty())
+        .with_context(|| format!("{container} has no address on {network}"))
+}
+
+/// Creates and starts every node at once. Tries `--privileged` first as KIND does; when the
+/// engine refuses to apply it, the nodes are made again with the narrow capability set.
+pub async fn start_nodes(
+    docker: &Docker,
+    cluster: &str,
+    names: &[(String, NodeRole)],
+    image: &str,
+    cfg: &ClusterConfig,
+    upstream_ip: Option<&str>,
+    embedded_servers: &[String],
+) -> Result<Privileges> {
+    for (node, _) in names {
+        docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(var_volume_name(node)),
+                labels: Some(labels(cluster, "var")),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating the /var volume of {node}"))?;
+    }
+    let mut privileges = Privileges::Privileged;
+    loop {
+        let attempt = try_join_all(names.iter().map(|(node, role)| async move {
+            let body = node_container(
+                cluster,
+                node,
+                *role,
+                image,
+                cfg,
+                upstream_ip,
+                embedded_servers,
+                privileges,
+            );
+            let opts = CreateContainerOptionsBuilder::default().name(node).build();
+            let created = docker
+                .create_container(Some(opts), body)
+                .await
+                .with_context(|| format!("creating node {node}"))?;
+            docker
+                .start_container(node, None)
+                .await
+                .with_context(|| format!("starting node {node}"))?;
+            // Where the host reaches this node's API server (only the control plane publishes
+            // it; an --internal network publishes nothing). Asked only when it will be logged.
+            let published =
+                if *role == NodeRole::ControlPlane && tracing::enabled!(tracing::Level::INFO) {
+                    docker
+                        .inspect_container(node, None::<InspectContainerOptions>)
+                        .await
+                        .ok()
+                        .and_then(|info| published_api_port(&info))
+                } else {
+                    None
+                };
+            tracing::info!(
+                node = %node,
+                role = %role.as_str(),
+                id = %short_id(&created.id),
+                privileges = %privileges.label(),
+                // Nothing on an --internal network: the host reaches the node's own address.
+                api_port = %published.as_deref().unwrap_or("none"),
+                "node container created and started"
+            );
+            anyhow::Ok(())
+        }))
+        .await;
+        match attempt {
+            Ok(_) => return Ok(privileges),
+            Err(e) if privileges == Privileges::Privileged && refuses_privileged(&e) => {
+                tracing::info!(
+                    error = %format!("{e:#}"),
+                    capabilities = %Privileges::NARROW_CAPS.join(","),
+                    "the engine refuses --privileged: making the nodes again with capabilities only"
+                );
+                for (node, _) in names {
+                    let rm = RemoveContainerOptionsBuilder::default().force(true).build();
+                    let _ = docker.remove_container(node, Some(rm)).await;
+                }
+                privileges = Privileges::Capabilities;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `HOST_IP:PORT` the engine published the API server port on, if any.
+fn published_api_port(info: &bollard::models::ContainerInspectResponse) -> Option<String> {
+    let binding = info
+        .network_settings
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .get(API_SERVER_PORT)?
+        .as_ref()?
+        .first()?
+        .clone();
+    Some(format!(
+        "{}:{}",
+        binding.host_ip.unwrap_or_default(),
+        binding.host_port?
+    ))
+}
+
+/// runc's answer when the engine itself lacks a capability `--privileged` asks for.
+fn refuses_privileged(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("unable to apply caps")
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use bollard::Docker;
 
-use crate::docker;
+use crate::provider::docker;
 
 /// Node containers (not the lab upstream) of one cluster, or of all.
 pub async fn nodes(docker: &Docker, cluster: Option<&str>) -> Result<Vec<docker::OwnedContainer>> {

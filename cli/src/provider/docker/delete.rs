@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use bollard::Docker;
 use bollard::query_parameters::{RemoveContainerOptionsBuilder, RemoveVolumeOptions};
 
-use crate::docker;
+use crate::provider::docker;
 
 /// What a delete removed.
 #[derive(Debug, Default, PartialEq, Eq)]

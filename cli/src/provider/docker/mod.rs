@@ -1,4 +1,16 @@
-//! The Docker engine connection and the labels that own every object minikind makes.
+//! The Docker provider: everything that talks to the Docker engine, as KIND keeps it in
+//! `pkg/cluster/internal/providers/docker`. This module holds the connection and the labels that
+//! own every object minikind makes (KIND's `provider.go`: `ListClusters`, `ListNodes`); the
+//! submodules make, inspect, wait for, run commands in and remove those objects.
+
+pub mod delete;
+pub mod embedded_names;
+pub mod exec;
+pub mod files;
+pub mod list;
+pub mod network;
+pub mod nodes;
+pub mod wait;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -122,6 +134,11 @@ pub async fn volumes(docker: &Docker, filter: HashMap<String, Vec<String>>) -> R
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// The 12 hex digits `docker ps` shows of a container or network ID.
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 /// Every cluster that owns at least one container or network (`get clusters`, and what
