@@ -232,6 +232,7 @@ pub async fn start(cfg: ControlPlaneConfig) -> anyhow::Result<RunningControlPlan
         },
         token,
         server_address: format!("{}:{}", cfg.advertise_address, addr.port()),
+        inflight: Default::default(),
     });
     controllers::kubernetes_service::bootstrap(&state, cfg.advertise_address, addr.port())
         .await

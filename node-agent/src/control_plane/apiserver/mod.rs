@@ -2,6 +2,7 @@
 //! discovery, and the object verbs.
 
 pub mod discovery;
+pub mod limits;
 pub mod objects;
 pub mod patch;
 pub mod protobuf;
@@ -18,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Bytes;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -38,6 +39,8 @@ pub struct ApiState {
     pub token: Option<String>,
     /// `serverAddressByClientCIDRs` in `/api`.
     pub server_address: String,
+    /// Requests being served (bounded; see [`limits`]).
+    pub inflight: limits::InFlight,
 }
 
 /// One parsed request.
@@ -74,6 +77,11 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
 }
 
 async fn dispatch(State(st): State<Arc<ApiState>>, req: Request) -> Response {
+    let state = st.clone();
+    let _permit = match state.inflight.admit(&req) {
+        Ok(p) => p,
+        Err(too_many) => return too_many,
+    };
     match route(st, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
@@ -279,12 +287,15 @@ fn aggregated_response(v: Value, version: &str) -> Response {
 }
 
 /// Serves the router on `listener`, over TLS when an acceptor is given, until `shutdown`.
+/// Connections are bounded and must handshake and send their request heads in time
+/// ([`limits`]), so idle or slow clients cannot hold the server.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: axum::Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let connections = limits::Connections::new(limits::connection_bound());
     loop {
         let (sock, _peer) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -298,20 +309,32 @@ pub async fn serve(
                 }
             },
         };
+        let Some(permit) = connections.admit() else {
+            // At the bound: close it now rather than leave it queued in the kernel.
+            tracing::debug!("connection refused: the connection bound is reached");
+            continue;
+        };
         let _ = sock.set_nodelay(true);
         let app = app.clone();
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let svc =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let mut app = app.clone();
                     async move { app.call(req.map(Body::new)).await }
                 });
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits::HEADER_READ_TIMEOUT);
             let res = match tls {
-                Some(acc) => match acc.accept(sock).await {
-                    Ok(stream) => {
+                Some(acc) => match tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, acc.accept(sock))
+                    .await
+                {
+                    Ok(Ok(stream)) => {
                         let conn =
                             builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                         tokio::select! {
@@ -319,8 +342,12 @@ pub async fn serve(
                             _ = shutdown.cancelled() => Ok(()),
                         }
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         tracing::debug!("TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
                         return;
                     }
                 },
