@@ -5,22 +5,7 @@ use std::net::SocketAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
-
-/// Transport a query arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Proto {
-    Udp,
-    Tcp,
-}
-
-impl Proto {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Udp => "udp",
-            Proto::Tcp => "tcp",
-        }
-    }
-}
+use minikind_dns_log::Proto;
 
 /// A query being served.
 #[derive(Debug, Clone)]
@@ -168,53 +153,6 @@ pub fn in_zone(name: &str, zone: &str) -> bool {
         || (name.len() > zone.len()
             && name.ends_with(zone)
             && name.as_bytes()[name.len() - zone.len() - 1] == b'.')
-}
-
-/// CoreDNS's rcode names (`NOERROR`, `NXDOMAIN`, ...).
-pub fn rcode_name(rc: ResponseCode) -> String {
-    match rc {
-        ResponseCode::NoError => "NOERROR".into(),
-        ResponseCode::FormErr => "FORMERR".into(),
-        ResponseCode::ServFail => "SERVFAIL".into(),
-        ResponseCode::NXDomain => "NXDOMAIN".into(),
-        ResponseCode::NotImp => "NOTIMP".into(),
-        ResponseCode::Refused => "REFUSED".into(),
-        ResponseCode::YXDomain => "YXDOMAIN".into(),
-        ResponseCode::YXRRSet => "YXRRSET".into(),
-        ResponseCode::NXRRSet => "NXRRSET".into(),
-        ResponseCode::NotAuth => "NOTAUTH".into(),
-        ResponseCode::NotZone => "NOTZONE".into(),
-        ResponseCode::BADVERS => "BADVERS".into(),
-        other => format!("RCODE{}", u16::from(other)),
-    }
-}
-
-/// Header flags as CoreDNS's log prints them: `qr,aa,tc,rd,ra,z,ad,cd`.
-pub fn flags_str(m: &Message) -> String {
-    let md = &m.metadata;
-    let mut parts: Vec<&str> = Vec::with_capacity(6);
-    if md.message_type == MessageType::Response {
-        parts.push("qr");
-    }
-    if md.authoritative {
-        parts.push("aa");
-    }
-    if md.truncation {
-        parts.push("tc");
-    }
-    if md.recursion_desired {
-        parts.push("rd");
-    }
-    if md.recursion_available {
-        parts.push("ra");
-    }
-    if md.authentic_data {
-        parts.push("ad");
-    }
-    if md.checking_disabled {
-        parts.push("cd");
-    }
-    parts.join(",")
 }
 
 /// Readies a reply for the wire: matches it to the request (id, question spelling), echoes an

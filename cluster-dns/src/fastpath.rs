@@ -13,8 +13,9 @@ use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use minikind_dns_log::Proto;
 
-use crate::dnsmsg::{Proto, finalize_wire};
+use crate::dnsmsg::finalize_wire;
 use crate::plugins::Block;
 use crate::plugins::cache::wire::WireEntry;
 use crate::plugins::cache::{Asker, Hit};

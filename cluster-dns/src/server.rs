@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
 use ipnet::IpNet;
+use minikind_dns_log::{Proto, rcode_name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::corefile::address::address_from_reverse;
-use crate::dnsmsg::{
-    Proto, Request, encode, finalize, finalize_wire, formerr_for, in_zone, rcode_name,
-};
+use crate::dnsmsg::{Request, encode, finalize, finalize_wire, formerr_for, in_zone};
 use crate::metrics::registry;
 use crate::plugins::{Block, Pending, Reply};
 
@@ -229,7 +228,7 @@ pub(crate) fn record_metrics(
         .with(&[server, zone, "", req.proto.as_str(), family, &qtype])
         .inc();
     r.responses
-        .with(&[server, zone, "", &rcode_name(rcode), plugin])
+        .with(&[server, zone, "", &rcode_name(u16::from(rcode)), plugin])
         .inc();
     r.request_duration
         .with(&[server, zone, "", &qtype])

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use minikind_dns_log::Proto;
 use socket2::{SockAddr, Socket};
 
-use crate::dnsmsg::Proto;
 use crate::server::{SharedTable, Step, prepare};
 
 const BATCH: usize = 32;
