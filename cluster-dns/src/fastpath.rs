@@ -16,8 +16,8 @@ use hickory_proto::rr::RecordType;
 use minikind_dns_log::Proto;
 
 use crate::dnsmsg::finalize_wire;
+use crate::pkg::wire::WireEntry;
 use crate::plugins::Block;
-use crate::plugins::cache::wire::WireEntry;
 use crate::plugins::cache::{Asker, Hit};
 use crate::server::{Asked, Step, ZoneTable, prepare_decoded, record_metrics};
 
@@ -302,7 +302,7 @@ mod tests {
             assert_eq!((size, d), (req.bufsize, req.do_bit));
         }
         let mut spelled = Vec::new();
-        crate::plugins::cache::wire::name_wire(&req.qname, &mut spelled);
+        crate::pkg::wire::name_wire(&req.qname, &mut spelled);
         assert_eq!(q.qname_wire, &spelled[..]);
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use minikind_cluster_dns::fastpath;
-use minikind_cluster_dns::kubernetes::Change;
+use minikind_cluster_dns::plugins::kubernetes::Change;
 use minikind_cluster_dns::run::{Config, Options};
 use minikind_cluster_dns::server::{Step, ZoneTable, prepare, prepare_decoded};
 use minikind_dns_log::Proto;

@@ -9,6 +9,7 @@ pub mod errors;
 pub mod forward;
 pub mod health;
 pub mod hosts;
+pub mod kubernetes;
 pub mod loadbalance;
 pub mod log;
 pub mod r#loop;
@@ -24,7 +25,7 @@ use hickory_proto::rr::{Record, RecordType};
 
 use crate::corefile::{CorefileError, ListenAddr, ServerBlock, parse_address};
 use crate::dnsmsg::Request;
-use crate::kubernetes::{KubeOptions, Kubernetes, Outcome};
+use kubernetes::{KubeOptions, Kubernetes, Outcome};
 
 /// CoreDNS's execution order (plugin.cfg). Names here that cluster-dns does not implement are
 /// reported as unsupported rather than unknown.
@@ -115,7 +116,7 @@ pub struct Reply {
     pub wire: Option<Vec<u8>>,
     /// `msg` already encoded as the cache stores it (the `kubernetes` plugin's kept answers),
     /// so storing it takes no second encoding.
-    pub encoded: Option<Arc<cache::wire::WireEntry>>,
+    pub encoded: Option<Arc<crate::pkg::wire::WireEntry>>,
 }
 
 impl Reply {
@@ -165,7 +166,7 @@ pub enum Pending {
     /// A CNAME answer whose target must be resolved through the chain.
     Chase(Box<(Message, hickory_proto::rr::Name)>),
     /// An answer whose additional section needs these lookups.
-    Additional(Box<(Message, Vec<crate::kubernetes::ExtraLookup>)>),
+    Additional(Box<(Message, Vec<crate::plugins::kubernetes::ExtraLookup>)>),
     /// Nothing answered from memory: loop and forward are next.
     Next,
 }

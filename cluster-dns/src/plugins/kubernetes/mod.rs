@@ -19,7 +19,7 @@ pub use records::{ExtraLookup, Outcome};
 use watch::SyncState;
 
 use crate::dnsmsg::{Request, in_zone};
-use crate::plugins::cache::wire::WireEntry;
+use crate::pkg::wire::WireEntry;
 
 pub struct Kubernetes {
     pub opts: KubeOptions,
@@ -145,7 +145,7 @@ impl Kubernetes {
             && memoizable(req, m)
         {
             let mut qname = Vec::with_capacity(req.qname_lc.len() + 1);
-            crate::plugins::cache::wire::name_wire(&req.qname, &mut qname);
+            crate::pkg::wire::name_wire(&req.qname, &mut qname);
             let key = self.memo.key(&qname, u16::from(req.qtype));
             encoded = self.memo.get(key, generation);
             if encoded.is_none() {
