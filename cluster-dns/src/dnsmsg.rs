@@ -1,11 +1,15 @@
-//! The request as plugins see it, and the helpers that shape replies on the wire: echoing the
-//! question and OPT record, and truncating to the client's size the way miekg/dns does.
+//! The request as plugins see it, a plugin's reply, and the helpers that shape replies on the
+//! wire: echoing the question and OPT record, and truncating to the client's size the way
+//! miekg/dns does (coredns request/request.go).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use minikind_dns_log::Proto;
+
+use crate::pkg::wire::WireEntry;
 
 /// A query being served.
 #[derive(Debug, Clone)]
@@ -110,6 +114,62 @@ impl Request {
         let mut m = self.reply();
         m.metadata.response_code = rcode;
         m
+    }
+}
+
+/// A plugin's answer, with who wrote it (the `plugin` label of the responses metric) and the
+/// error the `errors` plugin logs.
+#[derive(Debug)]
+pub struct Reply {
+    /// The reply; for a cache hit only its header (rcode), the full reply being in `wire`.
+    pub msg: Message,
+    pub plugin: &'static str,
+    pub error: Option<String>,
+    /// A reply already on the wire (cache hits), without OPT record.
+    pub wire: Option<Vec<u8>>,
+    /// `msg` already encoded as the cache stores it (the `kubernetes` plugin's kept answers),
+    /// so storing it takes no second encoding.
+    pub encoded: Option<Arc<WireEntry>>,
+}
+
+impl Reply {
+    pub fn new(msg: Message, plugin: &'static str) -> Self {
+        Reply {
+            msg,
+            plugin,
+            error: None,
+            wire: None,
+            encoded: None,
+        }
+    }
+    pub fn err(msg: Message, plugin: &'static str, error: String) -> Self {
+        Reply {
+            msg,
+            plugin,
+            error: Some(error),
+            wire: None,
+            encoded: None,
+        }
+    }
+    /// A cache hit: the bytes, and the rcode for metrics.
+    pub fn cached(req: &Request, wire: Vec<u8>, rcode: u8) -> Self {
+        // Only the header matters here (metrics read the rcode); no question copy.
+        let mut msg = Message::response(req.msg.metadata.id, req.msg.metadata.op_code);
+        msg.metadata.response_code = ResponseCode::from_low(rcode);
+        Reply {
+            msg,
+            plugin: "cache",
+            error: None,
+            wire: Some(wire),
+            encoded: None,
+        }
+    }
+    /// The full message (decoding a wire reply).
+    pub fn message(&self) -> Message {
+        match &self.wire {
+            Some(w) => Message::from_vec(w).unwrap_or_else(|_| self.msg.clone()),
+            None => self.msg.clone(),
+        }
     }
 }
 

@@ -15,9 +15,9 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use minikind_dns_log::Proto;
 
+use crate::chain::Block;
 use crate::dnsmsg::finalize_wire;
 use crate::pkg::wire::WireEntry;
-use crate::plugins::Block;
 use crate::plugins::cache::{Asker, Hit};
 use crate::server::{Asked, Step, ZoneTable, prepare_decoded, record_metrics};
 

@@ -1,6 +1,7 @@
 //! A CoreDNS-compatible cluster DNS server: Corefile, plugin chain, and a `kubernetes` plugin fed
 //! by Kubernetes API watchers.
 
+pub mod chain;
 pub mod cli;
 pub mod corefile;
 pub mod dnsmsg;

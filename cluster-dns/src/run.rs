@@ -15,8 +15,8 @@ use hickory_proto::rr::{Name, RecordType};
 use sha2::{Digest, Sha512};
 use tokio::task::JoinHandle;
 
+use crate::chain::{Block, FatalHook};
 use crate::corefile::{self, Corefile};
-use crate::plugins::{Block, FatalHook};
 use crate::server::{Listener, SharedTable, ZoneTable, display_addr};
 use crate::util::log;
 

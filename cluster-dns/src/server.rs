@@ -14,10 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::chain::{Block, Pending};
 use crate::corefile::address::address_from_reverse;
-use crate::dnsmsg::{Request, encode, finalize, finalize_wire, formerr_for, in_zone};
+use crate::dnsmsg::{Reply, Request, encode, finalize, finalize_wire, formerr_for, in_zone};
 use crate::metrics::registry;
-use crate::plugins::{Block, Pending, Reply};
 
 /// The blocks reachable on one listening address, longest zone first.
 pub struct ZoneTable {

@@ -13,9 +13,8 @@ use minikind_dns_log::{Proto, rcode_name};
 use rand::seq::SliceRandom;
 
 use crate::corefile::{CorefileError, Directive, address::normalize_zone};
-use crate::dnsmsg::{Request, in_zone};
+use crate::dnsmsg::{Reply, Request, in_zone};
 use crate::metrics::registry;
-use crate::plugins::Reply;
 pub use upstream::Upstream;
 
 /// Overall time a query may spend across upstreams.
