@@ -19,7 +19,9 @@ use crate::chain::Block;
 use crate::dnsmsg::finalize_wire;
 use crate::pkg::wire::WireEntry;
 use crate::plugins::cache::{Asker, Hit};
-use crate::server::{Asked, Step, ZoneTable, prepare_decoded, record_metrics};
+use crate::plugins::prometheus::{Asked, record_metrics};
+use crate::query::{Step, prepare_decoded};
+use crate::zones::ZoneTable;
 
 /// A query in the common shape, as read from the wire.
 #[derive(Debug, PartialEq, Eq)]
@@ -183,7 +185,7 @@ pub fn serve(
         };
         let rcode = ResponseCode::from_low(rcode);
         record_metrics(
-            block,
+            &block.server,
             zone,
             &asked,
             rcode,

@@ -17,8 +17,9 @@ use tokio::task::JoinHandle;
 
 use crate::chain::{Block, FatalHook};
 use crate::corefile::{self, Corefile};
-use crate::server::{Listener, SharedTable, ZoneTable, display_addr};
+use crate::server::{Listener, display_addr};
 use crate::util::log;
+use crate::zones::{SharedTable, ZoneTable};
 
 /// How the server is started.
 #[derive(Clone)]
