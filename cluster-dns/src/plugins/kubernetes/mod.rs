@@ -9,6 +9,7 @@ pub mod watch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, RecordType};
@@ -20,6 +21,7 @@ use watch::SyncState;
 
 use crate::dnsmsg::{Request, in_zone};
 use crate::pkg::wire::WireEntry;
+use crate::util::log;
 
 pub struct Kubernetes {
     pub opts: KubeOptions,
@@ -67,6 +69,22 @@ impl Kubernetes {
             t.extend(handles);
         }
         Ok(())
+    }
+
+    /// Waits up to the startup timeout for the first sync; warns when it has not come
+    /// (coredns plugin/kubernetes/kubernetes.go, `startupTimeout`).
+    pub async fn wait_synced(&self) {
+        let until = Instant::now() + self.opts.startup_timeout;
+        while !self.synced() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !self.synced() {
+            log(
+                "WARNING",
+                "kubernetes",
+                "starting server with unsynced Kubernetes API",
+            );
+        }
     }
 
     /// Feeds one change into the store (what the watchers do).

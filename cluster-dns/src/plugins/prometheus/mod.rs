@@ -2,6 +2,7 @@
 //! `localhost:9153`), and counts every request a block with it serves.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -10,6 +11,12 @@ use minikind_dns_log::{Proto, rcode_name};
 
 use crate::corefile::{CorefileError, Directive};
 use crate::metrics::registry;
+
+/// Where the endpoint is served.
+pub const PATH: &str = "/metrics";
+
+/// Refreshes gauges before a scrape.
+pub type BeforeScrape = Arc<dyn Fn() + Send + Sync>;
 
 pub fn parse(d: &Directive) -> Result<String, CorefileError> {
     if !d.block.is_empty() {
@@ -20,6 +27,18 @@ pub fn parse(d: &Directive) -> Result<String, CorefileError> {
         [a] => Ok(a.to_string()),
         _ => Err(d.err("takes at most one address")),
     }
+}
+
+/// `GET /metrics`: the text exposition of every metric (coredns plugin/metrics/metrics.go).
+pub async fn handle(before: BeforeScrape) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    before();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
 }
 
 /// What the request metrics are labelled and measured with.
