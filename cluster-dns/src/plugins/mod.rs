@@ -1,6 +1,7 @@
 //! The plugins, one folder each as CoreDNS's plugin/<name>/: each holds its Corefile parsing
-//! and its behaviour (answering, logging, its HTTP endpoint, its background work). How a server
-//! block puts them together is [`crate::chain`].
+//! and its behaviour (answering, logging, its HTTP endpoint, its background work). No plugin
+//! imports the chain that puts a server block's plugins together (the `chain` module) nor
+//! another plugin; what they share is below them (`dnsmsg`, `pkg`, `corefile`, `metrics`).
 
 pub mod bind;
 pub mod cache;

@@ -1,8 +1,8 @@
 //! `reload [INTERVAL] [JITTER]`: the Corefile is checked every INTERVAL ± JITTER (30s, 15s);
 //! a changed file is parsed and swapped in, a bad one is logged and the running config kept
-//! (coredns plugin/reload/reload.go). The restart itself is the running instance's
-//! (`crate::run::Instance::check_reload`): this plugin times the checks, tells whether the file
-//! changed, and reports how the restart went.
+//! (coredns plugin/reload/reload.go). The restart itself is the running instance's (its
+//! `check_reload`): this plugin times the checks, tells whether the file changed, and reports
+//! how the restart went.
 
 use std::future::Future;
 use std::path::Path;
