@@ -1,5 +1,7 @@
 //! The `kubernetes` plugin: answers the cluster zone from Services, EndpointSlices, Namespaces
-//! (and Pods in `verified` mode) kept up to date by API watchers.
+//! (and Pods in `verified` mode) kept up to date by API watchers (coredns plugin/kubernetes/):
+//! its Corefile options ([`config`]), the watchers ([`watch`]), the store ([`model`]), the
+//! answers ([`records`]) and the answers kept on the wire ([`memo`]).
 
 pub mod config;
 pub mod memo;
