@@ -7,10 +7,12 @@
 //!
 //!   `[INFO] <client-ip>:<port> - <id> "<type> <class> <name> <proto> <size> <do> <bufsize>" <rcode> <flags> <rsize> <duration>s`
 //!
+//! - [`ErrorLine`]: the line of CoreDNS's `errors` plugin for a query that failed, written and
+//!   read the same way: `[ERROR] plugin/errors: <rcode> <name> <type>: <error>`.
 //! - the names CoreDNS prints: [`rcode_name`], [`type_name`], [`class_name`], [`Flags`], and
 //!   the transport a query came in on, [`Proto`].
 //!
-//! Upstream: coredns plugin/log/log.go, plugin/pkg/replacer/replacer.go (the placeholders and
+//! Upstream: coredns plugin/log/log.go, plugin/errors/errors.go, plugin/pkg/replacer/replacer.go (the placeholders and
 //! how each is written), miekg/dns msg.go (`RcodeToString`, `TypeToString`, header flags).
 
 use std::borrow::Cow;
@@ -291,6 +293,45 @@ impl fmt::Display for QueryLine {
             flags = self.flags,
             rsize = self.rsize,
             duration = seconds(self.duration),
+        )
+    }
+}
+
+/// A failure the `errors` plugin logs for a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLine {
+    /// The rcode the query was answered with, as a number.
+    pub rcode: u16,
+    pub name: String,
+    pub qtype: String,
+    /// The error, as the plugin that failed put it.
+    pub message: String,
+}
+
+const ERRORS: &str = "[ERROR] plugin/errors: ";
+
+impl ErrorLine {
+    /// Reads one `errors` line; None for anything else.
+    pub fn parse(line: &str) -> Option<ErrorLine> {
+        let rest = line.trim_end().strip_prefix(ERRORS)?;
+        let (rcode, rest) = rest.split_once(' ')?;
+        let (name, rest) = rest.split_once(' ')?;
+        let (qtype, message) = rest.split_once(": ")?;
+        Some(ErrorLine {
+            rcode: rcode.parse().ok()?,
+            name: name.to_string(),
+            qtype: qtype.to_string(),
+            message: message.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for ErrorLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{ERRORS}{} {} {}: {}",
+            self.rcode, self.name, self.qtype, self.message
         )
     }
 }

@@ -129,3 +129,21 @@ fn placeholders_spell_the_line() {
     assert_eq!(out, l.to_string());
     assert_eq!(l.placeholder(">opcode"), None);
 }
+
+#[test]
+fn error_lines_are_written_and_read_back() {
+    let e = ErrorLine {
+        rcode: 2,
+        name: "off-6.wild.example.test.".into(),
+        qtype: "A".into(),
+        message: "read udp 172.26.0.1:53: Connection refused (os error 111)".into(),
+    };
+    let line = e.to_string();
+    assert_eq!(
+        line,
+        "[ERROR] plugin/errors: 2 off-6.wild.example.test. A: read udp 172.26.0.1:53: Connection refused (os error 111)"
+    );
+    assert_eq!(ErrorLine::parse(&line), Some(e));
+    assert_eq!(ErrorLine::parse("[INFO] plugin/reload: x"), None);
+    assert_eq!(QueryLine::parse(&line), None);
+}

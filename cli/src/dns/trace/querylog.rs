@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use minikind_dns_log::{Proto, QueryLine};
+use minikind_dns_log::{ErrorLine, Proto, QueryLine};
 
 /// One query as a server logged it.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,18 +82,16 @@ pub struct LoggedError {
     pub message: String,
 }
 
-/// Reads one `errors` line; `None` for anything else.
+/// Reads one `errors` line (with `minikind_dns_log::ErrorLine`'s parser); `None` for anything
+/// else.
 pub fn parse_error(line: &str) -> Option<LoggedError> {
     let (time, logged) = split_time(line.trim_end());
-    let rest = logged.strip_prefix("[ERROR] plugin/errors: ")?;
-    let (_rcode, rest) = rest.split_once(' ')?;
-    let (name, rest) = rest.split_once(' ')?;
-    let (qtype, message) = rest.split_once(": ")?;
+    let e = ErrorLine::parse(logged)?;
     Some(LoggedError {
         time,
-        name: name.to_string(),
-        qtype: qtype.to_string(),
-        message: message.to_string(),
+        name: e.name,
+        qtype: e.qtype,
+        message: e.message,
     })
 }
 
