@@ -1,4 +1,4 @@
-//! The plugins, one folder each as CoreDNS's plugin/<name>/: each holds its Corefile parsing
+//! The plugins, one folder each as CoreDNS's `plugin/<name>/`: each holds its Corefile parsing
 //! and its behaviour (answering, logging, its HTTP endpoint, its background work). No plugin
 //! imports the chain that puts a server block's plugins together (the `chain` module) nor
 //! another plugin; what they share is below them (`dnsmsg`, `pkg`, `corefile`, `metrics`).
