@@ -103,21 +103,10 @@ pub fn cli_main(args: Vec<OsString>) -> i32 {
     }
     if flags.plugins {
         println!("Server types:\n  dns\n\nCaddyfile loaders:\n  flag\n  default\n\nOther plugins:");
-        for p in [
-            "bind",
-            "cache",
-            "errors",
-            "forward",
-            "health",
-            "hosts",
-            "kubernetes",
-            "loadbalance",
-            "log",
-            "loop",
-            "prometheus",
-            "ready",
-            "reload",
-        ] {
+        // CoreDNS lists them sorted by name.
+        let mut names: Vec<&str> = crate::plugins::implemented().collect();
+        names.sort_unstable();
+        for p in names {
             println!("  dns.{p}");
         }
         return 0;

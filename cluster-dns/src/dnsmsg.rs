@@ -1,26 +1,15 @@
-//! The request as plugins see it, and the helpers that shape replies on the wire: echoing the
-//! question and OPT record, and truncating to the client's size the way miekg/dns does.
+//! The request as plugins see it, a plugin's reply, and the helpers that shape replies on the
+//! wire: echoing the question and OPT record, and truncating to the client's size the way
+//! miekg/dns does (coredns request/request.go).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
+use minikind_dns_log::Proto;
 
-/// Transport a query arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Proto {
-    Udp,
-    Tcp,
-}
-
-impl Proto {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Udp => "udp",
-            Proto::Tcp => "tcp",
-        }
-    }
-}
+use crate::pkg::wire::WireEntry;
 
 /// A query being served.
 #[derive(Debug, Clone)]
@@ -128,6 +117,62 @@ impl Request {
     }
 }
 
+/// A plugin's answer, with who wrote it (the `plugin` label of the responses metric) and the
+/// error the `errors` plugin logs.
+#[derive(Debug)]
+pub struct Reply {
+    /// The reply; for a cache hit only its header (rcode), the full reply being in `wire`.
+    pub msg: Message,
+    pub plugin: &'static str,
+    pub error: Option<String>,
+    /// A reply already on the wire (cache hits), without OPT record.
+    pub wire: Option<Vec<u8>>,
+    /// `msg` already encoded as the cache stores it (the `kubernetes` plugin's kept answers),
+    /// so storing it takes no second encoding.
+    pub encoded: Option<Arc<WireEntry>>,
+}
+
+impl Reply {
+    pub fn new(msg: Message, plugin: &'static str) -> Self {
+        Reply {
+            msg,
+            plugin,
+            error: None,
+            wire: None,
+            encoded: None,
+        }
+    }
+    pub fn err(msg: Message, plugin: &'static str, error: String) -> Self {
+        Reply {
+            msg,
+            plugin,
+            error: Some(error),
+            wire: None,
+            encoded: None,
+        }
+    }
+    /// A cache hit: the bytes, and the rcode for metrics.
+    pub fn cached(req: &Request, wire: Vec<u8>, rcode: u8) -> Self {
+        // Only the header matters here (metrics read the rcode); no question copy.
+        let mut msg = Message::response(req.msg.metadata.id, req.msg.metadata.op_code);
+        msg.metadata.response_code = ResponseCode::from_low(rcode);
+        Reply {
+            msg,
+            plugin: "cache",
+            error: None,
+            wire: Some(wire),
+            encoded: None,
+        }
+    }
+    /// The full message (decoding a wire reply).
+    pub fn message(&self) -> Message {
+        match &self.wire {
+            Some(w) => Message::from_vec(w).unwrap_or_else(|_| self.msg.clone()),
+            None => self.msg.clone(),
+        }
+    }
+}
+
 /// Decodes a query packet into a request; None if it does not parse or has not exactly one
 /// question.
 pub fn decode_request(
@@ -168,53 +213,6 @@ pub fn in_zone(name: &str, zone: &str) -> bool {
         || (name.len() > zone.len()
             && name.ends_with(zone)
             && name.as_bytes()[name.len() - zone.len() - 1] == b'.')
-}
-
-/// CoreDNS's rcode names (`NOERROR`, `NXDOMAIN`, ...).
-pub fn rcode_name(rc: ResponseCode) -> String {
-    match rc {
-        ResponseCode::NoError => "NOERROR".into(),
-        ResponseCode::FormErr => "FORMERR".into(),
-        ResponseCode::ServFail => "SERVFAIL".into(),
-        ResponseCode::NXDomain => "NXDOMAIN".into(),
-        ResponseCode::NotImp => "NOTIMP".into(),
-        ResponseCode::Refused => "REFUSED".into(),
-        ResponseCode::YXDomain => "YXDOMAIN".into(),
-        ResponseCode::YXRRSet => "YXRRSET".into(),
-        ResponseCode::NXRRSet => "NXRRSET".into(),
-        ResponseCode::NotAuth => "NOTAUTH".into(),
-        ResponseCode::NotZone => "NOTZONE".into(),
-        ResponseCode::BADVERS => "BADVERS".into(),
-        other => format!("RCODE{}", u16::from(other)),
-    }
-}
-
-/// Header flags as CoreDNS's log prints them: `qr,aa,tc,rd,ra,z,ad,cd`.
-pub fn flags_str(m: &Message) -> String {
-    let md = &m.metadata;
-    let mut parts: Vec<&str> = Vec::with_capacity(6);
-    if md.message_type == MessageType::Response {
-        parts.push("qr");
-    }
-    if md.authoritative {
-        parts.push("aa");
-    }
-    if md.truncation {
-        parts.push("tc");
-    }
-    if md.recursion_desired {
-        parts.push("rd");
-    }
-    if md.recursion_available {
-        parts.push("ra");
-    }
-    if md.authentic_data {
-        parts.push("ad");
-    }
-    if md.checking_disabled {
-        parts.push("cd");
-    }
-    parts.join(",")
 }
 
 /// Readies a reply for the wire: matches it to the request (id, question spelling), echoes an

@@ -13,12 +13,15 @@ use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use minikind_dns_log::Proto;
 
-use crate::dnsmsg::{Proto, finalize_wire};
-use crate::plugins::Block;
-use crate::plugins::cache::wire::WireEntry;
+use crate::chain::Block;
+use crate::dnsmsg::finalize_wire;
+use crate::pkg::wire::WireEntry;
 use crate::plugins::cache::{Asker, Hit};
-use crate::server::{Asked, Step, ZoneTable, prepare_decoded, record_metrics};
+use crate::plugins::prometheus::{Asked, record_metrics};
+use crate::query::{Step, prepare_decoded};
+use crate::zones::ZoneTable;
 
 /// A query in the common shape, as read from the wire.
 #[derive(Debug, PartialEq, Eq)]
@@ -182,7 +185,7 @@ pub fn serve(
         };
         let rcode = ResponseCode::from_low(rcode);
         record_metrics(
-            block,
+            &block.server,
             zone,
             &asked,
             rcode,
@@ -301,7 +304,7 @@ mod tests {
             assert_eq!((size, d), (req.bufsize, req.do_bit));
         }
         let mut spelled = Vec::new();
-        crate::plugins::cache::wire::name_wire(&req.qname, &mut spelled);
+        crate::pkg::wire::name_wire(&req.qname, &mut spelled);
         assert_eq!(q.qname_wire, &spelled[..]);
     }
 

@@ -1,5 +1,7 @@
-//! A small Prometheus registry with CoreDNS's metric names and labels. Counters are atomics
-//! behind a read-mostly map, so recording a request takes no lock in the steady state.
+//! A small Prometheus registry with CoreDNS's metric names and labels, which every plugin
+//! records into (coredns plugin/metrics/vars, and each plugin's metrics.go). Counters are
+//! atomics behind a read-mostly map, so recording a request takes no lock in the steady state.
+//! Serving it at `/metrics` is the prometheus plugin's.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -11,10 +13,10 @@ use std::time::Duration;
 pub type Labels = Vec<Arc<str>>;
 
 pub struct Family<V> {
-    name: &'static str,
-    help: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) help: &'static str,
     labels: &'static [&'static str],
-    series: RwLock<HashMap<Labels, Arc<V>>>,
+    pub(crate) series: RwLock<HashMap<Labels, Arc<V>>>,
 }
 
 impl<V: Default> Family<V> {
@@ -46,7 +48,8 @@ impl<V: Default> Family<V> {
 }
 
 impl<V> Family<V> {
-    fn label_str(&self, values: &Labels, extra: Option<(&str, &str)>) -> String {
+    /// The series' labels as the text exposition writes them (`k="v",…`), with `extra` last.
+    pub(crate) fn label_str(&self, values: &Labels, extra: Option<(&str, &str)>) -> String {
         let mut s = String::new();
         let mut first = true;
         for (k, v) in self.labels.iter().zip(values.iter()) {
@@ -110,12 +113,12 @@ const SIZE_BUCKETS: [f64; 16] = [
 ];
 
 pub struct Histogram {
-    buckets: &'static [f64; 16],
-    counts: [AtomicU64; 16],
-    count: AtomicU64,
+    pub(crate) buckets: &'static [f64; 16],
+    pub(crate) counts: [AtomicU64; 16],
+    pub(crate) count: AtomicU64,
     /// Sum in nanoseconds (durations) or bytes (sizes).
-    sum: AtomicU64,
-    scale: f64,
+    pub(crate) sum: AtomicU64,
+    pub(crate) scale: f64,
 }
 
 impl Default for Histogram {
@@ -148,7 +151,7 @@ impl Histogram {
 }
 
 /// A size histogram (its own type so the family default uses size buckets).
-pub struct SizeHistogram(Histogram);
+pub struct SizeHistogram(pub(crate) Histogram);
 
 impl Default for SizeHistogram {
     fn default() -> Self {
@@ -223,115 +226,5 @@ pub fn registry() -> &'static Registry {
 impl<V: Default> Family<V> {
     pub fn with(&self, values: &[&str]) -> Arc<V> {
         self.get(values)
-    }
-}
-
-fn render_counters(out: &mut String, f: &Family<Counter>) {
-    let _ = writeln!(
-        out,
-        "# HELP {} {}\n# TYPE {} counter",
-        f.name, f.help, f.name
-    );
-    if let Ok(m) = f.series.read() {
-        for (k, v) in m.iter() {
-            let _ = writeln!(out, "{}{{{}}} {}", f.name, f.label_str(k, None), v.get());
-        }
-    }
-}
-
-fn render_gauges(out: &mut String, f: &Family<Gauge>) {
-    let _ = writeln!(out, "# HELP {} {}\n# TYPE {} gauge", f.name, f.help, f.name);
-    if let Ok(m) = f.series.read() {
-        for (k, v) in m.iter() {
-            let _ = writeln!(out, "{}{{{}}} {}", f.name, f.label_str(k, None), v.get());
-        }
-    }
-}
-
-fn render_hist<V>(out: &mut String, f: &Family<V>, h: impl Fn(&V) -> &Histogram) {
-    let _ = writeln!(
-        out,
-        "# HELP {} {}\n# TYPE {} histogram",
-        f.name, f.help, f.name
-    );
-    if let Ok(m) = f.series.read() {
-        for (k, v) in m.iter() {
-            let hist = h(v);
-            let mut cum = 0u64;
-            for (i, b) in hist.buckets.iter().enumerate() {
-                cum += hist.counts[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "{}_bucket{{{}}} {}",
-                    f.name,
-                    f.label_str(k, Some(("le", &format!("{b}")))),
-                    cum
-                );
-            }
-            let count = hist.count.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{}_bucket{{{}}} {}",
-                f.name,
-                f.label_str(k, Some(("le", "+Inf"))),
-                count
-            );
-            let sum = hist.sum.load(Ordering::Relaxed) as f64 * hist.scale;
-            let ls = f.label_str(k, None);
-            let _ = writeln!(out, "{}_sum{{{ls}}} {sum}", f.name);
-            let _ = writeln!(out, "{}_count{{{ls}}} {count}", f.name);
-        }
-    }
-}
-
-/// The text exposition of every metric.
-pub fn render() -> String {
-    let r = registry();
-    let mut out = String::with_capacity(8192);
-    r.build_info
-        .with(&[env!("CARGO_PKG_VERSION"), "minikind", "rust"])
-        .set(1.0);
-    render_gauges(&mut out, &r.build_info);
-    render_counters(&mut out, &r.requests);
-    render_counters(&mut out, &r.responses);
-    render_hist(&mut out, &r.request_duration, |h| h);
-    render_hist(&mut out, &r.request_size, |h| &h.0);
-    render_hist(&mut out, &r.response_size, |h| &h.0);
-    render_counters(&mut out, &r.panics);
-    render_gauges(&mut out, &r.plugin_enabled);
-    render_counters(&mut out, &r.cache_hits);
-    render_counters(&mut out, &r.cache_misses);
-    render_gauges(&mut out, &r.cache_entries);
-    render_counters(&mut out, &r.cache_prefetch);
-    render_counters(&mut out, &r.cache_served_stale);
-    render_counters(&mut out, &r.cache_evictions);
-    render_counters(&mut out, &r.forward_requests);
-    render_counters(&mut out, &r.forward_responses);
-    render_hist(&mut out, &r.forward_request_duration, |h| h);
-    render_counters(&mut out, &r.forward_healthcheck_failures);
-    render_counters(&mut out, &r.forward_healthcheck_broken);
-    render_counters(&mut out, &r.forward_max_concurrent_rejects);
-    render_counters(&mut out, &r.reload_failed);
-    render_hist(&mut out, &r.health_request_duration, |h| h);
-    render_gauges(&mut out, &r.hosts_entries);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_series_with_labels() {
-        let r = registry();
-        r.requests
-            .with(&["dns://:1", ".", "", "udp", "1", "A"])
-            .inc();
-        r.request_duration
-            .with(&["dns://:1", ".", "", "A"])
-            .observe_duration(Duration::from_micros(300));
-        let text = render();
-        assert!(text.contains("coredns_dns_requests_total{server=\"dns://:1\",zone=\".\",view=\"\",proto=\"udp\",family=\"1\",type=\"A\"} 1"), "{text}");
-        assert!(text.contains("coredns_dns_request_duration_seconds_bucket{server=\"dns://:1\",zone=\".\",view=\"\",type=\"A\",le=\"0.0005\"} 1"));
     }
 }

@@ -1,24 +1,25 @@
-//! A running server: the blocks built from a Corefile, their listeners, the HTTP endpoints
-//! (health, ready, metrics), the loop probes and the reload loop. A reload builds the new
-//! configuration completely before swapping it in; a bad one leaves the running one untouched.
+//! A running server: the blocks built from a Corefile, their listeners, and the lifecycle the
+//! plugins hook into: their HTTP endpoints (health, ready, prometheus), the loop probes, the
+//! reload loop and the lameduck wait, whose behaviour lives in each plugin's folder. A reload
+//! builds the new configuration completely before swapping it in; a bad one leaves the running
+//! one untouched.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use hickory_proto::op::{Message, Query};
-use hickory_proto::rr::{Name, RecordType};
-use sha2::{Digest, Sha512};
 use tokio::task::JoinHandle;
 
+use crate::chain::{Block, FatalHook};
 use crate::corefile::{self, Corefile};
-use crate::plugins::{Block, FatalHook};
-use crate::server::{Listener, SharedTable, ZoneTable, display_addr};
+use crate::plugins::{health, prometheus, ready, reload};
+use crate::server::{Listener, display_addr};
 use crate::util::log;
+use crate::zones::{SharedTable, ZoneTable};
 
 /// How the server is started.
 #[derive(Clone)]
@@ -117,17 +118,7 @@ impl Config {
         }
         for b in &self.blocks {
             if let Some(k) = &b.kubernetes {
-                let until = Instant::now() + k.opts.startup_timeout;
-                while !k.synced() && Instant::now() < until {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                if !k.synced() {
-                    log(
-                        "WARNING",
-                        "kubernetes",
-                        "starting server with unsynced Kubernetes API",
-                    );
-                }
+                k.wait_synced().await;
             }
         }
         Ok(())
@@ -137,13 +128,13 @@ impl Config {
         let mut m: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
         for b in &self.blocks {
             if let Some(h) = &b.health {
-                push_route(&mut m, &h.addr, "/health");
+                push_route(&mut m, &h.addr, health::PATH);
             }
             if let Some(r) = &b.ready {
-                push_route(&mut m, r, "/ready");
+                push_route(&mut m, r, ready::PATH);
             }
             if let Some(p) = &b.prometheus {
-                push_route(&mut m, p, "/metrics");
+                push_route(&mut m, p, prometheus::PATH);
             }
         }
         m
@@ -157,7 +148,7 @@ impl Config {
             .unwrap_or_default()
     }
 
-    fn reload(&self) -> Option<crate::plugins::reload::Reload> {
+    fn reload(&self) -> Option<reload::Reload> {
         self.blocks.iter().find_map(|b| b.reload)
     }
 }
@@ -167,21 +158,6 @@ fn push_route(m: &mut BTreeMap<String, Vec<&'static str>>, addr: &str, path: &'s
     if !v.contains(&path) {
         v.push(path);
     }
-}
-
-/// `:8080` → `0.0.0.0:8080`, `localhost:9153` → `127.0.0.1:9153`.
-pub fn http_addr(s: &str) -> anyhow::Result<SocketAddr> {
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| anyhow!("address '{s}' lacks a port"))?;
-    let port: u16 = port.parse().map_err(|_| anyhow!("invalid port in '{s}'"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip: IpAddr = match host {
-        "" => IpAddr::from([0, 0, 0, 0]),
-        "localhost" => IpAddr::from([127, 0, 0, 1]),
-        h => h.parse().map_err(|_| anyhow!("invalid host in '{s}'"))?,
-    };
-    Ok(SocketAddr::new(ip, port))
 }
 
 /// HTTP address → the paths served there.
@@ -217,10 +193,6 @@ impl Drop for Instance {
             }
         }
     }
-}
-
-fn sha512_hex(text: &str) -> String {
-    hex::encode(Sha512::digest(text.as_bytes()))
 }
 
 impl Instance {
@@ -269,12 +241,9 @@ impl Instance {
         inst.apply(Arc::new(config)).await?;
         if let Some(r) = inst.current().reload() {
             let weak = Arc::downgrade(&inst);
-            let h = tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(r.next_wait()).await;
-                    let Some(inst) = weak.upgrade() else { return };
-                    inst.check_reload().await;
-                }
+            let h = r.spawn(move || {
+                let inst = weak.upgrade()?;
+                Some(async move { inst.check_reload().await })
             });
             if let Ok(mut b) = inst.background.lock() {
                 b.push(h);
@@ -376,8 +345,8 @@ impl Instance {
         tokio::task::yield_now().await;
         let mut handles = Vec::new();
         for (addr, paths) in &routes {
-            let sock = http_addr(addr)?;
-            let listener = bind_retry(sock)
+            let sock = crate::http::http_addr(addr)?;
+            let listener = crate::http::bind_retry(sock)
                 .await
                 .with_context(|| format!("listen on {addr}"))?;
             let router = crate::http::router(paths, self.shared_state());
@@ -429,7 +398,9 @@ impl Instance {
     /// most), then disables the check.
     fn start_loop_probes(&self, config: &Config) {
         for b in &config.blocks {
-            let Some(l) = &b.r#loop else { continue };
+            if b.r#loop.is_none() {
+                continue;
+            }
             let Some(key) = b.keys.first() else { continue };
             let ip = b
                 .bind
@@ -438,21 +409,11 @@ impl Instance {
                 .filter(|i| !i.is_unspecified())
                 .unwrap_or(IpAddr::from([127, 0, 0, 1]));
             let target = SocketAddr::new(ip, key.port);
-            let qname = l.qname.clone();
             let block = b.clone();
             let h = tokio::spawn(async move {
-                let Some(lp) = &block.r#loop else { return };
-                let deadline = Instant::now() + crate::plugins::r#loop::Loop::PROBE_WINDOW;
-                while Instant::now() < deadline {
-                    if probe(target, &qname).await.is_ok() {
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                        lp.disable();
-                        return;
-                    }
-                    lp.reset();
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Some(lp) = &block.r#loop {
+                    lp.probe_until_answered(target).await;
                 }
-                lp.disable();
             });
             if let Ok(mut bg) = self.background.lock() {
                 bg.push(h);
@@ -463,38 +424,11 @@ impl Instance {
     /// Re-reads the Corefile; swaps in a changed, valid one.
     pub async fn check_reload(&self) {
         let Some(path) = &self.path else { return };
-        let Ok(text) = std::fs::read_to_string(path) else {
-            log("ERROR", "reload", format!("cannot read {}", path.display()));
+        let running = self.current().text.clone();
+        let Some(text) = reload::changed(path, &running, &self.attempted) else {
             return;
         };
-        let running = self.current().text.clone();
-        if text == running {
-            return;
-        }
-        {
-            let Ok(mut a) = self.attempted.lock() else {
-                return;
-            };
-            if *a == text {
-                return;
-            }
-            *a = text.clone();
-        }
-        log("INFO", "", "Reloading");
-        match self.reload_text(&text).await {
-            Ok(()) => {
-                log(
-                    "INFO",
-                    "reload",
-                    format!("Running configuration SHA512 = {}", sha512_hex(&text)),
-                );
-                log("INFO", "", "Reloading complete");
-            }
-            Err(e) => {
-                crate::metrics::registry().reload_failed.with(&[]).inc();
-                log("ERROR", "", format!("Restart failed: {e:#}"));
-            }
-        }
+        reload::report(&text, self.reload_text(&text).await);
     }
 
     async fn reload_text(&self, text: &str) -> anyhow::Result<()> {
@@ -513,45 +447,6 @@ impl Instance {
     /// Marks the server as stopping: `/ready` turns 503, then waits the lameduck period.
     pub async fn shutdown(&self) {
         self.shared.shutting_down.store(true, Ordering::Release);
-        let lameduck = self.current().lameduck();
-        if !lameduck.is_zero() {
-            log(
-                "INFO",
-                "",
-                format!("Going into lameduck mode for {}s", lameduck.as_secs_f64()),
-            );
-            tokio::time::sleep(lameduck).await;
-        }
+        health::lameduck(self.current().lameduck()).await;
     }
-}
-
-async fn bind_retry(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let mut last = None;
-    for _ in 0..20 {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => return Ok(l),
-            Err(e) => {
-                last = Some(e);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::other("bind failed")))
-}
-
-/// One loop probe over UDP; Ok when any reply came back within 2 s.
-async fn probe(target: SocketAddr, qname: &str) -> anyhow::Result<()> {
-    let mut m = Message::query();
-    m.metadata.recursion_desired = true;
-    m.add_query(Query::query(Name::from_ascii(qname)?, RecordType::HINFO));
-    let sock = tokio::net::UdpSocket::bind(if target.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    })
-    .await?;
-    sock.send_to(&m.to_vec()?, target).await?;
-    let mut buf = vec![0u8; 4096];
-    tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf)).await??;
-    Ok(())
 }

@@ -14,10 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use minikind_dns_log::Proto;
 use socket2::{SockAddr, Socket};
 
-use crate::dnsmsg::Proto;
-use crate::server::{SharedTable, Step, prepare};
+use crate::packet::prepare;
+use crate::query::{Later, Step};
+use crate::zones::SharedTable;
 
 const BATCH: usize = 32;
 /// Queries larger than this are not DNS queries anyone sends; they are dropped.
@@ -214,7 +216,7 @@ fn serve(sock: Arc<Socket>, table: SharedTable, stop: Arc<AtomicBool>, rt: tokio
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new();
     let mut out: Vec<(Vec<u8>, SockAddr)> = Vec::with_capacity(BATCH);
-    let mut later: Vec<(Box<crate::server::Later>, SocketAddr)> = Vec::new();
+    let mut later: Vec<(Box<Later>, SocketAddr)> = Vec::new();
     while !stop.load(Ordering::Acquire) {
         let n = match batch.recv(fd) {
             Ok(0) => {

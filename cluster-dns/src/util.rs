@@ -44,6 +44,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// Prints a finished log line.
+pub fn print_line(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 /// Prints a CoreDNS-style log line: `[LEVEL] plugin/<name>: message`.
 pub fn log(level: &str, plugin: &str, msg: impl std::fmt::Display) {
     use std::io::Write;

@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{Name, RecordType};
-use minikind_cluster_dns::dnsmsg::Proto;
 use minikind_cluster_dns::fastpath;
-use minikind_cluster_dns::kubernetes::Change;
+use minikind_cluster_dns::packet::prepare;
+use minikind_cluster_dns::plugins::kubernetes::Change;
+use minikind_cluster_dns::query::{Step, prepare_decoded};
 use minikind_cluster_dns::run::{Config, Options};
-use minikind_cluster_dns::server::{Step, ZoneTable, prepare, prepare_decoded};
+use minikind_cluster_dns::zones::ZoneTable;
+use minikind_dns_log::Proto;
 use serde_json::json;
 
 fn objects(web_ip: &str) -> Vec<Change> {

@@ -5,10 +5,11 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::op::Message;
+use minikind_dns_log::Proto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use crate::wire::{Proto, ResponseHeader};
+use crate::wire::ResponseHeader;
 
 /// Why an exchange with a server failed.
 #[derive(Debug, thiserror::Error)]

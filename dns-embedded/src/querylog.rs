@@ -1,5 +1,6 @@
-//! Query log lines in CoreDNS's `log` plugin format, so every hop of the lab (cluster-dns, the
-//! embedded resolver, the lab upstream) can be read and compared the same way:
+//! Where the servers' query log lines go, and what one line shows. The line itself (CoreDNS's
+//! `log` plugin format, which every hop of the lab writes so all can be read and compared the
+//! same way) is written by `minikind_dns_log::QueryLine`:
 //!
 //! `[INFO] <client-ip>:<port> - <id> "<type> IN <name> <proto> <size> <do> <bufsize>" <rcode> <flags> <rsize> <duration>s`
 
@@ -8,9 +9,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_proto::op::Message;
+use minikind_dns_log::{Proto, QueryLine, class_name, type_name};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::wire::{Proto, ResponseHeader};
+use crate::wire::ResponseHeader;
 
 /// Where query log lines go.
 #[derive(Clone, Debug, Default)]
@@ -57,17 +59,17 @@ pub struct QueryRecord<'a> {
     pub duration: Duration,
 }
 
-/// Formats one line the way CoreDNS's default log format does.
+/// Formats one line the way CoreDNS's default log format does ([`QueryLine`] writes it).
 pub fn format_line(rec: &QueryRecord<'_>) -> String {
-    let (qtype, qclass, qname) = match rec.request.queries.first() {
+    let (qtype, qclass, name) = match rec.request.queries.first() {
         Some(q) => (
-            record_type_name(q.query_type()),
-            class_name(q.query_class()),
+            type_name(q.query_type().into()).into_owned(),
+            class_name(q.query_class().into()).into_owned(),
             q.name().to_ascii(),
         ),
         None => ("TYPE0".to_string(), "IN".to_string(), ".".to_string()),
     };
-    let (dnssec_ok, bufsize) = match &rec.request.edns {
+    let (do_bit, bufsize) = match &rec.request.edns {
         Some(edns) => (edns.flags().dnssec_ok, edns.max_payload()),
         None => (false, 0),
     };
@@ -77,42 +79,25 @@ pub fn format_line(rec: &QueryRecord<'_>) -> String {
         Proto::Udp => bufsize.max(512),
     };
     let (rcode, flags) = match &rec.response {
-        Some(h) => (h.rcode_name().to_string(), h.flags_string()),
+        Some(h) => (h.rcode_name(), h.flags_string()),
         None => ("-".to_string(), "-".to_string()),
     };
-    let client = match rec.client {
-        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
-        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-    };
-    format!(
-        "[INFO] {client} - {id} \"{qtype} {qclass} {qname} {proto} {size} {dnssec_ok} {bufsize}\" {rcode} {flags} {rsize} {secs}s",
-        id = rec.request.metadata.id,
-        proto = rec.proto.as_str(),
-        size = rec.request_size,
-        rsize = rec.response_size,
-        secs = rec.duration.as_secs_f64(),
-    )
-}
-
-/// The mnemonic CoreDNS prints for a type (`TYPE<n>` for ones it doesn't know by name).
-fn record_type_name(rt: hickory_proto::rr::RecordType) -> String {
-    match rt {
-        hickory_proto::rr::RecordType::Unknown(n) => format!("TYPE{n}"),
-        other => other.to_string(),
+    QueryLine {
+        client: rec.client,
+        id: rec.request.metadata.id,
+        qtype,
+        qclass,
+        name,
+        proto: rec.proto,
+        size: rec.request_size,
+        do_bit,
+        bufsize,
+        rcode,
+        flags,
+        rsize: rec.response_size,
+        duration: rec.duration,
     }
-}
-
-/// The class mnemonic (`CLASS<n>` for the unnamed ones), as CoreDNS prints it.
-fn class_name(class: hickory_proto::rr::DNSClass) -> String {
-    use hickory_proto::rr::DNSClass;
-    match class {
-        DNSClass::IN => "IN".into(),
-        DNSClass::CH => "CH".into(),
-        DNSClass::HS => "HS".into(),
-        DNSClass::NONE => "NONE".into(),
-        DNSClass::ANY => "ANY".into(),
-        other => format!("CLASS{}", u16::from(other)),
-    }
+    .to_string()
 }
 
 #[cfg(test)]

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType};
+use minikind_dns_log::Proto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
 use crate::querylog::{QueryLog, QueryRecord, format_line};
-use crate::wire::{Proto, ResponseHeader, formerr_from_raw};
+use crate::wire::{ResponseHeader, formerr_from_raw};
 
 /// How long an idle TCP connection is kept open waiting for its next query.
 const TCP_IDLE: Duration = Duration::from_secs(10);

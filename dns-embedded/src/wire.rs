@@ -1,30 +1,15 @@
-//! Wire-level helpers shared by both servers: transports, the response header as read from raw
+//! Wire-level helpers shared by both servers: the response header as read from raw
 //! bytes (forwarded replies are passed on untouched, so logging reads their header directly),
 //! size limits and truncation.
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+use minikind_dns_log::{Flags, Proto};
 
 /// Maximum DNS message size over TCP (two-byte length prefix).
 pub const TCP_MAX: usize = 65535;
 /// The classic UDP limit without EDNS (RFC 1035).
 pub const UDP_MIN: usize = 512;
-
-/// The transport a query came in on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Proto {
-    Udp,
-    Tcp,
-}
-
-impl Proto {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Udp => "udp",
-            Proto::Tcp => "tcp",
-        }
-    }
-}
 
 /// The largest reply a client accepts: 65535 on TCP; on UDP its EDNS size, never below 512.
 pub fn reply_limit(request: &Message, proto: Proto) -> usize {
@@ -74,39 +59,12 @@ impl ResponseHeader {
 
     /// The rcode as CoreDNS prints it.
     pub fn rcode_name(&self) -> String {
-        match self.rcode() {
-            0 => "NOERROR".into(),
-            1 => "FORMERR".into(),
-            2 => "SERVFAIL".into(),
-            3 => "NXDOMAIN".into(),
-            4 => "NOTIMP".into(),
-            5 => "REFUSED".into(),
-            6 => "YXDOMAIN".into(),
-            7 => "YXRRSET".into(),
-            8 => "NXRRSET".into(),
-            9 => "NOTAUTH".into(),
-            10 => "NOTZONE".into(),
-            n => format!("RCODE{n}"),
-        }
+        minikind_dns_log::rcode_name(self.rcode().into()).into_owned()
     }
 
     /// The header flags in CoreDNS's order: `qr,aa,tc,rd,ra,z,ad,cd`.
     pub fn flags_string(&self) -> String {
-        let bits = [
-            (self.flags_hi & 0x80 != 0, "qr"),
-            (self.flags_hi & 0x04 != 0, "aa"),
-            (self.flags_hi & 0x02 != 0, "tc"),
-            (self.flags_hi & 0x01 != 0, "rd"),
-            (self.flags_lo & 0x80 != 0, "ra"),
-            (self.flags_lo & 0x40 != 0, "z"),
-            (self.flags_lo & 0x20 != 0, "ad"),
-            (self.flags_lo & 0x10 != 0, "cd"),
-        ];
-        bits.iter()
-            .filter(|(set, _)| *set)
-            .map(|(_, name)| *name)
-            .collect::<Vec<_>>()
-            .join(",")
+        Flags::from_header(self.flags_hi, self.flags_lo).to_string()
     }
 }
 

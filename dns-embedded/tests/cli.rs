@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use minikind_dns_embedded::exchange::exchange;
-use minikind_dns_embedded::wire::Proto;
 use minikind_dns_embedded::{ContainerNames, NamesTable, NetworkNames};
+use minikind_dns_log::Proto;
 
 const BIN: &str = env!("CARGO_BIN_EXE_minikind-dns-embedded");
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -13,10 +13,11 @@ use minikind_dns_embedded::embedded::forward::{
 };
 use minikind_dns_embedded::exchange::exchange;
 use minikind_dns_embedded::querylog::QueryLog;
-use minikind_dns_embedded::wire::{Names, Proto, encode};
+use minikind_dns_embedded::wire::{Names, encode};
 use minikind_dns_embedded::{
     ContainerNames, EmbeddedConfig, EmbeddedResolver, NamesTable, NetworkNames,
 };
+use minikind_dns_log::Proto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;

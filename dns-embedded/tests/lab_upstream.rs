@@ -7,7 +7,7 @@ use hickory_proto::rr::{Name, RecordType};
 use minikind_dns_embedded::exchange::exchange;
 use minikind_dns_embedded::lab_upstream::{self, BIG_RECORDS, Zone};
 use minikind_dns_embedded::querylog::QueryLog;
-use minikind_dns_embedded::wire::Proto;
+use minikind_dns_log::Proto;
 use tokio::sync::mpsc;
 
 const TIMEOUT: Duration = Duration::from_secs(5);

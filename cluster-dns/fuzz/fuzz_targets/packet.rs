@@ -9,11 +9,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use minikind_cluster_dns::dnsmsg::Proto;
 use minikind_cluster_dns::fastpath;
-use minikind_cluster_dns::kubernetes::Change;
+use minikind_cluster_dns::plugins::kubernetes::Change;
 use minikind_cluster_dns::run::{Config, Options};
-use minikind_cluster_dns::server::{Step, ZoneTable, prepare, prepare_decoded};
+use minikind_cluster_dns::packet::prepare;
+use minikind_cluster_dns::query::{Step, prepare_decoded};
+use minikind_cluster_dns::zones::ZoneTable;
+use minikind_dns_log::Proto;
 
 const COREFILE: &str = ".:53 {
     cache 30

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::CorefileError;
+use super::error::CorefileError;
 
 /// One word of a Corefile with its origin.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,32 +2,15 @@
 //! substitution. Parsing only builds the syntax tree; plugins interpret their own directives.
 
 pub mod address;
+pub mod error;
 pub mod lexer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use address::{ListenAddr, parse_address};
+pub use error::CorefileError;
 pub use lexer::Token;
-
-/// A Corefile problem, located at `file:line` (CoreDNS prints the same shape).
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("{file}:{line} - Error during parsing: {msg}")]
-pub struct CorefileError {
-    pub file: String,
-    pub line: usize,
-    pub msg: String,
-}
-
-impl CorefileError {
-    pub fn at(file: &str, line: usize, msg: impl Into<String>) -> Self {
-        CorefileError {
-            file: file.to_string(),
-            line,
-            msg: msg.into(),
-        }
-    }
-}
 
 /// One line inside a directive's `{ }` block: a keyword and its arguments.
 #[derive(Debug, Clone)]

@@ -8,10 +8,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use minikind_dns_log::Proto;
 use tokio::sync::Semaphore;
 
 use crate::exchange::exchange_raw;
-use crate::wire::{Proto, ResponseHeader};
+use crate::wire::ResponseHeader;
 
 /// Docker's limits.
 pub const MAX_EXTERNAL_SERVERS: usize = 3;

@@ -6,12 +6,13 @@ use std::net::IpAddr;
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use minikind_dns_log::Proto;
 use rand::seq::SliceRandom;
 
 use super::forward::{Forwarded, Forwarder};
 use super::names::{NameLookup, NamesHandle};
 use crate::transport::{Handler, Request};
-use crate::wire::{Names, Proto, encode_within, error_reply, reply_limit};
+use crate::wire::{Names, encode_within, error_reply, reply_limit};
 
 /// TTL of every local answer.
 pub const LOCAL_TTL: u32 = 600;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use hickory_proto::rr::Name;
+use minikind_dns_log::Proto;
 use tokio::net::{TcpListener, UdpSocket};
 
 pub use answer::answer;
@@ -20,7 +21,7 @@ pub use zone::{BIG_RECORDS, DEFAULT_ZONE, Zone, ZoneError, default_zone_text};
 
 use crate::querylog::QueryLog;
 use crate::transport::{self, Handler, Request, ServerTasks};
-use crate::wire::{Names, Proto, encode_within, reply_limit};
+use crate::wire::{Names, encode_within, reply_limit};
 
 struct ZoneHandler {
     zone: Zone,

@@ -395,7 +395,7 @@ fn replica_hops(hops: &mut Vec<Hop>, replica: &Replica, q: &LoggedQuery, ev: &Ev
         hops.push(stop(node, "the node's iptables rules could not be read"));
         return;
     };
-    let docker = rules.docker_dns(target, &q.proto);
+    let docker = rules.docker_dns(target, q.proto.as_str());
     let (Some(prerouting), Some(dnat)) = (docker.prerouting, docker.dnat) else {
         hops.push(stop(
             node,

@@ -1,13 +1,16 @@
 //! Reading query log lines in CoreDNS's `log` format, which every logging hop of the lab writes
-//! (cluster-dns with `log`, minikind's embedded resolver, the lab upstream):
+//! (cluster-dns with `log`, minikind's embedded resolver, the lab upstream), with the one parser
+//! of `minikind_dns_log::QueryLine`:
 //!
 //! `[INFO] <client-ip>:<port> - <id> "<type> <class> <name> <proto> <size> <do> <bufsize>" <rcode> <flags> <rsize> <duration>`
 //!
 //! Lines come from `kubectl logs --timestamps` or `docker logs --timestamps`, so an RFC 3339
 //! time may come first; it is kept to order the hops of one lookup.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
+
+use minikind_dns_log::{ErrorLine, Proto, QueryLine};
 
 /// One query as a server logged it.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,7 +21,7 @@ pub struct LoggedQuery {
     pub id: u16,
     pub qtype: String,
     pub name: String,
-    pub proto: String,
+    pub proto: Proto,
     pub rcode: String,
     pub flags: String,
     pub duration: Duration,
@@ -45,67 +48,21 @@ fn split_time(line: &str) -> (Option<SystemTime>, &str) {
     (None, line)
 }
 
-fn parse_client(text: &str) -> Option<SocketAddr> {
-    if let Ok(addr) = text.parse() {
-        return Some(addr);
-    }
-    // `ip:port` with a bare IPv6 address (CoreDNS brackets them, others may not).
-    let (ip, port) = text.rsplit_once(':')?;
-    Some(SocketAddr::new(
-        ip.parse::<IpAddr>().ok()?,
-        port.parse().ok()?,
-    ))
-}
-
-/// A duration as CoreDNS writes it (`0.000114128s`), or in Go's units (`114.128µs`, `2ms`).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let units: [(&str, f64); 5] = [
-        ("ns", 1e-9),
-        ("µs", 1e-6),
-        ("us", 1e-6),
-        ("ms", 1e-3),
-        ("s", 1.0),
-    ];
-    for (suffix, scale) in units {
-        if let Some(number) = text.strip_suffix(suffix)
-            && let Ok(v) = number.parse::<f64>()
-            && v.is_finite()
-            && v >= 0.0
-        {
-            return Some(Duration::from_secs_f64(v * scale));
-        }
-    }
-    None
-}
-
 /// Parses one log line; `None` for anything that is not a query line (start-up messages,
 /// errors, plugin output).
 pub fn parse(line: &str) -> Option<LoggedQuery> {
     let (time, logged) = split_time(line.trim_end());
-    let body = logged.strip_prefix("[INFO] ")?;
-    let (client, rest) = body.split_once(" - ")?;
-    let client = parse_client(client)?;
-    let (id, rest) = rest.split_once(" \"")?;
-    let id = id.parse().ok()?;
-    let (question, rest) = rest.split_once("\" ")?;
-    let q: Vec<&str> = question.split(' ').collect();
-    let [qtype, _class, name, proto, _size, _do, _bufsize] = q.as_slice() else {
-        return None;
-    };
-    let r: Vec<&str> = rest.split(' ').collect();
-    let [rcode, flags, _rsize, duration, ..] = r.as_slice() else {
-        return None;
-    };
+    let q = QueryLine::parse(logged)?;
     Some(LoggedQuery {
         time,
-        client,
-        id,
-        qtype: qtype.to_string(),
-        name: name.to_string(),
-        proto: proto.to_string(),
-        rcode: rcode.to_string(),
-        flags: flags.to_string(),
-        duration: parse_duration(duration)?,
+        client: q.client,
+        id: q.id,
+        qtype: q.qtype,
+        name: q.name,
+        proto: q.proto,
+        rcode: q.rcode,
+        flags: q.flags,
+        duration: q.duration,
         line: logged.to_string(),
     })
 }
@@ -125,18 +82,16 @@ pub struct LoggedError {
     pub message: String,
 }
 
-/// Reads one `errors` line; `None` for anything else.
+/// Reads one `errors` line (with `minikind_dns_log::ErrorLine`'s parser); `None` for anything
+/// else.
 pub fn parse_error(line: &str) -> Option<LoggedError> {
     let (time, logged) = split_time(line.trim_end());
-    let rest = logged.strip_prefix("[ERROR] plugin/errors: ")?;
-    let (_rcode, rest) = rest.split_once(' ')?;
-    let (name, rest) = rest.split_once(' ')?;
-    let (qtype, message) = rest.split_once(": ")?;
+    let e = ErrorLine::parse(logged)?;
     Some(LoggedError {
         time,
-        name: name.to_string(),
-        qtype: qtype.to_string(),
-        message: message.to_string(),
+        name: e.name,
+        qtype: e.qtype,
+        message: e.message,
     })
 }
 

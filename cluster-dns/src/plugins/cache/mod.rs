@@ -9,15 +9,11 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::Message;
 
-mod slots;
-pub mod wire;
-
-pub(crate) use slots::Slots;
-
 use crate::corefile::{CorefileError, Directive, address::normalize_zone};
 use crate::dnsmsg::{Request, in_zone};
 use crate::metrics::{Counter, registry};
-use wire::WireEntry;
+use crate::pkg::slots::Slots;
+use crate::pkg::wire::{self, WireEntry};
 
 const DEFAULT_CAP: usize = 9984;
 const SHARDS: usize = 64;
@@ -184,34 +180,6 @@ struct Entry {
 
 struct Shard {
     map: Slots<Entry>,
-}
-
-/// Keys are already SipHash values: the map only spreads them (the low bits pick the shard, so
-/// they are shifted out and the rest multiplied to fill both the bucket index and the tag).
-#[derive(Default, Clone, Copy)]
-pub(crate) struct KeyHasher;
-
-impl BuildHasher for KeyHasher {
-    type Hasher = KeyHash;
-    fn build_hasher(&self) -> KeyHash {
-        KeyHash(0)
-    }
-}
-
-pub(crate) struct KeyHash(u64);
-
-impl Hasher for KeyHash {
-    fn finish(&self) -> u64 {
-        (self.0 >> 6).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ b as u64;
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
 }
 
 /// One of the two caches.

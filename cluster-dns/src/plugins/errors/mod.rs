@@ -1,8 +1,11 @@
 //! `errors`: logs every error a plugin returned with the query it failed, in CoreDNS's form
-//! `[ERROR] plugin/errors: <rcode> <name> <type>: <error>`.
+//! `[ERROR] plugin/errors: <rcode> <name> <type>: <error>` (coredns plugin/errors/errors.go),
+//! written by `minikind_dns_log::ErrorLine`.
+
+use minikind_dns_log::ErrorLine;
 
 use crate::corefile::{CorefileError, Directive};
-use crate::util::log;
+use crate::util::print_line;
 
 #[derive(Debug, Clone, Default)]
 pub struct Errors;
@@ -27,6 +30,11 @@ impl Errors {
     }
 
     pub fn report(&self, rcode: u16, qname: &str, qtype: &str, err: &str) {
-        log("ERROR", "errors", format!("{rcode} {qname} {qtype}: {err}"));
+        print_line(ErrorLine {
+            rcode,
+            name: qname.to_string(),
+            qtype: qtype.to_string(),
+            message: err.to_string(),
+        });
     }
 }

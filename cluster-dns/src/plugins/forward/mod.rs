@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
+use minikind_dns_log::{Proto, rcode_name};
 use rand::seq::SliceRandom;
 
 use crate::corefile::{CorefileError, Directive, address::normalize_zone};
-use crate::dnsmsg::{Proto, Request, in_zone};
+use crate::dnsmsg::{Reply, Request, in_zone};
 use crate::metrics::registry;
-use crate::plugins::Reply;
 pub use upstream::Upstream;
 
 /// Overall time a query may spend across upstreams.
@@ -328,7 +328,7 @@ impl Forward {
             registry().forward_requests.with(&[&to]).inc();
             match up.exchange(&req.msg, proto, timeout).await {
                 Ok(ret) => {
-                    let rc = crate::dnsmsg::rcode_name(ret.metadata.response_code);
+                    let rc = rcode_name(u16::from(ret.metadata.response_code));
                     registry().forward_responses.with(&[&to, &rc]).inc();
                     registry()
                         .forward_request_duration

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
+use minikind_dns_log::Proto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use crate::dnsmsg::Proto;
 use crate::metrics::registry;
 
 /// The largest UDP reply a query allows: its EDNS size, else 512.

@@ -1,9 +1,17 @@
 //! `health [ADDRESS] { lameduck DURATION }`: `GET /health` answers 200 `OK` while the process
-//! runs; on shutdown the server keeps serving for the lameduck period before it exits.
+//! runs; on shutdown the server keeps serving for the lameduck period before it exits
+//! (coredns plugin/health/health.go).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
 
 use crate::corefile::{CorefileError, Directive};
+use crate::metrics::registry;
+use crate::util::log;
+
+/// Where the endpoint is served.
+pub const PATH: &str = "/health";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
@@ -34,5 +42,28 @@ impl Health {
             }
         }
         Ok(Health { addr, lameduck })
+    }
+}
+
+/// `GET /health`: 200 `OK`, timed into `coredns_health_request_duration_seconds`.
+pub async fn handle() -> (StatusCode, &'static str) {
+    let t = Instant::now();
+    let out = (StatusCode::OK, "OK");
+    registry()
+        .health_request_duration
+        .with(&[])
+        .observe_duration(t.elapsed());
+    out
+}
+
+/// On shutdown: goes on serving for the lameduck period (nothing when it is zero).
+pub async fn lameduck(period: Duration) {
+    if !period.is_zero() {
+        log(
+            "INFO",
+            "",
+            format!("Going into lameduck mode for {}s", period.as_secs_f64()),
+        );
+        tokio::time::sleep(period).await;
     }
 }

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use minikind_dns_log::{Flags, QueryLine, class_name, rcode_name, type_name};
 
 use crate::corefile::{CorefileError, Directive, address::normalize_zone};
-use crate::dnsmsg::{Request, flags_str, in_zone, rcode_name};
+use crate::dnsmsg::{Request, in_zone};
 
 pub const COMMON: &str = "{remote}:{port} - {>id} \"{type} {class} {name} {proto} {size} {>do} {>bufsize}\" {rcode} {>rflags} {rsize} {duration}";
 pub const COMBINED: &str = "{remote}:{port} - {>id} \"{type} {class} {name} {proto} {size} {>do} {>bufsize}\" {rcode} {>rflags} {rsize} {duration} \"{>opcode}\"";
@@ -103,11 +104,13 @@ impl Log {
                 Class::Error => rule.error,
             };
             if want {
-                crate::util::log(
-                    "INFO",
-                    "",
-                    format_line(&rule.format, req, resp, rsize, took),
-                );
+                let line = query_line(req, resp, rsize, took);
+                if rule.format == COMMON {
+                    // The default line, from its one writer.
+                    crate::util::print_line(line);
+                } else {
+                    crate::util::log("INFO", "", format_line(&rule.format, req, &line));
+                }
             }
             return;
         }
@@ -129,14 +132,38 @@ fn classify(m: &Message) -> Class {
     }
 }
 
-/// Expands the placeholders of a log format.
-pub fn format_line(
-    fmt: &str,
-    req: &Request,
-    resp: &Message,
-    rsize: usize,
-    took: Duration,
-) -> String {
+/// The facts of one exchange as the query log shows them.
+pub fn query_line(req: &Request, resp: &Message, rsize: usize, took: Duration) -> QueryLine {
+    let md = &resp.metadata;
+    let flags = Flags {
+        qr: md.message_type == MessageType::Response,
+        aa: md.authoritative,
+        tc: md.truncation,
+        rd: md.recursion_desired,
+        ra: md.recursion_available,
+        z: false,
+        ad: md.authentic_data,
+        cd: md.checking_disabled,
+    };
+    QueryLine {
+        client: req.client,
+        id: req.msg.metadata.id,
+        qtype: type_name(u16::from(req.qtype)).into_owned(),
+        qclass: class_name(u16::from(req.qclass)).into_owned(),
+        name: req.qname.to_ascii(),
+        proto: req.proto,
+        size: req.size,
+        do_bit: req.do_bit,
+        bufsize: req.bufsize,
+        rcode: rcode_name(u16::from(md.response_code)).into_owned(),
+        flags: flags.to_string(),
+        rsize,
+        duration: took,
+    }
+}
+
+/// Expands the placeholders of a log format (coredns plugin/pkg/replacer/replacer.go).
+pub fn format_line(fmt: &str, req: &Request, line: &QueryLine) -> String {
     let mut out = String::with_capacity(fmt.len() + 64);
     let mut rest = fmt;
     while let Some(start) = rest.find('{') {
@@ -147,37 +174,17 @@ pub fn format_line(
             break;
         };
         let key = &rest[start + 1..start + end];
-        let client = req.client;
         let v: String = match key {
-            "remote" => client.ip().to_string(),
-            "port" => client.port().to_string(),
-            ">id" => req.msg.metadata.id.to_string(),
-            "type" => req.qtype.to_string(),
-            "class" => req.qclass.to_string(),
-            "name" => req.qname.to_ascii(),
-            "proto" => req.proto.as_str().into(),
-            "size" => req.size.to_string(),
-            ">do" => req.do_bit.to_string(),
-            ">bufsize" => req.bufsize.to_string(),
-            "rcode" => rcode_name(resp.metadata.response_code),
-            ">rflags" => flags_str(resp),
-            "rsize" => rsize.to_string(),
-            "duration" => go_seconds(took),
             ">opcode" => format!("{:?}", req.msg.metadata.op_code).to_uppercase(),
-            _ => format!("{{{key}}}"),
+            _ => line
+                .placeholder(key)
+                .unwrap_or_else(|| format!("{{{key}}}")),
         };
         out.push_str(&v);
         rest = &rest[start + end + 1..];
     }
     out.push_str(rest);
     out
-}
-
-/// Seconds as Go prints a float64 in CoreDNS's log (`0.000114128s`).
-fn go_seconds(d: Duration) -> String {
-    let s = format!("{:.9}", d.as_secs_f64());
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    format!("{s}s")
 }
 
 #[cfg(test)]
@@ -199,7 +206,7 @@ mod tests {
             q,
             "10.244.1.4:50940".parse().unwrap(),
             "10.244.0.3:53".parse().unwrap(),
-            crate::dnsmsg::Proto::Udp,
+            minikind_dns_log::Proto::Udp,
             51,
         )
         .unwrap();
@@ -207,10 +214,15 @@ mod tests {
         resp.metadata.response_code = ResponseCode::NXDomain;
         resp.metadata.authoritative = true;
         resp.metadata.recursion_desired = true;
-        let line = format_line(COMMON, &req, &resp, 144, Duration::from_nanos(114128));
+        let line = query_line(&req, &resp, 144, Duration::from_nanos(114128));
         assert_eq!(
-            line,
+            format_line(COMMON, &req, &line),
             "10.244.1.4:50940 - 51439 \"A IN abc.svc.cluster.local. udp 51 false 512\" NXDOMAIN qr,aa,rd 144 0.000114128s"
+        );
+        // The default format spelled out is the shared writer's line.
+        assert_eq!(
+            format!("[INFO] {}", format_line(COMMON, &req, &line)),
+            line.to_string()
         );
     }
 }

@@ -1,12 +1,15 @@
 //! `loop`: detects forwarding loops. At start the server sends itself
 //! `HINFO <random>.<random>.<zone>`; if that query comes back through the chain more than twice
 //! the upstream sends our own queries back to us, and the server stops with CoreDNS's fatal
-//! message (`Loop (<from> -> <to>) detected for zone "<zone>"`).
+//! message (`Loop (<from> -> <to>) detected for zone "<zone>"`) (coredns plugin/loop/loop.go,
+//! setup.go).
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use hickory_proto::rr::RecordType;
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RecordType};
 
 use crate::corefile::{CorefileError, Directive};
 use crate::dnsmsg::Request;
@@ -68,4 +71,37 @@ impl Loop {
 
     /// How long the start-up probing goes on at most.
     pub const PROBE_WINDOW: Duration = Duration::from_secs(30);
+
+    /// Sends the probe to the block's own listener at `target` until something answers
+    /// ([`Loop::PROBE_WINDOW`] at most), then disables the check.
+    pub async fn probe_until_answered(&self, target: SocketAddr) {
+        let deadline = Instant::now() + Self::PROBE_WINDOW;
+        while Instant::now() < deadline {
+            if probe(target, &self.qname).await.is_ok() {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                self.disable();
+                return;
+            }
+            self.reset();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        self.disable();
+    }
+}
+
+/// One loop probe over UDP; Ok when any reply came back within 2 s.
+async fn probe(target: SocketAddr, qname: &str) -> anyhow::Result<()> {
+    let mut m = Message::query();
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(qname)?, RecordType::HINFO));
+    let sock = tokio::net::UdpSocket::bind(if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    })
+    .await?;
+    sock.send_to(&m.to_vec()?, target).await?;
+    let mut buf = vec![0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf)).await??;
+    Ok(())
 }

@@ -7,8 +7,8 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use crate::plugins::cache::Slots;
-use crate::plugins::cache::wire::WireEntry;
+use crate::pkg::slots::Slots;
+use crate::pkg::wire::WireEntry;
 
 const SHARDS: usize = 64;
 /// Bounds the memory a stream of distinct names can take (about 150 bytes an answer).

@@ -1,5 +1,6 @@
-//! Cached replies kept in wire format: a few dozen bytes each instead of a decoded message, and
-//! a hit is a copy with the id, question spelling and TTLs patched in place.
+//! Replies kept in wire format (the cache's entries, the `kubernetes` plugin's kept answers): a
+//! few dozen bytes each instead of a decoded message, and a hit is a copy with the id, question
+//! spelling and TTLs patched in place.
 
 use rand::seq::SliceRandom;
 

@@ -4,10 +4,37 @@
 //! there miss on every query while the rest stay forever.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
 use rand::Rng;
 
-use super::KeyHasher;
+/// Keys are already SipHash values: the map only spreads them (the low bits pick the shard, so
+/// they are shifted out and the rest multiplied to fill both the bucket index and the tag).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct KeyHasher;
+
+impl BuildHasher for KeyHasher {
+    type Hasher = KeyHash;
+    fn build_hasher(&self) -> KeyHash {
+        KeyHash(0)
+    }
+}
+
+pub(crate) struct KeyHash(u64);
+
+impl Hasher for KeyHash {
+    fn finish(&self) -> u64 {
+        (self.0 >> 6).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
 
 pub(crate) struct Slots<V> {
     /// key → (position in `keys`, value)

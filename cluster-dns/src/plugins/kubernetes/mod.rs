@@ -1,5 +1,7 @@
 //! The `kubernetes` plugin: answers the cluster zone from Services, EndpointSlices, Namespaces
-//! (and Pods in `verified` mode) kept up to date by API watchers.
+//! (and Pods in `verified` mode) kept up to date by API watchers (coredns plugin/kubernetes/):
+//! its Corefile options ([`config`]), the watchers ([`watch`]), the store ([`model`]), the
+//! answers ([`records`]) and the answers kept on the wire ([`memo`]).
 
 pub mod config;
 pub mod memo;
@@ -9,6 +11,7 @@ pub mod watch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, RecordType};
@@ -19,7 +22,8 @@ pub use records::{ExtraLookup, Outcome};
 use watch::SyncState;
 
 use crate::dnsmsg::{Request, in_zone};
-use crate::plugins::cache::wire::WireEntry;
+use crate::pkg::wire::WireEntry;
+use crate::util::log;
 
 pub struct Kubernetes {
     pub opts: KubeOptions,
@@ -67,6 +71,22 @@ impl Kubernetes {
             t.extend(handles);
         }
         Ok(())
+    }
+
+    /// Waits up to the startup timeout for the first sync; warns when it has not come
+    /// (coredns plugin/kubernetes/kubernetes.go, `startupTimeout`).
+    pub async fn wait_synced(&self) {
+        let until = Instant::now() + self.opts.startup_timeout;
+        while !self.synced() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !self.synced() {
+            log(
+                "WARNING",
+                "kubernetes",
+                "starting server with unsynced Kubernetes API",
+            );
+        }
     }
 
     /// Feeds one change into the store (what the watchers do).
@@ -145,7 +165,7 @@ impl Kubernetes {
             && memoizable(req, m)
         {
             let mut qname = Vec::with_capacity(req.qname_lc.len() + 1);
-            crate::plugins::cache::wire::name_wire(&req.qname, &mut qname);
+            crate::pkg::wire::name_wire(&req.qname, &mut qname);
             let key = self.memo.key(&qname, u16::from(req.qtype));
             encoded = self.memo.get(key, generation);
             if encoded.is_none() {
