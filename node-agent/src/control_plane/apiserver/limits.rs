@@ -6,12 +6,15 @@
 //! maxinflight.go`) does. Long-running requests (watches, exec/attach/port-forward, proxies,
 //! followed logs) are not counted, as there.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use tokio_util::sync::CancellationToken;
 
 use crate::control_plane::errors::ApiError;
 
@@ -45,18 +48,94 @@ pub fn connection_bound() -> usize {
         .min(MAX_CONNECTIONS_CEILING)
 }
 
-/// Open connections: each holds a permit until it closes.
-pub struct Connections(std::sync::Arc<Semaphore>);
+/// Open connections, each holding a permit until it closes, and which of them are still in
+/// their TLS handshake. At the bound the oldest connection still handshaking is given up for
+/// the new one: a client that has not even finished its handshake has shown nothing, so idle
+/// or slow connections — however many — cannot lock out a client that talks.
+pub struct Gate {
+    permits: Arc<Semaphore>,
+    handshakes: Mutex<Handshaking>,
+}
 
-impl Connections {
-    pub fn new(bound: usize) -> Self {
-        Connections(std::sync::Arc::new(Semaphore::new(bound)))
+#[derive(Default)]
+struct Handshaking {
+    next_id: u64,
+    /// Oldest first; ids whose handshake ended stay until they reach the front.
+    order: VecDeque<u64>,
+    open: HashMap<u64, CancellationToken>,
+}
+
+/// A connection in its handshake; dropping it (handshake done or failed) takes it off the list.
+pub struct Handshake {
+    gate: Arc<Gate>,
+    id: u64,
+    /// Cancelled when the gate gives this connection up for a newer one.
+    pub evicted: CancellationToken,
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let mut h = self
+            .gate
+            .handshakes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        h.open.remove(&self.id);
+    }
+}
+
+impl Gate {
+    pub fn new(bound: usize) -> Arc<Self> {
+        Arc::new(Gate {
+            permits: Arc::new(Semaphore::new(bound)),
+            handshakes: Mutex::default(),
+        })
     }
 
-    /// A permit for one more connection, or `None` when the bound is reached (the caller
-    /// closes the new connection at once, so the accept queue keeps draining).
-    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
-        self.0.clone().try_acquire_owned().ok()
+    /// A permit for one more connection; at the bound, the oldest handshaking connection is
+    /// given up for it. `None` when every connection has finished its handshake (then the new
+    /// one is closed at once, so the accept queue keeps draining).
+    pub async fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        if !self.evict_oldest_handshake() {
+            return None;
+        }
+        // The evicted connection's task drops its permit as soon as it sees the cancellation.
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            self.permits.clone().acquire_owned(),
+        )
+        .await
+        .ok()?
+        .ok()
+    }
+
+    /// Puts a new connection on the handshaking list.
+    pub fn begin_handshake(self: &Arc<Self>) -> Handshake {
+        let evicted = CancellationToken::new();
+        let mut h = self.handshakes.lock().unwrap_or_else(|p| p.into_inner());
+        let id = h.next_id;
+        h.next_id += 1;
+        h.order.push_back(id);
+        h.open.insert(id, evicted.clone());
+        Handshake {
+            gate: self.clone(),
+            id,
+            evicted,
+        }
+    }
+
+    fn evict_oldest_handshake(&self) -> bool {
+        let mut h = self.handshakes.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(id) = h.order.pop_front() {
+            if let Some(token) = h.open.remove(&id) {
+                token.cancel();
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -88,7 +167,8 @@ fn is_exempt(req: &Request) -> bool {
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or_default();
     let flag = |name: &str| {
-        form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == name && (v == "true" || v == "1"))
+        form_urlencoded::parse(query.as_bytes())
+            .any(|(k, v)| k == name && (v == "true" || v == "1"))
     };
     matches!(path, "/healthz" | "/readyz" | "/livez")
         || flag("watch")
@@ -133,6 +213,29 @@ mod tests {
         for counted in ["/api/v1/pods", "/api/v1/namespaces/d/pods/p/log", "/apis"] {
             assert!(!is_exempt(&req(counted)), "{counted}");
         }
+    }
+
+    #[tokio::test]
+    async fn at_the_connection_bound_the_oldest_handshake_gives_way() {
+        let gate = Gate::new(2);
+        let a = gate.admit().await.unwrap();
+        let hs_a = gate.begin_handshake();
+        let b = gate.admit().await.unwrap();
+        let hs_b = gate.begin_handshake();
+        // b finished its handshake: only a can give way.
+        drop(hs_b);
+        let evicted = hs_a.evicted.clone();
+        let release = tokio::spawn(async move {
+            evicted.cancelled().await;
+            drop(hs_a);
+            drop(a);
+        });
+        let c = gate.admit().await.expect("a gave way");
+        release.await.unwrap();
+        // Now nobody is handshaking: the next one is refused.
+        assert!(gate.admit().await.is_none());
+        drop((b, c));
+        assert!(gate.admit().await.is_some());
     }
 
     #[test]

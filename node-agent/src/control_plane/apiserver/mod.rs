@@ -295,7 +295,7 @@ pub async fn serve(
     app: axum::Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let connections = limits::Connections::new(limits::connection_bound());
+    let gate = limits::Gate::new(limits::connection_bound());
     loop {
         let (sock, _peer) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -309,11 +309,12 @@ pub async fn serve(
                 }
             },
         };
-        let Some(permit) = connections.admit() else {
+        let Some(permit) = gate.admit().await else {
             // At the bound: close it now rather than leave it queued in the kernel.
             tracing::debug!("connection refused: the connection bound is reached");
             continue;
         };
+        let handshake = tls.is_some().then(|| gate.begin_handshake());
         let _ = sock.set_nodelay(true);
         let app = app.clone();
         let tls = tls.clone();
@@ -330,11 +331,16 @@ pub async fn serve(
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits::HEADER_READ_TIMEOUT);
-            let res = match tls {
-                Some(acc) => match tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, acc.accept(sock))
-                    .await
-                {
+            let res = match tls.zip(handshake) {
+                Some((acc, handshake)) => match tokio::select! {
+                    r = tokio::time::timeout(limits::HANDSHAKE_TIMEOUT, acc.accept(sock)) => r,
+                    _ = handshake.evicted.cancelled() => {
+                        tracing::debug!("connection given up during its handshake for a newer one");
+                        return;
+                    }
+                } {
                     Ok(Ok(stream)) => {
+                        drop(handshake);
                         let conn =
                             builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                         tokio::select! {
