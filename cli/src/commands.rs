@@ -567,7 +567,7 @@ async fn control_plane_admin(docker: &bollard::Docker, name: &str) -> Result<(St
     let admin = crate::cluster::kubeconfig::read_node_file(
         docker,
         &cp,
-        minikind_node_agent::agent::ADMIN_KUBECONFIG,
+        minikind_contract::ADMIN_KUBECONFIG,
     )
     .await?;
     Ok((cp, admin))

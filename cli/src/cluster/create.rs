@@ -12,9 +12,7 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
 };
 use futures::future::try_join_all;
-use minikind_node_agent::agent::{
-    ADMIN_KUBECONFIG, BOOT_COMPLETE, CONTROL_PLANE_READY, NODE_KUBECONFIG,
-};
+use minikind_contract::{ADMIN_KUBECONFIG, BOOT_COMPLETE, CONTROL_PLANE_READY, NODE_KUBECONFIG};
 
 use crate::cluster::nodes::{self, Privileges};
 use crate::cluster::{delete, embedded_dns, kubeconfig};
@@ -334,13 +332,13 @@ async fn steps(docker: &Docker, status: &Status, opts: &CreateOptions) -> Result
     let path = kubeconfig::export(name, &admin, &server)?;
     tracing::info!(
         path = %path.display(),
-        context = %minikind_node_agent::control_plane::kubeconfig::entry_name(name),
+        context = %minikind_apiserver::kubeconfig::entry_name(name),
         %server,
         "kubeconfig written"
     );
     status.line(&format!(
         "Set kubectl context to \"{}\" (in {})",
-        minikind_node_agent::control_plane::kubeconfig::entry_name(name),
+        minikind_apiserver::kubeconfig::entry_name(name),
         path.display()
     ));
 
@@ -412,7 +410,7 @@ async fn wait_nodes_ready(client: &kube::Client, names: &[String]) -> Result<()>
 
 /// A kube client from the node's admin kubeconfig, pointed at `server`.
 pub async fn client_for(admin: &str, server: &str) -> Result<kube::Client> {
-    let doc = minikind_node_agent::control_plane::kubeconfig::rewrite_server(admin, server)?;
+    let doc = minikind_apiserver::kubeconfig::rewrite_server(admin, server)?;
     let kc =
         kube::config::Kubeconfig::from_yaml(&doc).context("parsing the cluster's kubeconfig")?;
     let config =

@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 use bollard::Docker;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{InspectContainerOptions, UploadToContainerOptionsBuilder};
+use minikind_contract::NAMES_PATH;
 use minikind_dns_embedded::{ContainerNames, NamesTable, NetworkNames};
-use minikind_node_agent::builtin_resolver::NAMES_PATH;
-use minikind_node_agent::resolv_conf::ResolvConf;
+use minikind_resolv_conf::ResolvConf;
 
 use crate::config::{ClusterConfig, Upstream};
 use crate::docker;

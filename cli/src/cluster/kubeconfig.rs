@@ -13,7 +13,7 @@ use bollard::query_parameters::{
     DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures::StreamExt;
-use minikind_node_agent::control_plane::kubeconfig as kc;
+use minikind_apiserver::kubeconfig as kc;
 
 /// Reads one file out of a container (through the engine's archive API, so it works with any
 /// image and needs nothing inside the container).

@@ -6,10 +6,10 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, RestartPolicy,
     RestartPolicyNameEnum,
 };
-use minikind_node_agent::agent::env as agent_env;
+use minikind_contract::env as agent_env;
 
 use crate::config::{ClusterConfig, EmbeddedDns, NodeRole, Upstream};
-use crate::docker::{CLUSTER_LABEL, ROLE_LABEL};
+use minikind_contract::{CLUSTER_LABEL, ROLE_LABEL};
 
 /// Port the API server listens on inside the control-plane node.
 pub const API_SERVER_PORT: &str = "6443/tcp";
@@ -203,7 +203,7 @@ pub fn upstream_container(cluster: &str, image: &str) -> ContainerCreateBody {
         image: Some(image.to_string()),
         hostname: Some(upstream_name(cluster)),
         entrypoint: Some(vec![
-            minikind_images::node_rootfs::MINIKIND_PATH.to_string(),
+            minikind_contract::MINIKIND_PATH.to_string(),
             "lab-upstream".to_string(),
         ]),
         labels: Some(labels(cluster, "upstream")),
