@@ -14,10 +14,9 @@ use nix::unistd::Pid;
 use tokio::sync::{mpsc, watch};
 
 use super::backoff::{Backoff, BackoffConfig};
+use super::handles::{ContainerHandle, Kill, PodHandle, RunInfo};
 use super::logs::LogWriter;
-use super::pod_worker::{ContainerHandle, PodHandle, RunInfo};
-use super::probe_worker::Kill;
-use super::spawn::{self, PodContext, ProcessSpec};
+use super::spawn::{self, ProcessSpec};
 use super::status::{RunState, Slot};
 
 /// Everything one container runner needs.
@@ -342,16 +341,6 @@ async fn run_once(
         let _ = tokio::time::timeout(Duration::from_secs(2), c).await;
     }
     (ended, Some(id))
-}
-
-/// The pod context and environment of a container, as exec and probes reuse them.
-#[derive(Debug, Clone)]
-pub struct ProcessTemplate {
-    pub ctx: PodContext,
-    pub env: Vec<(String, String)>,
-    pub working_dir: Option<std::path::PathBuf>,
-    /// The resolved program and arguments, or why there are none.
-    pub argv: Result<(std::path::PathBuf, Vec<std::ffi::OsString>), String>,
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 pub mod backoff;
 pub mod container;
 pub mod env;
+pub mod handles;
 pub mod ipam;
 pub mod logs;
 pub mod node;
@@ -52,8 +53,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::BackoffConfig;
+use handles::PodHandle;
 use ipam::PodIpam;
-use pod_worker::{Outcome, PodHandle};
+use pod_worker::Outcome;
 
 /// The credentials pods get in their service-account files, so that in-cluster clients
 /// (cluster-dns's kubernetes plugin) reach the API as the kubelet does.

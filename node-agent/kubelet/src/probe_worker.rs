@@ -22,7 +22,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::pod_worker::{ContainerHandle, PodHandle};
+use super::handles::{ContainerHandle, Kill, PodHandle};
 use super::probes::{self, ProbeTarget, Streak, Timing};
 use super::status::{self, ContainerRuntime, RunState, Slot};
 
@@ -69,14 +69,6 @@ pub enum Outcome {
     Success,
     Failure,
     Unknown,
-}
-
-/// A request from a liveness or startup worker to kill one container run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kill {
-    /// The run it is about; a stale request (the run already ended) is ignored.
-    pub container_id: String,
-    pub message: String,
 }
 
 /// Everything one worker needs.
@@ -345,8 +337,7 @@ pub fn trigger_unready(containers: &[ContainerRuntime], triggers: &[(usize, Arc<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::ProcessTemplate;
-    use crate::pod_worker::{self, RunInfo};
+    use crate::handles::{ProcessTemplate, RunInfo, handle_for};
     use serde_json::json;
 
     /// A pod whose one container runs (as the kubelet saw it start), and a worker for its
@@ -367,7 +358,7 @@ mod tests {
         }))
         .unwrap();
         let spec = pod.spec.clone().unwrap().containers[0].clone();
-        let handle = pod_worker::handle_for(&pod, dir, std::net::Ipv4Addr::LOCALHOST);
+        let handle = handle_for(&pod, dir, std::net::Ipv4Addr::LOCALHOST);
         handle.update(|rt| {
             let c = &mut rt.containers[0];
             c.state = RunState::Running {

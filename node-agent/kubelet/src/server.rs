@@ -31,9 +31,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 use super::Kubelet;
-use super::container::ProcessTemplate;
+use super::handles::{ContainerHandle, ProcessTemplate};
 use super::logs::{self, LogOptions};
-use super::pod_worker::ContainerHandle;
 use super::spawn::{self, ProcessSpec};
 
 /// The exec subprotocols, preferred first.

@@ -17,7 +17,8 @@ use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
 use minikind_iptables::{Commands, Flavour};
 use minikind_network_magic::{self as network_magic, MagicOptions};
-use minikind_pod_tools::client::{self, Transport};
+use minikind_pod_tools::client;
+use minikind_pod_tools::transport::Transport;
 
 const HOST_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const UDP_PORT: u16 = 41553;

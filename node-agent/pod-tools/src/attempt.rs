@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::client::Transport;
+use super::transport::Transport;
 
 /// The prefix of every attempt line.
 pub const LINE_PREFIX: &str = ";; attempt ";

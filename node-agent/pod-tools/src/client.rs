@@ -11,27 +11,11 @@ use hickory_proto::rr::{Name, RecordType};
 use super::attempt::{Attempt, AttemptResult};
 use super::present::rcode_name;
 use super::search::candidate_names;
+use super::transport::Transport;
 use minikind_resolv_conf::ResolvConf;
 
 /// UDP payload size advertised with EDNS (the DNS-flag-day value BIND's dig uses).
 pub const EDNS_UDP_SIZE: u16 = 1232;
-
-/// How a message travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        }
-    }
-}
 
 /// Why one exchange with one server failed.
 #[derive(Debug, thiserror::Error)]

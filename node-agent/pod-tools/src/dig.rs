@@ -21,9 +21,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use super::client::{self, Exchange, QueryEvent, ResolverConfig, Transport};
+use super::client::{self, Exchange, QueryEvent, ResolverConfig};
 use super::present::{dig_flags, dig_question_line, dig_record_line, rcode_name, rdata_text};
 use super::search::candidate_names;
+use super::transport::Transport;
 use super::{ToolEnv, string_args};
 use minikind_resolv_conf::ResolvConf;
 

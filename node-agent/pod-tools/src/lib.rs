@@ -19,6 +19,7 @@ pub mod hosts;
 pub mod nslookup;
 pub mod present;
 pub mod search;
+pub mod transport;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -7,7 +7,7 @@ mod tools_support;
 use std::time::Duration;
 
 use minikind_pod_tools::attempt::{Attempt, AttemptResult, parse_line};
-use minikind_pod_tools::client::Transport;
+use minikind_pod_tools::transport::Transport;
 use minikind_pod_tools::{dig, nslookup};
 use tools_support::{FakeDns, Files, cluster_zone};
 

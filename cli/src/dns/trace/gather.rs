@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{ListParams, LogParams};
 use minikind_pod_tools::attempt::Attempt;
-use minikind_pod_tools::client::Transport;
+use minikind_pod_tools::transport::Transport;
 use minikind_resolv_conf::ResolvConf;
 
 use super::model::{EmbeddedMode, PodRef};

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 use minikind_pod_tools::attempt::{Attempt, AttemptResult};
-use minikind_pod_tools::client::Transport;
+use minikind_pod_tools::transport::Transport;
 
 use super::model::{
     Answered, ClusterDnsHop, EmbeddedHop, EmbeddedMode, EndpointHop, ForwardHop, Hop, PodRef,
