@@ -6,7 +6,7 @@
 //! - the network-magic transform over a big `iptables-save` dump;
 //! - the tools' stub-resolver round trip against a UDP responder on loopback.
 //!
-//! Run: `cargo bench -p minikind-node-agent --bench node_rules`
+//! Run: `cargo bench -p minikind-agent --bench node_rules`
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::path::Path;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use minikind_contract::NAMES_PATH;
+use minikind_iptables::Flavour;
 
 /// Where the resolver reports its ports once its rules are in place.
 pub const READY_PATH: &str = "/run/minikind/dns-embedded.json";
@@ -47,20 +48,20 @@ pub struct ResolverOptions {
     /// External servers (`IP` or `IP:PORT`), in order.
     pub servers: Vec<String>,
     /// `legacy` or `nft`: the flavour the agent chose (Docker's rules live there).
-    pub iptables_flavour: String,
+    pub iptables_flavour: Flavour,
     pub names_wait: Duration,
     pub ready_wait: Duration,
 }
 
 impl ResolverOptions {
     /// The node's paths, this executable, and the given servers and flavour.
-    pub fn for_node(servers: Vec<String>, iptables_flavour: &str) -> anyhow::Result<Self> {
+    pub fn for_node(servers: Vec<String>, iptables_flavour: Flavour) -> anyhow::Result<Self> {
         Ok(Self {
             program: std::env::current_exe().context("finding my own executable")?,
             names: PathBuf::from(NAMES_PATH),
             ready_file: PathBuf::from(READY_PATH),
             servers,
-            iptables_flavour: iptables_flavour.to_string(),
+            iptables_flavour,
             names_wait: NAMES_WAIT,
             ready_wait: READY_WAIT,
         })
@@ -106,7 +107,7 @@ pub fn start(opts: &ResolverOptions) -> anyhow::Result<RunningResolver> {
         .arg("--names")
         .arg(&opts.names)
         .arg("--iptables")
-        .arg(&opts.iptables_flavour)
+        .arg(opts.iptables_flavour.as_str())
         .arg("--ready-file")
         .arg(&opts.ready_file)
         .stdin(Stdio::null());
@@ -286,7 +287,7 @@ mod tests {
             names: dir.join("etc/names.json"),
             ready_file: dir.join("run/ready.json"),
             servers: vec!["172.18.0.2".into(), "192.0.2.53:5353".into()],
-            iptables_flavour: "nft".into(),
+            iptables_flavour: Flavour::Nft,
             names_wait: Duration::from_millis(300),
             ready_wait: Duration::from_secs(5),
         }

@@ -176,8 +176,7 @@ fn boot(settings: &NodeSettings) -> Result<()> {
         minikind_iptables::select(Path::new("/")).context("choosing the iptables mode")?;
     println!("minikind node agent: {selection}");
     let resolver = if settings.builtin_resolver {
-        let ropts =
-            ResolverOptions::for_node(settings.dns_servers.clone(), selection.flavour.as_str())?;
+        let ropts = ResolverOptions::for_node(settings.dns_servers.clone(), selection.flavour)?;
         let running =
             builtin_resolver::start(&ropts).context("starting the builtin embedded resolver")?;
         println!(

@@ -5,7 +5,7 @@
 //! The server runs as a separate process (this binary re-executed with
 //! `MINIKIND_BENCH_SERVE=<dir>`) on 127.0.0.1 with TLS and a token, so its RSS is its own.
 //!
-//! Run: `cargo bench -p minikind-node-agent --bench apiserver`
+//! Run: `cargo bench -p minikind-control-plane --bench apiserver`
 //! (`APISERVER_BENCH_SCALE=0.1` for a quick run with a tenth of the objects).
 
 use futures::StreamExt;

@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use minikind_iptables::{self as iptables_mode, Flavour};
+use minikind_iptables::Flavour;
 
 fn save_script(sbin: &Path, name: &str, rules: usize) {
     let mut body = String::from(
@@ -57,7 +57,7 @@ fn link(root: &Path, name: &str) -> String {
 #[test]
 fn magic_mode_more_nft_rules_picks_nft_and_links_everything() {
     let root = image_root(0, 6, Some(1));
-    let selection = iptables_mode::select(root.path()).unwrap();
+    let selection = minikind_iptables::select(root.path()).unwrap();
     assert_eq!(selection.flavour, Flavour::Nft);
     assert_eq!((selection.legacy_rules, selection.nft_rules), (0, 7));
     assert_eq!(link(root.path(), "iptables"), "iptables-nft");
@@ -79,7 +79,7 @@ fn magic_mode_more_nft_rules_picks_nft_and_links_everything() {
 fn magic_mode_tie_and_missing_programs_pick_legacy() {
     // ip6tables-nft-save is missing: it counts 0; 4 = 4 is a tie, and a tie is legacy.
     let root = image_root(4, 4, None);
-    let selection = iptables_mode::select(root.path()).unwrap();
+    let selection = minikind_iptables::select(root.path()).unwrap();
     assert_eq!(selection.flavour, Flavour::Legacy);
     assert_eq!(link(root.path(), "iptables"), "iptables-legacy");
     assert_eq!(
@@ -92,12 +92,12 @@ fn magic_mode_tie_and_missing_programs_pick_legacy() {
 fn magic_mode_reselect_replaces_links() {
     let root = image_root(0, 3, Some(0));
     assert_eq!(
-        iptables_mode::select(root.path()).unwrap().flavour,
+        minikind_iptables::select(root.path()).unwrap().flavour,
         Flavour::Nft
     );
     save_script(&root.path().join("usr/sbin"), "iptables-legacy-save", 9);
     assert_eq!(
-        iptables_mode::select(root.path()).unwrap().flavour,
+        minikind_iptables::select(root.path()).unwrap().flavour,
         Flavour::Legacy
     );
     assert_eq!(link(root.path(), "iptables-save"), "iptables-legacy-save");
@@ -107,6 +107,8 @@ fn magic_mode_reselect_replaces_links() {
 fn magic_mode_missing_variant_is_a_clear_error() {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("usr/sbin")).unwrap();
-    let err = iptables_mode::select(root.path()).unwrap_err().to_string();
+    let err = minikind_iptables::select(root.path())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("iptables-legacy is missing"), "{err}");
 }

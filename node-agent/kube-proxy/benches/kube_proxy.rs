@@ -9,7 +9,7 @@
 //!    services already synced. Target: well inside 1 s.
 //!
 //! Every scenario runs as root in a fresh private network namespace (nothing on the host is
-//! touched): `cargo bench -p minikind-node-agent --bench kube_proxy`. Optional arguments:
+//! touched): `cargo bench -p minikind-kube-proxy --bench kube_proxy`. Optional arguments:
 //! `nft` or `legacy` (default: both for part 1, nft for part 2), `sync` or `latency` (only
 //! part 1 or part 2).
 

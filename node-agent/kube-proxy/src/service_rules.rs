@@ -194,7 +194,11 @@ pub struct ProxyConfig {
 impl Default for ProxyConfig {
     fn default() -> Self {
         Self {
-            cluster_cidr: Some("10.244.0.0/16".parse().expect("a valid CIDR literal")),
+            cluster_cidr: Some(
+                minikind_contract::DEFAULT_POD_SUBNET
+                    .parse()
+                    .expect("a valid CIDR literal"),
+            ),
             masquerade_all: false,
             masquerade_bit: 14,
             localhost_node_ports: true,

@@ -4,7 +4,7 @@
 //! scheduler, and a burst of pods at once. Target: ≤ 300 ms after scheduling.
 //!
 //! Runs as root in network, mount and UTS namespaces of its own (like the kubelet tests):
-//! `cargo bench -p minikind-node-agent --bench kubelet_pod_start`.
+//! `cargo bench -p minikind-kubelet --bench kubelet_pod_start`.
 
 #[path = "../tests/kubelet_common/mod.rs"]
 mod kubelet_common;

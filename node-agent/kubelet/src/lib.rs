@@ -502,7 +502,7 @@ struct KubeletArgs {
     #[arg(long, default_value = "/var/lib/minikind/kubelet")]
     root: PathBuf,
     /// The cluster's pod subnet.
-    #[arg(long, default_value = "10.244.0.0/16")]
+    #[arg(long, default_value = minikind_contract::DEFAULT_POD_SUBNET)]
     pod_subnet: Ipv4Net,
     #[arg(long, default_value = "0.0.0.0:10250")]
     listen: SocketAddr,
