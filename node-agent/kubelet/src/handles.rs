@@ -32,7 +32,7 @@ pub struct ContainerHandle {
     pub run: watch::Sender<RunInfo>,
     /// The grace period for stops the kubelet decides on (liveness failures).
     pub grace: Duration,
-    pub(crate) template: Mutex<ProcessTemplate>,
+    template: Mutex<ProcessTemplate>,
 }
 
 impl ContainerHandle {
@@ -65,10 +65,10 @@ pub struct PodHandle {
     pub uid: String,
     pub namespace: String,
     pub name: String,
-    pub(crate) runtime: Mutex<PodRuntime>,
+    runtime: Mutex<PodRuntime>,
     pub(crate) changed: Notify,
-    pub(crate) events: mpsc::UnboundedSender<PodEvent>,
-    pub(crate) events_rx: Mutex<Option<mpsc::UnboundedReceiver<PodEvent>>>,
+    events: mpsc::UnboundedSender<PodEvent>,
+    events_rx: Mutex<Option<mpsc::UnboundedReceiver<PodEvent>>>,
     pub sandbox: RwLock<Option<Arc<Sandbox>>>,
     pub containers: RwLock<BTreeMap<String, Arc<ContainerHandle>>>,
     pub log_root: PathBuf,
