@@ -120,8 +120,12 @@ impl Default for ClusterConfig {
             name: None,
             nodes: vec![NodeRole::ControlPlane],
             networking: Networking {
-                pod_subnet: "10.244.0.0/16".parse().expect("constant CIDR"),
-                service_subnet: "10.96.0.0/16".parse().expect("constant CIDR"),
+                pod_subnet: minikind_contract::DEFAULT_POD_SUBNET
+                    .parse()
+                    .expect("constant CIDR"),
+                service_subnet: minikind_contract::DEFAULT_SERVICE_SUBNET
+                    .parse()
+                    .expect("constant CIDR"),
                 dns_search: None,
                 api_server_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 api_server_port: 0,

@@ -10,26 +10,20 @@ type Entry = fn(Vec<OsString>) -> i32;
 /// Program name → entry point. Each parses its own flags (CoreDNS's single-dash ones for
 /// cluster-dns, dig's `+short` style for dig).
 const PROGRAMS: &[(&str, Entry)] = &[
-    ("node-agent", minikind_node_agent::agent::cli_main),
-    ("netns", minikind_node_agent::pod_network::netns_cli_main),
-    ("kubelet", minikind_node_agent::kubelet::cli_main),
-    ("dig", minikind_node_agent::tools::dig::cli_main),
-    ("nslookup", minikind_node_agent::tools::nslookup::cli_main),
-    ("getent", minikind_node_agent::tools::getent::cli_main),
+    ("node-agent", minikind_agent::cli_main),
+    ("netns", minikind_kubelet::pod_network::netns_cli_main),
+    ("kubelet", minikind_kubelet::cli_main),
+    ("dig", minikind_pod_tools::dig::cli_main),
+    ("nslookup", minikind_pod_tools::nslookup::cli_main),
+    ("getent", minikind_pod_tools::getent::cli_main),
     ("cluster-dns", minikind_cluster_dns::cli_main),
-    (
-        "apiserver",
-        minikind_node_agent::control_plane::apiserver_cli_main,
-    ),
+    ("apiserver", minikind_control_plane::apiserver_cli_main),
     (
         "lab-upstream",
         minikind_dns_embedded::lab_upstream::cli_main,
     ),
     ("dns-embedded", minikind_dns_embedded::cli_main),
-    (
-        "network-magic",
-        minikind_node_agent::network_magic::cli_main,
-    ),
+    ("network-magic", minikind_network_magic::cli_main),
     ("cat", crate::coreutils::cat_main),
     ("sleep", crate::coreutils::sleep_main),
 ];

@@ -6,7 +6,7 @@
 mod objects;
 
 use clap::Parser;
-use minikind_node_agent::control_plane::{ControlPlaneConfig, start};
+use minikind_control_plane::{ControlPlaneConfig, start};
 use objects::{ObjectCommand, run_to};
 
 #[derive(Parser)]

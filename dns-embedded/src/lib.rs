@@ -22,5 +22,5 @@ pub mod wire;
 
 pub use embedded::cli::cli_main;
 pub use embedded::names::{ContainerNames, NamesHandle, NamesTable, NetworkNames};
-pub use embedded::rules::{DockerDnsRules, IptablesTools};
+pub use embedded::rules::DockerDnsRules;
 pub use embedded::{EmbeddedConfig, EmbeddedError, EmbeddedResolver};

@@ -15,8 +15,9 @@ use minikind_dns_embedded::embedded::netns::in_netns;
 use minikind_dns_embedded::lab_upstream::{self, Zone};
 use minikind_dns_embedded::querylog::QueryLog;
 use minikind_dns_embedded::{
-    ContainerNames, EmbeddedConfig, EmbeddedResolver, IptablesTools, NamesTable, NetworkNames,
+    ContainerNames, EmbeddedConfig, EmbeddedResolver, NamesTable, NetworkNames,
 };
+use minikind_iptables::{Commands, Flavour};
 
 /// A named network namespace, deleted when dropped (also when the test fails).
 struct TestNetns {
@@ -137,15 +138,19 @@ fn ask_inside(ns: &TestNetns, name: &str, tcp: bool) -> Message {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_127_0_0_11_in_a_namespace_through_dockers_nat_rules() {
-    scenario(IptablesTools::default(), "iptables-save").await;
+    scenario(Commands::on_path(None), "iptables-save").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_with_iptables_legacy() {
-    scenario(IptablesTools::flavour("legacy"), "iptables-legacy-save").await;
+    scenario(
+        Commands::on_path(Some(Flavour::Legacy)),
+        "iptables-legacy-save",
+    )
+    .await;
 }
 
-async fn scenario(tools: IptablesTools, save: &str) {
+async fn scenario(tools: Commands, save: &str) {
     let ns = match TestNetns::create() {
         Ok(ns) => ns,
         Err(e) => {

@@ -198,7 +198,7 @@ pub fn docker(args: &[&str]) -> Run {
 
 /// Every Docker object (containers, networks, volumes) that carries the cluster's label.
 pub fn labelled_objects(cluster: &str) -> Vec<String> {
-    let filter = format!("label=dev.minikind.cluster={cluster}");
+    let filter = format!("label={}={cluster}", minikind_contract::CLUSTER_LABEL);
     let mut out = Vec::new();
     for (kind, args) in [
         (

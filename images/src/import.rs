@@ -7,7 +7,8 @@ use bollard::Docker;
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures::StreamExt;
 
-use crate::node_rootfs::{MINIKIND_PATH, NodeRootfsError, build_node_rootfs};
+use crate::node_rootfs::{NodeRootfsError, build_node_rootfs};
+use minikind_contract::MINIKIND_PATH;
 
 /// Repository of every node image; the tag is the first 12 hex digits of the rootfs hash.
 pub const NODE_IMAGE_REPO: &str = "minikind/node";

@@ -4,10 +4,9 @@ use std::path::{Path, PathBuf};
 
 use crate::elf_deps::{self, ElfDepsError};
 use crate::rootfs::{Rootfs, RootfsError, RootfsTar};
-
-/// Where the minikind executable lives inside every node; the tools are symlinks to it and it
-/// dispatches on the name it was started as.
-pub const MINIKIND_PATH: &str = "/usr/local/bin/minikind";
+// Where the minikind executable lives inside every node; the tools are symlinks to it and it
+// dispatches on the name it was started as.
+use minikind_contract::MINIKIND_PATH;
 
 /// Names under which the node and its pods can call minikind's built-in tools.
 pub const TOOL_LINKS: &[&str] = &[

@@ -60,14 +60,13 @@ pub async fn control_plane_admin(docker: &bollard::Docker, name: &str) -> Result
             "cluster {name:?} has no control-plane node (does it exist? see `minikind get clusters`)"
         );
     }
-    let admin =
-        files::read_node_file(docker, &cp, minikind_node_agent::agent::ADMIN_KUBECONFIG).await?;
+    let admin = files::read_node_file(docker, &cp, minikind_contract::ADMIN_KUBECONFIG).await?;
     Ok((cp, admin))
 }
 
 /// A kube client from the node's admin kubeconfig, pointed at `server`.
 pub async fn client_for(admin: &str, server: &str) -> Result<kube::Client> {
-    let doc = minikind_node_agent::control_plane::kubeconfig::rewrite_server(admin, server)?;
+    let doc = minikind_apiserver::kubeconfig::rewrite_server(admin, server)?;
     let kc =
         kube::config::Kubeconfig::from_yaml(&doc).context("parsing the cluster's kubeconfig")?;
     let config =

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use minikind_node_agent::resolv_conf::ResolvConf;
+use minikind_resolv_conf::ResolvConf;
 
 use crate::config::{ClusterConfig, Upstream};
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use minikind_node_agent::control_plane::kubeconfig as kc;
+use minikind_apiserver::kubeconfig as kc;
 
 /// The file `create` merges into and `delete` cleans: the first path of `$KUBECONFIG`, else
 /// `~/.kube/config`.

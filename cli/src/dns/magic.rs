@@ -10,7 +10,7 @@
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use clap::{Args, ValueEnum};
-use minikind_images::node_rootfs::MINIKIND_PATH;
+use minikind_contract::MINIKIND_PATH;
 use serde::Deserialize;
 
 use crate::provider::docker;

@@ -2,7 +2,7 @@
 //! inside a pod with the pod's own resolv.conf, and the path each of its search-list attempts
 //! took, every hop read from the running cluster:
 //!
-//! 1. the lookup: `nslookup -debug` (minikind's, [`minikind_node_agent::tools::nslookup`]) run
+//! 1. the lookup: `nslookup -debug` (minikind's, [`minikind_pod_tools::nslookup`]) run
 //!    in the pod through the API server, as `minikind exec` does; each exchange's name, server,
 //!    client port, id, code and time come from its attempt lines;
 //! 2. the kube-proxy rules on the pod's node (`iptables-save`): the `KUBE-SERVICES` rule, the
@@ -27,8 +27,8 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use minikind_node_agent::resolv_conf::ResolvConf;
-use minikind_node_agent::tools::attempt::{AttemptResult, parse_line};
+use minikind_pod_tools::attempt::{AttemptResult, parse_line};
+use minikind_resolv_conf::ResolvConf;
 
 use model::{ResolvSummary, Trace, TracedAttempt};
 
@@ -66,7 +66,7 @@ pub struct TraceArgs {
 
 /// The record type, spelled as dig spells it; an error names the bad value.
 fn record_type(text: &str) -> Result<String> {
-    match minikind_node_agent::tools::present::parse_record_type(text) {
+    match minikind_pod_tools::present::parse_record_type(text) {
         Some(t) => Ok(t.to_string()),
         None => bail!("--type {text:?} is not a DNS record type (A, AAAA, SRV, PTR, TXT, …)"),
     }
@@ -76,7 +76,7 @@ fn record_type(text: &str) -> Result<String> {
 /// absolute path so a busybox in the node image can't stand in for it.
 fn probe_command(name: &str, rtype: &str) -> Vec<String> {
     vec![
-        minikind_images::node_rootfs::MINIKIND_PATH.to_string(),
+        minikind_contract::MINIKIND_PATH.to_string(),
         "nslookup".to_string(),
         "-debug".to_string(),
         format!("-type={rtype}"),
@@ -100,8 +100,7 @@ fn answer_lines(stdout: &str) -> Vec<String> {
 
 pub async fn run(args: TraceArgs) -> Result<()> {
     let rtype = record_type(&args.rtype)?;
-    minikind_node_agent::tools::client::parse_name(&args.query)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    minikind_pod_tools::client::parse_name(&args.query).map_err(|e| anyhow::anyhow!("{e}"))?;
     let cluster = crate::cluster::access::resolve_name(args.cluster.clone(), None)?;
     let docker = crate::provider::docker::connect().await?;
     let client = crate::cluster::access::cluster_client(Some(cluster.clone())).await?;

@@ -11,9 +11,9 @@ use clap::Parser;
 use super::ext_servers;
 use super::forward::{FORWARD_TIMEOUT, MAX_EXTERNAL_SERVERS, MAX_IN_FLIGHT};
 use super::names::NamesTable;
-use super::rules::IptablesTools;
 use super::{DOCKER_RESOLVER_IP, EmbeddedConfig, EmbeddedResolver};
 use crate::querylog::QueryLog;
+use minikind_iptables::{Commands, Flavour};
 
 /// How often the names file is checked for changes.
 const NAMES_POLL: Duration = Duration::from_secs(1);
@@ -139,7 +139,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         };
         let mut resolver = EmbeddedResolver::start(config, &table).await?;
         if !args.no_iptables {
-            let tools = IptablesTools::flavour(&args.iptables);
+            let tools = Commands::on_path(
+                Flavour::parse_optional(&args.iptables).map_err(anyhow::Error::msg)?,
+            );
             // Runs iptables for a moment; nothing else is being served yet.
             let rules = resolver.apply_rules(&tools)?;
             println!(

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forward::{FORWARD_TIMEOUT, Forwarder, MAX_IN_FLIGHT};
+use minikind_iptables::Commands;
 use names::{NamesHandle, NamesTable};
 use netns::{NetnsError, in_netns};
 use resolver::ResolverHandler;
-use rules::{DockerDnsRules, IptablesTools, RulesError};
+use rules::{DockerDnsRules, RulesError};
 
 use crate::querylog::QueryLog;
 use crate::transport::{self, ServerTasks};
@@ -167,7 +168,7 @@ impl EmbeddedResolver {
 
     /// Installs the rules in the resolver's namespace (flushing and rebuilding Docker's chains,
     /// which also replaces the rules of Docker's own resolver). Blocking: runs iptables.
-    pub fn apply_rules(&self, tools: &IptablesTools) -> Result<DockerDnsRules, EmbeddedError> {
+    pub fn apply_rules(&self, tools: &Commands) -> Result<DockerDnsRules, EmbeddedError> {
         let rules = self.rules()?;
         rules.apply(tools, self.netns.as_deref())?;
         Ok(rules)

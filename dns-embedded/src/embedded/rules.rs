@@ -5,10 +5,10 @@
 //! restart the two chains are flushed and rebuilt; the jumps from OUTPUT and POSTROUTING are
 //! added only when missing, so nothing is ever duplicated.
 
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+
+use minikind_iptables::{Commands, RunError};
 
 use super::netns::{NetnsError, in_netns};
 
@@ -23,50 +23,13 @@ pub struct DockerDnsRules {
     pub tcp_port: u16,
 }
 
-/// Which iptables programs to run (the node agent picks legacy or nft, as KIND does).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IptablesTools {
-    pub save: PathBuf,
-    pub restore: PathBuf,
-}
-
-impl Default for IptablesTools {
-    fn default() -> Self {
-        Self::flavour("")
-    }
-}
-
-impl IptablesTools {
-    /// `""` for the `iptables` alternative, `"legacy"` or `"nft"` for an explicit back end.
-    pub fn flavour(flavour: &str) -> Self {
-        let suffix = if flavour.is_empty() {
-            String::new()
-        } else {
-            format!("-{flavour}")
-        };
-        Self {
-            save: PathBuf::from(format!("iptables{suffix}-save")),
-            restore: PathBuf::from(format!("iptables{suffix}-restore")),
-        }
-    }
-}
-
 /// Why the rules could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
     #[error(transparent)]
     Netns(#[from] NetnsError),
-    #[error("running {program}: {source}")]
-    Spawn {
-        program: String,
-        source: std::io::Error,
-    },
-    #[error("{program} failed ({status}): {stderr}")]
-    Failed {
-        program: String,
-        status: String,
-        stderr: String,
-    },
+    #[error(transparent)]
+    Iptables(#[from] RunError),
 }
 
 impl DockerDnsRules {
@@ -157,61 +120,28 @@ impl DockerDnsRules {
     }
 
     /// Installs the rules in the network namespace at `netns` (the current one when `None`).
-    pub fn apply(&self, tools: &IptablesTools, netns: Option<&Path>) -> Result<(), RulesError> {
+    pub fn apply(&self, tools: &Commands, netns: Option<&Path>) -> Result<(), RulesError> {
         let rules = *self;
         let tools = tools.clone();
         in_netns(netns, move || {
-            let current = run(&tools.save, &["-t", "nat"], None)?;
+            let current = minikind_iptables::save(&tools.save, &["-t", "nat"])?;
             let input = rules.restore_input(&current);
-            run(&tools.restore, &["-w", "--noflush"], Some(&input))?;
+            minikind_iptables::restore(
+                &tools.restore,
+                &["-w", "--noflush"],
+                &input,
+                "Docker's DNS rules",
+            )?;
             Ok::<(), RulesError>(())
         })?
     }
 }
 
-/// Runs an iptables program, feeding `stdin`, and returns its stdout.
-fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, RulesError> {
-    let shown = program.display().to_string();
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| RulesError::Spawn {
-            program: shown.clone(),
-            source,
-        })?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|source| RulesError::Spawn {
-                program: shown.clone(),
-                source,
-            })?;
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|source| RulesError::Spawn {
-            program: shown.clone(),
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(RulesError::Failed {
-            program: format!("{shown} {}", args.join(" ")),
-            status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use minikind_iptables::Flavour;
+    use std::path::PathBuf;
 
     fn rules() -> DockerDnsRules {
         DockerDnsRules {
@@ -293,22 +223,23 @@ COMMIT
     #[test]
     fn tool_flavours() {
         assert_eq!(
-            IptablesTools::default().restore,
+            Commands::on_path(None).restore,
             PathBuf::from("iptables-restore")
         );
         assert_eq!(
-            IptablesTools::flavour("nft").save,
+            Commands::on_path(Some(Flavour::Nft)).save,
             PathBuf::from("iptables-nft-save")
         );
         assert_eq!(
-            IptablesTools::flavour("legacy").restore,
+            Commands::on_path(Some(Flavour::Legacy)).restore,
             PathBuf::from("iptables-legacy-restore")
         );
     }
 
     #[test]
     fn missing_program_is_a_clear_error() {
-        let tools = IptablesTools {
+        let tools = Commands {
+            iptables: PathBuf::from("/nonexistent/iptables"),
             save: PathBuf::from("/nonexistent/iptables-save"),
             restore: PathBuf::from("/nonexistent/iptables-restore"),
         };

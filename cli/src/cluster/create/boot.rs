@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use futures::future::try_join_all;
-use minikind_node_agent::agent::BOOT_COMPLETE;
+use minikind_contract::BOOT_COMPLETE;
 
 use super::context::Context;
 use crate::provider::docker::nodes::Privileges;

@@ -3,7 +3,7 @@
 //! `actions/kubeadminit/init.go`, "Starting control-plane 🕹️").
 
 use anyhow::{Context as _, Result};
-use minikind_node_agent::agent::{ADMIN_KUBECONFIG, CONTROL_PLANE_READY};
+use minikind_contract::{ADMIN_KUBECONFIG, CONTROL_PLANE_READY};
 
 use super::context::{ApiAccess, Context};
 use crate::cluster::access;

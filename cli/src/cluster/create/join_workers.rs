@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use futures::future::try_join_all;
-use minikind_node_agent::agent::NODE_KUBECONFIG;
+use minikind_contract::NODE_KUBECONFIG;
 
 use super::context::Context;
 use crate::config::NodeRole;

@@ -13,13 +13,13 @@ pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
     let path = kubeconfig::export(name, &api.admin, &api.server)?;
     tracing::info!(
         path = %path.display(),
-        context = %minikind_node_agent::control_plane::kubeconfig::entry_name(name),
+        context = %minikind_apiserver::kubeconfig::entry_name(name),
         server = %api.server,
         "kubeconfig written"
     );
     ctx.status.line(&format!(
         "Set kubectl context to \"{}\" (in {})",
-        minikind_node_agent::control_plane::kubeconfig::entry_name(name),
+        minikind_apiserver::kubeconfig::entry_name(name),
         path.display()
     ));
     Ok(())

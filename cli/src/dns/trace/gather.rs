@@ -14,9 +14,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{ListParams, LogParams};
-use minikind_node_agent::resolv_conf::ResolvConf;
-use minikind_node_agent::tools::attempt::Attempt;
-use minikind_node_agent::tools::client::Transport;
+use minikind_pod_tools::attempt::Attempt;
+use minikind_pod_tools::transport::Transport;
+use minikind_resolv_conf::ResolvConf;
 
 use super::model::{EmbeddedMode, PodRef};
 use super::path::{Evidence, NodeInfo, Replica, UpstreamInfo};
@@ -103,7 +103,7 @@ async fn inspect_node(
         .and_then(|c| c.env)
         .unwrap_or_default()
         .iter()
-        .any(|e| e == &format!("{}=builtin", minikind_node_agent::agent::env::DNS_EMBEDDED));
+        .any(|e| e == &format!("{}=builtin", minikind_contract::env::DNS_EMBEDDED));
     let mode = if builtin {
         EmbeddedMode::Builtin
     } else {
@@ -469,7 +469,7 @@ mod tests {
 
     #[test]
     fn corefile_facts_of_kubeadm_and_logging_corefiles() {
-        let kubeadm = minikind_node_agent::dns_addon::corefile("cluster.local");
+        let kubeadm = minikind_control_plane::dns_addon::corefile("cluster.local");
         assert_eq!(
             corefile_facts(&kubeadm).unwrap(),
             CorefileFacts {

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use minikind_node_agent::tools::attempt::Attempt;
+use minikind_pod_tools::attempt::Attempt;
 use serde::Serialize;
 
 /// The whole trace of one lookup.

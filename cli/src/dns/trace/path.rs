@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
-use minikind_node_agent::tools::attempt::{Attempt, AttemptResult};
-use minikind_node_agent::tools::client::Transport;
+use minikind_pod_tools::attempt::{Attempt, AttemptResult};
+use minikind_pod_tools::transport::Transport;
 
 use super::model::{
     Answered, ClusterDnsHop, EmbeddedHop, EmbeddedMode, EndpointHop, ForwardHop, Hop, PodRef,

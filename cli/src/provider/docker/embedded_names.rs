@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use bollard::Docker;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{InspectContainerOptions, UploadToContainerOptionsBuilder};
+use minikind_contract::NAMES_PATH;
 use minikind_dns_embedded::{ContainerNames, NamesTable, NetworkNames};
-use minikind_node_agent::builtin_resolver::NAMES_PATH;
 
 /// The names table for `network` from the engine's view of the containers on it: name,
 /// id (its short form is answered), hostname, aliases and addresses of each.

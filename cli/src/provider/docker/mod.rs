@@ -19,11 +19,7 @@ use bollard::Docker;
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
 };
-
-/// The label that says which cluster an object belongs to; listing and deleting go by it only.
-pub const CLUSTER_LABEL: &str = "dev.minikind.cluster";
-/// The node's (or helper container's) role: `control-plane`, `worker`, `upstream`.
-pub const ROLE_LABEL: &str = "dev.minikind.role";
+use minikind_contract::{CLUSTER_LABEL, ROLE_LABEL};
 
 /// Connects to the engine named by `DOCKER_HOST` (or the local socket) and checks it answers,
 /// so that a missing engine is one clear line rather than an error deep inside a step.

@@ -14,7 +14,7 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
 };
 use futures::future::try_join_all;
-use minikind_node_agent::agent::env as agent_env;
+use minikind_contract::env as agent_env;
 
 use super::{CLUSTER_LABEL, ROLE_LABEL, short_id};
 use crate::config::{ClusterConfig, EmbeddedDns, NodeRole, Upstream};
@@ -211,7 +211,7 @@ pub fn upstream_container(cluster: &str, image: &str) -> ContainerCreateBody {
         image: Some(image.to_string()),
         hostname: Some(upstream_name(cluster)),
         entrypoint: Some(vec![
-            minikind_images::node_rootfs::MINIKIND_PATH.to_string(),
+            minikind_contract::MINIKIND_PATH.to_string(),
             "lab-upstream".to_string(),
         ]),
         labels: Some(labels(cluster, "upstream")),

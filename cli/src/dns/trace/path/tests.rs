@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use minikind_node_agent::tools::attempt::{Attempt, parse_line};
+use minikind_pod_tools::attempt::{Attempt, parse_line};
 
 use super::*;
 use crate::dns::trace::querylog::{parse_all, parse_errors};

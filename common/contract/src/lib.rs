@@ -1,0 +1,60 @@
+//! The host↔node contract: the facts the `minikind` CLI on the host and the node agent inside
+//! every node container must agree on — paths in the node's filesystem, log lines the CLI
+//! waits for, environment variables the CLI sets on a node, Docker labels, default subnets.
+//!
+//! It owns those facts and nothing else: no logic, no dependencies. Anything that only one
+//! side needs stays with that side. Changing a value here changes both sides at once, which is
+//! the point: nodes built from one binary and a CLI from another would disagree otherwise.
+
+/// The environment variables the CLI sets on a node container and the agent reads at boot.
+pub mod env {
+    pub const CLUSTER: &str = "MINIKIND_CLUSTER";
+    pub const ROLE: &str = "MINIKIND_ROLE";
+    /// `true`/`false`: KIND's DNS fix on or off.
+    pub const NETWORK_MAGIC: &str = "MINIKIND_NETWORK_MAGIC";
+    /// Like `KIND_DNS_SEARCH`: unset keeps the search lines, empty drops them, otherwise a
+    /// space-separated list replaces them.
+    pub const DNS_SEARCH: &str = "MINIKIND_DNS_SEARCH";
+    pub const POD_SUBNET: &str = "MINIKIND_POD_SUBNET";
+    pub const SERVICE_SUBNET: &str = "MINIKIND_SERVICE_SUBNET";
+    /// `true` when the cluster network is a Docker `--internal` one (pods then reach other
+    /// nodes through tunnels; see the kubelet's `overlay.rs`). Unset means false.
+    pub const NETWORK_INTERNAL: &str = "MINIKIND_NETWORK_INTERNAL";
+    /// `docker` (unset: the same) or `builtin`: who serves 127.0.0.11 (`dns.embedded`).
+    pub const DNS_EMBEDDED: &str = "MINIKIND_DNS_EMBEDDED";
+    /// The external servers Docker's resolver would use (the node's `--dns`), comma-separated
+    /// `IP` or `IP:PORT`: the builtin resolver forwards to them. Docker 20.10 records them
+    /// nowhere inside the container, so the CLI hands them over.
+    pub const DNS_SERVERS: &str = "MINIKIND_DNS_SERVERS";
+}
+
+/// Printed once the node has booted; `minikind create` waits for it in the container's log.
+pub const BOOT_COMPLETE: &str = "minikind node agent: boot complete";
+/// Printed by the control-plane node once the API server serves and the admin kubeconfig is
+/// written to [`ADMIN_KUBECONFIG`].
+pub const CONTROL_PLANE_READY: &str = "minikind node agent: control plane ready";
+
+/// The admin kubeconfig on the control-plane node (server `https://<node>:6443`).
+pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
+/// The kubeconfig a node's own services use; the CLI copies it to workers when they join.
+pub const NODE_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
+
+/// The names table the CLI writes into every node (JSON, see `minikind dns-embedded --names`)
+/// and the node's builtin resolver reads. Not under `/run`: the engine's archive API cannot
+/// write into a tmpfs mount.
+pub const NAMES_PATH: &str = "/etc/minikind/names.json";
+
+/// Where the node image carries the `minikind` binary: the node's entrypoint
+/// (`minikind node-agent`) and what the CLI execs in a node (`minikind network-magic …`).
+pub const MINIKIND_PATH: &str = "/usr/local/bin/minikind";
+
+/// The Docker label that says which cluster an object belongs to; listing and deleting go by
+/// it only.
+pub const CLUSTER_LABEL: &str = "dev.minikind.cluster";
+/// The node's (or helper container's) role: `control-plane`, `worker`, `upstream`.
+pub const ROLE_LABEL: &str = "dev.minikind.role";
+
+/// The pod subnet when the cluster config names none (KIND's default `podSubnet`).
+pub const DEFAULT_POD_SUBNET: &str = "10.244.0.0/16";
+/// The service subnet when the cluster config names none (KIND's default `serviceSubnet`).
+pub const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/16";

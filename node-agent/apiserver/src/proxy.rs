@@ -1,0 +1,245 @@
+//! `pods/log` and `pods/exec`: proxied to the kubelet endpoint of the pod's node
+//! (`http://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`), as the real API server does.
+//! Logs stream through (also with `follow`); exec is a transparent HTTP upgrade proxy, so the
+//! websocket (`v5.channel.k8s.io`/`v4.channel.k8s.io`) runs end to end between the client and
+//! the kubelet.
+
+use super::ApiState;
+use crate::errors::{ApiError, ApiResult};
+use crate::meta::str_at;
+use crate::resources::idx;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The kubelet address and the container name for a pod request.
+fn target(
+    st: &ApiState,
+    ns: &str,
+    pod: &str,
+    query: &HashMap<String, String>,
+) -> ApiResult<(SocketAddr, String)> {
+    let p = st
+        .store
+        .get(idx::pods(), ns, pod)
+        .ok_or_else(|| ApiError::not_found("", "pods", pod))?
+        .value();
+    let names: Vec<String> = p
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+        .collect();
+    let container = match query.get("container").filter(|c| !c.is_empty()) {
+        Some(c) if names.contains(c) => c.clone(),
+        Some(c) => {
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {pod}"
+            )));
+        }
+        None if names.len() == 1 => names[0].clone(),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {pod}, choose one of: [{}]",
+                names.join(" ")
+            )));
+        }
+    };
+    let node = str_at(&p, "/spec/nodeName")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("pod {pod} does not have a host assigned")))?
+        .to_string();
+    let n = st
+        .store
+        .get(idx::nodes(), "", &node)
+        .ok_or_else(|| ApiError::not_found("", "nodes", &node))?
+        .value();
+    let ip = n
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|a| a.get("type").and_then(Value::as_str) == Some("InternalIP"))
+        .and_then(|a| a.get("address").and_then(Value::as_str))
+        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+        .ok_or_else(|| {
+            ApiError::service_unavailable(format!("node {node} reports no InternalIP address"))
+        })?;
+    let port = n
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
+        .unwrap_or(10250);
+    Ok((SocketAddr::new(ip, port), container))
+}
+
+async fn connect(addr: SocketAddr) -> ApiResult<tokio::net::TcpStream> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(ApiError::service_unavailable(format!(
+            "error dialing the kubelet at {addr}: {e}"
+        ))),
+        Err(_) => Err(ApiError::service_unavailable(format!(
+            "timed out dialing the kubelet at {addr}"
+        ))),
+    }
+}
+
+fn encode(query: &HashMap<String, String>, drop: &[&str]) -> String {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in query {
+        if !drop.contains(&k.as_str()) {
+            ser.append_pair(k, v);
+        }
+    }
+    ser.finish()
+}
+
+/// `GET pods/<name>/log`.
+pub async fn log(
+    st: &ApiState,
+    ns: &str,
+    pod: &str,
+    query: &HashMap<String, String>,
+) -> ApiResult<Response> {
+    let (addr, container) = target(st, ns, pod, query)?;
+    let uri = format!(
+        "/containerLogs/{ns}/{pod}/{container}?{}",
+        encode(query, &["container"])
+    );
+    let stream = connect(addr).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ApiError::service_unavailable(format!("kubelet at {addr}: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = hyper::Request::get(uri)
+        .header("host", addr.to_string())
+        .body(Body::empty())
+        .map_err(|e| ApiError::internal(format!("building the kubelet request: {e}")))?;
+    let resp = send
+        .send_request(req)
+        .await
+        .map_err(|e| ApiError::service_unavailable(format!("kubelet at {addr}: {e}")))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = axum::body::to_bytes(Body::new(resp.into_body()), 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let msg = String::from_utf8_lossy(&body).trim().to_string();
+        return Err(match status.as_u16() {
+            404 => ApiError::not_found("", "pods", pod),
+            400 => ApiError::bad_request(msg),
+            _ => ApiError::internal(format!("kubelet answered {status}: {msg}")),
+        });
+    }
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/plain")
+        .body(Body::new(resp.into_body()))
+        .map_err(|e| ApiError::internal(format!("building the log response: {e}")))
+}
+
+/// `GET|POST pods/<name>/exec` with an Upgrade: the client's upgrade request is replayed to
+/// the kubelet and, once both sides switched protocols, bytes are copied both ways.
+pub async fn exec(
+    st: &ApiState,
+    ns: &str,
+    pod: &str,
+    query: &HashMap<String, String>,
+    raw_query: &str,
+    mut req: Request,
+) -> ApiResult<Response> {
+    let (addr, container) = target(st, ns, pod, query)?;
+    if !req
+        .headers()
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+    {
+        return Err(ApiError::bad_request(
+            "exec needs a websocket upgrade (SPDY is not supported); use a kubectl of version 1.30 or later",
+        ));
+    }
+    // The query keeps its repeated `command` parameters: pass it on as it came.
+    let rest: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
+        .into_owned()
+        .filter(|(k, _)| k != "container")
+        .collect();
+    let q = {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &rest {
+            ser.append_pair(k, v);
+        }
+        ser.finish()
+    };
+    let uri = format!("/exec/{ns}/{pod}/{container}?{q}");
+    let stream = connect(addr).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ApiError::service_unavailable(format!("kubelet at {addr}: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let mut up = hyper::Request::builder()
+        .method(req.method().clone())
+        .uri(uri)
+        .header("host", addr.to_string());
+    for name in [
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-protocol",
+        "sec-websocket-extensions",
+    ] {
+        for v in req.headers().get_all(name) {
+            up = up.header(name, v);
+        }
+    }
+    let up = up
+        .body(Body::empty())
+        .map_err(|e| ApiError::internal(format!("building the kubelet request: {e}")))?;
+    let mut resp = send
+        .send_request(up)
+        .await
+        .map_err(|e| ApiError::service_unavailable(format!("kubelet at {addr}: {e}")))?;
+    if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+        let status = resp.status();
+        let body = axum::body::to_bytes(Body::new(resp.into_body()), 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let msg = String::from_utf8_lossy(&body).trim().to_string();
+        return Err(match status.as_u16() {
+            404 => ApiError::not_found("", "pods", pod),
+            400 => ApiError::bad_request(msg),
+            _ => ApiError::internal(format!("kubelet answered {status}: {msg}")),
+        });
+    }
+    let mut out = Response::builder().status(101);
+    for (k, v) in resp.headers() {
+        out = out.header(k, v);
+    }
+    let kubelet_side = hyper::upgrade::on(&mut resp);
+    let client_side = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let (Ok(a), Ok(b)) = (client_side.await, kubelet_side.await) else {
+            return;
+        };
+        let mut a = TokioIo::new(a);
+        let mut b = TokioIo::new(b);
+        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+    });
+    out.body(Body::empty())
+        .map_err(|e| ApiError::internal(format!("building the exec response: {e}")))
+}

@@ -1,0 +1,358 @@
+//! One container's life: start the process in the pod, copy its output to the log, kill it
+//! when its liveness or startup probe worker says so, and when it exits restart it per
+//! `restartPolicy` with the kubelet's back-off (showing `CrashLoopBackOff` while it waits),
+//! until the pod is stopped.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Container;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::sync::{mpsc, watch};
+
+use super::backoff::{Backoff, BackoffConfig};
+use super::handles::{ContainerHandle, Kill, PodHandle, RunInfo};
+use super::logs::LogWriter;
+use super::spawn::{self, ProcessSpec};
+use super::status::{RunState, Slot};
+
+/// Everything one container runner needs.
+pub struct ContainerCtx {
+    pub pod: Arc<PodHandle>,
+    /// Which of the pod's containers (init or app) this is.
+    pub slot: Slot,
+    pub spec: Container,
+    pub handle: Arc<ContainerHandle>,
+    pub restart_policy: String,
+    pub backoff: BackoffConfig,
+    pub pod_ip: std::net::IpAddr,
+    /// The restart count to continue from (the API's, after a kubelet restart).
+    pub restart_count: i32,
+    /// Kill requests from the container's liveness and startup probe workers.
+    pub kills: mpsc::UnboundedReceiver<Kill>,
+}
+
+/// Go's `time.Duration` text (`10s`, `1m20s`, `5m0s`), as the kubelet's messages show it.
+pub fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let millis = d.subsec_millis();
+    if secs == 0 {
+        return format!("{millis}ms");
+    }
+    let frac = if millis > 0 {
+        format!(".{:03}", millis).trim_end_matches('0').to_string()
+    } else {
+        String::new()
+    };
+    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
+        (0, 0, s) => format!("{s}{frac}s"),
+        (0, m, s) => format!("{m}m{s}{frac}s"),
+        (h, m, s) => format!("{h}h{m}m{s}{frac}s"),
+    }
+}
+
+/// Signals the container's process group: SIGTERM, up to `grace` for it to go, then SIGKILL.
+async fn stop_process(
+    child: &mut tokio::process::Child,
+    pgid: Option<i32>,
+    grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    if let Some(pgid) = pgid {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(r) => r,
+        Err(_) => {
+            if let Some(pgid) = pgid {
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            }
+            child.wait().await
+        }
+    }
+}
+
+fn new_container_id() -> String {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("minikind://{hex}")
+}
+
+/// Why a run ended.
+enum Ended {
+    Exited(std::process::ExitStatus),
+    /// The liveness (or startup) probe failed and the container was killed.
+    Unhealthy(String, Option<std::process::ExitStatus>),
+    /// The pod is being stopped.
+    Stopped(Option<std::process::ExitStatus>),
+    StartFailed(String),
+}
+
+/// Runs the container until `stop` carries a grace period. `stop` also interrupts a
+/// back-off wait.
+pub async fn run(mut ctx: ContainerCtx, mut stop: watch::Receiver<Option<Duration>>) {
+    let mut backoff = Backoff::new(ctx.backoff);
+    let mut restart = ctx.restart_count;
+    let name = ctx.spec.name.clone();
+    loop {
+        if stop.borrow().is_some() {
+            return;
+        }
+        let started_wall = jiff::Timestamp::now();
+        let (ended, container_id) = run_once(&mut ctx, restart, &mut stop).await;
+        let finished = Instant::now();
+        let finished_wall = jiff::Timestamp::now();
+        let (code, signal, reason, message, stopped) = match &ended {
+            Ended::Exited(st) => exit_fields(st, None, false),
+            Ended::Unhealthy(msg, st) => {
+                let (c, s, r, _, _) = st
+                    .as_ref()
+                    .map_or((137, Some(9), "Error".to_string(), None, false), |st| {
+                        exit_fields(st, None, false)
+                    });
+                (c, s, r, Some(msg.clone()), false)
+            }
+            Ended::Stopped(st) => st
+                .as_ref()
+                .map_or((137, Some(9), "Error".into(), None, true), |st| {
+                    exit_fields(st, None, true)
+                }),
+            Ended::StartFailed(msg) => (128, None, "StartError".into(), Some(msg.clone()), false),
+        };
+        let terminated = RunState::Terminated {
+            exit_code: code,
+            signal,
+            reason,
+            message,
+            started_at: (!matches!(ended, Ended::StartFailed(_))).then_some(started_wall),
+            finished_at: finished_wall,
+            container_id: container_id.clone().unwrap_or_default(),
+        };
+        let wants_restart = !stopped
+            && match ctx.restart_policy.as_str() {
+                "Never" => false,
+                "OnFailure" => code != 0,
+                _ => true,
+            };
+        ctx.pod.update(|rt| {
+            let c = rt.slot_mut(ctx.slot);
+            // A completed init container counts as ready, as the kubelet reports it.
+            c.ready = ctx.slot.init && code == 0;
+            c.started = false;
+            c.state = terminated.clone();
+        });
+        ctx.handle.run.send_modify(|r| r.running = false);
+        if !wants_restart {
+            return;
+        }
+        let delay = backoff.delay(finished);
+        if !delay.is_zero() {
+            let msg = format!(
+                "back-off {} restarting failed container={name} pod={}_{}({})",
+                go_duration(delay),
+                ctx.pod.name,
+                ctx.pod.namespace,
+                ctx.pod.uid
+            );
+            ctx.pod.event(
+                true,
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {name} in pod {}_{}({})",
+                    ctx.pod.name, ctx.pod.namespace, ctx.pod.uid
+                ),
+                Some(&name),
+            );
+            ctx.pod.update(|rt| {
+                let c = rt.slot_mut(ctx.slot);
+                c.last_state = Some(terminated.clone());
+                c.state = RunState::Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: Some(msg),
+                };
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.wait_for(Option::is_some) => return,
+            }
+        }
+        backoff.restarted(finished, Instant::now());
+        restart += 1;
+        ctx.pod.update(|rt| {
+            let c = rt.slot_mut(ctx.slot);
+            c.last_state = Some(terminated.clone());
+            c.restart_count = restart;
+        });
+    }
+}
+
+/// Exit code (128 + signal for a killed process), signal, reason, message, stopped-by-us.
+fn exit_fields(
+    st: &std::process::ExitStatus,
+    message: Option<String>,
+    stopped: bool,
+) -> (i32, Option<i32>, String, Option<String>, bool) {
+    let (code, signal) = match (st.code(), st.signal()) {
+        (Some(c), _) => (c, None),
+        (None, Some(s)) => (128 + s, Some(s)),
+        (None, None) => (-1, None),
+    };
+    let reason = if code == 0 { "Completed" } else { "Error" };
+    (code, signal, reason.to_string(), message, stopped)
+}
+
+fn start_failed(ctx: &ContainerCtx, msg: String) -> (Ended, Option<String>) {
+    ctx.pod.event(
+        true,
+        "Failed",
+        format!("Error: {msg}"),
+        Some(&ctx.spec.name),
+    );
+    (Ended::StartFailed(msg), None)
+}
+
+/// Starts one run and waits for its end. Returns how it ended and its container ID.
+async fn run_once(
+    ctx: &mut ContainerCtx,
+    restart: i32,
+    stop: &mut watch::Receiver<Option<Duration>>,
+) -> (Ended, Option<String>) {
+    let tmpl = ctx.handle.template();
+    let (program, args) = match &tmpl.argv {
+        Ok(a) => a.clone(),
+        Err(e) => return start_failed(ctx, e.clone()),
+    };
+    let spec = ProcessSpec {
+        program,
+        args,
+        env: tmpl.env.clone(),
+        working_dir: tmpl.working_dir.clone(),
+    };
+    let log = match LogWriter::create(&ctx.handle.log_dir, restart).await {
+        Ok(l) => l,
+        Err(e) => return start_failed(ctx, format!("{e:#}")),
+    };
+    let mut cmd = match spawn::command(&tmpl.ctx, &spec) {
+        Ok(c) => c,
+        Err(e) => return start_failed(ctx, format!("{e:#}")),
+    };
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return start_failed(ctx, format!("starting {}: {e}", spec.program.display())),
+    };
+    let pgid = child.id().map(|p| p as i32);
+    let id = new_container_id();
+    let name = ctx.spec.name.as_str();
+    let image = ctx.spec.image.as_deref().unwrap_or_default();
+    ctx.pod.event(
+        false,
+        "Pulled",
+        format!("Container image \"{image}\" already present on machine"),
+        Some(name),
+    );
+    ctx.pod.event(
+        false,
+        "Created",
+        format!("Created container: {name}"),
+        Some(name),
+    );
+    ctx.pod.event(
+        false,
+        "Started",
+        format!("Started container {name}"),
+        Some(name),
+    );
+    let copiers = [
+        child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(log.clone().copy("stdout", s))),
+        child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(log.clone().copy("stderr", s))),
+    ];
+    let has_startup = ctx.spec.startup_probe.is_some();
+    let has_readiness = ctx.spec.readiness_probe.is_some();
+    ctx.handle.run.send_replace(RunInfo {
+        restart,
+        running: true,
+        pid: pgid,
+    });
+    ctx.pod.update(|rt| {
+        let c = rt.slot_mut(ctx.slot);
+        c.state = RunState::Running {
+            started_at: jiff::Timestamp::now(),
+        };
+        c.container_id = Some(id.clone());
+        c.started = !has_startup;
+        c.ready = !has_startup && !has_readiness;
+    });
+
+    let grace_default = ctx.handle.grace;
+    enum Wake {
+        Exited(std::io::Result<std::process::ExitStatus>),
+        Unhealthy(String),
+        Stop(Duration),
+    }
+    let wake = loop {
+        tokio::select! {
+            st = child.wait() => break Wake::Exited(st),
+            Some(k) = ctx.kills.recv() => {
+                // A request about an earlier run is stale.
+                if k.container_id == id {
+                    break Wake::Unhealthy(k.message);
+                }
+            }
+            grace = stop.wait_for(Option::is_some) => {
+                break Wake::Stop(grace.ok().and_then(|g| *g).unwrap_or(grace_default));
+            }
+        }
+    };
+    let ended = match wake {
+        Wake::Exited(Ok(st)) => Ended::Exited(st),
+        Wake::Exited(Err(e)) => Ended::StartFailed(format!("waiting for the container: {e}")),
+        Wake::Unhealthy(msg) => {
+            ctx.pod.event(false, "Killing", msg.clone(), Some(name));
+            Ended::Unhealthy(
+                msg,
+                stop_process(&mut child, pgid, grace_default).await.ok(),
+            )
+        }
+        Wake::Stop(grace) => {
+            ctx.pod.event(
+                false,
+                "Killing",
+                format!("Stopping container {name}"),
+                Some(name),
+            );
+            Ended::Stopped(stop_process(&mut child, pgid, grace).await.ok())
+        }
+    };
+    // A container ends with its main process: whatever it left running goes too.
+    if let Some(pgid) = pgid {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+    for c in copiers.into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), c).await;
+    }
+    (ended, Some(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_go() {
+        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(go_duration(Duration::from_secs(80)), "1m20s");
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
+        assert_eq!(go_duration(Duration::from_millis(200)), "200ms");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+    }
+}

@@ -1,0 +1,238 @@
+//! The handles the pod worker, the container runners and the probe workers share: a pod's and
+//! its containers' state as exec, logs and probes see it, the process template exec and probes
+//! start from, and the kill requests probes send to a container's runner. A module of its own so
+//! that those three depend on it rather than on each other.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::sandbox::Sandbox;
+use super::spawn::PodContext;
+use super::status::{self, ContainerRuntime, PodRuntime};
+
+/// What the logs endpoint needs to know of a container's runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunInfo {
+    /// The restart count of the current (or last) run; its log is `<restart>.log`.
+    pub restart: i32,
+    pub running: bool,
+    /// Process (group) ID of the current run.
+    pub pid: Option<i32>,
+}
+
+/// A container of a running pod, as exec and logs see it.
+pub struct ContainerHandle {
+    pub name: String,
+    pub log_dir: PathBuf,
+    pub run: watch::Sender<RunInfo>,
+    /// The grace period for stops the kubelet decides on (liveness failures).
+    pub grace: Duration,
+    template: Mutex<ProcessTemplate>,
+}
+
+impl ContainerHandle {
+    pub fn new(
+        name: &str,
+        log_dir: PathBuf,
+        run: RunInfo,
+        grace: Duration,
+        template: ProcessTemplate,
+    ) -> ContainerHandle {
+        ContainerHandle {
+            name: name.to_string(),
+            log_dir,
+            run: watch::Sender::new(run),
+            grace,
+            template: Mutex::new(template),
+        }
+    }
+
+    pub fn template(&self) -> ProcessTemplate {
+        self.template
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+}
+
+/// A pod the kubelet runs.
+pub struct PodHandle {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    runtime: Mutex<PodRuntime>,
+    pub(crate) changed: Notify,
+    events: mpsc::UnboundedSender<PodEvent>,
+    events_rx: Mutex<Option<mpsc::UnboundedReceiver<PodEvent>>>,
+    pub sandbox: RwLock<Option<Arc<Sandbox>>>,
+    pub containers: RwLock<BTreeMap<String, Arc<ContainerHandle>>>,
+    pub log_root: PathBuf,
+    /// The manual triggers of the readiness probe workers, by app container index.
+    pub(crate) readiness_triggers: Mutex<Vec<(usize, Arc<Notify>)>>,
+}
+
+/// An event about the pod (or one of its containers) for `kubectl describe`.
+#[derive(Debug, Clone)]
+pub struct PodEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+    /// The container it is about (`spec.containers{name}`).
+    pub container: Option<String>,
+}
+
+impl PodHandle {
+    /// Records an event; it is posted to the API in the background.
+    pub fn event(
+        &self,
+        warning: bool,
+        reason: &'static str,
+        message: String,
+        container: Option<&str>,
+    ) {
+        let _ = self.events.send(PodEvent {
+            warning,
+            reason,
+            message,
+            container: container.map(str::to_string),
+        });
+    }
+
+    /// Changes the pod's runtime state and wakes the status writer.
+    pub fn update(&self, f: impl FnOnce(&mut PodRuntime)) {
+        {
+            let mut rt = self.runtime.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut rt);
+        }
+        self.changed.notify_one();
+    }
+
+    /// The receiving end of the pod's events (once: the event recorder takes it).
+    pub fn take_events(&self) -> Option<mpsc::UnboundedReceiver<PodEvent>> {
+        self.events_rx.lock().ok().and_then(|mut r| r.take())
+    }
+
+    pub fn runtime(&self) -> PodRuntime {
+        self.runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn container(&self, name: &str) -> Option<Arc<ContainerHandle>> {
+        self.containers
+            .read()
+            .ok()
+            .and_then(|c| c.get(name).cloned())
+    }
+
+    /// The container exec goes to when none is named: the first one.
+    pub fn default_container(&self) -> Option<String> {
+        self.runtime().containers.first().map(|c| c.name.clone())
+    }
+}
+
+/// The pod context and environment of a container, as exec and probes reuse them.
+#[derive(Debug, Clone)]
+pub struct ProcessTemplate {
+    pub ctx: PodContext,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<std::path::PathBuf>,
+    /// The resolved program and arguments, or why there are none.
+    pub argv: Result<(std::path::PathBuf, Vec<std::ffi::OsString>), String>,
+}
+
+/// A request from a liveness or startup worker to kill one container run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kill {
+    /// The run it is about; a stale request (the run already ended) is ignored.
+    pub container_id: String,
+    pub message: String,
+}
+
+/// The handle of `pod` on a node with the kubelet files under `root` and address `host_ip`.
+pub fn handle_for(
+    pod: &Pod,
+    root: &std::path::Path,
+    host_ip: std::net::Ipv4Addr,
+) -> Arc<PodHandle> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    // Restart counts carry over from what the API holds (a kubelet restart).
+    let prior: BTreeMap<String, i32> = pod
+        .status
+        .iter()
+        .flat_map(|s| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .chain(s.init_container_statuses.iter().flatten())
+        })
+        .map(|c| (c.name.clone(), c.restart_count))
+        .collect();
+    let containers = spec
+        .containers
+        .iter()
+        .map(|c| ContainerRuntime {
+            restart_count: prior.get(&c.name).copied().unwrap_or(0),
+            ..ContainerRuntime::new(&c.name, c.image.as_deref().unwrap_or(""))
+        })
+        .collect();
+    let init_containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| ContainerRuntime {
+            restart_count: prior.get(&c.name).copied().unwrap_or(0),
+            ..ContainerRuntime::new(&c.name, c.image.as_deref().unwrap_or(""))
+        })
+        .collect();
+    let start_time = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map(|t| t.0)
+        .unwrap_or_else(jiff::Timestamp::now);
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let uid = uid_of(pod);
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    Arc::new(PodHandle {
+        log_root: root.join("logs").join(format!("{ns}_{name}_{uid}")),
+        uid,
+        namespace: ns,
+        name,
+        runtime: Mutex::new(PodRuntime {
+            restart_policy: spec
+                .restart_policy
+                .clone()
+                .unwrap_or_else(|| "Always".into()),
+            sandbox_ready: false,
+            pod_ip: None,
+            host_ip,
+            start_time,
+            containers,
+            init_containers,
+            qos_class: status::qos_class(&spec),
+            blocked: None,
+        }),
+        changed: Notify::new(),
+        events: events_tx,
+        events_rx: Mutex::new(Some(events_rx)),
+        sandbox: RwLock::new(None),
+        containers: RwLock::new(BTreeMap::new()),
+        readiness_triggers: Mutex::new(Vec::new()),
+    })
+}
+
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}

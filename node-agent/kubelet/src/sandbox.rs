@@ -1,0 +1,584 @@
+//! A pod's sandbox: its network namespace on the node bridge with an address from the node's
+//! pod CIDR, and the files its processes see — `/etc/resolv.conf` per `dnsPolicy`, the
+//! kubelet-managed `/etc/hosts`, `/etc/hostname`, volumes (configMap, emptyDir, hostPath,
+//! projected) and the service-account files — all kept under `<root>/pods/<uid>/`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Volume};
+use kube::Api;
+
+use super::Kubelet;
+use super::spawn::{BindMount, PodContext};
+use crate::pod_dns::{self, NodeDns};
+use crate::pod_network::{self, NetnsSpec};
+use minikind_resolv_conf::ResolvConf;
+
+/// Where Kubernetes mounts a pod's service-account credentials.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The network namespace of the pod with `uid` (`mk-<uid>`, as `ip netns list` shows it).
+pub fn netns_name(uid: &str) -> String {
+    format!("mk-{uid}")
+}
+
+/// The directory of a pod's files.
+pub fn pod_dir(root: &Path, uid: &str) -> PathBuf {
+    root.join("pods").join(uid)
+}
+
+/// A prepared sandbox.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// None for hostNetwork pods.
+    pub netns: Option<String>,
+    /// The pod IP (the node's for hostNetwork pods).
+    pub ip: Ipv4Addr,
+    pub dir: PathBuf,
+    /// None for hostNetwork pods, which keep the node's.
+    pub hostname: Option<String>,
+    /// Mounted for every container: hosts, resolv.conf, hostname.
+    pub pod_mounts: Vec<BindMount>,
+    /// Volume name → its directory (or file) on the node.
+    pub volumes: BTreeMap<String, PathBuf>,
+    /// The service-account directory, when the pod gets one automatically.
+    pub service_account: Option<PathBuf>,
+    /// Warnings forming the resolv.conf produced (`DNSConfigForming`), for events.
+    pub dns_warnings: Vec<pod_dns::DnsWarning>,
+}
+
+impl Sandbox {
+    /// The namespaces and mounts of `container` (its volumeMounts after the pod's files).
+    pub fn context(&self, container: &k8s_openapi::api::core::v1::Container) -> Result<PodContext> {
+        let mut mounts = self.pod_mounts.clone();
+        let mut has_sa = false;
+        for vm in container.volume_mounts.iter().flatten() {
+            let Some(source) = self.volumes.get(&vm.name) else {
+                bail!(
+                    "container {}: volumeMount {:?} names no volume of the pod",
+                    container.name,
+                    vm.name
+                );
+            };
+            let source = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                Some(sub) if sub.split('/').any(|c| c == "..") || sub.starts_with('/') => {
+                    bail!(
+                        "container {}: subPath {sub:?} must be a relative path inside the volume",
+                        container.name
+                    )
+                }
+                Some(sub) => source.join(sub),
+                None => source.clone(),
+            };
+            has_sa |= Path::new(&vm.mount_path) == Path::new(SERVICE_ACCOUNT_DIR);
+            mounts.push(BindMount {
+                source,
+                target: PathBuf::from(&vm.mount_path),
+                read_only: vm.read_only == Some(true),
+            });
+        }
+        if let (Some(sa), false) = (&self.service_account, has_sa) {
+            mounts.push(BindMount {
+                source: sa.clone(),
+                target: PathBuf::from(SERVICE_ACCOUNT_DIR),
+                read_only: true,
+            });
+        }
+        Ok(PodContext {
+            netns: self.netns.as_ref().map(|n| Path::new("/run/netns").join(n)),
+            hostname: self.hostname.clone(),
+            mounts,
+        })
+    }
+}
+
+fn write_file(path: &Path, text: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Replace atomically: processes holding the old file (bind-mounted directories) see either
+    // the old or the new content.
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+/// Writes `data` into a volume directory, with `items` selecting and renaming keys, and
+/// removes files of keys that are gone. Returns whether anything changed.
+pub fn write_key_files(
+    dir: &Path,
+    data: &BTreeMap<String, String>,
+    items: Option<&[KeyToPath]>,
+    mode: Option<i32>,
+) -> Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut wanted: BTreeMap<PathBuf, (&str, Option<i32>)> = BTreeMap::new();
+    match items {
+        Some(items) if !items.is_empty() => {
+            for it in items {
+                let Some(v) = data.get(&it.key) else {
+                    bail!("key {:?} is not in the ConfigMap", it.key);
+                };
+                if it.path.starts_with('/') || it.path.split('/').any(|c| c == "..") {
+                    bail!(
+                        "item path {:?} must be relative and stay inside the volume",
+                        it.path
+                    );
+                }
+                wanted.insert(PathBuf::from(&it.path), (v, it.mode.or(mode)));
+            }
+        }
+        _ => {
+            for (k, v) in data {
+                wanted.insert(PathBuf::from(k), (v, mode));
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut changed = false;
+    for (rel, (value, mode)) in &wanted {
+        let path = dir.join(rel);
+        if std::fs::read(&path).ok().as_deref() != Some(value.as_bytes()) {
+            write_file(&path, value.as_bytes())?;
+            changed = true;
+        }
+        let mode = mode.unwrap_or(0o644) as u32 & 0o777;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {}", path.display()))?;
+    }
+    // Top-level files of keys no longer present go away.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = PathBuf::from(e.file_name());
+            let top_wanted = wanted
+                .keys()
+                .any(|w| w.components().next() == name.components().next());
+            if !top_wanted && !name.to_string_lossy().starts_with('.') {
+                let p = e.path();
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                changed = true;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// A ConfigMap's data, None if it does not exist.
+pub async fn fetch_config_map(
+    k: &Kubelet,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, String>>> {
+    let api: Api<ConfigMap> = Api::namespaced(k.client.clone(), namespace);
+    let cm = api
+        .get_opt(name)
+        .await
+        .with_context(|| format!("reading configmap {namespace}/{name}"))?;
+    Ok(cm.map(|cm| cm.data.unwrap_or_default()))
+}
+
+/// Writes (or refreshes) the files of the pod's ConfigMap and projected volumes. Run at
+/// sandbox creation and then periodically, as the kubelet's volume manager does, so that
+/// `reload` in cluster-dns sees an edited Corefile.
+pub async fn sync_volumes(k: &Kubelet, pod: &Pod, dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mut out = BTreeMap::new();
+    let volumes: &[Volume] = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or(&[]);
+    for v in volumes {
+        let vdir = dir.join("volumes").join(&v.name);
+        let path = if let Some(cm) = &v.config_map {
+            match fetch_config_map(k, ns, &cm.name).await? {
+                Some(data) => {
+                    write_key_files(&vdir, &data, cm.items.as_deref(), cm.default_mode)
+                        .with_context(|| {
+                            format!("volume {:?} (configmap {:?})", v.name, cm.name)
+                        })?;
+                }
+                None if cm.optional == Some(true) => {
+                    std::fs::create_dir_all(&vdir)
+                        .with_context(|| format!("creating {}", vdir.display()))?;
+                }
+                None => bail!("volume {:?}: configmap {:?} not found", v.name, cm.name),
+            }
+            vdir
+        } else if v.empty_dir.is_some() {
+            std::fs::create_dir_all(&vdir)
+                .with_context(|| format!("creating {}", vdir.display()))?;
+            vdir
+        } else if let Some(hp) = &v.host_path {
+            let p = PathBuf::from(&hp.path);
+            match hp.type_.as_deref().unwrap_or("") {
+                "DirectoryOrCreate" => std::fs::create_dir_all(&p)
+                    .with_context(|| format!("creating hostPath {}", p.display()))?,
+                "" => {}
+                _ if p.exists() => {}
+                t => bail!(
+                    "volume {:?}: hostPath {} ({t}) does not exist",
+                    v.name,
+                    p.display()
+                ),
+            }
+            p
+        } else if let Some(pr) = &v.projected {
+            for src in pr.sources.iter().flatten() {
+                if let Some(t) = &src.service_account_token {
+                    let token = k
+                        .cfg
+                        .credentials
+                        .as_ref()
+                        .map(|c| c.token.clone())
+                        .unwrap_or_default();
+                    write_key_files_merge(&vdir, &t.path, &token)?;
+                }
+                if let Some(cm) = &src.config_map {
+                    let data = match fetch_config_map(k, ns, &cm.name).await? {
+                        Some(d) => d,
+                        // The root CA ConfigMap every namespace has in a real cluster.
+                        None if cm.name == "kube-root-ca.crt" => k
+                            .cfg
+                            .credentials
+                            .as_ref()
+                            .map(|c| BTreeMap::from([("ca.crt".to_string(), c.ca_crt.clone())]))
+                            .unwrap_or_default(),
+                        None if cm.optional == Some(true) => BTreeMap::new(),
+                        None => bail!("volume {:?}: configmap {:?} not found", v.name, cm.name),
+                    };
+                    for it in cm.items.iter().flatten() {
+                        if let Some(val) = data.get(&it.key) {
+                            write_key_files_merge(&vdir, &it.path, val)?;
+                        }
+                    }
+                    if cm.items.as_ref().is_none_or(|i| i.is_empty()) {
+                        for (key, val) in &data {
+                            write_key_files_merge(&vdir, key, val)?;
+                        }
+                    }
+                }
+                if let Some(d) = &src.downward_api {
+                    for it in d.items.iter().flatten() {
+                        if let Some(f) = &it.field_ref {
+                            let val =
+                                super::env::field_value(pod, &f.field_path, None, k.cfg.node_ip)?;
+                            write_key_files_merge(&vdir, &it.path, &val)?;
+                        }
+                    }
+                }
+                if src.secret.is_some() {
+                    bail!(
+                        "volume {:?}: secrets are not served by minikind's API",
+                        v.name
+                    );
+                }
+            }
+            std::fs::create_dir_all(&vdir)
+                .with_context(|| format!("creating {}", vdir.display()))?;
+            vdir
+        } else if let Some(s) = &v.secret {
+            bail!(
+                "volume {:?}: secret {:?}: secrets are not served by minikind's API",
+                v.name,
+                s.secret_name.as_deref().unwrap_or("")
+            );
+        } else {
+            bail!(
+                "volume {:?}: this volume type is not supported (configMap, emptyDir, hostPath and projected are)",
+                v.name
+            );
+        };
+        out.insert(v.name.clone(), path);
+    }
+    Ok(out)
+}
+
+fn write_key_files_merge(dir: &Path, rel: &str, value: &str) -> Result<()> {
+    if rel.starts_with('/') || rel.split('/').any(|c| c == "..") {
+        bail!("projected path {rel:?} must be relative and stay inside the volume");
+    }
+    let path = dir.join(rel);
+    if std::fs::read(&path).ok().as_deref() != Some(value.as_bytes()) {
+        write_file(&path, value.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The node's resolver settings for pod_dns.
+fn node_dns(k: &Kubelet) -> NodeDns {
+    NodeDns {
+        cluster_dns: vec![IpAddr::V4(k.cfg.cluster_dns)],
+        cluster_domain: k.cfg.cluster_domain.clone(),
+        node_resolv_conf: ResolvConf::read(&k.cfg.node_resolv_conf).ok(),
+        node_ips: vec![IpAddr::V4(k.cfg.node_ip)],
+    }
+}
+
+/// Makes (or, after a kubelet restart, finds again) the sandbox of `pod`.
+pub async fn prepare(k: &Kubelet, pod: &Pod) -> Result<Sandbox> {
+    let uid = pod
+        .metadata
+        .uid
+        .as_deref()
+        .ok_or_else(|| anyhow!("pod has no uid"))?;
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| anyhow!("pod has no spec"))?;
+    let host_network = spec.host_network == Some(true);
+    let dir = pod_dir(&k.cfg.root, uid);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    // Files first (they may fail on a missing ConfigMap; nothing on the network is made yet).
+    let volumes = sync_volumes(k, pod, &dir).await?;
+    let dns_input = pod_dns::input_from_pod(pod).map_err(|e| anyhow!("{e}"))?;
+    let dns = pod_dns::pod_dns(&dns_input, &node_dns(k));
+    write_file(
+        &dir.join("resolv.conf"),
+        dns.resolv_conf().render().as_bytes(),
+    )?;
+    let hostname = pod_dns::pod_hostname(name, spec.hostname.as_deref());
+
+    let (netns, ip) = if host_network {
+        (None, k.cfg.node_ip)
+    } else {
+        let ip = k
+            .ipam
+            .lock()
+            .map_err(|_| anyhow!("the IP allocator's lock is poisoned"))?
+            .allocate(uid, &format!("{ns}/{name}"))?;
+        let netns = netns_name(uid);
+        ensure_netns(k, &netns, ip).await?;
+        (Some(netns), ip)
+    };
+
+    let aliases = pod_dns::host_aliases_from_pod(pod);
+    let hosts = if host_network {
+        let node_hosts = std::fs::read_to_string(&k.cfg.node_hosts).unwrap_or_default();
+        pod_dns::host_network_hosts_file(&node_hosts, &aliases)
+    } else {
+        pod_dns::managed_hosts_file(
+            &[IpAddr::V4(ip)],
+            &hostname,
+            spec.subdomain.as_deref(),
+            ns,
+            &k.cfg.cluster_domain,
+            &aliases,
+        )
+    };
+    write_file(&dir.join("etc-hosts"), hosts.as_bytes())?;
+    let mut pod_mounts = vec![
+        BindMount {
+            source: dir.join("etc-hosts"),
+            target: PathBuf::from("/etc/hosts"),
+            read_only: false,
+        },
+        BindMount {
+            source: dir.join("resolv.conf"),
+            target: PathBuf::from("/etc/resolv.conf"),
+            read_only: false,
+        },
+    ];
+    if !host_network {
+        write_file(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
+        pod_mounts.push(BindMount {
+            source: dir.join("hostname"),
+            target: PathBuf::from("/etc/hostname"),
+            read_only: false,
+        });
+    }
+
+    let automount = spec.automount_service_account_token != Some(false);
+    let service_account = match (&k.cfg.credentials, automount) {
+        (Some(creds), true) => {
+            let sa = dir.join("serviceaccount");
+            write_key_files_merge(&sa, "token", &creds.token)?;
+            write_key_files_merge(&sa, "ca.crt", &creds.ca_crt)?;
+            write_key_files_merge(&sa, "namespace", ns)?;
+            Some(sa)
+        }
+        _ => None,
+    };
+
+    Ok(Sandbox {
+        netns,
+        ip,
+        dir,
+        hostname: (!host_network).then_some(hostname),
+        pod_mounts,
+        volumes,
+        service_account,
+        dns_warnings: dns.warnings,
+    })
+}
+
+/// Makes the pod's network namespace, or keeps the one a previous kubelet made when it has
+/// the pod's address.
+async fn ensure_netns(k: &Kubelet, netns: &str, ip: Ipv4Addr) -> Result<()> {
+    let address = Ipv4Net::new(ip, k.pod_cidr.prefix_len()).context("pod address prefix")?;
+    let spec = NetnsSpec {
+        name: netns.to_string(),
+        address,
+        gateway: k.gateway,
+        bridge: k.cfg.bridge.clone(),
+        resolv_conf: None,
+    };
+    tokio::task::spawn_blocking(move || {
+        if pod_network::exists(&spec.name) {
+            match pod_network::address_of(&spec.name) {
+                Ok(Some(have)) if have == spec.address => return Ok(()),
+                found => {
+                    tracing::warn!(
+                        "network namespace {} holds {found:?}, not {}: making it again",
+                        spec.name,
+                        spec.address
+                    );
+                    pod_network::delete(&spec.name)?;
+                }
+            }
+        }
+        pod_network::add(&spec)
+    })
+    .await
+    .context("network namespace task")?
+}
+
+/// Removes everything of the pod with `uid`: its network namespace (the veth pair goes with
+/// it), its files and logs, and its IP.
+pub async fn teardown(k: &Kubelet, uid: &str, log_dir: Option<PathBuf>) -> Result<()> {
+    let netns = netns_name(uid);
+    tokio::task::spawn_blocking(move || pod_network::delete(&netns))
+        .await
+        .context("network namespace task")??;
+    let dir = pod_dir(&k.cfg.root, uid);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    if let Some(logs) = log_dir.filter(|d| d.exists()) {
+        std::fs::remove_dir_all(&logs).with_context(|| format!("removing {}", logs.display()))?;
+    }
+    k.ipam
+        .lock()
+        .map_err(|_| anyhow!("the IP allocator's lock is poisoned"))?
+        .release(uid)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(key: &str, path: &str) -> KeyToPath {
+        KeyToPath {
+            key: key.into(),
+            path: path.into(),
+            mode: None,
+        }
+    }
+
+    #[test]
+    fn key_files_with_items_modes_and_removal() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let vol = dir.path().join("config-volume");
+        let mut data = BTreeMap::from([
+            (
+                "Corefile".to_string(),
+                ".:53 {\n    errors\n}\n".to_string(),
+            ),
+            ("other".to_string(), "x".to_string()),
+        ]);
+        assert!(
+            write_key_files(
+                &vol,
+                &data,
+                Some(&[item("Corefile", "Corefile")]),
+                Some(0o420)
+            )
+            .unwrap()
+        );
+        assert_eq!(
+            std::fs::read_to_string(vol.join("Corefile")).unwrap(),
+            ".:53 {\n    errors\n}\n"
+        );
+        assert!(!vol.join("other").exists());
+        let mode = std::fs::metadata(vol.join("Corefile"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o420 & 0o777);
+        // Unchanged data: nothing written.
+        assert!(
+            !write_key_files(
+                &vol,
+                &data,
+                Some(&[item("Corefile", "Corefile")]),
+                Some(0o420)
+            )
+            .unwrap()
+        );
+        // All keys, then one removed.
+        assert!(write_key_files(&vol, &data, None, None).unwrap());
+        data.remove("other");
+        assert!(write_key_files(&vol, &data, None, None).unwrap());
+        assert!(!vol.join("other").exists());
+        let e = write_key_files(&vol, &data, Some(&[item("missing", "m")]), None).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+        let e =
+            write_key_files(&vol, &data, Some(&[item("Corefile", "../escape")]), None).unwrap_err();
+        assert!(e.to_string().contains("inside the volume"), "{e}");
+    }
+
+    #[test]
+    fn container_context_maps_volume_mounts() {
+        let sb = Sandbox {
+            netns: Some("mk-u1".into()),
+            ip: Ipv4Addr::new(10, 244, 0, 2),
+            dir: PathBuf::from("/var/lib/minikind/kubelet/pods/u1"),
+            hostname: Some("p".into()),
+            pod_mounts: vec![],
+            volumes: BTreeMap::from([("cfg".to_string(), PathBuf::from("/v/cfg"))]),
+            service_account: Some(PathBuf::from("/v/sa")),
+            dns_warnings: vec![],
+        };
+        let c: k8s_openapi::api::core::v1::Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "volumeMounts": [{"name": "cfg", "mountPath": "/etc/coredns", "readOnly": true},
+                             {"name": "cfg", "mountPath": "/etc/one", "subPath": "Corefile"}]
+        }))
+        .unwrap();
+        let ctx = sb.context(&c).unwrap();
+        assert_eq!(ctx.netns, Some(PathBuf::from("/run/netns/mk-u1")));
+        assert_eq!(ctx.mounts.len(), 3);
+        assert_eq!(ctx.mounts[0].target, PathBuf::from("/etc/coredns"));
+        assert!(ctx.mounts[0].read_only);
+        assert_eq!(ctx.mounts[1].source, PathBuf::from("/v/cfg/Corefile"));
+        assert_eq!(ctx.mounts[2].target, PathBuf::from(SERVICE_ACCOUNT_DIR));
+        let bad: k8s_openapi::api::core::v1::Container =
+            serde_json::from_value(serde_json::json!({
+                "name": "c", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]
+            }))
+            .unwrap();
+        assert!(
+            sb.context(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("\"nope\"")
+        );
+    }
+}
