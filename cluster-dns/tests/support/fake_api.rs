@@ -1,5 +1,5 @@
-//! A small Kubernetes API on loopback speaking the list/watch protocol kube-rs uses (REFERENCE.md
-//! §6): lists carry `metadata.resourceVersion` and `items`; watches stream newline-delimited
+//! A small Kubernetes API on loopback speaking the list/watch protocol kube-rs uses (kube-rs
+//! kube-runtime/src/watcher.rs): lists carry `metadata.resourceVersion` and `items`; watches stream newline-delimited
 //! JSON events. Tests and the benchmark push objects and events into it.
 #![allow(dead_code)]
 

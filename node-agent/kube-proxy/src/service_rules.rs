@@ -1,4 +1,4 @@
-//! kube-proxy's iptables layout (REFERENCE.md §3), rendered from a small model of Services and
+//! kube-proxy's iptables layout, rendered from a small model of Services and
 //! their ready endpoints, as the `iptables-restore --noflush --counters` input kube-proxy's
 //! iptables proxier writes on a full sync (pkg/proxy/iptables/proxier.go): the same chains,
 //! rule order, comments, hashes, probabilities and masquerade handling.

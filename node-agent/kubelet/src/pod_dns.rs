@@ -1,4 +1,5 @@
-//! A pod's resolver files as the kubelet makes them (REFERENCE.md §5): `/etc/resolv.conf` from
+//! A pod's resolver files as the kubelet makes them (kubernetes pkg/kubelet/network/dns/dns.go
+//! `GetPodDNS`, pkg/kubelet/kubelet_pods.go `ensureHostsFile`): `/etc/resolv.conf` from
 //! `dnsPolicy` + `dnsConfig` with the kubelet's limits and `DNSConfigForming` warnings, and the
 //! kubelet-managed `/etc/hosts` with `hostAliases`.
 //!

@@ -3,8 +3,9 @@
 //! Docker's embedded resolver listens on 127.0.0.11 inside the node's network namespace and is
 //! reached through nat rules (`OUTPUT → DOCKER_OUTPUT → DNAT 127.0.0.11:<random port>`). A pod
 //! has its own namespace, where 127.0.0.11 is its own loopback, so the node's resolv.conf is a
-//! black hole for it. The magic (REFERENCE.md §2) swaps 127.0.0.11 for an address pods can
-//! reach (the host IP), copies the OUTPUT jump to PREROUTING so traffic arriving from pods is
+//! black hole for it. The magic (kind's node entrypoint,
+//! images/base/files/usr/local/bin/entrypoint, `enable_network_magic`) swaps 127.0.0.11 for an
+//! address pods can reach (the host IP), copies the OUTPUT jump to PREROUTING so traffic arriving from pods is
 //! redirected too, and rewrites the node's resolv.conf to match. The DNAT target stays
 //! 127.0.0.11, which works because `route_localnet=1`.
 //!

@@ -1,5 +1,5 @@
 //! The search-list expansion and `ndots` rule, as glibc's `res_nsearch` applies them
-//! (REFERENCE.md §5); shared by dig `+search`, nslookup and getent.
+//! (glibc resolv/res_query.c); shared by dig `+search`, nslookup and getent.
 
 /// The names to query for `name`, in order, each fully qualified (trailing dot):
 ///

@@ -11,7 +11,8 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Why the candidates come in this order (REFERENCE.md §5).
+/// Why the candidates come in this order (glibc's `res_nsearch` in resolv/res_query.c: fewer
+/// dots than `ndots` tries the search list first).
 pub fn ndots_explanation(name: &str, ndots: u8) -> String {
     if name.ends_with('.') {
         return format!("{name} ends with a dot: it is asked as is, the search list is not used");

@@ -1,7 +1,7 @@
 //! Reading a node's `iptables-save` output: the kube-proxy chains a query to a ClusterIP walks
-//! (KUBE-SERVICES → KUBE-SVC-… → KUBE-SEP-… DNAT, REFERENCE.md §3) and Docker's embedded-DNS
-//! rules as the network magic left them (PREROUTING/OUTPUT → DOCKER_OUTPUT → DNAT to
-//! 127.0.0.11, §1–§2).
+//! (KUBE-SERVICES → KUBE-SVC-… → KUBE-SEP-… DNAT, kubernetes pkg/proxy/iptables/proxier.go) and
+//! Docker's embedded-DNS rules as the network magic left them (PREROUTING/OUTPUT → DOCKER_OUTPUT
+//! → DNAT to 127.0.0.11; moby libnetwork/resolver_unix.go, kind's images/base/files/usr/local/bin/entrypoint).
 
 use std::net::{IpAddr, SocketAddr};
 
