@@ -224,7 +224,7 @@ async fn apiserver_standalone_kubectl_kube_rs_and_restart() {
     let data = dir.path().join("data");
     let server = Server::start(&data);
     let kubectl = Kubectl {
-        bin: minikind_e2e::kubectl(),
+        bin: minikind_test_support::kubectl(),
         kubeconfig: server.kubeconfig.clone(),
         cache: dir.path().join("kube-cache"),
     };

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use minikind_e2e::Cluster;
+use minikind_test_support::Cluster;
 
 const SERVICES: usize = 10;
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
-use minikind_e2e::{Cluster, docker};
+use minikind_test_support::{Cluster, docker};
 
 const LATENCY_SAMPLES: usize = 400;
 const LOAD_SECONDS: u64 = 5;

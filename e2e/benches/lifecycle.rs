@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
-use minikind_e2e::{docker, labelled_objects, minikind, minikind_command, unique_name};
+use minikind_test_support::{docker, labelled_objects, minikind, minikind_command, unique_name};
 
 /// Runs `create cluster` and returns (time until the line ` ✓ <marker>` appeared, total time).
 fn create_timed(cfg: &str, marker: &str) -> Result<(Duration, Duration), String> {

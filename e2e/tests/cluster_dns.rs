@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use minikind_e2e::{Cluster, cluster_body, docker, eventually, example, lines, pod_ip};
+use minikind_test_support::{Cluster, cluster_body, docker, eventually, example, lines, pod_ip};
 
 fn svc_ip(c: &Cluster, ns: &str, name: &str) -> String {
     let out = c.minikind_ok(&["get", "svc", name, "-n", ns, "-o", "json"]);

@@ -13,7 +13,9 @@
 
 use std::time::Duration;
 
-use minikind_e2e::{Cluster, cluster_body, docker, eventually, example, lines, rule_lines};
+use minikind_test_support::{
+    Cluster, cluster_body, docker, eventually, example, lines, rule_lines,
+};
 use serde_json::Value;
 
 fn container_ip(name: &str) -> String {

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use minikind_e2e::{Cluster, docker, eventually, example};
+use minikind_test_support::{Cluster, docker, eventually, example};
 use serde_json::Value;
 
-fn trace(c: &Cluster, args: &[&str]) -> minikind_e2e::Run {
+fn trace(c: &Cluster, args: &[&str]) -> minikind_test_support::Run {
     let mut full = vec!["dns", "trace"];
     full.extend_from_slice(args);
     c.minikind(&full)

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use minikind_e2e::{
+use minikind_test_support::{
     Cluster, cluster_body, docker, eventually, labelled_objects, minikind, minikind_stdin,
     rule_lines, unique_name,
 };
@@ -676,7 +676,7 @@ fn ctrl_c_during_create_removes_what_was_made() {
 
     let name = unique_name("e2e-int");
     let cfg = format!("kind: Cluster\napiVersion: minikind.dev/v1alpha1\nname: {name}\n{HERMETIC}");
-    let mut child = minikind_e2e::minikind_command()
+    let mut child = minikind_test_support::minikind_command()
         .args(["create", "cluster", "--config", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -689,7 +689,7 @@ fn ctrl_c_during_create_removes_what_was_made() {
         .unwrap()
         .write_all(cfg.as_bytes())
         .unwrap();
-    let _guard = minikind_e2e::Cluster { name: name.clone() };
+    let _guard = minikind_test_support::Cluster { name: name.clone() };
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     // Interrupt once the network exists, as a user pressing Ctrl-C would.
@@ -715,7 +715,7 @@ fn ctrl_c_during_create_removes_what_was_made() {
 
 #[test]
 fn an_unreachable_engine_is_one_line_saying_so() {
-    let r = minikind_e2e::minikind_command()
+    let r = minikind_test_support::minikind_command()
         .args(["get", "clusters"])
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .output()
@@ -731,14 +731,14 @@ fn an_unreachable_engine_is_one_line_saying_so() {
 
 #[test]
 fn the_kubeconfig_is_merged_on_create_and_exactly_removed_on_delete() {
-    let path = minikind_e2e::test_kubeconfig();
+    let path = minikind_test_support::test_kubeconfig();
     // Someone else's entry that must survive both the merge and the removal. The file is
     // shared with concurrent tests, so add it the way they do: through the same lock.
     let name = unique_name("e2e-kc");
     let other = format!("keep-{name}");
     {
         let lock = path.with_extension("lock");
-        minikind_e2e::eventually("the kubeconfig lock", Duration::from_secs(10), || {
+        minikind_test_support::eventually("the kubeconfig lock", Duration::from_secs(10), || {
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -793,7 +793,7 @@ fn the_kubeconfig_is_merged_on_create_and_exactly_removed_on_delete() {
     assert!(text.contains(&server), "the exported kubeconfig: {text}");
 
     // The exported kubeconfig works: the API answers through it.
-    let kubectl = minikind_e2e::kubectl();
+    let kubectl = minikind_test_support::kubectl();
     {
         let out = std::process::Command::new(&kubectl)
             .args([

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use minikind_e2e::{Cluster, cluster_body, docker, eventually, example, lines, pod_ip, rule_lines};
+use minikind_test_support::{
+    Cluster, cluster_body, docker, eventually, example, lines, pod_ip, rule_lines,
+};
 
 /// The names of the `A` queries one client sent, in the order CoreDNS's `log` lines show them
 /// (`[INFO] 10.244.1.3:43544 - 7349 "A IN abc. udp 21 false 512" REFUSED …`). A retried query

@@ -355,23 +355,8 @@ pub fn pod(name: &str, command: &[&str]) -> serde_json::Value {
     })
 }
 
-/// Polls `check` until it returns Some, for at most `secs` seconds.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {secs}s waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+/// The shared wait, under the name these tests use.
+pub use minikind_test_support::eventually_async as eventually;
 
 /// What an exec returned.
 #[derive(Debug, Default)]

@@ -1,0 +1,372 @@
+//! What every crate's tests share: the pinned kubectl ([`kubectl`]), waiting for state
+//! ([`wait`]), and the fixtures of the end-to-end tests that drive real clusters on the local
+//! Docker engine (the `minikind` binary, scratch kubeconfigs, [`Cluster`]).
+//!
+//! Every test makes clusters with unique names and owns them through [`Cluster`], whose `Drop`
+//! deletes them with minikind's own delete — also when the test fails half-way.
+
+pub mod kubectl;
+pub mod wait;
+
+pub use kubectl::{KUBECTL_VERSION, kubectl, target_dir};
+pub use wait::{eventually, eventually_async};
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// The `minikind` binary cargo built next to this test binary (`target/<profile>/minikind`).
+pub fn minikind_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/minikind
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = dir.join("minikind");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first (`cargo build -p minikind`; `cargo test --workspace` and \
+         `cargo nextest run --workspace` do it)",
+        bin.display()
+    );
+    bin
+}
+
+/// A name no other test (or concurrent run) uses.
+pub fn unique_name(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Output of a finished command, with the text decoded.
+#[derive(Debug)]
+pub struct Run {
+    pub ok: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            ok: o.status.success(),
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// The kubeconfig every minikind the tests run merges into: a scratch file per test process,
+/// never the user's own.
+pub fn test_kubeconfig() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("minikind-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("creating the scratch kubeconfig directory");
+    dir.join("config")
+}
+
+/// `minikind` as the tests run it: with [`test_kubeconfig`].
+pub fn minikind_command() -> Command {
+    let mut c = Command::new(minikind_bin());
+    c.env("KUBECONFIG", test_kubeconfig());
+    c
+}
+
+pub fn minikind(args: &[&str]) -> Run {
+    minikind_command()
+        .args(args)
+        .output()
+        .expect("running minikind")
+        .into()
+}
+
+pub fn minikind_stdin(args: &[&str], stdin: &str) -> Run {
+    use std::io::Write;
+    let mut child = minikind_command()
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running minikind");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("writing config");
+    child
+        .wait_with_output()
+        .expect("waiting for minikind")
+        .into()
+}
+
+pub fn docker(args: &[&str]) -> Run {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("running the docker CLI")
+        .into()
+}
+
+/// Every Docker object (containers, networks, volumes) that carries the cluster's label.
+pub fn labelled_objects(cluster: &str) -> Vec<String> {
+    let filter = format!("label={}={cluster}", minikind_contract::CLUSTER_LABEL);
+    let mut out = Vec::new();
+    for (kind, args) in [
+        (
+            "container",
+            vec!["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"],
+        ),
+        (
+            "network",
+            vec![
+                "network",
+                "ls",
+                "--filter",
+                &filter,
+                "--format",
+                "{{.Name}}",
+            ],
+        ),
+        (
+            "volume",
+            vec!["volume", "ls", "--filter", &filter, "--format", "{{.Name}}"],
+        ),
+    ] {
+        let r = docker(&args);
+        assert!(r.ok, "docker {args:?}: {}", r.stderr);
+        out.extend(
+            r.stdout
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| format!("{kind} {l}")),
+        );
+    }
+    out
+}
+
+/// kube-proxy's chain for the kube-dns Service's `dns` (UDP) port (a hash of
+/// `kube-system/kube-dns:dns` and the protocol, the same in every cluster).
+pub const KUBE_DNS_UDP_CHAIN: &str = "KUBE-SVC-TCOU7JCQXEZGVUNU";
+
+/// A cluster this test created; deleted when dropped.
+pub struct Cluster {
+    pub name: String,
+}
+
+impl Cluster {
+    /// Creates a cluster from a minikind config (the `name:` is set here) and panics with
+    /// minikind's output if that fails.
+    pub fn create(prefix: &str, config_body: &str) -> Cluster {
+        Cluster::create_with(prefix, config_body, &[]).0
+    }
+
+    /// [`Cluster::create`] with more arguments for `minikind` (put before the command, e.g.
+    /// `-v`); also returns what the create printed.
+    pub fn create_with(prefix: &str, config_body: &str, global_args: &[&str]) -> (Cluster, Run) {
+        let name = unique_name(prefix);
+        let cluster = Cluster { name: name.clone() };
+        let cfg = format!(
+            "kind: Cluster\napiVersion: minikind.dev/v1alpha1\nname: {name}\n{config_body}"
+        );
+        let mut args = global_args.to_vec();
+        args.extend(["create", "cluster", "--config", "-", "--wait", "90s"]);
+        let r = minikind_stdin(&args, &cfg);
+        assert!(
+            r.ok,
+            "create cluster {name} failed:\n{}\n{}",
+            r.stdout, r.stderr
+        );
+        (cluster, r)
+    }
+
+    /// `minikind <args…> --name <this cluster>`.
+    pub fn minikind(&self, args: &[&str]) -> Run {
+        let mut full = args.to_vec();
+        full.extend(["--name", self.name.as_str()]);
+        minikind(&full)
+    }
+
+    /// Like [`Cluster::minikind`] but panics with the output unless it succeeds.
+    pub fn minikind_ok(&self, args: &[&str]) -> String {
+        let r = self.minikind(args);
+        assert!(
+            r.ok,
+            "minikind {args:?} failed:\n{}\n{}",
+            r.stdout, r.stderr
+        );
+        r.stdout
+    }
+
+    /// `minikind exec <pod> -- <command…>` in namespace `default`.
+    pub fn pod_exec(&self, pod: &str, command: &[&str]) -> Run {
+        let mut full = vec!["exec", "--name", self.name.as_str(), pod, "--"];
+        full.extend_from_slice(command);
+        minikind(&full)
+    }
+
+    /// A pod's object as JSON (`minikind get pod NAME -o json`), if it exists.
+    pub fn pod_json(&self, namespace: &str, pod: &str) -> Option<serde_json::Value> {
+        let r = self.minikind(&["get", "pods", pod, "-n", namespace, "-o", "json"]);
+        if !r.ok {
+            return None;
+        }
+        serde_json::from_str(&r.stdout).ok()
+    }
+
+    /// Waits until a pod is Running with every container ready; returns its JSON.
+    pub fn wait_pod_ready(&self, namespace: &str, pod: &str) -> serde_json::Value {
+        eventually(
+            &format!("pod {namespace}/{pod} ready"),
+            Duration::from_secs(60),
+            || {
+                let p = self.pod_json(namespace, pod)?;
+                let ready = p["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                ready.then_some(p)
+            },
+        )
+    }
+
+    /// The pods matching a label selector in a namespace, as JSON objects (none when the
+    /// listing fails, so that callers can poll).
+    pub fn pods(&self, namespace: &str, selector: &str) -> Vec<serde_json::Value> {
+        let r = self.minikind(&["get", "pods", "-n", namespace, "-l", selector, "-o", "json"]);
+        serde_json::from_str::<serde_json::Value>(&r.stdout)
+            .ok()
+            .and_then(|l| l["items"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// The CoreDNS pods (`k8s-app=kube-dns` in kube-system).
+    pub fn coredns_pods(&self) -> Vec<serde_json::Value> {
+        self.pods("kube-system", "k8s-app=kube-dns")
+    }
+
+    /// Waits (90 s at most) until CoreDNS's Deployment has rolled out; returns what
+    /// `rollout status` printed.
+    pub fn wait_coredns_rolled_out(&self) -> String {
+        self.minikind_ok(&[
+            "rollout",
+            "status",
+            "deployment/coredns",
+            "-n",
+            "kube-system",
+            "--timeout",
+            "90s",
+        ])
+    }
+
+    /// `rollout restart` of CoreDNS (so new replicas read an edited Corefile), then waits for it.
+    pub fn restart_coredns(&self) {
+        let out = self.minikind_ok(&[
+            "rollout",
+            "restart",
+            "deployment/coredns",
+            "-n",
+            "kube-system",
+        ]);
+        assert_eq!(out, "deployment.apps/coredns restarted\n");
+        self.wait_coredns_rolled_out();
+    }
+
+    /// The `-A KUBE-SVC-… -j KUBE-SEP-…` rules of the kube-dns UDP port on a node: one per
+    /// ready CoreDNS endpoint.
+    pub fn kube_dns_endpoint_rules(&self, node: &str) -> Vec<String> {
+        let save = self.exec_ok(node, &["iptables-save", "-t", "nat"]);
+        rule_lines(&save)
+            .into_iter()
+            .filter(|r| {
+                r.starts_with(&format!("-A {KUBE_DNS_UDP_CHAIN} ")) && r.contains("KUBE-SEP-")
+            })
+            .collect()
+    }
+
+    pub fn node(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.name)
+    }
+
+    /// `docker exec <node> <args…>`.
+    pub fn exec(&self, node: &str, args: &[&str]) -> Run {
+        let mut full = vec!["exec", node];
+        full.extend_from_slice(args);
+        docker(&full)
+    }
+
+    /// Like [`Cluster::exec`] but panics with the output unless it succeeds.
+    pub fn exec_ok(&self, node: &str, args: &[&str]) -> String {
+        let r = self.exec(node, args);
+        assert!(
+            r.ok,
+            "docker exec {node} {args:?} failed:\n{}\n{}",
+            r.stdout, r.stderr
+        );
+        r.stdout
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let r = minikind(&["delete", "cluster", "--name", &self.name]);
+        if !r.ok {
+            eprintln!("cleanup of {} failed: {}", self.name, r.stderr);
+        }
+    }
+}
+
+/// `-A` rule lines in an `iptables-save` table dump.
+pub fn rule_lines(save: &str) -> Vec<String> {
+    save.lines()
+        .filter(|l| l.starts_with("-A "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The path of a file under `examples/`.
+pub fn example(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+/// The body of an example cluster config, without the lines `Cluster::create` writes itself.
+pub fn cluster_body(rel: &str) -> String {
+    std::fs::read_to_string(example(rel))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("kind:") && !l.starts_with("apiVersion:") && !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The non-empty lines of a command's output, trimmed and sorted (answers come shuffled).
+pub fn lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+/// A pod's IP from its JSON object; panics when it has none yet.
+pub fn pod_ip(p: &serde_json::Value) -> String {
+    p["status"]["podIP"]
+        .as_str()
+        .expect("pod has an IP")
+        .to_string()
+}
