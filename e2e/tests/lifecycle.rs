@@ -838,6 +838,29 @@ fn the_kubeconfig_is_merged_on_create_and_exactly_removed_on_delete() {
         );
         assert!(stdout.contains(&c.node("control-plane")), "{stdout}");
     }
+    // The port is minikind's choice, published again on every start: after a restart of the
+    // control plane the kubeconfig still points at it (an engine-picked port would move).
+    let r = docker(&["restart", &c.node("control-plane")]);
+    assert!(r.ok, "{}", r.stderr);
+    let again = docker(&["port", &c.node("control-plane"), "6443/tcp"]);
+    assert!(
+        answers(&again.stdout).contains(&format!("127.0.0.1:{port}")),
+        "the API port moved from {port} after a restart: {}",
+        again.stdout
+    );
+    eventually(
+        "the API through the kubeconfig after a restart",
+        Duration::from_secs(60),
+        || {
+            std::process::Command::new(&kubectl)
+                .args(["--kubeconfig", path.to_str().unwrap(), "--context", &ctx])
+                .args(["get", "namespaces"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+        },
+    );
+
     let internal = minikind(&["get", "kubeconfig", "--name", &c.name, "--internal"]);
     assert!(
         internal

@@ -323,6 +323,22 @@ pub async fn container_ip(docker: &Docker, container: &str, network: &str) -> Re
 
 /// Creates and starts every node at once. Tries `--privileged` first as KIND does; when the
 /// engine refuses to apply it, the nodes are made again with the narrow capability set.
+/// The config with `apiServerPort: 0` replaced by a port free on the host now. The engine
+/// re-picks an empty host port at every container start, so a restarted control plane would
+/// move and the kubeconfig point at nothing; minikind picks the port once, as kind's provider
+/// does (`common.PortOrGetFreePort` in kind's pkg/cluster/internal/providers/common), and it is
+/// published on every start after. Nothing is published on an `--internal` network.
+fn with_fixed_api_port(cfg: &ClusterConfig) -> Result<ClusterConfig> {
+    let mut fixed = cfg.clone();
+    if fixed.networking.api_server_port == 0 && !fixed.networking.internal {
+        let addr = std::net::SocketAddr::new(fixed.networking.api_server_address, 0);
+        let probe = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("finding a free port for the API server on {addr}"))?;
+        fixed.networking.api_server_port = probe.local_addr()?.port();
+    }
+    Ok(fixed)
+}
+
 pub async fn start_nodes(
     docker: &Docker,
     cluster: &str,
@@ -342,6 +358,8 @@ pub async fn start_nodes(
             .await
             .with_context(|| format!("creating the /var volume of {node}"))?;
     }
+    let fixed = with_fixed_api_port(cfg)?;
+    let cfg = &fixed;
     let mut privileges = Privileges::Privileged;
     loop {
         let attempt = try_join_all(names.iter().map(|(node, role)| async move {
@@ -454,6 +472,31 @@ mod tests {
                 "lab-worker2",
                 "lab-worker3"
             ]
+        );
+    }
+
+    #[test]
+    fn the_api_port_is_chosen_once_unless_given_or_internal() {
+        let cfg = ClusterConfig::default();
+        let fixed = with_fixed_api_port(&cfg).unwrap();
+        assert_ne!(fixed.networking.api_server_port, 0);
+        let mut given = cfg.clone();
+        given.networking.api_server_port = 7443;
+        assert_eq!(
+            with_fixed_api_port(&given)
+                .unwrap()
+                .networking
+                .api_server_port,
+            7443
+        );
+        let mut internal = cfg.clone();
+        internal.networking.internal = true;
+        assert_eq!(
+            with_fixed_api_port(&internal)
+                .unwrap()
+                .networking
+                .api_server_port,
+            0
         );
     }
 
