@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::sandbox::Sandbox;
 use super::spawn::PodContext;
-use super::status::{self, ContainerRuntime, PodRuntime};
+use super::status::{self, ContainerRuntime, PodRuntime, RunState};
 
 /// What the logs endpoint needs to know of a container's runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,8 +162,11 @@ pub fn handle_for(
     host_ip: std::net::Ipv4Addr,
 ) -> Arc<PodHandle> {
     let spec = pod.spec.clone().unwrap_or_default();
-    // Restart counts carry over from what the API holds (a kubelet restart).
-    let prior: BTreeMap<String, i32> = pod
+    // What the API holds from before a kubelet or node restart. A container it shows running
+    // was stopped by that restart and is started again: one more restart, the last state
+    // `Terminated`/`Unknown`/255, as the kubelet reports a container its runtime lost.
+    let now = jiff::Timestamp::now();
+    let prior: BTreeMap<String, (i32, Option<RunState>)> = pod
         .status
         .iter()
         .flat_map(|s| {
@@ -172,25 +175,36 @@ pub fn handle_for(
                 .flatten()
                 .chain(s.init_container_statuses.iter().flatten())
         })
-        .map(|c| (c.name.clone(), c.restart_count))
-        .collect();
-    let containers = spec
-        .containers
-        .iter()
-        .map(|c| ContainerRuntime {
-            restart_count: prior.get(&c.name).copied().unwrap_or(0),
-            ..ContainerRuntime::new(&c.name, c.image.as_deref().unwrap_or(""))
+        .map(|c| {
+            let running = c.state.as_ref().and_then(|st| st.running.as_ref());
+            let carried = match running {
+                Some(r) => (
+                    c.restart_count + 1,
+                    Some(RunState::Terminated {
+                        exit_code: 255,
+                        signal: None,
+                        reason: "Unknown".into(),
+                        message: None,
+                        started_at: r.started_at.as_ref().map(|t| t.0),
+                        finished_at: now,
+                        container_id: c.container_id.clone().unwrap_or_default(),
+                    }),
+                ),
+                None => (c.restart_count, None),
+            };
+            (c.name.clone(), carried)
         })
         .collect();
-    let init_containers = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .map(|c| ContainerRuntime {
-            restart_count: prior.get(&c.name).copied().unwrap_or(0),
+    let runtime = |c: &Container| {
+        let (restart_count, last_state) = prior.get(&c.name).cloned().unwrap_or_default();
+        ContainerRuntime {
+            restart_count,
+            last_state,
             ..ContainerRuntime::new(&c.name, c.image.as_deref().unwrap_or(""))
-        })
-        .collect();
+        }
+    };
+    let containers = spec.containers.iter().map(runtime).collect();
+    let init_containers = spec.init_containers.iter().flatten().map(runtime).collect();
     let start_time = pod
         .status
         .as_ref()

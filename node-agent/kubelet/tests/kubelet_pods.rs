@@ -613,6 +613,22 @@ fn a_kubelet_restart_keeps_pod_ips_and_cleans_up_pods_deleted_meanwhile() {
         for (name, ip) in [("keep-a", a), ("keep-b", b)] {
             let p = lab.wait_running(name).await;
             assert_eq!(pod_ip(&p), Some(ip), "{name} keeps its address");
+            // The restart stopped the container and the new kubelet started it again: the
+            // count rises, the last state is the kubelet's "runtime lost it" (Unknown, 255).
+            let st = &p
+                .status
+                .as_ref()
+                .unwrap()
+                .container_statuses
+                .as_ref()
+                .unwrap()[0];
+            assert_eq!(st.restart_count, 1, "{name}: {st:?}");
+            let last = st.last_state.as_ref().and_then(|l| l.terminated.as_ref());
+            assert_eq!(
+                last.map(|t| (t.reason.as_deref(), t.exit_code)),
+                Some((Some("Unknown"), 255)),
+                "{name}: {st:?}"
+            );
             let out = eventually(10, "exec after the restart", || async {
                 let o = exec(
                     ep,
