@@ -360,7 +360,18 @@ pub async fn start_nodes(
     }
     let fixed = with_fixed_api_port(cfg)?;
     let cfg = &fixed;
-    let mut privileges = Privileges::Privileged;
+    let engine = docker
+        .info()
+        .await
+        .ok()
+        .and_then(|i| i.id)
+        .unwrap_or_default();
+    let mut privileges = if RefusalMemo::says_refused(&engine) {
+        tracing::debug!(%engine, "this engine refused --privileged before: capabilities only");
+        Privileges::Capabilities
+    } else {
+        Privileges::Privileged
+    };
     loop {
         let attempt = try_join_all(names.iter().map(|(node, role)| async move {
             let body = node_container(
@@ -418,6 +429,7 @@ pub async fn start_nodes(
                     let rm = RemoveContainerOptionsBuilder::default().force(true).build();
                     let _ = docker.remove_container(node, Some(rm)).await;
                 }
+                RefusalMemo::remember(&engine);
                 privileges = Privileges::Capabilities;
             }
             Err(e) => return Err(e),
@@ -441,6 +453,52 @@ fn published_api_port(info: &bollard::models::ContainerInspectResponse) -> Optio
         binding.host_ip.unwrap_or_default(),
         binding.host_port?
     ))
+}
+
+/// Which engines refused `--privileged`, so the next create does not make every node twice:
+/// one engine ID a line in `$XDG_CACHE_HOME/minikind/refuses-privileged` (else
+/// `~/.cache/minikind/…`). A new engine has a new ID and is tried again; deleting the file
+/// forgets. Losing it costs one refused attempt, never a wrong cluster.
+struct RefusalMemo;
+
+impl RefusalMemo {
+    fn path() -> Option<std::path::PathBuf> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+            })?;
+        Some(base.join("minikind").join("refuses-privileged"))
+    }
+
+    fn says_refused(engine: &str) -> bool {
+        Self::path().is_some_and(|p| Self::lists(&p, engine))
+    }
+
+    fn remember(engine: &str) {
+        if let Some(path) = Self::path()
+            && let Err(e) = Self::add(&path, engine)
+        {
+            tracing::debug!(path = %path.display(), error = %e, "could not remember the refusal");
+        }
+    }
+
+    fn lists(path: &std::path::Path, engine: &str) -> bool {
+        !engine.is_empty()
+            && std::fs::read_to_string(path).is_ok_and(|text| text.lines().any(|l| l == engine))
+    }
+
+    fn add(path: &std::path::Path, engine: &str) -> std::io::Result<()> {
+        if engine.is_empty() || Self::lists(path, engine) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(path.parent().unwrap_or(path))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        std::io::Write::write_all(&mut f, format!("{engine}\n").as_bytes())
+    }
 }
 
 /// runc's answer when the engine itself lacks a capability `--privileged` asks for.
@@ -473,6 +531,19 @@ mod tests {
                 "lab-worker3"
             ]
         );
+    }
+
+    #[test]
+    fn a_refusal_is_remembered_per_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("minikind").join("refuses-privileged");
+        assert!(!RefusalMemo::lists(&path, "ENGINE-A"));
+        RefusalMemo::add(&path, "ENGINE-A").unwrap();
+        RefusalMemo::add(&path, "ENGINE-A").unwrap();
+        assert!(RefusalMemo::lists(&path, "ENGINE-A"));
+        assert!(!RefusalMemo::lists(&path, "ENGINE-B"));
+        assert!(!RefusalMemo::lists(&path, ""));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "ENGINE-A\n");
     }
 
     #[test]
