@@ -71,6 +71,8 @@ pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeIma
         "node image: rootfs built; its hash is the tag"
     );
 
+    // Held from the look-up to the tagged image: see [`crate::lock`].
+    let locked = crate::lock::lock().await;
     if !rebuild {
         match image_id(docker, &reference).await? {
             Some(id) => {
@@ -79,6 +81,7 @@ pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeIma
                     %id,
                     "node image: reusing the one already in the engine (same content hash)"
                 );
+                drop(locked);
                 prune_all_but(docker, &reference).await;
                 return Ok(NodeImage {
                     reference,
@@ -123,6 +126,7 @@ pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeIma
         took_ms = import_started.elapsed().as_millis() as u64,
         "node image: imported into the engine"
     );
+    drop(locked);
     prune_all_but(docker, &reference).await;
     Ok(NodeImage {
         reference,

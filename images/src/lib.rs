@@ -9,6 +9,7 @@
 
 pub mod elf_deps;
 pub mod import;
+pub mod lock;
 pub mod node_rootfs;
 pub mod prune;
 pub mod rootfs;

@@ -4,7 +4,8 @@
 //! hash), and a forced rebuild leaves the image it replaced untagged. Only images carrying
 //! [`NODE_IMAGE_LABEL`] are ever looked at — the ones [`crate::ensure_node_image`] imported —
 //! and an image any container uses (running or stopped) is kept: the engine refuses to remove
-//! it without `force`, which is never asked for.
+//! it without `force`, which is never asked for. Pruning holds [`crate::lock`], so it never
+//! sees another minikind's import between "imported" and "tagged".
 
 use std::collections::HashSet;
 
@@ -32,6 +33,7 @@ pub async fn remove_unused_node_images(
     docker: &Docker,
     which: Prune<'_>,
 ) -> Result<Vec<String>, ImageError> {
+    let _locked = crate::lock::lock().await;
     let label_filter = std::collections::HashMap::from([(
         "label".to_string(),
         vec![format!("{NODE_IMAGE_LABEL}=node")],

@@ -335,7 +335,7 @@ pub fn rule_lines(save: &str) -> Vec<String> {
 /// The path of a file under `examples/`.
 pub fn example(rel: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
+        .join("../../examples")
         .join(rel)
         .display()
         .to_string()
