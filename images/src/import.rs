@@ -73,6 +73,7 @@ pub async fn ensure_node_image(docker: &Docker, rebuild: bool) -> Result<NodeIma
 
     // Held from the look-up to the tagged image: see [`crate::lock`].
     let locked = crate::lock::lock().await;
+    crate::lock::recent::touch(&tar.sha256[..12]);
     if !rebuild {
         match image_id(docker, &reference).await? {
             Some(id) => {

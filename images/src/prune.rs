@@ -4,8 +4,11 @@
 //! hash), and a forced rebuild leaves the image it replaced untagged. Only images carrying
 //! [`NODE_IMAGE_LABEL`] are ever looked at — the ones [`crate::ensure_node_image`] imported —
 //! and an image any container uses (running or stopped) is kept: the engine refuses to remove
-//! it without `force`, which is never asked for. Pruning holds [`crate::lock`], so it never
-//! sees another minikind's import between "imported" and "tagged".
+//! it without `force`, which is never asked for. So is an image a create or build of any
+//! minikind on this host used within the hour ([`crate::lock::recent`]): two executables
+//! side by side (a debug and a release build) do not remove each other's image mid-create.
+//! Pruning holds [`crate::lock`], so it never sees another minikind's import between
+//! "imported" and "tagged".
 
 use std::collections::HashSet;
 
@@ -14,7 +17,7 @@ use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
 };
 
-use crate::import::{ImageError, NODE_IMAGE_LABEL};
+use crate::import::{ImageError, NODE_IMAGE_LABEL, NODE_IMAGE_REPO};
 
 /// Which unused node images to remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +67,15 @@ pub async fn remove_unused_node_images(
             Prune::Untagged => !tagged,
         };
         if !selected {
+            continue;
+        }
+        let used_lately = image.repo_tags.iter().any(|t| {
+            t.strip_prefix(NODE_IMAGE_REPO)
+                .and_then(|t| t.strip_prefix(':'))
+                .is_some_and(crate::lock::recent::used_lately)
+        });
+        if used_lately {
+            tracing::debug!(id = %image.id, tags = ?image.repo_tags, "node image: kept (a create used it within the hour)");
             continue;
         }
         if in_use.contains(&image.id) {

@@ -463,12 +463,7 @@ struct RefusalMemo;
 
 impl RefusalMemo {
     fn path() -> Option<std::path::PathBuf> {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
-            })?;
-        Some(base.join("minikind").join("refuses-privileged"))
+        Some(minikind_images::lock::cache_dir()?.join("refuses-privileged"))
     }
 
     fn says_refused(engine: &str) -> bool {
