@@ -58,6 +58,39 @@ fn filter_rules(c: &Cluster, node: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the node's chain admits exactly `peer`, then checks the one jump to it, with no
+/// ACCEPT ahead of it in INPUT.
+fn wait_filter(c: &Cluster, node: &str, peer: &str) {
+    let want = vec![accept(peer), DROP.to_string()];
+    let rules = eventually(
+        &format!("the VXLAN filter on {node}"),
+        Duration::from_secs(30),
+        || {
+            let rules = filter_rules(c, node);
+            let chain: Vec<String> = rules
+                .iter()
+                .filter(|r| r.starts_with("-A MINIKIND-OVERLAY "))
+                .cloned()
+                .collect();
+            (chain == want).then_some(rules)
+        },
+    );
+    assert_eq!(
+        rules.iter().filter(|r| *r == JUMP).count(),
+        1,
+        "{node}: {rules:#?}"
+    );
+    let before_jump: Vec<&String> = rules
+        .iter()
+        .filter(|r| r.starts_with("-A INPUT "))
+        .take_while(|r| *r != JUMP)
+        .collect();
+    assert!(
+        !before_jump.iter().any(|r| r.contains("-j ACCEPT")),
+        "{node}: an ACCEPT ahead of the jump: {rules:#?}"
+    );
+}
+
 #[test]
 fn vxlan_is_admitted_from_the_nodes_only() {
     let c = Cluster::create("e2e-vxlan", CONFIG);
@@ -66,32 +99,7 @@ fn vxlan_is_admitted_from_the_nodes_only() {
 
     // (a) The chain in each node: its one peer admitted, everyone else dropped, one jump.
     for (i, node) in nodes.iter().enumerate() {
-        let peer = &ips[1 - i];
-        let want = vec![accept(peer), DROP.to_string()];
-        let rules = eventually(
-            &format!("the VXLAN filter on {node}"),
-            Duration::from_secs(30),
-            || {
-                let rules = filter_rules(&c, node);
-                let chain: Vec<String> = rules
-                    .iter()
-                    .filter(|r| r.starts_with("-A MINIKIND-OVERLAY "))
-                    .cloned()
-                    .collect();
-                (chain == want).then_some(rules)
-            },
-        );
-        assert_eq!(
-            rules.iter().filter(|r| *r == JUMP).count(),
-            1,
-            "{node}: {rules:#?}"
-        );
-        // Ahead of every other INPUT rule.
-        assert_eq!(
-            rules.iter().find(|r| r.starts_with("-A INPUT ")),
-            Some(&JUMP.to_string()),
-            "{node}: {rules:#?}"
-        );
+        wait_filter(&c, node, &ips[1 - i]);
     }
 
     // Pod traffic across nodes still flows through the tunnel: a pod on one node asks a
@@ -185,4 +193,42 @@ fn vxlan_is_admitted_from_the_nodes_only() {
         !rules.keys().any(|r| r.contains(&stranger_ip)),
         "{rules:#?}"
     );
+
+    // A restarted node (a fresh network namespace, the agent run again) makes its chain and
+    // its one jump again, and reaches the other node's pods through the tunnel.
+    let restarted = &nodes[client_node];
+    let r = docker(&["restart", "-t", "2", restarted]);
+    assert!(r.ok, "{}", r.stderr);
+    eventually(
+        &format!("{restarted} booted again"),
+        Duration::from_secs(60),
+        || {
+            (docker(&["logs", restarted])
+                .stdout
+                .matches("boot complete")
+                .count()
+                >= 2)
+                .then_some(())
+        },
+    );
+    wait_filter(&c, restarted, &ips[server_node]);
+    let answer = eventually(
+        "a cross-node lookup from the restarted node",
+        Duration::from_secs(30),
+        || {
+            let r = c.exec(
+                restarted,
+                &[
+                    "dig",
+                    &server,
+                    "kubernetes.default.svc.cluster.local",
+                    "+short",
+                    "+time=2",
+                    "+tries=1",
+                ],
+            );
+            (r.ok && !r.stdout.trim().is_empty()).then_some(r.stdout)
+        },
+    );
+    assert_eq!(answer.trim(), "10.96.0.1");
 }

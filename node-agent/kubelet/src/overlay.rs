@@ -114,8 +114,9 @@ fn rule_lines(text: &str) -> Vec<&str> {
 }
 
 /// Makes [`FILTER_CHAIN`] admit exactly `peers` and ensures INPUT jumps to it, once: the
-/// jump is checked (`-C`) before it is inserted, so a restarted agent adds nothing. It goes
-/// first in INPUT, ahead of any ACCEPT another component may add later.
+/// jump is checked (`-C`) before it is inserted, so a restarted agent adds nothing. It is
+/// inserted at the top of INPUT, so no ACCEPT appended there comes before it (kube-proxy also
+/// inserts its jumps at the top, but its chains accept no VXLAN).
 ///
 /// The chain is rewritten (atomically) only when what it holds differs from the wanted rules:
 /// the periodic re-sync then repairs a changed chain without resetting the counters of one
