@@ -293,7 +293,10 @@ pub async fn run_kubelet(
         routes = Some(tokio::spawn(routes::watch_nodes(
             client.clone(),
             cfg.node_name.clone(),
-            cfg.tunnel_pod_routes.then_some(cfg.node_ip),
+            cfg.tunnel_pod_routes.then(|| overlay::Tunnels {
+                node_ip: cfg.node_ip,
+                iptables: cfg.iptables.clone(),
+            }),
             shutdown.clone(),
         )));
     }

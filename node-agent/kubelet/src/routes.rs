@@ -164,11 +164,11 @@ pub fn ensure_masquerade(
 }
 
 /// Watches the Nodes and keeps the routes to their pod CIDRs in sync until `shutdown`; with
-/// `tunnel_from` (this node's IP) through VXLAN links instead (see `overlay.rs`).
+/// `tunnels` through VXLAN links instead, admitted from the peers only (see `overlay.rs`).
 pub async fn watch_nodes(
     client: kube::Client,
     me: String,
-    tunnel_from: Option<Ipv4Addr>,
+    tunnels: Option<crate::overlay::Tunnels>,
     shutdown: CancellationToken,
 ) {
     let api: Api<Node> = Api::all(client);
@@ -200,8 +200,9 @@ pub async fn watch_nodes(
             continue;
         }
         let (w, gw) = want.clone();
-        let sync = move || match tunnel_from {
-            Some(ip) => crate::overlay::sync(&w, ip, gw, ROUTE_PROTO),
+        let tunnels = tunnels.clone();
+        let sync = move || match tunnels {
+            Some(t) => t.sync(&w, gw, ROUTE_PROTO),
             None => sync_routes(&w),
         };
         match tokio::task::spawn_blocking(sync).await {
