@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use minikind_e2e::{Cluster, docker, eventually, pod_ip};
+use minikind_test_support::{Cluster, docker, eventually, pod_ip};
 
 const CONFIG: &str = "nodes:\n- role: control-plane\n- role: worker\nnetworking:\n  internal: true\ndns:\n  upstream: lab\n";
 
