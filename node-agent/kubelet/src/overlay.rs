@@ -40,6 +40,17 @@ pub fn device_name(peer: Ipv4Addr) -> String {
 
 /// One VXLAN id per node pair, the same on both ends: several links share the UDP port and
 /// the kernel tells them apart by id.
+/// The MAC of this node's tunnel devices: `0a:58` and the node's IPv4 address, as the
+/// kubenet/CNI bridge plugins derive a pod's MAC from its IP. A random one (the kernel's
+/// default) changes when a restarted node makes its links again, and its peers keep sending
+/// to the old MAC from their neighbour cache for tens of seconds; this one is the same on
+/// every start, so cross-node traffic comes back as soon as the links do. Each link is its
+/// own two-ended segment, so the links of one node may share it.
+pub fn device_mac(node: Ipv4Addr) -> String {
+    let [a, b, c, d] = node.octets();
+    format!("0a:58:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
 pub fn vni(a: Ipv4Addr, b: Ipv4Addr) -> u32 {
     let (lo, hi) = if a < b { (a, b) } else { (b, a) };
     let mut key = lo.octets().to_vec();
@@ -207,6 +218,8 @@ pub fn sync(
                     "eth0",
                     "dstport",
                     VXLAN_PORT,
+                    "address",
+                    &device_mac(me),
                 ])?;
             }
             if let Some(gw) = own_gateway {
@@ -352,6 +365,14 @@ mod tests {
         })
         .join()
         .expect("the test thread");
+    }
+
+    #[test]
+    fn the_tunnel_mac_is_the_nodes_own_on_every_start() {
+        let ip: Ipv4Addr = "172.18.0.3".parse().unwrap();
+        assert_eq!(device_mac(ip), "0a:58:ac:12:00:03");
+        assert_eq!(device_mac(ip), device_mac("172.18.0.3".parse().unwrap()));
+        assert_ne!(device_mac(ip), device_mac("172.18.0.4".parse().unwrap()));
     }
 
     #[test]
