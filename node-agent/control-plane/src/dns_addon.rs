@@ -20,10 +20,13 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath, PodSpec,
-    PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
+    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
+    ServiceSpec, Toleration, Volume, VolumeMount, WeightedPodAffinityTerm,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
 use kube::api::PostParams;
@@ -159,10 +162,10 @@ fn http_probe(path: &str, port: i32) -> Probe {
     }
 }
 
-/// Deployment `kube-system/coredns` as kubeadm's manifest has it, minus what minikind has no
-/// use for (service account, resources, securityContext, anti-affinity: the scheduler
-/// spreads pods anyway, and a `kubernetes.io/os` node selector would only keep the pods off
-/// nodes registered without that label).
+/// Deployment `kube-system/coredns` as kubeadm's manifest has it (its preferred pod
+/// anti-affinity included, which minikind's scheduler honours), minus what minikind has no use
+/// for (service account, resources, securityContext, and a `kubernetes.io/os` node selector
+/// that would only keep the pods off nodes registered without that label).
 pub fn deployment(addon: &DnsAddon) -> Deployment {
     let app = labels(&[APP_LABEL]);
     let port = |name: &str, p: i32, proto: &str| ContainerPort {
@@ -208,6 +211,33 @@ pub fn deployment(addon: &DnsAddon) -> Deployment {
                     // Carried for kubectl and tools that look at it; minikind has no
                     // PriorityClass objects and no preemption.
                     priority_class_name: Some("system-cluster-critical".into()),
+                    // kubeadm's: replicas prefer different nodes, so one node's restart does
+                    // not take every replica with it.
+                    affinity: Some(Affinity {
+                        pod_anti_affinity: Some(PodAntiAffinity {
+                            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                                WeightedPodAffinityTerm {
+                                    weight: 100,
+                                    pod_affinity_term: PodAffinityTerm {
+                                        label_selector: Some(LabelSelector {
+                                            match_expressions: Some(vec![
+                                                LabelSelectorRequirement {
+                                                    key: APP_LABEL.0.into(),
+                                                    operator: "In".into(),
+                                                    values: Some(vec![APP_LABEL.1.into()]),
+                                                },
+                                            ]),
+                                            ..Default::default()
+                                        }),
+                                        topology_key: "kubernetes.io/hostname".into(),
+                                        ..Default::default()
+                                    },
+                                },
+                            ]),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
                     tolerations: Some(vec![
                         Toleration {
                             key: Some("CriticalAddonsOnly".into()),

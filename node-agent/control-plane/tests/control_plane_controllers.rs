@@ -846,6 +846,63 @@ async fn control_plane_controllers_scheduler_skips_not_ready_nodes() {
 }
 
 /// Plain pods of these names, for the scheduler to place.
+/// Preferred pod anti-affinity (kubeadm's CoreDNS term) outweighs the load: the second replica
+/// goes to the other node although that node runs more pods.
+#[tokio::test]
+async fn control_plane_controllers_scheduler_spreads_by_preferred_anti_affinity() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = server(dir.path()).await;
+    let client = cp.client().await.unwrap();
+    register_node(&client, "n1", "172.18.0.2").await;
+    register_node(&client, "n2", "172.18.0.3").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let node_of = |name: &'static str| {
+        let pods = pods.clone();
+        async move { pods.get(name).await.ok()?.spec?.node_name }
+    };
+    // n2 gets busy first (pinned), so load alone would put both replicas on n1.
+    for name in ["busy-1", "busy-2"] {
+        pods.create(
+            &PostParams::default(),
+            &pod(name, json!({"app": "other"}), json!({"nodeName": "n2"})),
+        )
+        .await
+        .unwrap();
+    }
+    let anti = json!({"affinity": {"podAntiAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {
+                "labelSelector": {"matchExpressions": [{"key": "k8s-app", "operator": "In", "values": ["kube-dns"]}]},
+                "topologyKey": "kubernetes.io/hostname",
+            },
+        }],
+    }}});
+    let dns = json!({"k8s-app": "kube-dns"});
+    pods.create(
+        &PostParams::default(),
+        &pod("dns-1", dns.clone(), anti.clone()),
+    )
+    .await
+    .unwrap();
+    let first = eventually(10, "dns-1 scheduled", || node_of("dns-1")).await;
+    assert_eq!(first, "n1");
+    pods.create(&PostParams::default(), &pod("dns-2", dns, anti))
+        .await
+        .unwrap();
+    let second = eventually(10, "dns-2 scheduled", || node_of("dns-2")).await;
+    assert_eq!(second, "n2", "the anti-affinity term spreads the replicas");
+    // Without the term the load decides: a plain pod goes to the emptier n1.
+    pods.create(
+        &PostParams::default(),
+        &pod("plain", json!({"app": "x"}), json!({})),
+    )
+    .await
+    .unwrap();
+    let plain = eventually(10, "plain scheduled", || node_of("plain")).await;
+    assert_eq!(plain, "n1");
+}
+
 async fn create_pods(pods: &Api<Pod>, names: &[String]) {
     for n in names {
         pods.create(

@@ -1,10 +1,14 @@
 //! The scheduler: binds each pending pod (no `spec.nodeName`, `schedulerName:
-//! default-scheduler`) to the ready, schedulable node running the fewest pods, honouring a
-//! `nodeSelector`, so pods spread over the nodes.
+//! default-scheduler`) to a ready, schedulable node whose taints it tolerates and whose labels
+//! match its `nodeSelector`. Among those it prefers, first, the node where its preferred pod
+//! anti-affinity terms (kube-scheduler's InterPodAffinity score: each term's weight for each
+//! matching pod in the node's topology domain) cost least — kubeadm's CoreDNS asks for that
+//! so its replicas land on different nodes — then the node running the fewest pods.
 
 use super::{Key, Reconciler};
 use minikind_apiserver::meta::str_at;
 use minikind_apiserver::resources::idx;
+use minikind_apiserver::selectors::Selector;
 use minikind_apiserver::store::{Event, Obj};
 use minikind_apiserver::{ApiState, objects};
 use serde_json::Value;
@@ -69,6 +73,23 @@ fn tolerates_taints(pod: &Value, node: &Value) -> bool {
     })
 }
 
+/// The pod's `preferredDuringSchedulingIgnoredDuringExecution` anti-affinity terms as
+/// (weight, label selector, topology key); a term whose selector does not parse is skipped.
+fn anti_affinity_terms(pod: &Value) -> Vec<(i64, Selector, String)> {
+    pod.pointer("/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            let weight = t.get("weight").and_then(Value::as_i64)?;
+            let term = t.get("podAffinityTerm")?;
+            let selector = Selector::from_label_selector(term.get("labelSelector")).ok()?;
+            let key = term.get("topologyKey").and_then(Value::as_str)?.to_string();
+            Some((weight, selector, key))
+        })
+        .collect()
+}
+
 impl Reconciler for Scheduler {
     fn keys_for(&mut self, st: &ApiState, ev: &Event) -> Vec<Key> {
         if ev.obj.res == idx::pods() && pending(&ev.obj) {
@@ -82,8 +103,7 @@ impl Reconciler for Scheduler {
 
     fn all_keys(&mut self, st: &ApiState) -> Vec<Key> {
         // Unbound pods only: the selector runs on the extracted fields, no parsing.
-        let unbound = minikind_apiserver::selectors::Selector::parse_fields("spec.nodeName=")
-            .unwrap_or_default();
+        let unbound = Selector::parse_fields("spec.nodeName=").unwrap_or_default();
         let (pods, _, _) = st
             .store
             .list(idx::pods(), None, None, 0, |p| p.fields_match(&unbound));
@@ -109,6 +129,39 @@ impl Reconciler for Scheduler {
                 *load.entry(n.to_string()).or_default() += 1;
             }
         }
+        let anti = anti_affinity_terms(&pod);
+        let ns = str_at(&pod, "/metadata/namespace")
+            .unwrap_or("default")
+            .to_string();
+        let penalty = |node: &Value| -> i64 {
+            anti.iter()
+                .map(|(weight, selector, topology_key)| {
+                    let domain = node
+                        .pointer("/metadata/labels")
+                        .and_then(|l| l.get(topology_key.as_str()))
+                        .and_then(Value::as_str);
+                    let Some(domain) = domain else { return 0 };
+                    let matching = pods
+                        .iter()
+                        .map(|p| p.value())
+                        .filter(|p| str_at(p, "/metadata/namespace") == Some(ns.as_str()))
+                        .filter(|p| selector.matches_labels(p.pointer("/metadata/labels")))
+                        .filter(|p| {
+                            let on = str_at(p, "/spec/nodeName").unwrap_or_default();
+                            nodes.iter().any(|n| {
+                                let n = n.value();
+                                str_at(&n, "/metadata/name") == Some(on)
+                                    && n.pointer("/metadata/labels")
+                                        .and_then(|l| l.get(topology_key.as_str()))
+                                        .and_then(Value::as_str)
+                                        == Some(domain)
+                            })
+                        })
+                        .count() as i64;
+                    weight * matching
+                })
+                .sum()
+        };
         let selector = pod.pointer("/spec/nodeSelector").and_then(Value::as_object);
         let best = nodes
             .iter()
@@ -123,8 +176,12 @@ impl Reconciler for Scheduler {
                     })
                 })
             })
-            .map(|n| str_at(&n, "/metadata/name").unwrap_or_default().to_string())
-            .min_by_key(|n| (load.get(n).copied().unwrap_or(0), n.clone()));
+            .map(|n| {
+                let name = str_at(&n, "/metadata/name").unwrap_or_default().to_string();
+                (penalty(&n), load.get(&name).copied().unwrap_or(0), name)
+            })
+            .min()
+            .map(|(_, _, name)| name);
         let Some(node) = best else {
             return;
         };
