@@ -674,6 +674,8 @@ struct Interrupted {
     name: String,
     status: std::process::ExitStatus,
     stderr: String,
+    /// Deletes whatever is left only after the assertions have looked.
+    _guard: Cluster,
 }
 
 /// Starts a hermetic create, sends `first` by PID once a step line containing `after` is out,
@@ -697,8 +699,8 @@ fn interrupt_create(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Whatever happens below, the cluster goes (with minikind's own delete), and the create
-    // does not outlive the test.
+    // Whatever happens, the cluster goes (with minikind's own delete, once the caller has
+    // looked), and the create does not outlive the test.
     struct Reap(std::process::Child);
     impl Drop for Reap {
         fn drop(&mut self) {
@@ -708,7 +710,7 @@ fn interrupt_create(
             }
         }
     }
-    let _guard = Cluster { name: name.clone() };
+    let guard = Cluster { name: name.clone() };
     child
         .stdin
         .take()
@@ -750,6 +752,7 @@ fn interrupt_create(
         name,
         status,
         stderr,
+        _guard: guard,
     }
 }
 
@@ -757,6 +760,20 @@ impl Interrupted {
     /// Exit code `code`, the error naming `signal`, and nothing of the cluster left: no
     /// container, network or volume with its label, no entry in the tests' kubeconfig.
     fn assert_rolled_back(&self, code: i32, signal: &str) {
+        // What was left first: that is what a user would find (and what the old code left).
+        assert_eq!(
+            labelled_objects(&self.name),
+            Vec::<String>::new(),
+            "{:?}: {}",
+            self.status,
+            self.stderr
+        );
+        let kubeconfig =
+            std::fs::read_to_string(minikind_e2e::test_kubeconfig()).unwrap_or_default();
+        assert!(
+            !kubeconfig.contains(&format!("minikind-{}", self.name)),
+            "{kubeconfig}"
+        );
         assert_eq!(
             self.status.code(),
             Some(code),
@@ -768,13 +785,6 @@ impl Interrupted {
             self.stderr.contains(&format!("interrupted by {signal}")),
             "{}",
             self.stderr
-        );
-        assert_eq!(labelled_objects(&self.name), Vec::<String>::new());
-        let kubeconfig =
-            std::fs::read_to_string(minikind_e2e::test_kubeconfig()).unwrap_or_default();
-        assert!(
-            !kubeconfig.contains(&format!("minikind-{}", self.name)),
-            "{kubeconfig}"
         );
     }
 }
