@@ -84,6 +84,13 @@ impl Status {
         }
     }
 
+    /// `WARNING: <text>` on standard error (around a turning spinner), unless `-q`.
+    pub fn warning(&self, text: &str) {
+        if self.mode != Mode::Quiet {
+            error_line(&format!("WARNING: {text}"));
+        }
+    }
+
     pub fn step(&self, title: impl Into<String>) -> Step {
         let title = title.into();
         tracing::debug!(step = %title, "step started");

@@ -45,6 +45,9 @@ pub struct Created {
 }
 
 pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Result<Created> {
+    if let Some(warning) = opts.config.networking.api_server_exposure_warning() {
+        status.warning(&warning);
+    }
     let mut wanted: Vec<String> = docker_nodes::node_names(&opts.name, &opts.config.nodes)
         .into_iter()
         .map(|(n, _)| n)
