@@ -340,6 +340,44 @@ fn bad_input_is_one_clear_error_and_creates_nothing() {
     assert!(r.stdout.contains("not found"), "{}", r.stdout);
 }
 
+#[test]
+fn an_api_server_address_beyond_the_loopback_is_warned_about_at_create() {
+    // A network of that name that is not minikind's refuses the create before anything is made
+    // or published: only the warning, printed first, is under test.
+    let name = unique_name("e2e-warn");
+    struct Network(String);
+    impl Drop for Network {
+        fn drop(&mut self) {
+            let _ = docker(&["network", "rm", &self.0]);
+        }
+    }
+    let net = Network(format!("minikind-{name}"));
+    let made = docker(&["network", "create", "--internal", &net.0]);
+    assert!(made.ok, "{}", made.stderr);
+    for (address, warned) in [("0.0.0.0", true), ("127.0.0.1", false)] {
+        let cfg = format!(
+            "kind: Cluster\napiVersion: minikind.dev/v1alpha1\nname: {name}\nnetworking:\n  \
+             apiServerAddress: {address}\n"
+        );
+        let r = minikind_stdin(&["create", "cluster", "--config", "-"], &cfg);
+        assert!(
+            !r.ok && r.stderr.contains("is not minikind's"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(
+            r.stderr.contains(
+                "WARNING: the API server will be published on 0.0.0.0:<a random port>, \
+                 reachable from other machines; keep networking.apiServerAddress at 127.0.0.1"
+            ),
+            warned,
+            "{address}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(labelled_objects(&name), Vec::<String>::new());
+}
+
 /// `minikind -v build node-image`: the reference it prints last, the engine's ID for it, and
 /// its debug log.
 fn build_node_image() -> (String, String, String) {
