@@ -762,10 +762,11 @@ fn interrupt_create(
     let mut printed = String::new();
     let mut wait_for = |what: &str, printed: &mut String| loop {
         let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "create ended before printing {what:?}:\n{printed}"
-        );
+        if out.read_line(&mut line).unwrap() == 0 {
+            let mut stderr = String::new();
+            let _ = err.read_to_string(&mut stderr);
+            panic!("create ended before printing {what:?}:\n{printed}\n{stderr}");
+        }
         printed.push_str(&line);
         if line.contains(what) {
             break;
