@@ -245,9 +245,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         {
             ExitCode::FAILURE
         }
+        // A signal that stopped the command: 128 + its number, as a shell reports it.
         Err(e) => {
             eprintln!("ERROR: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(crate::interrupt::exit_code(&e))
         }
     }
 }

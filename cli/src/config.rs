@@ -105,6 +105,31 @@ pub struct Networking {
     pub internal: bool,
 }
 
+impl Networking {
+    /// The warning for an API server published beyond this machine, as KIND gives one: any
+    /// `apiServerAddress` outside 127.0.0.0/8 and ::1 (KIND's docs strongly recommend keeping
+    /// the default 127.0.0.1 for security). `None` when it stays on the loopback, and on an
+    /// `internal` network, where Docker publishes no port at all.
+    pub fn api_server_exposure_warning(&self) -> Option<String> {
+        let address = self.api_server_address;
+        // `::ffff:127.0.0.1` is the IPv4 loopback too.
+        if address.to_canonical().is_loopback() || self.internal {
+            return None;
+        }
+        let published = match self.api_server_port {
+            0 => match address {
+                IpAddr::V4(a) => format!("{a}:<a random port>"),
+                IpAddr::V6(a) => format!("[{a}]:<a random port>"),
+            },
+            port => std::net::SocketAddr::new(address, port).to_string(),
+        };
+        Some(format!(
+            "the API server will be published on {published}, reachable from other machines; \
+             keep networking.apiServerAddress at 127.0.0.1 unless you need that"
+        ))
+    }
+}
+
 /// A validated cluster description.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
@@ -517,6 +542,52 @@ networking:
         .unwrap();
         assert_eq!(c.nodes.len(), 2);
         assert_eq!(c.networking.api_server_port, 6443);
+    }
+
+    #[test]
+    fn an_api_server_beyond_the_loopback_is_warned_about() {
+        let warning = |address: &str, port: u16, internal: bool| {
+            let mut net = ClusterConfig::default().networking;
+            net.api_server_address = address.parse().unwrap();
+            net.api_server_port = port;
+            net.internal = internal;
+            net.api_server_exposure_warning()
+        };
+        // The default, the rest of 127.0.0.0/8 and ::1 (also written as a mapped address).
+        for loopback in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            assert_eq!(warning(loopback, 0, false), None, "{loopback}");
+            assert_eq!(warning(loopback, 6443, false), None, "{loopback}");
+        }
+        assert_eq!(
+            warning("0.0.0.0", 6443, false).as_deref(),
+            Some(
+                "the API server will be published on 0.0.0.0:6443, reachable from other \
+                 machines; keep networking.apiServerAddress at 127.0.0.1 unless you need that"
+            )
+        );
+        let w = warning("192.168.1.20", 0, false).unwrap();
+        assert!(
+            w.contains("published on 192.168.1.20:<a random port>, reachable from other machines"),
+            "{w}"
+        );
+        let w = warning("::", 7443, false).unwrap();
+        assert!(w.contains("published on [::]:7443,"), "{w}");
+        assert!(warning("10.1.2.3", 6443, false).is_some());
+        // On an internal network Docker publishes nothing: nothing to warn about.
+        assert_eq!(warning("0.0.0.0", 6443, true), None);
+        // Parsed from a file, KIND's way of asking for it.
+        let c = parse(
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  \
+             apiServerAddress: 0.0.0.0\n",
+        )
+        .unwrap();
+        assert!(c.networking.api_server_exposure_warning().is_some());
+        assert_eq!(
+            ClusterConfig::default()
+                .networking
+                .api_server_exposure_warning(),
+            None
+        );
     }
 
     #[test]

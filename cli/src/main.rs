@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod coreutils;
 mod dns;
+mod interrupt;
 mod multicall;
 mod objects;
 mod pod_commands;

@@ -84,6 +84,13 @@ impl Status {
         }
     }
 
+    /// `WARNING: <text>` on standard error (around a turning spinner), unless `-q`.
+    pub fn warning(&self, text: &str) {
+        if self.mode != Mode::Quiet {
+            error_line(&format!("WARNING: {text}"));
+        }
+    }
+
     pub fn step(&self, title: impl Into<String>) -> Step {
         let title = title.into();
         tracing::debug!(step = %title, "step started");
@@ -168,6 +175,20 @@ fn plain_started(title: &str) -> String {
 fn plain_finished(title: &str, ok: bool, took: Duration) -> String {
     let mark = if ok { "✓" } else { "✗" };
     format!(" {mark} {title} ({})", format_duration(took))
+}
+
+/// Clears the turning spinner, if any, at once: a signal stopped the command, and the line it
+/// turned on must not linger (the step itself still ends with its ✗ when dropped).
+pub fn clear_spinner() {
+    let bar = lock(&ACTIVE_SPINNER).take();
+    if let Some((_, bar)) = bar {
+        bar.finish_and_clear();
+    }
+}
+
+/// One line on standard error, written around a turning spinner as [`LogWriter`] writes.
+pub fn error_line(text: &str) {
+    let _ = LogWriter.write_all(format!("{text}\n").as_bytes());
 }
 
 /// One whole line, flushed at once, so a line never waits half-written in a buffer.
@@ -303,8 +324,12 @@ mod tests {
         assert_eq!(Mode::choose(false, false), Mode::Plain);
     }
 
+    /// The spinner tests share [`ACTIVE_SPINNER`]: one at a time.
+    static SPINNER_TESTS: Mutex<()> = Mutex::new(());
+
     #[test]
     fn a_spinner_step_is_registered_for_the_log_writer_until_it_ends() {
+        let _one = lock(&SPINNER_TESTS);
         let (status, printed) = buffered(Mode::Spinner);
         let step = status.step("Turning");
         assert!(lock(&ACTIVE_SPINNER).is_some());
@@ -313,5 +338,17 @@ mod tests {
         step.done();
         assert!(lock(&ACTIVE_SPINNER).is_none());
         assert_eq!(without_durations(&printed()), [" ✓ Turning (T)"]);
+    }
+
+    #[test]
+    fn clearing_the_spinner_unregisters_it_and_the_step_still_ends_marked() {
+        let _one = lock(&SPINNER_TESTS);
+        let (status, printed) = buffered(Mode::Spinner);
+        let step = status.step("Interrupted");
+        clear_spinner();
+        assert!(lock(&ACTIVE_SPINNER).is_none());
+        clear_spinner(); // nothing turning: nothing to do
+        drop(step);
+        assert_eq!(without_durations(&printed()), [" ✗ Interrupted (T)"]);
     }
 }

@@ -340,6 +340,44 @@ fn bad_input_is_one_clear_error_and_creates_nothing() {
     assert!(r.stdout.contains("not found"), "{}", r.stdout);
 }
 
+#[test]
+fn an_api_server_address_beyond_the_loopback_is_warned_about_at_create() {
+    // A network of that name that is not minikind's refuses the create before anything is made
+    // or published: only the warning, printed first, is under test.
+    let name = unique_name("e2e-warn");
+    struct Network(String);
+    impl Drop for Network {
+        fn drop(&mut self) {
+            let _ = docker(&["network", "rm", &self.0]);
+        }
+    }
+    let net = Network(format!("minikind-{name}"));
+    let made = docker(&["network", "create", "--internal", &net.0]);
+    assert!(made.ok, "{}", made.stderr);
+    for (address, warned) in [("0.0.0.0", true), ("127.0.0.1", false)] {
+        let cfg = format!(
+            "kind: Cluster\napiVersion: minikind.dev/v1alpha1\nname: {name}\nnetworking:\n  \
+             apiServerAddress: {address}\n"
+        );
+        let r = minikind_stdin(&["create", "cluster", "--config", "-"], &cfg);
+        assert!(
+            !r.ok && r.stderr.contains("is not minikind's"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(
+            r.stderr.contains(
+                "WARNING: the API server will be published on 0.0.0.0:<a random port>, \
+                 reachable from other machines; keep networking.apiServerAddress at 127.0.0.1"
+            ),
+            warned,
+            "{address}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(labelled_objects(&name), Vec::<String>::new());
+}
+
 /// `minikind -v build node-image`: the reference it prints last, the engine's ID for it, and
 /// its debug log.
 fn build_node_image() -> (String, String, String) {
@@ -672,12 +710,28 @@ fn a_failed_create_removes_everything_unless_retained() {
     assert_eq!(labelled_objects(&name), Vec::<String>::new());
 }
 
-#[test]
-fn ctrl_c_during_create_removes_what_was_made() {
-    use std::io::{BufRead, BufReader, Write};
+/// How an interrupted create ended.
+struct Interrupted {
+    name: String,
+    status: std::process::ExitStatus,
+    stderr: String,
+    /// Deletes whatever is left only after the assertions have looked.
+    _guard: Cluster,
+}
+
+/// Starts a hermetic create, sends `first` by PID once a step line containing `after` is out,
+/// then each of `during_rollback` as soon as the rollback's own step line is out; waits (two
+/// minutes at most) for the create to end.
+fn interrupt_create(
+    prefix: &str,
+    after: &str,
+    first: nix::sys::signal::Signal,
+    during_rollback: &[nix::sys::signal::Signal],
+) -> Interrupted {
+    use std::io::{BufRead, BufReader, Read, Write};
     use std::process::Stdio;
 
-    let name = unique_name("e2e-int");
+    let name = unique_name(prefix);
     let cfg = format!("kind: Cluster\napiVersion: minikind.dev/v1alpha1\nname: {name}\n{HERMETIC}");
     let mut child = minikind_test_support::minikind_command()
         .args(["create", "cluster", "--config", "-"])
@@ -686,34 +740,146 @@ fn ctrl_c_during_create_removes_what_was_made() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Whatever happens, the cluster goes (with minikind's own delete, once the caller has
+    // looked), and the create does not outlive the test.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if self.0.try_wait().ok().flatten().is_none() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let guard = Cluster { name: name.clone() };
     child
         .stdin
         .take()
         .unwrap()
         .write_all(cfg.as_bytes())
         .unwrap();
-    let _guard = minikind_test_support::Cluster { name: name.clone() };
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    // Interrupt once the network exists, as a user pressing Ctrl-C would.
-    loop {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "create ended before the network step"
-        );
-        if line.contains("✓ Preparing network") {
+    let mut err = child.stderr.take().unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut child = Reap(child);
+    let mut printed = String::new();
+    let mut wait_for = |what: &str, printed: &mut String| loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            let mut stderr = String::new();
+            let _ = err.read_to_string(&mut stderr);
+            panic!("create ended before printing {what:?}:\n{printed}\n{stderr}");
+        }
+        printed.push_str(&line);
+        if line.contains(what) {
             break;
         }
+    };
+    wait_for(after, &mut printed);
+    nix::sys::signal::kill(pid, first).unwrap();
+    if !during_rollback.is_empty() {
+        wait_for("Deleting what the failed create made", &mut printed);
+        for &s in during_rollback {
+            nix::sys::signal::kill(pid, s).unwrap();
+        }
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+    let status = minikind_test_support::eventually(
+        "the interrupted create to end",
+        Duration::from_secs(120),
+        || child.0.try_wait().unwrap(),
+    );
+    let mut stderr = String::new();
+    err.read_to_string(&mut stderr).unwrap();
+    Interrupted {
+        name,
+        status,
+        stderr,
+        _guard: guard,
+    }
+}
+
+impl Interrupted {
+    /// Exit code `code`, the error naming `signal`, and nothing of the cluster left: no
+    /// container, network or volume with its label, no entry in the tests' kubeconfig.
+    fn assert_rolled_back(&self, code: i32, signal: &str) {
+        // What was left first: that is what a user would find (and what the old code left).
+        assert_eq!(
+            labelled_objects(&self.name),
+            Vec::<String>::new(),
+            "{:?}: {}",
+            self.status,
+            self.stderr
+        );
+        let kubeconfig =
+            std::fs::read_to_string(minikind_test_support::test_kubeconfig()).unwrap_or_default();
+        assert!(
+            !kubeconfig.contains(&format!("minikind-{}", self.name)),
+            "{kubeconfig}"
+        );
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "{:?}: {}",
+            self.status,
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(&format!("interrupted by {signal}")),
+            "{}",
+            self.stderr
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_during_create_removes_what_was_made() {
+    // Interrupted once the network exists, as a user pressing Ctrl-C would.
+    let r = interrupt_create(
+        "e2e-int",
+        "✓ Preparing network",
         nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
-    assert!(!status.success());
-    assert_eq!(labelled_objects(&name), Vec::<String>::new());
+        &[],
+    );
+    r.assert_rolled_back(130, "SIGINT");
+}
+
+#[test]
+fn sigterm_during_create_removes_what_was_made() {
+    // `kill <pid>` while the nodes boot: the containers and the network exist.
+    let r = interrupt_create(
+        "e2e-term",
+        "✓ Preparing nodes",
+        nix::sys::signal::Signal::SIGTERM,
+        &[],
+    );
+    r.assert_rolled_back(143, "SIGTERM");
+}
+
+#[test]
+fn sighup_during_create_removes_what_was_made() {
+    // The terminal went away while the nodes boot.
+    let r = interrupt_create(
+        "e2e-hup",
+        "✓ Preparing nodes",
+        nix::sys::signal::Signal::SIGHUP,
+        &[],
+    );
+    r.assert_rolled_back(129, "SIGHUP");
+}
+
+#[test]
+fn a_second_signal_during_the_rollback_does_not_cut_it_short() {
+    use nix::sys::signal::Signal;
+    // Ctrl-C, then, while the rollback removes the nodes, an impatient `kill` and a hang-up.
+    let r = interrupt_create(
+        "e2e-twice",
+        "✓ Preparing nodes",
+        Signal::SIGINT,
+        &[Signal::SIGTERM, Signal::SIGHUP],
+    );
+    // The first signal is the one the create reports; the rollback ran to its end.
+    r.assert_rolled_back(130, "SIGINT");
+    assert!(r.stderr.contains("cleanup in progress"), "{}", r.stderr);
 }
 
 #[test]

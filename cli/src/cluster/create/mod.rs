@@ -2,8 +2,8 @@
 //! create.go`: `Cluster`): one module per step, as KIND's `pkg/cluster/internal/create/
 //! actions/*`, each with one `execute` that opens and closes its own status line; [`actions`]
 //! builds the list a config needs and [`run`] runs it, the steps sharing a [`Context`]. A
-//! failure (or Ctrl-C) at any step deletes everything the attempt made, unless `--retain` — in
-//! one place, [`create`].
+//! failure, or SIGINT (Ctrl-C), SIGTERM or SIGHUP, at any step deletes everything the attempt
+//! made, unless `--retain` — in one place, [`create`]; a further signal does not cut that short.
 
 mod boot;
 mod cluster_dns;
@@ -20,13 +20,14 @@ mod nodes_ready;
 
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context as _, Result};
 use bollard::Docker;
 
 use self::context::Context;
 use crate::cluster::kubeconfig as user_kubeconfig;
 use crate::config::{ClusterConfig, EmbeddedDns, NodeRole, Upstream};
-use crate::progress::Status;
+use crate::interrupt::{Interrupted, StopSignals};
+use crate::progress::{self, Status};
 use crate::provider::docker::{delete, nodes as docker_nodes};
 
 pub struct CreateOptions {
@@ -44,6 +45,9 @@ pub struct Created {
 }
 
 pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Result<Created> {
+    if let Some(warning) = opts.config.networking.api_server_exposure_warning() {
+        status.warning(&warning);
+    }
     let mut wanted: Vec<String> = docker_nodes::node_names(&opts.name, &opts.config.nodes)
         .into_iter()
         .map(|(n, _)| n)
@@ -63,10 +67,22 @@ pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Re
     );
     let started = std::time::Instant::now();
 
+    // From here on SIGINT, SIGTERM and SIGHUP stop the create the same way: nothing it made
+    // is left behind (unless --retain).
+    let mut signals = StopSignals::install().context("installing the signal handlers")?;
     let outcome = tokio::select! {
         r = run(docker, status, &opts) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+        signal = signals.recv() => Err(anyhow::Error::new(Interrupted { signal })),
     };
+    // The steps' future is gone (its open step marked ✗); no spinner may linger either.
+    if let Some(i) = outcome
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<Interrupted>())
+    {
+        progress::clear_spinner();
+        tracing::debug!(cluster = %opts.name, signal = %i.signal, "create interrupted");
+    }
     match outcome {
         Ok(created) => {
             tracing::info!(
@@ -101,7 +117,7 @@ pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Re
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 delete::remove_cluster_objects(docker, &opts.name).await
             };
-            match cleanup.await {
+            match finish_despite_signals(cleanup, &mut signals).await {
                 Ok(_) => step.done(),
                 Err(ce) => {
                     step.fail();
@@ -109,6 +125,27 @@ pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Re
                 }
             }
             Err(e.context(format!("creating cluster {:?} failed", opts.name)))
+        }
+    }
+}
+
+/// Runs the rollback to its end: a signal now would leave the cluster half-removed, so each one
+/// that arrives is only said on standard error (the create's error keeps the first signal, or
+/// the failure, that started the rollback).
+async fn finish_despite_signals<T>(
+    cleanup: impl std::future::Future<Output = T>,
+    signals: &mut StopSignals,
+) -> T {
+    let mut cleanup = std::pin::pin!(cleanup);
+    loop {
+        tokio::select! {
+            done = &mut cleanup => return done,
+            signal = signals.recv() => {
+                tracing::debug!(%signal, "signal during the rollback: finishing it first");
+                progress::error_line(&format!(
+                    "minikind: {signal} received: cleanup in progress, exiting once it is done"
+                ));
+            }
         }
     }
 }
