@@ -94,6 +94,24 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Commands whose whole job is printing. When their reader goes away (`minikind dns trace
+    /// … | head`) they end quietly by SIGPIPE, as `cat` and kubectl do (a shell reports 141),
+    /// instead of panicking on the failed write. Commands that change something keep SIGPIPE
+    /// ignored (Rust's default): a closed stdout must not stop them half-way, past their
+    /// rollback; their status lines ignore write errors.
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Get(_)
+                | Command::Logs { .. }
+                | Command::Version
+                | Command::Completion { .. }
+                | Command::Dns(crate::dns::Dns::Trace(_))
+        )
+    }
+}
+
 #[derive(Debug, Args)]
 struct NameArg {
     /// Cluster name (default: $MINIKIND_CLUSTER_NAME, else "minikind").
@@ -226,6 +244,15 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
     };
     init_logging(cli.verbose, cli.quiet);
+    if cli.command.only_prints() {
+        // SAFETY: set once at start, before any thread exists; SIG_DFL installs no handler.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        };
+    }
     let status = Status::new(Mode::detect(cli.quiet));
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
