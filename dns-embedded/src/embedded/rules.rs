@@ -146,32 +146,24 @@ mod tests {
     fn rules() -> DockerDnsRules {
         DockerDnsRules {
             resolver_ip: Ipv4Addr::new(127, 0, 0, 11),
-            udp_port: 58226,
-            tcp_port: 37619,
+            udp_port: 41553,
+            tcp_port: 38405,
         }
     }
 
-    /// What `iptables-save -t nat` prints inside a container on a user-defined network (the
-    /// same text, ports aside, as iptables-nft-save showed in a Docker 20.10.24 container).
-    const GOLDEN: &str = "*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-:DOCKER_OUTPUT - [0:0]
-:DOCKER_POSTROUTING - [0:0]
--A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT
--A POSTROUTING -d 127.0.0.11/32 -j DOCKER_POSTROUTING
--A DOCKER_OUTPUT -d 127.0.0.11/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 127.0.0.11:37619
--A DOCKER_OUTPUT -d 127.0.0.11/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.11:58226
--A DOCKER_POSTROUTING -s 127.0.0.11/32 -p tcp -m tcp --sport 37619 -j SNAT --to-source :53
--A DOCKER_POSTROUTING -s 127.0.0.11/32 -p udp -m udp --sport 58226 -j SNAT --to-source :53
-COMMIT
-";
+    /// What `iptables-save` printed in a Docker 20.10.24 container on a user-defined network,
+    /// the capture the network magic's tests start from too: one fixture for Docker's rules.
+    const DOCKER_CAPTURE: &str =
+        include_str!("../../../node-agent/network-magic/testdata/magic/docker-nft.save");
 
     #[test]
     fn save_text_matches_docker() {
-        assert_eq!(rules().save_text(), GOLDEN);
+        let captured: String = DOCKER_CAPTURE
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(rules().save_text(), captured);
     }
 
     #[test]
@@ -185,10 +177,10 @@ COMMIT
 :DOCKER_POSTROUTING - [0:0]
 -A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT
 -A POSTROUTING -d 127.0.0.11/32 -j DOCKER_POSTROUTING
--A DOCKER_OUTPUT -d 127.0.0.11/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 127.0.0.11:37619
--A DOCKER_OUTPUT -d 127.0.0.11/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.11:58226
--A DOCKER_POSTROUTING -s 127.0.0.11/32 -p tcp -m tcp --sport 37619 -j SNAT --to-source :53
--A DOCKER_POSTROUTING -s 127.0.0.11/32 -p udp -m udp --sport 58226 -j SNAT --to-source :53
+-A DOCKER_OUTPUT -d 127.0.0.11/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 127.0.0.11:38405
+-A DOCKER_OUTPUT -d 127.0.0.11/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.11:41553
+-A DOCKER_POSTROUTING -s 127.0.0.11/32 -p tcp -m tcp --sport 38405 -j SNAT --to-source :53
+-A DOCKER_POSTROUTING -s 127.0.0.11/32 -p udp -m udp --sport 41553 -j SNAT --to-source :53
 COMMIT
 "
         );
