@@ -113,6 +113,11 @@ impl Ca {
         })
     }
 
+    /// A client certificate for user `cn` in groups `orgs`.
+    pub fn client(&self, cn: &str, orgs: &[&str]) -> anyhow::Result<Issued> {
+        self.issue(cn, orgs, &[], ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
     /// A kubelet serving certificate for node `node_name` at `node_ip`: CN
     /// `system:node:<name>`, O `system:nodes`, as a kubelet's serving CSR names it.
     pub fn kubelet_serving(&self, node_name: &str, node_ip: IpAddr) -> anyhow::Result<Issued> {

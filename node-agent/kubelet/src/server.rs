@@ -59,7 +59,16 @@ pub async fn serve(
     tls: tokio_rustls::TlsAcceptor,
 ) -> Result<()> {
     let shutdown = k.shutdown.clone();
-    let app = router(k);
+    serve_router(router(k), listener, tls, shutdown).await
+}
+
+/// [`serve`] for any router (tests stand in fake kubelets behind the same TLS and checks).
+pub async fn serve_router(
+    app: Router,
+    listener: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<()> {
     loop {
         let sock = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
