@@ -95,19 +95,24 @@ async fn connect(st: &ApiState, addr: SocketAddr) -> ApiResult<KubeletStream> {
         ));
     };
     let dial = async {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("error dialing the kubelet at {addr}: {e}"))?;
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+            ApiError::service_unavailable(format!("error dialing the kubelet at {addr}: {e}"))
+        })?;
         let _ = tcp.set_nodelay(true);
         let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        // A refused handshake (an untrusted serving certificate, our certificate refused) is
+        // no passing trouble: an internal error, as kube-apiserver answers, not 503 that
+        // clients retry.
         tokio_rustls::TlsConnector::from(cfg)
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("TLS handshake with the kubelet at {addr}: {e}"))
+            .map_err(|e| {
+                ApiError::internal(format!("TLS handshake with the kubelet at {addr}: {e}"))
+            })
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, dial).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(ApiError::service_unavailable(e)),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(ApiError::service_unavailable(format!(
             "timed out dialing the kubelet at {addr}"
         ))),
