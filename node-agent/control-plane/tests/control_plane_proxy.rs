@@ -176,7 +176,11 @@ async fn control_plane_proxy_refuses_a_kubelet_of_another_ca() {
     assert_eq!(s.code, 500, "{}", s.message);
     assert!(s.message.contains("TLS handshake"), "{}", s.message);
     // Both CAs are named minikind-ca: the signature is what fails.
-    assert!(s.message.contains("invalid peer certificate"), "{}", s.message);
+    assert!(
+        s.message.contains("invalid peer certificate"),
+        "{}",
+        s.message
+    );
     cp.shutdown().await.unwrap();
 }
 
