@@ -657,6 +657,36 @@ mod tests {
         assert_eq!(cfg.cluster_dns, Ipv4Addr::new(10, 96, 0, 10));
         assert_eq!(cfg.node_labels["node-role.kubernetes.io/worker"], "");
         assert_eq!(cfg.credentials.unwrap().token, "t");
+        // No serving certificate named: none (run_kubelet then refuses to start).
+        assert!(cfg.tls.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let (crt, key, ca) = (
+            dir.path().join("kubelet.crt"),
+            dir.path().join("kubelet.key"),
+            dir.path().join("ca.crt"),
+        );
+        std::fs::write(&crt, "CERT\n").unwrap();
+        std::fs::write(&key, "KEY\n").unwrap();
+        std::fs::write(&ca, "CA\n").unwrap();
+        let with_tls = KubeletArgs::try_parse_from([
+            "kubelet".as_ref(),
+            "--kubeconfig".as_ref(),
+            "k".as_ref(),
+            "--node-name".as_ref(),
+            "n".as_ref(),
+            "--node-ip".as_ref(),
+            "1.2.3.4".as_ref(),
+            "--tls-cert-file".as_ref(),
+            crt.as_os_str(),
+            "--tls-private-key-file".as_ref(),
+            key.as_os_str(),
+            "--client-ca-file".as_ref(),
+            ca.as_os_str(),
+        ])
+        .unwrap();
+        let tls = config_from_args(&with_tls, kc).unwrap().tls.unwrap();
+        assert_eq!(tls.serving_pem, "CERT\nKEY\n");
+        assert_eq!(tls.client_ca_pem, "CA\n");
         let bad = KubeletArgs::try_parse_from([
             "kubelet",
             "--kubeconfig",
