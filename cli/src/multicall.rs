@@ -19,6 +19,10 @@ const PROGRAMS: &[(&str, Entry)] = &[
     ("cluster-dns", minikind_cluster_dns::cli_main),
     ("apiserver", minikind_control_plane::apiserver_cli_main),
     (
+        minikind_contract::KUBELET_CERT_PROGRAM,
+        minikind_control_plane::kubelet_cert_cli_main,
+    ),
+    (
         "lab-upstream",
         minikind_dns_embedded::lab_upstream::cli_main,
     ),

@@ -84,6 +84,8 @@ fn build_node_rootfs_from(
         "/run",
         "/var/lib/minikind",
         "/etc/kubernetes",
+        // The kubelet's serving certificate (`KUBELET_SERVING_PEM`), written by the CLI.
+        "/var/lib/kubelet/pki",
         "/root",
         "/var/log",
     ] {

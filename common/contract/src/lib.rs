@@ -39,6 +39,16 @@ pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
 /// The kubeconfig a node's own services use; the CLI copies it to workers when they join.
 pub const NODE_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
 
+/// The kubelet's serving certificate and key in one PEM file (upstream kubelet's
+/// `/var/lib/kubelet/pki/kubelet-server-current.pem`), signed by the cluster CA for the node's
+/// name and IP. The control-plane node's agent issues its own; for a worker the CLI has
+/// `minikind kubelet-cert` issue it on the control-plane node and copies it over before the
+/// node kubeconfig.
+pub const KUBELET_SERVING_PEM: &str = "/var/lib/kubelet/pki/kubelet-server-current.pem";
+/// The program on the control-plane node that issues a worker's [`KUBELET_SERVING_PEM`]
+/// (`minikind kubelet-cert --node-name N --node-ip IP`, the PEM on stdout).
+pub const KUBELET_CERT_PROGRAM: &str = "kubelet-cert";
+
 /// The names table the CLI writes into every node (JSON, see `minikind dns-embedded --names`)
 /// and the node's builtin resolver reads. Not under `/run`: the engine's archive API cannot
 /// write into a tmpfs mount.

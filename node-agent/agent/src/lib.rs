@@ -24,7 +24,9 @@ use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
 
 use crate::builtin_resolver::ResolverOptions;
-use minikind_contract::{BOOT_COMPLETE, CONTROL_PLANE_READY, NODE_KUBECONFIG, env};
+use minikind_contract::{
+    BOOT_COMPLETE, CONTROL_PLANE_READY, KUBELET_SERVING_PEM, NODE_KUBECONFIG, env,
+};
 use minikind_control_plane::{self as control_plane, ControlPlaneConfig, dns_addon};
 use minikind_kube_proxy::{self as kube_proxy, KubeProxyConfig};
 use minikind_kubelet::{self as kubelet, ApiCredentials, KubeletConfig};
@@ -246,9 +248,16 @@ async fn serve(settings: NodeSettings) -> Result<()> {
             settings.service_subnet,
             settings.pod_subnet,
         );
+        let cfg_data_dir = cfg.data_dir.clone();
         let running = control_plane::start(cfg)
             .await
             .context("starting the control plane")?;
+        // This node's kubelet serving certificate, from the CA the control plane just loaded
+        // (workers get theirs from `minikind create`, issued by `minikind kubelet-cert`).
+        let serving =
+            control_plane::pki::issue_kubelet_serving(&cfg_data_dir, &node_name, node_ip.into())
+                .context("issuing the kubelet serving certificate")?;
+        write_private(Path::new(KUBELET_SERVING_PEM), &serving.combined_pem())?;
         write_file(Path::new(NODE_KUBECONFIG), &running.kubeconfig)?;
         println!("minikind node agent: API server on {}", running.addr);
         let client = running.client().await?;
@@ -263,9 +272,14 @@ async fn serve(settings: NodeSettings) -> Result<()> {
         None
     };
 
-    // Workers get their kubeconfig from `minikind create` once the control plane is up.
-    let kubeconfig = tokio::select! {
-        k = wait_for_file(Path::new(NODE_KUBECONFIG)) => k?,
+    // Workers get their kubeconfig and serving certificate from `minikind create` once the
+    // control plane is up (the certificate first).
+    let (kubeconfig, serving_pem) = tokio::select! {
+        k = async {
+            let kubeconfig = wait_for_file(Path::new(NODE_KUBECONFIG)).await?;
+            let serving = wait_for_file(Path::new(KUBELET_SERVING_PEM)).await?;
+            anyhow::Ok((kubeconfig, serving))
+        } => k?,
         _ = term.recv() => return stop(control_plane).await,
     };
     let client = kubelet::client_from_kubeconfig(&kubeconfig).await?;
@@ -273,7 +287,14 @@ async fn serve(settings: NodeSettings) -> Result<()> {
     kcfg.cluster_dns = dns_addon::cluster_dns_ip(settings.service_subnet);
     kcfg.cluster_domain = CLUSTER_DOMAIN.to_string();
     kcfg.cluster_cidr = settings.pod_subnet;
-    kcfg.credentials = Some(ApiCredentials::from_kubeconfig(&kubeconfig)?);
+    let credentials = ApiCredentials::from_kubeconfig(&kubeconfig)?;
+    // Callers of the kubelet endpoint must hold a certificate from the cluster CA (the one the
+    // kubeconfig trusts); see the kubelet's `auth.rs`.
+    kcfg.tls = Some(kubelet::KubeletTls {
+        serving_pem,
+        client_ca_pem: credentials.ca_crt.clone(),
+    });
+    kcfg.credentials = Some(credentials);
     kcfg.tunnel_pod_routes = settings.internal_network;
     if settings.role == "control-plane" {
         kcfg.node_labels.insert(
@@ -351,6 +372,23 @@ async fn wait_for_file(path: &Path) -> Result<String> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// [`write_file`] readable by root only (a private key).
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {

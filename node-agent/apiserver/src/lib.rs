@@ -62,6 +62,10 @@ pub struct ApiState {
     pub server_address: String,
     /// Requests being served (bounded; see [`limits`]).
     pub inflight: limits::InFlight,
+    /// The TLS client `pods/log` and `pods/exec` reach kubelets with (the kubelet client
+    /// certificate, the cluster CA as the only trust); None in plain-HTTP mode, where there is
+    /// no PKI and the proxy refuses.
+    pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// One parsed request.

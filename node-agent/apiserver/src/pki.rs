@@ -1,6 +1,18 @@
 //! The cluster's PKI: a CA generated once and kept under the data directory, a serving
 //! certificate for the API server signed by it (re-issued at every start so new SANs such as a
-//! changed node IP are always covered), and the admin bearer token.
+//! changed node IP are always covered), the admin bearer token, and the kubelet port's pair of
+//! certificates:
+//!
+//! - the API server's kubelet client certificate (kube-apiserver's
+//!   `--kubelet-client-certificate`/`--kubelet-client-key`; kubeadm's
+//!   `apiserver-kubelet-client.crt`, CN `kube-apiserver-kubelet-client`, O
+//!   `kubeadm:cluster-admins`), re-issued at every start like the serving certificate, which
+//!   the proxy presents to kubelets;
+//! - a kubelet serving certificate per node (SAN = node name and node IP, like the certificates
+//!   a kubelet gets with `serverTLSBootstrap`), issued on the control-plane node, which has the
+//!   CA key: by the node agent for its own kubelet and by `minikind kubelet-cert` for the
+//!   workers (`minikind create` copies it to them when they join). The proxy verifies it
+//!   against the cluster CA (kube-apiserver's `--kubelet-certificate-authority`).
 
 use anyhow::Context;
 use rand::Rng;
@@ -8,16 +20,123 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const CA_CN: &str = "minikind-ca";
+
+/// The CN of the API server's kubelet client certificate (kubeadm's
+/// `apiserver-kubelet-client.crt`): the one identity the kubelet port serves.
+pub const KUBELET_CLIENT_CN: &str = "kube-apiserver-kubelet-client";
+/// Its organization (kubeadm since 1.29; `system:masters` before).
+pub const KUBELET_CLIENT_ORG: &str = "kubeadm:cluster-admins";
 
 pub struct Pki {
     pub ca_pem: String,
     pub server_cert_pem: String,
     pub server_key_pem: String,
     pub token: String,
+    /// The API server's kubelet client certificate and key.
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
+}
+
+/// A certificate and its key, PEM.
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Issued {
+    /// Certificate then key in one PEM text, as the kubelet keeps its serving pair
+    /// (`kubelet-server-current.pem`).
+    pub fn combined_pem(&self) -> String {
+        format!("{}{}", self.cert_pem, self.key_pem)
+    }
+}
+
+/// The cluster CA: its certificate and what signs with it.
+pub struct Ca {
+    pub pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    /// Loads the CA kept under `<data>/pki` (created by [`load_or_create`]).
+    pub fn load(data: &Path) -> anyhow::Result<Ca> {
+        let dir = pki_dir(data);
+        let key_path = dir.join("ca.key");
+        let crt_path = dir.join("ca.crt");
+        let key_pem = std::fs::read_to_string(&key_path)
+            .with_context(|| format!("reading {}", key_path.display()))?;
+        let key = KeyPair::from_pem(&key_pem)
+            .with_context(|| format!("{} is not a valid private key", key_path.display()))?;
+        let pem = std::fs::read_to_string(&crt_path)
+            .with_context(|| format!("reading {}", crt_path.display()))?;
+        // The issuer is rebuilt from the CA's subject and key: signing needs nothing else.
+        Ok(Ca {
+            pem,
+            issuer: Issuer::new(ca_params()?, key),
+        })
+    }
+
+    /// Signs a new key for `cn` (organizations `orgs`), valid for `sans` and `usage`.
+    pub fn issue(
+        &self,
+        cn: &str,
+        orgs: &[&str],
+        sans: &[String],
+        usage: ExtendedKeyUsagePurpose,
+    ) -> anyhow::Result<Issued> {
+        let mut params = CertificateParams::new(sans.to_vec()).context("certificate names")?;
+        let mut dn = DistinguishedName::new();
+        for o in orgs {
+            dn.push(DnType::OrganizationName, *o);
+        }
+        dn.push(DnType::CommonName, cn);
+        params.distinguished_name = dn;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![usage];
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+        let key = KeyPair::generate().context("generating a key")?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .with_context(|| format!("signing the certificate of {cn}"))?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A client certificate for user `cn` in groups `orgs`.
+    pub fn client(&self, cn: &str, orgs: &[&str]) -> anyhow::Result<Issued> {
+        self.issue(cn, orgs, &[], ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    /// A kubelet serving certificate for node `node_name` at `node_ip`: CN
+    /// `system:node:<name>`, O `system:nodes`, as a kubelet's serving CSR names it.
+    pub fn kubelet_serving(&self, node_name: &str, node_ip: IpAddr) -> anyhow::Result<Issued> {
+        self.issue(
+            &format!("system:node:{node_name}"),
+            &["system:nodes"],
+            &[node_name.to_string(), node_ip.to_string()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+}
+
+/// [`Ca::kubelet_serving`] with the CA under `<data>/pki`.
+pub fn issue_kubelet_serving(
+    data: &Path,
+    node_name: &str,
+    node_ip: IpAddr,
+) -> anyhow::Result<Issued> {
+    Ca::load(data)?.kubelet_serving(node_name, node_ip)
 }
 
 fn ca_params() -> anyhow::Result<CertificateParams> {
@@ -89,30 +208,34 @@ pub fn load_or_create(data: &Path, sans: &[String]) -> anyhow::Result<Pki> {
             t
         }
     };
-    // The issuer is rebuilt from the CA's subject and key: signing needs nothing else.
-    let issuer = Issuer::new(ca_params()?, ca_key);
-    let mut params = CertificateParams::new(sans.to_vec()).context("serving certificate names")?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "kube-apiserver");
-    params.distinguished_name = dn;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.not_before = rcgen::date_time_ymd(2025, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2035, 1, 1);
-    let key = KeyPair::generate().context("generating the serving key")?;
-    let cert = params
-        .signed_by(&key, &issuer)
-        .context("signing the serving certificate")?;
-    std::fs::write(dir.join("apiserver.crt"), cert.pem()).context("writing apiserver.crt")?;
-    write_private(&dir.join("apiserver.key"), &key.serialize_pem())?;
+    let ca = Ca {
+        pem: ca_pem.clone(),
+        issuer: Issuer::new(ca_params()?, ca_key),
+    };
+    let server = ca.issue(
+        "kube-apiserver",
+        &[],
+        sans,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    std::fs::write(dir.join("apiserver.crt"), &server.cert_pem).context("writing apiserver.crt")?;
+    write_private(&dir.join("apiserver.key"), &server.key_pem)?;
+    let client = ca.issue(
+        KUBELET_CLIENT_CN,
+        &[KUBELET_CLIENT_ORG],
+        &[],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
+    std::fs::write(dir.join("apiserver-kubelet-client.crt"), &client.cert_pem)
+        .context("writing apiserver-kubelet-client.crt")?;
+    write_private(&dir.join("apiserver-kubelet-client.key"), &client.key_pem)?;
     Ok(Pki {
         ca_pem,
-        server_cert_pem: cert.pem(),
-        server_key_pem: key.serialize_pem(),
+        server_cert_pem: server.cert_pem,
+        server_key_pem: server.key_pem,
         token,
+        kubelet_client_cert_pem: client.cert_pem,
+        kubelet_client_key_pem: client.key_pem,
     })
 }
 
@@ -137,6 +260,47 @@ pub fn tls_acceptor(pki: &Pki) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
+/// The proxy's TLS client towards kubelets: presents the kubelet client certificate and
+/// trusts only kubelet serving certificates signed by the cluster CA (kube-apiserver's
+/// `--kubelet-client-certificate`, `--kubelet-client-key`, `--kubelet-certificate-authority`).
+pub fn kubelet_client_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    client_config(
+        &pki.ca_pem,
+        &pki.kubelet_client_cert_pem,
+        &pki.kubelet_client_key_pem,
+    )
+}
+
+/// A TLS client trusting `ca_pem` and presenting `cert_pem`/`key_pem` (HTTP/1.1 by ALPN).
+pub fn client_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(c.context("parsing the CA certificate")?)
+            .context("adding the CA certificate")?;
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .context("parsing the client certificate")?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("parsing the client key")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .context("TLS client configuration")?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +315,11 @@ mod tests {
         assert_eq!(a.token, b.token);
         assert_ne!(a.server_cert_pem, b.server_cert_pem);
         assert!(tls_acceptor(&b).is_ok());
+        assert!(kubelet_client_config(&b).is_ok());
+        assert_ne!(a.kubelet_client_cert_pem, b.kubelet_client_cert_pem);
+        let served =
+            issue_kubelet_serving(dir.path(), "node-a", "10.1.2.3".parse().unwrap()).unwrap();
+        assert!(served.combined_pem().contains("PRIVATE KEY"));
+        assert!(Ca::load(dir.path()).unwrap().pem == a.ca_pem);
     }
 }

@@ -1,5 +1,8 @@
 //! `pods/log` and `pods/exec`: proxied to the kubelet endpoint of the pod's node
-//! (`http://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`), as the real API server does.
+//! (`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`), as the real API server does:
+//! the connection presents the API server's kubelet client certificate and accepts only a
+//! kubelet serving certificate signed by the cluster CA that names the InternalIP it dialled
+//! (kube-apiserver's `--kubelet-client-certificate` and `--kubelet-certificate-authority`).
 //! Logs stream through (also with `follow`); exec is a transparent HTTP upgrade proxy, so the
 //! websocket (`v5.channel.k8s.io`/`v4.channel.k8s.io`) runs end to end between the client and
 //! the kubelet.
@@ -82,12 +85,34 @@ fn target(
     Ok((SocketAddr::new(ip, port), container))
 }
 
-async fn connect(addr: SocketAddr) -> ApiResult<tokio::net::TcpStream> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+type KubeletStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// Dials the kubelet and completes the mutual TLS handshake.
+async fn connect(st: &ApiState, addr: SocketAddr) -> ApiResult<KubeletStream> {
+    let Some(cfg) = st.kubelet_client.clone() else {
+        return Err(ApiError::service_unavailable(
+            "no kubelet client certificate: the API server serves plain HTTP without a PKI",
+        ));
+    };
+    let dial = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+            ApiError::service_unavailable(format!("error dialing the kubelet at {addr}: {e}"))
+        })?;
+        let _ = tcp.set_nodelay(true);
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        // A refused handshake (an untrusted serving certificate, our certificate refused) is
+        // no passing trouble: an internal error, as kube-apiserver answers, not 503 that
+        // clients retry.
+        tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| {
+                ApiError::internal(format!("TLS handshake with the kubelet at {addr}: {e}"))
+            })
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, dial).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(ApiError::service_unavailable(format!(
-            "error dialing the kubelet at {addr}: {e}"
-        ))),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(ApiError::service_unavailable(format!(
             "timed out dialing the kubelet at {addr}"
         ))),
@@ -116,7 +141,7 @@ pub async fn log(
         "/containerLogs/{ns}/{pod}/{container}?{}",
         encode(query, &["container"])
     );
-    let stream = connect(addr).await?;
+    let stream = connect(st, addr).await?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ApiError::service_unavailable(format!("kubelet at {addr}: {e}")))?;
@@ -184,7 +209,7 @@ pub async fn exec(
         ser.finish()
     };
     let uri = format!("/exec/{ns}/{pod}/{container}?{q}");
-    let stream = connect(addr).await?;
+    let stream = connect(st, addr).await?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ApiError::service_unavailable(format!("kubelet at {addr}: {e}")))?;

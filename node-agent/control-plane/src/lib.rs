@@ -12,7 +12,9 @@ pub mod dns_addon;
 use anyhow::{Context, bail};
 use ipnet::Ipv4Net;
 use minikind_apiserver::clusterip::ServiceAllocator;
-use minikind_apiserver::{ApiState, admission, kubeconfig, memory, pki, resources, store};
+/// The cluster PKI (the node agent issues its kubelet's serving certificate with it).
+pub use minikind_apiserver::pki;
+use minikind_apiserver::{ApiState, admission, kubeconfig, memory, resources, store};
 use minikind_contract::{DEFAULT_POD_SUBNET, DEFAULT_SERVICE_SUBNET};
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -196,7 +198,7 @@ pub async fn start(cfg: ControlPlaneConfig) -> anyhow::Result<RunningControlPlan
         let scheme = if cfg.insecure_http { "http" } else { "https" };
         format!("{scheme}://{host}:{}", addr.port())
     });
-    let (tls, token, kubeconfig) = if cfg.insecure_http {
+    let (tls, token, kubeconfig, kubelet_client) = if cfg.insecure_http {
         let kc = serde_yaml::to_string(&serde_json::json!({
             "apiVersion": "v1", "kind": "Config",
             "clusters": [{"name": "minikind", "cluster": {"server": server_url}}],
@@ -204,12 +206,13 @@ pub async fn start(cfg: ControlPlaneConfig) -> anyhow::Result<RunningControlPlan
             "contexts": [{"name": "minikind", "context": {"cluster": "minikind", "user": "minikind"}}],
             "current-context": "minikind",
         }))?;
-        (None, None, kc)
+        (None, None, kc, None)
     } else {
         let pki = pki::load_or_create(&cfg.data_dir, &sans)?;
         let acceptor = pki::tls_acceptor(&pki)?;
+        let kubelet_client = pki::kubelet_client_config(&pki)?;
         let kc = kubeconfig::build("minikind", &server_url, &pki.ca_pem, &pki.token);
-        (Some(acceptor), Some(pki.token), kc)
+        (Some(acceptor), Some(pki.token), kc, Some(kubelet_client))
     };
     let admin_path = cfg.data_dir.join("admin.conf");
     std::fs::write(&admin_path, &kubeconfig)
@@ -229,6 +232,7 @@ pub async fn start(cfg: ControlPlaneConfig) -> anyhow::Result<RunningControlPlan
         token,
         server_address: format!("{}:{}", cfg.advertise_address, addr.port()),
         inflight: Default::default(),
+        kubelet_client,
     });
     minikind_controllers::kubernetes_service::bootstrap(&state, cfg.advertise_address, addr.port())
         .await
@@ -305,6 +309,44 @@ pub async fn run_control_plane(cfg: ControlPlaneConfig) -> anyhow::Result<()> {
     let cp = start(cfg).await?;
     tracing::info!("API server listening on {}", cp.addr);
     cp.run_until_signal().await
+}
+
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "kubelet-cert",
+    about = "Issue a kubelet serving certificate signed by the cluster CA (PEM certificate and key on stdout)"
+)]
+struct KubeletCertArgs {
+    /// Data directory holding the PKI (`pki/ca.key`).
+    #[arg(long, default_value = "/var/lib/minikind")]
+    data: PathBuf,
+    #[arg(long)]
+    node_name: String,
+    #[arg(long)]
+    node_ip: IpAddr,
+}
+
+/// `minikind kubelet-cert …`: on the control-plane node (which holds the CA key), a worker's
+/// kubelet serving certificate, for `minikind create` to copy to the worker.
+pub fn kubelet_cert_cli_main(args: Vec<OsString>) -> i32 {
+    use clap::Parser;
+    let a = match KubeletCertArgs::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match pki::issue_kubelet_serving(&a.data, &a.node_name, a.node_ip) {
+        Ok(issued) => {
+            print!("{}", issued.combined_pem());
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
 }
 
 #[derive(clap::Parser, Debug)]

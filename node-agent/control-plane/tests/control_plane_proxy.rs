@@ -10,6 +10,7 @@ mod control_plane_common;
 #[path = "../../kubelet/tests/kubelet_common/mod.rs"]
 mod kubelet_common;
 use control_plane_common::server;
+use minikind_control_plane::pki;
 
 use axum::extract::{Path, RawQuery};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -26,34 +27,43 @@ async fn fake_logs(
     format!("log of {ns}/{pod}/{c}\nquery {}\n", q.unwrap_or_default())
 }
 
-async fn fake_kubelet() -> u16 {
+/// A stand-in kubelet endpoint behind the kubelet's own TLS and caller checks: serving
+/// certificate `serving`, callers' certificates checked against `client_ca_pem`.
+async fn fake_kubelet(client_ca_pem: &str, serving: &pki::Issued) -> u16 {
     let app = axum::Router::new().route(
         "/containerLogs/{ns}/{pod}/{c}",
         axum::routing::get(fake_logs),
     );
+    let tls = minikind_kubelet::KubeletTls {
+        serving_pem: serving.combined_pem(),
+        client_ca_pem: client_ca_pem.to_string(),
+    }
+    .acceptor()
+    .unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    tokio::spawn(minikind_kubelet::server::serve_router(
+        app,
+        l,
+        tls,
+        tokio_util::sync::CancellationToken::new(),
+    ));
     port
 }
 
-#[tokio::test]
-async fn control_plane_proxy_logs() {
-    let dir = tempfile::tempdir().unwrap();
-    let cp = server(&dir.path().join("data")).await;
-    let client = cp.client().await.unwrap();
-    let port = fake_kubelet().await;
+/// Node `name` at 127.0.0.1 with its kubelet endpoint on `port`.
+async fn node_at(client: &kube::Client, name: &str, port: u16) {
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "n1"}})).unwrap(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
         )
         .await
         .unwrap();
     nodes
         .patch_status(
-            "n1",
+            name,
             &PatchParams::default(),
             &Patch::Merge(json!({"status": {
                 "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
@@ -63,6 +73,21 @@ async fn control_plane_proxy_logs() {
         )
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn control_plane_proxy_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = server(&dir.path().join("data")).await;
+    let client = cp.client().await.unwrap();
+    // The fake endpoint accepts only the API server's kubelet client certificate: the logs
+    // below coming back prove the proxy presents it and trusts the CA-signed serving one.
+    let ca = pki::Ca::load(&dir.path().join("data")).unwrap();
+    let serving = ca
+        .kubelet_serving("n1", "127.0.0.1".parse().unwrap())
+        .unwrap();
+    let port = fake_kubelet(&ca.pem, &serving).await;
+    node_at(&client, "n1", port).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "p"},
@@ -116,6 +141,45 @@ async fn control_plane_proxy_logs() {
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("log of default/p/main"),
         "{out:?}"
+    );
+    cp.shutdown().await.unwrap();
+}
+
+/// The proxy trusts only kubelet serving certificates of the cluster CA: an endpoint with a
+/// certificate from another CA (for the right name and address) gets no request, and the
+/// client gets 500 naming the failed handshake (not 503, which clients retry).
+#[tokio::test]
+async fn control_plane_proxy_refuses_a_kubelet_of_another_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = server(&dir.path().join("data")).await;
+    let client = cp.client().await.unwrap();
+    let ca = pki::Ca::load(&dir.path().join("data")).unwrap();
+    pki::load_or_create(&dir.path().join("other"), &[]).unwrap();
+    let other = pki::Ca::load(&dir.path().join("other")).unwrap();
+    let serving = other
+        .kubelet_serving("n1", "127.0.0.1".parse().unwrap())
+        .unwrap();
+    // It would accept the API server as a caller: only the serving side is wrong.
+    let port = fake_kubelet(&ca.pem, &serving).await;
+    node_at(&client, "n1", port).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "main", "image": "busybox"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let e = pods.logs("p", &LogParams::default()).await.unwrap_err();
+    let kube::Error::Api(s) = e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(s.code, 500, "{}", s.message);
+    assert!(s.message.contains("TLS handshake"), "{}", s.message);
+    // Both CAs are named minikind-ca: the signature is what fails.
+    assert!(
+        s.message.contains("invalid peer certificate"),
+        "{}",
+        s.message
     );
     cp.shutdown().await.unwrap();
 }

@@ -16,6 +16,7 @@
 //! plane only through the API (a kube client), and must not touch the nat rules of services
 //! (kube-proxy's) nor Docker's DNS rules and the node's own resolv.conf (the network magic's).
 
+pub mod auth;
 pub mod backoff;
 pub mod container;
 pub mod env;
@@ -52,6 +53,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use auth::KubeletTls;
 pub use backoff::BackoffConfig;
 use handles::PodHandle;
 use ipam::PodIpam;
@@ -147,6 +149,8 @@ pub struct KubeletConfig {
     pub bridge: String,
     /// The kubelet endpoint (`0.0.0.0:10250` on a node).
     pub listen: SocketAddr,
+    /// Its serving certificate and client CA; required (the kubelet does not start without).
+    pub tls: Option<KubeletTls>,
     /// Extra labels for the Node (`node-role.kubernetes.io/control-plane` …).
     pub node_labels: BTreeMap<String, String>,
     /// Credentials for pods' service-account files; None = pods get none.
@@ -181,9 +185,8 @@ impl KubeletConfig {
             root: PathBuf::from("/var/lib/minikind/kubelet"),
             cluster_cidr: Ipv4Net::new(Ipv4Addr::new(10, 244, 0, 0), 16).expect("valid prefix"),
             bridge: crate::pod_network::DEFAULT_BRIDGE.into(),
-            // Plain HTTP on the node network: the API server proxies to it without client
-            // certificates. A real kubelet serves TLS with authn/authz here.
             listen: SocketAddr::from(([0, 0, 0, 0], 10250)),
+            tls: None,
             node_labels: BTreeMap::new(),
             credentials: None,
             node_resolv_conf: PathBuf::from("/etc/resolv.conf"),
@@ -235,6 +238,12 @@ pub async fn run_kubelet(
     let started = std::time::Instant::now();
     std::fs::create_dir_all(&cfg.root)
         .with_context(|| format!("creating {}", cfg.root.display()))?;
+    let tls = cfg
+        .tls
+        .as_ref()
+        .ok_or_else(|| anyhow!("the kubelet endpoint needs a serving certificate and client CA"))?
+        .acceptor()
+        .context("the kubelet endpoint's TLS settings")?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {} for the kubelet endpoint", cfg.listen))?;
@@ -311,7 +320,7 @@ pub async fn run_kubelet(
         shutdown: shutdown.clone(),
         started,
     });
-    let server = tokio::spawn(server::serve(k.clone(), listener));
+    let server = tokio::spawn(server::serve(k.clone(), listener, tls));
     let result = watch_pods(k.clone()).await;
     shutdown.cancel();
     let _ = heartbeat.await;
@@ -515,6 +524,15 @@ struct KubeletArgs {
     /// Leave routes and masquerade rules alone.
     #[arg(long)]
     no_network: bool,
+    /// The endpoint's serving certificate (PEM; it may also hold the key).
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// Its key (PEM); default: the certificate file.
+    #[arg(long)]
+    tls_private_key_file: Option<PathBuf>,
+    /// The CA client certificates must be signed by; default: the kubeconfig's CA.
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
 }
 
 fn config_from_args(a: &KubeletArgs, kubeconfig: &str) -> Result<KubeletConfig> {
@@ -531,7 +549,25 @@ fn config_from_args(a: &KubeletArgs, kubeconfig: &str) -> Result<KubeletConfig> 
             .ok_or_else(|| anyhow!("--node-label {l:?}: expected key=value"))?;
         cfg.node_labels.insert(k.to_string(), v.to_string());
     }
-    cfg.credentials = Some(ApiCredentials::from_kubeconfig(kubeconfig)?);
+    let credentials = ApiCredentials::from_kubeconfig(kubeconfig)?;
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    if let Some(cert) = &a.tls_cert_file {
+        let mut serving_pem = read(cert)?;
+        if let Some(key) = &a.tls_private_key_file {
+            serving_pem.push_str(&read(key)?);
+        }
+        let client_ca_pem = match &a.client_ca_file {
+            Some(p) => read(p)?,
+            None => credentials.ca_crt.clone(),
+        };
+        cfg.tls = Some(KubeletTls {
+            serving_pem,
+            client_ca_pem,
+        });
+    }
+    cfg.credentials = Some(credentials);
     Ok(cfg)
 }
 
@@ -624,6 +660,36 @@ mod tests {
         assert_eq!(cfg.cluster_dns, Ipv4Addr::new(10, 96, 0, 10));
         assert_eq!(cfg.node_labels["node-role.kubernetes.io/worker"], "");
         assert_eq!(cfg.credentials.unwrap().token, "t");
+        // No serving certificate named: none (run_kubelet then refuses to start).
+        assert!(cfg.tls.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let (crt, key, ca) = (
+            dir.path().join("kubelet.crt"),
+            dir.path().join("kubelet.key"),
+            dir.path().join("ca.crt"),
+        );
+        std::fs::write(&crt, "CERT\n").unwrap();
+        std::fs::write(&key, "KEY\n").unwrap();
+        std::fs::write(&ca, "CA\n").unwrap();
+        let with_tls = KubeletArgs::try_parse_from([
+            "kubelet".as_ref(),
+            "--kubeconfig".as_ref(),
+            "k".as_ref(),
+            "--node-name".as_ref(),
+            "n".as_ref(),
+            "--node-ip".as_ref(),
+            "1.2.3.4".as_ref(),
+            "--tls-cert-file".as_ref(),
+            crt.as_os_str(),
+            "--tls-private-key-file".as_ref(),
+            key.as_os_str(),
+            "--client-ca-file".as_ref(),
+            ca.as_os_str(),
+        ])
+        .unwrap();
+        let tls = config_from_args(&with_tls, kc).unwrap().tls.unwrap();
+        assert_eq!(tls.serving_pem, "CERT\nKEY\n");
+        assert_eq!(tls.client_ca_pem, "CA\n");
         let bad = KubeletArgs::try_parse_from([
             "kubelet",
             "--kubeconfig",

@@ -4,8 +4,8 @@
 //! upgraded to a websocket with subprotocol `v5.channel.k8s.io` or `v4.channel.k8s.io`
 //! (one channel byte first: 0 stdin, 1 stdout, 2 stderr, 3 status JSON, 4 resize, 255 close).
 //!
-//! It is plain HTTP on the node network with no authentication; a real kubelet serves TLS
-//! and checks the caller. Acceptable here: the node network is a private Docker network.
+//! It serves HTTPS only, and only to the API server: see [`crate::auth`] for who may call it
+//! and how (mutual TLS against the cluster CA; `/healthz` alone is public).
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -30,7 +30,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
+use tower::ServiceExt;
+
 use super::Kubelet;
+use super::auth;
 use super::handles::{ContainerHandle, ProcessTemplate};
 use super::logs::{self, LogOptions};
 use super::spawn::{self, ProcessSpec};
@@ -45,13 +48,84 @@ pub const STATUS: u8 = 3;
 pub const RESIZE: u8 = 4;
 pub const CLOSE: u8 = 255;
 
-/// Serves the endpoint until the kubelet stops.
-pub async fn serve(k: Arc<Kubelet>, listener: tokio::net::TcpListener) -> Result<()> {
+/// How long a caller has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the endpoint over TLS until the kubelet stops: each connection's client certificate
+/// (if any) names the caller, and [`auth::check`] decides before the router sees a request.
+pub async fn serve(
+    k: Arc<Kubelet>,
+    listener: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+) -> Result<()> {
     let shutdown = k.shutdown.clone();
-    axum::serve(listener, router(k))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .context("serving the kubelet endpoint")
+    serve_router(router(k), listener, tls, shutdown).await
+}
+
+/// [`serve`] for any router (tests stand in fake kubelets behind the same TLS and checks).
+pub async fn serve_router(
+    app: Router,
+    listener: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<()> {
+    loop {
+        let sock = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("kubelet endpoint: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (app, tls, shutdown) = (app.clone(), tls.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(sock)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!("kubelet endpoint: TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let caller = match stream.get_ref().1.peer_certificates() {
+                Some([leaf, ..]) => match auth::Caller::from_der(leaf) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::debug!("kubelet endpoint: {e:#}");
+                        return;
+                    }
+                },
+                _ => None,
+            };
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let app = app.clone();
+                    let caller = caller.clone();
+                    async move {
+                        if let Some(refused) =
+                            auth::check(req.method(), req.uri().path(), caller.as_ref())
+                        {
+                            return Ok::<_, std::convert::Infallible>(refused);
+                        }
+                        app.oneshot(req.map(Body::new)).await
+                    }
+                });
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn =
+                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!("kubelet endpoint: connection ended: {e}");
+                },
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
 }
 
 pub fn router(k: Arc<Kubelet>) -> Router {

@@ -222,3 +222,94 @@ fn kube_rs_logs_and_exec_go_through_the_api_server_to_the_kubelet() {
         lab.shutdown().await;
     });
 }
+
+/// The endpoint answers only the API server's kubelet client identity, as a kubelet with
+/// `--client-ca-file` and webhook authorization does: no certificate → 401, a certificate of
+/// another CA → the handshake fails, a certificate of the cluster CA for another user → 403,
+/// the API server's certificate (or `system:masters`) → served. `/healthz` answers anyone with
+/// `ok` and nothing else. The serving certificate is the cluster CA's for the node's IP (every
+/// client here verifies it).
+#[test]
+fn the_kubelet_endpoint_serves_only_the_api_server() {
+    use minikind_control_plane::pki;
+    isolated(|| async {
+        let lab = Lab::start().await;
+        let ep = lab.endpoint().await;
+        lab.create(pod("quiet", &["sh", "-c", "echo secret; sleep 3600"]))
+            .await;
+        lab.wait_running("quiet").await;
+        let api_data = lab.dir.path().join("api");
+        let ca = pki::Ca::load(&api_data).unwrap();
+        let paths = [
+            "/pods",
+            "/containerLogs/default/quiet/main",
+            "/exec/default/quiet/main?command=id&stdout=true",
+            "/no-such-path",
+        ];
+
+        // No client certificate: 401 everywhere but /healthz.
+        let anonymous = tls_as(&api_data, None);
+        for path in paths {
+            let (code, body) = http_get_with(ep, path, anonymous.clone()).await.unwrap();
+            assert_eq!((code, body.as_str()), (401, "Unauthorized\n"), "{path}");
+        }
+        let (code, body) = http_get_with(ep, "/healthz", anonymous.clone())
+            .await
+            .unwrap();
+        assert_eq!((code, body.as_str()), (200, "ok"));
+
+        // A certificate of another CA, even with the API server's name: refused in the
+        // handshake, no HTTP answer at all.
+        let other_dir = lab.dir.path().join("other-ca");
+        pki::load_or_create(&other_dir, &[]).unwrap();
+        let impostor = pki::Ca::load(&other_dir)
+            .unwrap()
+            .client(pki::KUBELET_CLIENT_CN, &[pki::KUBELET_CLIENT_ORG])
+            .unwrap();
+        for path in ["/pods", "/healthz"] {
+            let r = http_get_with(ep, path, tls_as(&api_data, Some(&impostor))).await;
+            assert!(r.is_err(), "{path}: {r:?}");
+        }
+
+        // The cluster CA's certificate for another user (a node's): 403, the user named.
+        let node = ca.client("system:node:other", &["system:nodes"]).unwrap();
+        let as_node = tls_as(&api_data, Some(&node));
+        for path in paths {
+            let (code, body) = http_get_with(ep, path, as_node.clone()).await.unwrap();
+            assert_eq!(code, 403, "{path}: {body}");
+            assert_eq!(
+                body,
+                "Forbidden (user=system:node:other, verb=get, resource=nodes, subresource=proxy)\n"
+            );
+        }
+        let (code, _) = http_get_with(ep, "/healthz", as_node).await.unwrap();
+        assert_eq!(code, 200);
+
+        // The API server's kubelet client certificate, and a system:masters one: served.
+        let (code, body) = http_get(ep, "/pods").await;
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("\"quiet\""), "{body}");
+        let (code, body) = eventually(10, "the log line", || async {
+            let r = http_get(ep, "/containerLogs/default/quiet/main").await;
+            (!r.1.is_empty()).then_some(r)
+        })
+        .await;
+        assert_eq!((code, body.as_str()), (200, "secret\n"));
+        let admin = ca.client("someone", &["system:masters"]).unwrap();
+        let (code, _) = http_get_with(ep, "/pods", tls_as(&api_data, Some(&admin)))
+            .await
+            .unwrap();
+        assert_eq!(code, 200);
+
+        // Plain HTTP gets nothing from it.
+        {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(ep).await.unwrap();
+            s.write_all(b"GET /pods HTTP/1.0\r\n\r\n").await.unwrap();
+            let mut buf = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+            assert!(!String::from_utf8_lossy(&buf).contains("quiet"));
+        }
+        lab.shutdown().await;
+    });
+}

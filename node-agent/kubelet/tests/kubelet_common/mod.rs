@@ -13,8 +13,8 @@ use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::PostParams;
-use minikind_control_plane::{ControlPlaneConfig, RunningControlPlane, start};
-use minikind_kubelet::{self as kubelet, ApiCredentials, BackoffConfig, KubeletConfig};
+use minikind_control_plane::{ControlPlaneConfig, RunningControlPlane, pki, start};
+use minikind_kubelet::{self as kubelet, ApiCredentials, BackoffConfig, KubeletConfig, KubeletTls};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
@@ -184,8 +184,18 @@ impl Lab {
         cfg.root = dir.path().join("kubelet");
         cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         cfg.node_resolv_conf = resolv;
-        cfg.credentials =
-            Some(ApiCredentials::from_kubeconfig(&cp.kubeconfig).expect("credentials"));
+        let credentials = ApiCredentials::from_kubeconfig(&cp.kubeconfig).expect("credentials");
+        // As on a node: a serving certificate from the cluster CA for the node's name and IP,
+        // callers checked against that CA; the helpers below call as the API server does.
+        let api_data = dir.path().join("api");
+        let serving = pki::issue_kubelet_serving(&api_data, NODE, Ipv4Addr::LOCALHOST.into())
+            .expect("kubelet serving certificate");
+        cfg.tls = Some(KubeletTls {
+            serving_pem: serving.combined_pem(),
+            client_ca_pem: credentials.ca_crt.clone(),
+        });
+        cfg.credentials = Some(credentials);
+        set_caller(Some(api_server_tls(&api_data)));
         cfg.heartbeat = Duration::from_secs(1);
         cfg.backoff = BackoffConfig {
             initial: Duration::from_millis(400),
@@ -400,11 +410,14 @@ pub async fn exec_with(
     if tty {
         q.append_pair("tty", "true");
     }
-    let url = format!("ws://{endpoint}/exec/default/{pod}/main?{}", q.finish());
+    let url = format!("wss://{endpoint}/exec/default/{pod}/main?{}", q.finish());
     let mut req = url.into_client_request().unwrap();
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
-    let (ws, resp) = tokio_tungstenite::connect_async(req)
+    let stream = tls_connect(endpoint, caller())
+        .await
+        .expect("TLS to the kubelet");
+    let (ws, resp) = tokio_tungstenite::client_async(req, stream)
         .await
         .expect("websocket upgrade");
     let chosen = resp
@@ -446,20 +459,101 @@ pub async fn exec_with(
     out
 }
 
-/// `GET` on the kubelet endpoint: (status code, body).
+/// How the helpers call the kubelet endpoint: the TLS client of the lab's API server (its
+/// kubelet client certificate, the cluster CA as the only trust). One lab per test process.
+static CALLER: std::sync::Mutex<Option<std::sync::Arc<rustls::ClientConfig>>> =
+    std::sync::Mutex::new(None);
+
+pub fn set_caller(cfg: Option<std::sync::Arc<rustls::ClientConfig>>) {
+    *CALLER.lock().unwrap() = cfg;
+}
+
+fn caller() -> std::sync::Arc<rustls::ClientConfig> {
+    CALLER
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a lab set the caller")
+}
+
+fn read_pki(api_data: &Path, file: &str) -> String {
+    std::fs::read_to_string(api_data.join("pki").join(file)).expect("PKI file")
+}
+
+/// The API server's kubelet client TLS (its `apiserver-kubelet-client` pair) for the API
+/// server whose data directory is `api_data`.
+pub fn api_server_tls(api_data: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+    pki::client_config(
+        &read_pki(api_data, "ca.crt"),
+        &read_pki(api_data, "apiserver-kubelet-client.crt"),
+        &read_pki(api_data, "apiserver-kubelet-client.key"),
+    )
+    .expect("client TLS")
+}
+
+/// A TLS client trusting the CA of `api_data` that presents `identity` (certificate, key) or
+/// no certificate at all.
+pub fn tls_as(
+    api_data: &Path,
+    identity: Option<&pki::Issued>,
+) -> std::sync::Arc<rustls::ClientConfig> {
+    let ca = read_pki(api_data, "ca.crt");
+    match identity {
+        Some(i) => pki::client_config(&ca, &i.cert_pem, &i.key_pem).expect("client TLS"),
+        None => {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+            std::sync::Arc::new(cfg)
+        }
+    }
+}
+
+/// A TLS connection to the endpoint with `cfg`, the serving certificate checked for the
+/// endpoint's IP.
+pub async fn tls_connect(
+    endpoint: SocketAddr,
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(endpoint).await?;
+    let name = rustls::pki_types::ServerName::IpAddress(endpoint.ip().into());
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+}
+
+/// `GET` on the kubelet endpoint as the API server: (status code, body).
 pub async fn http_get(endpoint: SocketAddr, path: &str) -> (u16, String) {
+    http_get_with(endpoint, path, caller())
+        .await
+        .expect("a response from the kubelet")
+}
+
+/// `GET` on the kubelet endpoint with a given TLS client: (status code, body), or the error
+/// of a refused handshake.
+pub async fn http_get_with(
+    endpoint: SocketAddr,
+    path: &str,
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(endpoint)
-        .await
-        .expect("connect to the kubelet");
+    let mut s = tls_connect(endpoint, cfg).await?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {endpoint}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+        .await?;
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf))
         .await
-        .expect("response within 20 s")
-        .unwrap();
+        .expect("response within 20 s")?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let code = text
         .split_whitespace()
@@ -470,7 +564,7 @@ pub async fn http_get(endpoint: SocketAddr, path: &str) -> (u16, String) {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    (code, body)
+    Ok((code, body))
 }
 
 /// Processes whose command line contains `marker`.
