@@ -6,7 +6,7 @@
 //! `kubelet_endpoint.rs`.
 
 use minikind_contract::KUBELET_SERVING_PEM;
-use minikind_e2e::Cluster;
+use minikind_test_support::Cluster;
 
 const HERMETIC: &str = "networking:\n  internal: true\ndns:\n  upstream: lab\n";
 
