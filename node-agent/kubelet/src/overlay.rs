@@ -206,6 +206,9 @@ pub fn sync(
                     "link",
                     "add",
                     &dev,
+                    // Link options come before the type's own.
+                    "address",
+                    &device_mac(me),
                     "type",
                     "vxlan",
                     "id",
@@ -218,8 +221,6 @@ pub fn sync(
                     "eth0",
                     "dstport",
                     VXLAN_PORT,
-                    "address",
-                    &device_mac(me),
                 ])?;
             }
             if let Some(gw) = own_gateway {
