@@ -14,21 +14,13 @@ pub fn parse_record_type(word: &str) -> Option<RecordType> {
     }
 }
 
-/// The mnemonic dig prints (`NOERROR`, `NXDOMAIN`, …).
+/// The mnemonic dig prints (`NOERROR`, `NXDOMAIN`, …): the names CoreDNS's log uses
+/// (`minikind-dns-log`), and BIND dig's `RESERVED<n>` where a code has none.
 pub fn rcode_name(code: ResponseCode) -> String {
-    match code {
-        ResponseCode::NoError => "NOERROR".into(),
-        ResponseCode::FormErr => "FORMERR".into(),
-        ResponseCode::ServFail => "SERVFAIL".into(),
-        ResponseCode::NXDomain => "NXDOMAIN".into(),
-        ResponseCode::NotImp => "NOTIMP".into(),
-        ResponseCode::Refused => "REFUSED".into(),
-        ResponseCode::YXDomain => "YXDOMAIN".into(),
-        ResponseCode::YXRRSet => "YXRRSET".into(),
-        ResponseCode::NXRRSet => "NXRRSET".into(),
-        ResponseCode::NotAuth => "NOTAUTH".into(),
-        ResponseCode::NotZone => "NOTZONE".into(),
-        other => format!("RESERVED{}", u16::from(other)),
+    let n = u16::from(code);
+    match minikind_dns_log::rcode_name(n) {
+        std::borrow::Cow::Borrowed(name) => name.to_string(),
+        std::borrow::Cow::Owned(_) => format!("RESERVED{n}"),
     }
 }
 
