@@ -113,8 +113,13 @@ fn kube_proxy_follows_pods_through_the_endpointslice_controller() {
                 .ok_or(s)
         })
         .await;
-        let nat = dump(&c, "nat");
-        assert!(!nat.contains("default/web:http"), "{nat}");
+        // The service's nat chains go in the same or a following sync: wait for it.
+        let cc = c.clone();
+        eventually(10, "web's nat rules gone", move || {
+            let nat = dump(&cc, "nat");
+            (!nat.contains("default/web:http")).then_some(()).ok_or(nat)
+        })
+        .await;
         lab.shutdown().await;
     });
 }
