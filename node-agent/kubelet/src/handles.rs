@@ -164,8 +164,16 @@ pub fn handle_for(
     let spec = pod.spec.clone().unwrap_or_default();
     // What the API holds from before a kubelet or node restart. A container it shows running
     // was stopped by that restart and is started again: one more restart, the last state
-    // `Terminated`/`Unknown`/255, as the kubelet reports a container its runtime lost.
+    // `Terminated`/`Unknown`/255, as the kubelet reports a container its runtime lost. One it
+    // shows terminated (the old kubelet stopped it on its way out) restarts too, its
+    // termination the last state.
     let now = jiff::Timestamp::now();
+    // A finished pod's containers are not run again: nothing to count.
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Succeeded" || p == "Failed");
     let prior: BTreeMap<String, (i32, Option<RunState>)> = pod
         .status
         .iter()
@@ -176,9 +184,13 @@ pub fn handle_for(
                 .chain(s.init_container_statuses.iter().flatten())
         })
         .map(|c| {
-            let running = c.state.as_ref().and_then(|st| st.running.as_ref());
-            let carried = match running {
-                Some(r) => (
+            let state = c.state.as_ref();
+            let id = c.container_id.clone().unwrap_or_default();
+            let carried = match (
+                state.and_then(|st| st.running.as_ref()),
+                state.and_then(|st| st.terminated.as_ref()),
+            ) {
+                (Some(r), _) if !finished => (
                     c.restart_count + 1,
                     Some(RunState::Terminated {
                         exit_code: 255,
@@ -187,10 +199,23 @@ pub fn handle_for(
                         message: None,
                         started_at: r.started_at.as_ref().map(|t| t.0),
                         finished_at: now,
-                        container_id: c.container_id.clone().unwrap_or_default(),
+                        container_id: id,
                     }),
                 ),
-                None => (c.restart_count, None),
+                // Stopped by the old kubelet on its way out: this start is a restart too.
+                (None, Some(t)) if !finished && !id.is_empty() => (
+                    c.restart_count + 1,
+                    Some(RunState::Terminated {
+                        exit_code: t.exit_code,
+                        signal: t.signal,
+                        reason: t.reason.clone().unwrap_or_else(|| "Error".into()),
+                        message: t.message.clone(),
+                        started_at: t.started_at.as_ref().map(|t| t.0),
+                        finished_at: t.finished_at.as_ref().map_or(now, |t| t.0),
+                        container_id: id,
+                    }),
+                ),
+                _ => (c.restart_count, None),
             };
             (c.name.clone(), carried)
         })
