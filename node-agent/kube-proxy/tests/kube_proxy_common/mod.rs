@@ -49,13 +49,6 @@ pub fn legacy() -> Commands {
     }
 }
 
-/// Moves this thread into a new network namespace with `lo` up.
-fn isolate() {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .expect("unsharing the network namespace (the kube-proxy tests run as root)");
-    run("ip", &["link", "set", "lo", "up"]);
-}
-
 /// Runs `test` in a private network namespace, on a runtime whose threads share it. A
 /// machine that cannot run it (not root, no iptables) fails the test saying why: the suite's
 /// prerequisites are the README's, and a test that checked nothing must not pass.
@@ -63,7 +56,7 @@ pub fn isolated<F: Future<Output = ()>>(commands: &Commands, test: impl FnOnce()
     if let Some(why) = unavailable(commands) {
         panic!("cannot run: {why}");
     }
-    isolate();
+    minikind_test_support::netns::enter_private_network(nix::sched::CloneFlags::empty());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

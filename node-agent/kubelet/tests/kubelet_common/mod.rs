@@ -22,9 +22,10 @@ use tokio_util::sync::CancellationToken;
 /// Moves this thread into new network, mount and UTS namespaces and prepares them.
 fn isolate() {
     use nix::mount::{MsFlags, mount};
-    use nix::sched::{CloneFlags, unshare};
-    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS)
-        .expect("unsharing namespaces (the kubelet tests run as root)");
+    use nix::sched::CloneFlags;
+    minikind_test_support::netns::enter_private_network(
+        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS,
+    );
     mount(
         None::<&str>,
         "/",
@@ -50,11 +51,6 @@ fn isolate() {
     )
     .expect("mounting a /sys of this network namespace");
     nix::unistd::sethostname("kubelet-test-node").expect("setting the node hostname");
-    let st = std::process::Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .expect("running ip");
-    assert!(st.success(), "ip link set lo up failed");
 }
 
 /// Set in the process [`isolated`] starts for one test.
