@@ -129,36 +129,56 @@ impl Reconciler for Scheduler {
                 *load.entry(n.to_string()).or_default() += 1;
             }
         }
+        // Each anti-affinity term's weight times the matching pods per topology domain,
+        // counted once for all candidate nodes (nothing to count for a pod without terms).
         let anti = anti_affinity_terms(&pod);
-        let ns = str_at(&pod, "/metadata/namespace")
-            .unwrap_or("default")
-            .to_string();
+        let ns = str_at(&pod, "/metadata/namespace").unwrap_or("default");
+        let domain_of = |node: &Value, key: &str| {
+            node.pointer("/metadata/labels")
+                .and_then(|l| l.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let node_values: HashMap<String, Value> = if anti.is_empty() {
+            HashMap::new()
+        } else {
+            nodes
+                .iter()
+                .map(|n| n.value())
+                .map(|v| {
+                    (
+                        str_at(&v, "/metadata/name").unwrap_or_default().to_string(),
+                        v,
+                    )
+                })
+                .collect()
+        };
+        let weighed: Vec<(i64, &String, HashMap<String, i64>)> = anti
+            .iter()
+            .map(|(weight, selector, key)| {
+                let mut per_domain: HashMap<String, i64> = HashMap::new();
+                for p in &pods {
+                    let p = p.value();
+                    if str_at(&p, "/metadata/namespace") != Some(ns)
+                        || !selector.matches_labels(p.pointer("/metadata/labels"))
+                    {
+                        continue;
+                    }
+                    let domain = str_at(&p, "/spec/nodeName")
+                        .and_then(|n| node_values.get(n))
+                        .and_then(|n| domain_of(n, key));
+                    if let Some(d) = domain {
+                        *per_domain.entry(d).or_default() += 1;
+                    }
+                }
+                (*weight, key, per_domain)
+            })
+            .collect();
         let penalty = |node: &Value| -> i64 {
-            anti.iter()
-                .map(|(weight, selector, topology_key)| {
-                    let domain = node
-                        .pointer("/metadata/labels")
-                        .and_then(|l| l.get(topology_key.as_str()))
-                        .and_then(Value::as_str);
-                    let Some(domain) = domain else { return 0 };
-                    let matching = pods
-                        .iter()
-                        .map(|p| p.value())
-                        .filter(|p| str_at(p, "/metadata/namespace") == Some(ns.as_str()))
-                        .filter(|p| selector.matches_labels(p.pointer("/metadata/labels")))
-                        .filter(|p| {
-                            let on = str_at(p, "/spec/nodeName").unwrap_or_default();
-                            nodes.iter().any(|n| {
-                                let n = n.value();
-                                str_at(&n, "/metadata/name") == Some(on)
-                                    && n.pointer("/metadata/labels")
-                                        .and_then(|l| l.get(topology_key.as_str()))
-                                        .and_then(Value::as_str)
-                                        == Some(domain)
-                            })
-                        })
-                        .count() as i64;
-                    weight * matching
+            weighed
+                .iter()
+                .filter_map(|(weight, key, per_domain)| {
+                    Some(weight * per_domain.get(&domain_of(node, key)?)?)
                 })
                 .sum()
         };
