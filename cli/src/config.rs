@@ -98,7 +98,10 @@ pub struct Networking {
     pub service_subnet: Ipv4Net,
     /// KIND's `dnsSearch`: `None` keeps the node's search lines, an empty list drops them.
     pub dns_search: Option<Vec<String>>,
-    pub api_server_address: IpAddr,
+    /// KIND's `apiServerAddress`: where the engine publishes the API server. None = not
+    /// given: 127.0.0.1, or the engine's host when the engine is on another machine (see
+    /// `provider::docker::nodes::place_api_server`).
+    pub api_server_address: Option<IpAddr>,
     /// 0 = a random free port, as KIND does.
     pub api_server_port: u16,
     /// A Docker `--internal` network: no route off the machine.
@@ -106,12 +109,18 @@ pub struct Networking {
 }
 
 impl Networking {
+    /// The address the API server is published on: as given, else KIND's 127.0.0.1.
+    pub fn published_address(&self) -> IpAddr {
+        self.api_server_address
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
     /// The warning for an API server published beyond this machine, as KIND gives one: any
     /// `apiServerAddress` outside 127.0.0.0/8 and ::1 (KIND's docs strongly recommend keeping
     /// the default 127.0.0.1 for security). `None` when it stays on the loopback, and on an
     /// `internal` network, where Docker publishes no port at all.
     pub fn api_server_exposure_warning(&self) -> Option<String> {
-        let address = self.api_server_address;
+        let address = self.published_address();
         // `::ffff:127.0.0.1` is the IPv4 loopback too.
         if address.to_canonical().is_loopback() || self.internal {
             return None;
@@ -152,7 +161,7 @@ impl Default for ClusterConfig {
                     .parse()
                     .expect("constant CIDR"),
                 dns_search: None,
-                api_server_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                api_server_address: None,
                 api_server_port: 0,
                 internal: false,
             },
@@ -337,12 +346,12 @@ impl ClusterConfig {
                 cfg.networking.dns_search = Some(search);
             }
             if let Some(a) = net.api_server_address {
-                cfg.networking.api_server_address = a.parse().map_err(|_| {
+                cfg.networking.api_server_address = Some(a.parse().map_err(|_| {
                     field(
                         "networking.apiServerAddress",
                         format!("{a:?} is not an IP address"),
                     )
-                })?;
+                })?);
             }
             if let Some(p) = net.api_server_port {
                 cfg.networking.api_server_port = u16::try_from(p).map_err(|_| {
@@ -548,7 +557,7 @@ networking:
     fn an_api_server_beyond_the_loopback_is_warned_about() {
         let warning = |address: &str, port: u16, internal: bool| {
             let mut net = ClusterConfig::default().networking;
-            net.api_server_address = address.parse().unwrap();
+            net.api_server_address = Some(address.parse().unwrap());
             net.api_server_port = port;
             net.internal = internal;
             net.api_server_exposure_warning()

@@ -28,7 +28,7 @@ use crate::cluster::kubeconfig as user_kubeconfig;
 use crate::config::{ClusterConfig, EmbeddedDns, NodeRole, Upstream};
 use crate::interrupt::{Interrupted, StopSignals};
 use crate::progress::{self, Status};
-use crate::provider::docker::{delete, nodes as docker_nodes};
+use crate::provider::docker::{delete, endpoint, nodes as docker_nodes};
 
 pub struct CreateOptions {
     pub name: String,
@@ -45,7 +45,11 @@ pub struct Created {
 }
 
 pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Result<Created> {
-    if let Some(warning) = opts.config.networking.api_server_exposure_warning() {
+    let mut opts = opts;
+    let engine = endpoint::resolve(&endpoint::Env::from_process())?;
+    if let Some(placed) = docker_nodes::place_api_server(&mut opts.config.networking, &engine)? {
+        status.line(&placed);
+    } else if let Some(warning) = opts.config.networking.api_server_exposure_warning() {
         status.warning(&warning);
     }
     let mut wanted: Vec<String> = docker_nodes::node_names(&opts.name, &opts.config.nodes)

@@ -5,6 +5,7 @@
 
 pub mod delete;
 pub mod embedded_names;
+pub mod endpoint;
 pub mod exec;
 pub mod files;
 pub mod list;
@@ -21,18 +22,19 @@ use bollard::query_parameters::{
 };
 use minikind_contract::{CLUSTER_LABEL, ROLE_LABEL};
 
-/// Connects to the engine named by `DOCKER_HOST` (or the local socket) and checks it answers,
-/// so that a missing engine is one clear line rather than an error deep inside a step.
+/// Connects to the engine the docker CLI would use (`DOCKER_HOST`, `DOCKER_CONTEXT`, the current
+/// context, else the local socket: see [`endpoint`]) and checks it answers, so that a missing
+/// engine is one clear line rather than an error deep inside a step.
 pub async fn connect() -> Result<Docker> {
-    let where_ =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let at = endpoint::resolve(&endpoint::Env::from_process())?;
     let hint = || {
         format!(
-            "cannot reach the Docker engine at {where_}: is Docker running? Start it (e.g. \
-             `sudo systemctl start docker`) or point DOCKER_HOST at it"
+            "cannot reach the Docker engine at {} ({}): is Docker running? Start it (e.g. \
+             `sudo systemctl start docker`) or point DOCKER_HOST at it",
+            at.host, at.source
         )
     };
-    let docker = Docker::connect_with_local_defaults().with_context(hint)?;
+    let docker = at.client()?;
     // bollard speaks a newer API than older engines (20.10 here); agree on one both know.
     let docker = docker.negotiate_version().await.with_context(hint)?;
     docker.ping().await.with_context(hint)?;

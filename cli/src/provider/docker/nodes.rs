@@ -16,8 +16,11 @@ use bollard::query_parameters::{
 use futures::future::try_join_all;
 use minikind_contract::env as agent_env;
 
+use std::net::IpAddr;
+
+use super::endpoint::{self, Endpoint};
 use super::{CLUSTER_LABEL, ROLE_LABEL, short_id};
-use crate::config::{ClusterConfig, EmbeddedDns, NodeRole, Upstream};
+use crate::config::{ClusterConfig, EmbeddedDns, Networking, NodeRole, Upstream};
 
 /// Port the API server listens on inside the control-plane node.
 pub const API_SERVER_PORT: &str = "6443/tcp";
@@ -179,7 +182,7 @@ pub fn node_container(
         hc.port_bindings = Some(HashMap::from([(
             API_SERVER_PORT.to_string(),
             Some(vec![PortBinding {
-                host_ip: Some(cfg.networking.api_server_address.to_string()),
+                host_ip: Some(cfg.networking.published_address().to_string()),
                 // Empty = a random free port, chosen by the engine.
                 host_port: Some(if port == 0 {
                     String::new()
@@ -283,10 +286,16 @@ pub async fn api_server_url(docker: &Docker, cluster: &str, cp: &str) -> Result<
         .flatten()
         .and_then(|b| b.into_iter().next())
         .with_context(|| format!("{cp} publishes no API server port"))?;
-    let host = binding
-        .host_ip
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "127.0.0.1".into());
+    // Published on every address (`0.0.0.0`, `::`, or none said): reached at the engine's
+    // host, which is this machine's loopback for a local engine.
+    let host = match binding.host_ip.as_deref().map(str::parse::<IpAddr>) {
+        Some(Ok(ip)) if !ip.is_unspecified() => ip,
+        _ => endpoint::resolve(&endpoint::Env::from_process())?.host_address()?,
+    };
+    let host = match host {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => format!("[{v6}]"),
+        other => other.to_canonical().to_string(),
+    };
     let port = binding
         .host_port
         .context("the API server port binding has no port")?;
@@ -321,8 +330,6 @@ pub async fn container_ip(docker: &Docker, container: &str, network: &str) -> Re
         .with_context(|| format!("{container} has no address on {network}"))
 }
 
-/// Creates and starts every node at once. Tries `--privileged` first as KIND does; when the
-/// engine refuses to apply it, the nodes are made again with the narrow capability set.
 /// The config with `apiServerPort: 0` replaced by a port free on the host now. The engine
 /// re-picks an empty host port at every container start, so a restarted control plane would
 /// move and the kubeconfig point at nothing; minikind picks the port once, as kind's provider
@@ -331,14 +338,74 @@ pub async fn container_ip(docker: &Docker, container: &str, network: &str) -> Re
 fn with_fixed_api_port(cfg: &ClusterConfig) -> Result<ClusterConfig> {
     let mut fixed = cfg.clone();
     if fixed.networking.api_server_port == 0 && !fixed.networking.internal {
-        let addr = std::net::SocketAddr::new(fixed.networking.api_server_address, 0);
-        let probe = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("finding a free port for the API server on {addr}"))?;
+        let addr = std::net::SocketAddr::new(fixed.networking.published_address(), 0);
+        let probe = match std::net::TcpListener::bind(addr) {
+            // Not an address of this machine: the engine's host elsewhere (see
+            // [`place_api_server`]). kind draws the number on the client all the same; a port
+            // the engine's host has taken fails the node's start with the engine's "port is
+            // already allocated", and `apiServerPort` picks another.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                let any = std::net::SocketAddr::new(unspecified_like(addr.ip()), 0);
+                std::net::TcpListener::bind(any)
+            }
+            other => other,
+        }
+        .with_context(|| format!("finding a free port for the API server on {addr}"))?;
         fixed.networking.api_server_port = probe.local_addr()?.port();
     }
     Ok(fixed)
 }
 
+fn unspecified_like(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// Where the engine publishes the API server, said once at create. A local engine publishes
+/// it on `apiServerAddress` (KIND's 127.0.0.1 by default) of this machine. An engine on
+/// another machine (`DOCKER_HOST=tcp://…`/`ssh://…`, or a context naming one) publishes it on
+/// *its* host, where this machine's loopback means nothing: with no `apiServerAddress` given,
+/// minikind publishes on the address this machine reaches the engine's host at, and the
+/// kubeconfig points there. Returns the line to show, or None for a local engine.
+pub fn place_api_server(net: &mut Networking, engine: &Endpoint) -> Result<Option<String>> {
+    let host = engine.host_address()?;
+    if host.to_canonical().is_loopback() {
+        return Ok(None);
+    }
+    if net.internal {
+        bail!(
+            "networking.internal needs a local engine: this machine reaches the nodes of an \
+             internal network over its bridge, and the engine at {} ({}) is on another host",
+            engine.host,
+            engine.source
+        );
+    }
+    Ok(Some(match net.api_server_address {
+        None => {
+            net.api_server_address = Some(host);
+            format!(
+                "the engine at {} ({}) is on another host: the API server is published on that \
+                 host's address {host}, which the kubeconfig points at",
+                engine.host, engine.source
+            )
+        }
+        Some(given) if given.to_canonical().is_loopback() => format!(
+            "the engine at {} ({}) is on another host: apiServerAddress {given} is that host's \
+             loopback, which this machine reaches only through a tunnel you set up",
+            engine.host, engine.source
+        ),
+        Some(given) => format!(
+            "the engine at {} ({}) is on another host: the API server is published on {given} \
+             there",
+            engine.host, engine.source
+        ),
+    }))
+}
+
+/// Creates and starts every node at once. Tries `--privileged` first as KIND does; when the
+/// engine refuses to apply it, the nodes are made again with the narrow capability set.
 pub async fn start_nodes(
     docker: &Docker,
     cluster: &str,
@@ -504,6 +571,49 @@ fn refuses_privileged(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn engine(host: &str) -> Endpoint {
+        Endpoint {
+            host: host.into(),
+            source: "DOCKER_HOST".into(),
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn a_remote_engine_publishes_the_api_server_on_its_host() {
+        let default = || ClusterConfig::default().networking;
+        // Local socket, or TCP on loopback: nothing changes, KIND's 127.0.0.1 stays.
+        for local in ["unix:///var/run/docker.sock", "tcp://127.0.0.1:2375"] {
+            let mut net = default();
+            assert_eq!(place_api_server(&mut net, &engine(local)).unwrap(), None);
+            assert_eq!(net.published_address().to_string(), "127.0.0.1");
+        }
+        // Not given: the engine host's address, said once.
+        let mut net = default();
+        let said = place_api_server(&mut net, &engine("tcp://10.1.2.3:2376"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(net.published_address().to_string(), "10.1.2.3");
+        assert!(said.contains("tcp://10.1.2.3:2376 (DOCKER_HOST)"), "{said}");
+        // Given: kept; a loopback one is that host's loopback, and the line says so.
+        let mut net = default();
+        net.api_server_address = Some("127.0.0.1".parse().unwrap());
+        let said = place_api_server(&mut net, &engine("ssh://me@10.1.2.3"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(net.published_address().to_string(), "127.0.0.1");
+        assert!(said.contains("tunnel"), "{said}");
+        // An internal network is reached over this machine's bridge: a clear refusal.
+        let mut net = default();
+        net.internal = true;
+        let err = place_api_server(&mut net, &engine("tcp://10.1.2.3:2375")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("networking.internal needs a local engine"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn node_names_follow_kind() {
