@@ -5,7 +5,7 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::cluster::access::{cluster_client, control_plane_admin, resolve_name};
@@ -49,7 +49,7 @@ enum Command {
     Rollout(ObjectArgs),
     /// Run a command in a pod's container, like `kubectl exec POD -- CMD`.
     Exec {
-        /// Cluster name (`-n` is the namespace here, as in kubectl).
+        /// Cluster name (`-n` is the namespace, as in every minikind command).
         #[arg(long = "name")]
         cluster: Option<String>,
         #[arg(short = 'n', long, default_value = "default")]
@@ -62,7 +62,7 @@ enum Command {
     },
     /// Print a pod's container log, like `kubectl logs`.
     Logs {
-        /// Cluster name (`-n` is the namespace here, as in kubectl).
+        /// Cluster name (`-n` is the namespace, as in every minikind command).
         #[arg(long = "name")]
         cluster: Option<String>,
         #[arg(short = 'n', long, default_value = "default")]
@@ -112,11 +112,30 @@ impl Command {
     }
 }
 
+/// The cluster a command acts on. `-n` means the namespace in every minikind command, as in
+/// kubectl (`get pods -n kube-system`, `logs -n`, `dns trace -n`); KIND's `-n` for the cluster
+/// is refused here with the flag to use instead, rather than taken as a second meaning.
 #[derive(Debug, Args)]
 struct NameArg {
     /// Cluster name (default: $MINIKIND_CLUSTER_NAME, else "minikind").
-    #[arg(short, long)]
+    #[arg(long)]
     name: Option<String>,
+    #[arg(short = 'n', hide = true, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+}
+
+impl NameArg {
+    /// The cluster's name: `--name`, else the config's, else $MINIKIND_CLUSTER_NAME, else
+    /// "minikind".
+    fn cluster(self, from_config: Option<&str>) -> Result<String> {
+        if let Some(n) = self.namespace {
+            bail!(
+                "-n is the namespace in minikind, as in kubectl, and this command takes none: \
+                 name the cluster with --name {n}"
+            );
+        }
+        resolve_name(self.name, from_config)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,7 +374,7 @@ async fn run(command: Command, status: &Status) -> Result<()> {
         }) => {
             // Everything about the input is checked before Docker is even asked.
             let cfg = read_config(config.as_deref())?;
-            let name = resolve_name(name.name, cfg.name.as_deref())?;
+            let name = name.cluster(cfg.name.as_deref())?;
             let docker = docker::connect().await?;
             create::create(
                 &docker,
@@ -431,7 +450,7 @@ async fn run(command: Command, status: &Status) -> Result<()> {
             which: Some(DeleteCommand::Cluster { name }),
             ..
         }) => {
-            let name = resolve_name(name.name, None)?;
+            let name = name.cluster(None)?;
             let docker = docker::connect().await?;
             delete_one(&docker, status, &name).await
         }
@@ -475,7 +494,7 @@ async fn run(command: Command, status: &Status) -> Result<()> {
             let cluster = if all_clusters {
                 None
             } else {
-                Some(resolve_name(name.name, None)?)
+                Some(name.cluster(None)?)
             };
             let nodes = list::nodes(&docker, cluster.as_deref()).await?;
             if nodes.is_empty() {
@@ -493,7 +512,7 @@ async fn run(command: Command, status: &Status) -> Result<()> {
             which: Some(GetCommand::Kubeconfig { name, internal }),
             ..
         }) => {
-            let name = resolve_name(name.name, None)?;
+            let name = name.cluster(None)?;
             let docker = docker::connect().await?;
             let (cp, admin) = control_plane_admin(&docker, &name).await?;
             let server = if internal {
@@ -613,6 +632,30 @@ mod tests {
         assert!(
             Cli::try_parse_from("minikind create cluster --wait soon".split_whitespace()).is_err()
         );
+    }
+
+    /// `-n` is the namespace everywhere; given to a command that names a cluster, it is a
+    /// clear error pointing at `--name`, never taken as the cluster.
+    #[test]
+    fn dash_n_is_never_the_cluster() {
+        let cli = Cli::try_parse_from("minikind create cluster -n lab".split_whitespace()).unwrap();
+        let Command::Create(CreateCommand::Cluster { name, .. }) = cli.command else {
+            panic!("not a create");
+        };
+        let err = name.cluster(None).unwrap_err().to_string();
+        assert!(
+            err.contains("-n is the namespace") && err.contains("--name lab"),
+            "{err}"
+        );
+        for line in [
+            "minikind get nodes -n lab",
+            "minikind get kubeconfig -n lab",
+            "minikind delete cluster -n lab",
+        ] {
+            // Parsed (so the hint can be given), never as `--name`.
+            let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
+            assert!(format!("{cli:?}").contains("name: None"), "{line}: {cli:?}");
+        }
     }
 
     #[test]
