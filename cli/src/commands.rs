@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -85,6 +86,9 @@ enum Command {
     /// Build the node image.
     #[command(subcommand)]
     Build(BuildCommand),
+    /// Export a cluster's logs or its kubeconfig, as KIND's `export logs|kubeconfig`.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Print the minikind version.
     Version,
     /// Print a shell completion script.
@@ -238,6 +242,34 @@ enum GetCommand {
     /// Objects of a kind (`get pods -A`, `get svc kube-dns -n kube-system -o yaml`).
     #[command(external_subcommand)]
     Objects(Vec<String>),
+}
+
+#[derive(Debug, Subcommand)]
+enum ExportCommand {
+    /// Gather every node's log, rules, resolv.conf and inspect output, every pod's log, the
+    /// API objects and the Corefile into DIR (default: a new folder under the temporary
+    /// directory), for a CI artifact.
+    Logs {
+        /// A new or empty folder.
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        name: NameArg,
+        /// Pack the folder into DIR.tar (and remove the folder).
+        #[arg(long)]
+        archive: bool,
+    },
+    /// Merge the cluster's kubeconfig into $KUBECONFIG (or ~/.kube/config, or --kubeconfig)
+    /// and make its context current, as `create` did.
+    Kubeconfig {
+        #[command(flatten)]
+        name: NameArg,
+        /// The address nodes use (`https://<cluster>-control-plane:6443`), not the host's.
+        #[arg(long)]
+        internal: bool,
+        /// The file to merge into instead of $KUBECONFIG or ~/.kube/config.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -524,6 +556,49 @@ async fn run(command: Command, status: &Status) -> Result<()> {
                 "{}",
                 crate::cluster::kubeconfig::entries_for(&name, &admin, &server)?
             );
+            Ok(())
+        }
+        Command::Export(ExportCommand::Logs { dir, name, archive }) => {
+            let name = name.cluster(None)?;
+            let docker = docker::connect().await?;
+            let dir = dir.unwrap_or_else(|| crate::cluster::export_logs::default_dir(&name));
+            let step = status.step(format!("Exporting the logs of cluster \"{name}\""));
+            let (written, missing) =
+                match crate::cluster::export_logs::export(&docker, &name, &dir, archive).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        step.fail();
+                        return Err(e);
+                    }
+                };
+            step.done();
+            if missing > 0 {
+                status.warning(&format!(
+                    "{missing} part(s) could not be collected: see errors.txt in the export"
+                ));
+            }
+            println!("{}", written.display());
+            Ok(())
+        }
+        Command::Export(ExportCommand::Kubeconfig {
+            name,
+            internal,
+            kubeconfig,
+        }) => {
+            let name = name.cluster(None)?;
+            let docker = docker::connect().await?;
+            let (cp, admin) = control_plane_admin(&docker, &name).await?;
+            let server = if internal {
+                format!("https://{cp}:6443")
+            } else {
+                nodes::api_server_url(&docker, &name, &cp).await?
+            };
+            let path = crate::cluster::kubeconfig::export_to(kubeconfig, &name, &admin, &server)?;
+            status.line(&format!(
+                "Set kubectl context to \"{}\" in {}",
+                minikind_apiserver::kubeconfig::entry_name(&name),
+                path.display()
+            ));
             Ok(())
         }
         Command::Dns(cmd) => crate::dns::run(cmd).await,

@@ -19,9 +19,22 @@ pub fn user_kubeconfig_path() -> Result<PathBuf> {
 /// Merges the cluster's entries (renamed `minikind-<cluster>`, server rewritten) into the
 /// user's kubeconfig and makes its context current. Returns the file written.
 pub fn export(cluster: &str, admin_conf: &str, server: &str) -> Result<PathBuf> {
+    export_to(None, cluster, admin_conf, server)
+}
+
+/// [`export`] into `file` when given (`export kubeconfig --kubeconfig FILE`).
+pub fn export_to(
+    file: Option<PathBuf>,
+    cluster: &str,
+    admin_conf: &str,
+    server: &str,
+) -> Result<PathBuf> {
     let name = kc::entry_name(cluster);
     let doc = kc::rewrite_server(&kc::rename(admin_conf, &name)?, server)?;
-    let path = user_kubeconfig_path()?;
+    let path = match file {
+        Some(f) => f,
+        None => user_kubeconfig_path()?,
+    };
     edit_locked(&path, |existing| kc::merge(existing, &doc, &name, true))?;
     Ok(path)
 }
