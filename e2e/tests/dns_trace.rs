@@ -71,8 +71,42 @@ fn dns_trace_follows_each_search_attempt_to_the_lab_upstream() {
         "-f",
         &example("seed-003-dns-walkthrough/busybox.yaml"),
     ]);
-    // kubeadm's Corefile has no `log`: without it no replica can be named. Seed 001's
-    // logging Corefile, and new replicas that read it.
+    // kubeadm's Corefile has no `log`: the endpoint and the replica behind it still come
+    // from the client node's conntrack table, and the hint about `log` is said once.
+    c.wait_pod_ready("default", "busybox");
+    let r = trace(&c, &["busybox", "kubernetes.default", "-o", "json"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let attempts = v["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{v:#}");
+    for a in attempts {
+        let ep = hop(a, "endpoint").unwrap_or_else(|| panic!("no endpoint hop: {a:#}"));
+        assert!(
+            ep["evidence"]
+                .as_str()
+                .unwrap()
+                .starts_with("the conntrack table of "),
+            "{ep:#}"
+        );
+        let replica = hop(a, "replica").unwrap_or_else(|| panic!("no replica hop: {a:#}"));
+        assert!(
+            replicas(&c).iter().any(
+                |(name, ip, _)| replica["pod"] == name.as_str() && replica["ip"] == ip.as_str()
+            ),
+            "{replica:#}"
+        );
+    }
+    let notes: Vec<&str> = v["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|n| n.contains("no `log`"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{v:#}");
+    assert!(notes[0].contains("no restart needed"), "{}", notes[0]);
+
+    // Seed 001's logging Corefile, and new replicas that read it: the replicas' own view.
     c.minikind_ok(&[
         "apply",
         "-f",

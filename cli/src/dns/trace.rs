@@ -15,6 +15,7 @@
 //!
 //! Where the evidence ends (no rule, no log line) the path says so instead of guessing.
 
+mod conntrack;
 mod gather;
 mod model;
 mod path;
@@ -156,6 +157,9 @@ pub async fn run(args: TraceArgs) -> Result<()> {
         &docker, &client, &cluster, &pod, &attempts, window, &mut notes,
     )
     .await?;
+    if evidence.corefile_logs == Some(false) {
+        notes.push(path::NO_LOG_NOTE.to_string());
+    }
     let traced: Vec<TracedAttempt> = parsed
         .into_iter()
         .map(|(number, attempt)| TracedAttempt {

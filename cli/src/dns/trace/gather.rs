@@ -18,6 +18,7 @@ use minikind_pod_tools::attempt::Attempt;
 use minikind_pod_tools::transport::Transport;
 use minikind_resolv_conf::ResolvConf;
 
+use super::conntrack;
 use super::model::{EmbeddedMode, PodRef};
 use super::path::{Evidence, NodeInfo, Replica, UpstreamInfo};
 use super::querylog;
@@ -270,6 +271,27 @@ pub async fn evidence(
                 None
             }
         };
+        // Only the client's node DNATs its queries; its table is read right after the lookup.
+        let conntrack = if pod.node.as_deref() == Some(c.name.as_str()) {
+            match exec_in(docker, &c.name, &["cat", conntrack::PROC_PATH]).await {
+                Ok(r) if r.ok() => conntrack::parse(&r.stdout),
+                Ok(r) => {
+                    notes.push(format!(
+                        "{} on {}: {}",
+                        conntrack::PROC_PATH,
+                        c.name,
+                        r.stderr.trim()
+                    ));
+                    Vec::new()
+                }
+                Err(e) => {
+                    notes.push(format!("{} on {}: {e:#}", conntrack::PROC_PATH, c.name));
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
         nodes.insert(
             c.name.clone(),
             NodeInfo {
@@ -277,6 +299,7 @@ pub async fn evidence(
                 rules,
                 embedded,
                 queries: Vec::new(),
+                conntrack,
             },
         );
     }

@@ -64,6 +64,8 @@ pub struct TracedAttempt {
 pub enum Hop {
     ServiceRule(ServiceRuleHop),
     Endpoint(EndpointHop),
+    /// The replica behind the endpoint, known by its address alone (its log says nothing).
+    Replica(ReplicaHop),
     ClusterDns(ClusterDnsHop),
     Forward(ForwardHop),
     EmbeddedResolver(EmbeddedHop),
@@ -96,6 +98,14 @@ pub struct EndpointHop {
     pub of_endpoints: usize,
     /// How the pick is known: the replica behind this endpoint logged the query.
     pub evidence: String,
+}
+
+/// The pod behind the endpoint the DNAT chose, found by its address.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReplicaHop {
+    pub pod: String,
+    pub node: Option<String>,
+    pub ip: IpAddr,
 }
 
 /// The cluster-dns (CoreDNS) replica that answered, from its query log.

@@ -10,9 +10,10 @@ use std::time::{Duration, SystemTime};
 use minikind_pod_tools::attempt::{Attempt, AttemptResult};
 use minikind_pod_tools::transport::Transport;
 
+use super::conntrack::Flow;
 use super::model::{
     Answered, ClusterDnsHop, EmbeddedHop, EmbeddedMode, EndpointHop, ForwardHop, Hop, PodRef,
-    ServiceRuleHop, StopHop, UpstreamHop,
+    ReplicaHop, ServiceRuleHop, StopHop, UpstreamHop,
 };
 use super::querylog::{LoggedError, LoggedQuery};
 use super::rules::Ruleset;
@@ -59,6 +60,8 @@ pub struct NodeInfo {
     pub embedded: EmbeddedMode,
     /// Query lines of the node's own log (minikind's embedded resolver in builtin mode).
     pub queries: Vec<LoggedQuery>,
+    /// Its connection-tracking table, read right after the lookup (empty: not read).
+    pub conntrack: Vec<Flow>,
 }
 
 /// The lab upstream and what it logged.
@@ -191,10 +194,51 @@ pub fn assemble(attempt: &Attempt, ev: &Evidence) -> Vec<Hop> {
             return hops;
         }
         let Some((replica, logged)) = replica_for(attempt, ev) else {
-            hops.push(stop(
-                format!("{chain} on {node}"),
-                no_replica_reason(attempt, ev, endpoints.len()),
-            ));
+            // No replica logged it: the node's conntrack table still names the endpoint.
+            let flow = attempt.local.and_then(|local| {
+                ev.nodes
+                    .get(node)
+                    .and_then(|n| n.conntrack.iter().find(|f| f.is(proto, local, server)))
+            });
+            let picked = flow.and_then(|f| {
+                endpoints
+                    .iter()
+                    .find(|e| e.to() == Some(f.answered_by()))
+                    .map(|e| (f, e))
+            });
+            let Some((flow, ep)) = picked else {
+                hops.push(stop(
+                    format!("{chain} on {node}"),
+                    no_replica_reason(attempt, ev, endpoints.len()),
+                ));
+                return hops;
+            };
+            hops.push(Hop::Endpoint(EndpointHop {
+                node: node.to_string(),
+                sep_chain: ep.sep_chain.clone(),
+                jump_rule: ep.jump.text.clone(),
+                probability: ep.jump.probability().map(str::to_string),
+                dnat_rule: ep.dnat.as_ref().map(|r| r.text.clone()),
+                to: ep.to(),
+                of_endpoints: endpoints.len(),
+                evidence: format!("the conntrack table of {node}: {}", flow.line),
+            }));
+            let to = flow.answered_by().ip();
+            let behind = ev.replicas.iter().find(|r| r.ip == Some(to));
+            match behind {
+                Some(r) => {
+                    hops.push(Hop::Replica(ReplicaHop {
+                        pod: r.name.clone(),
+                        node: r.node.clone(),
+                        ip: to,
+                    }));
+                    hops.push(stop(r.name.clone(), unlogged_reason(attempt, ev, &r.name)));
+                }
+                None => hops.push(stop(
+                    to.to_string(),
+                    format!("no pod of the cluster has the address {to} now"),
+                )),
+            }
             return hops;
         };
         if let Some(ep) = endpoints
@@ -286,11 +330,9 @@ fn no_replica_reason(attempt: &Attempt, ev: &Evidence, endpoints: usize) -> Stri
     };
     if ev.corefile_logs == Some(false) {
         return format!(
-            "{outcome}, but cluster-dns does not log queries (the Corefile in ConfigMap \
-             kube-system/coredns has no `log`), so which of the {endpoints} endpoints was \
-             taken cannot be read; add `log` to the Corefile (see \
-             examples/seed-001-coredns-scaling-and-ndots/coredns-log.yaml) and restart the \
-             coredns deployment"
+            "{outcome}, but neither the node's conntrack table (the flow is gone: UDP flows \
+             live 30 s) nor cluster-dns (no `log`: see the note) says which of the \
+             {endpoints} endpoints was taken"
         );
     }
     let unreadable: Vec<String> = ev
@@ -309,6 +351,30 @@ fn no_replica_reason(attempt: &Attempt, ev: &Evidence, endpoints: usize) -> Stri
     }
     reason
 }
+
+/// Why the path ends at a replica known only by its address.
+fn unlogged_reason(attempt: &Attempt, ev: &Evidence, replica: &str) -> String {
+    let what = match &attempt.result {
+        AttemptResult::Reply { rcode, .. } => format!("it answered {rcode}"),
+        AttemptResult::Failed { error } => format!("no reply came ({error})"),
+    };
+    match ev.corefile_logs {
+        Some(false) => format!(
+            "{what}; how (its cache, its own zone, a forward) only its `log` line would say, \
+             and the Corefile has no `log` (see the note)"
+        ),
+        _ => format!("{what}; {replica} logged no matching query"),
+    }
+}
+
+/// The note a trace carries once when cluster-dns does not log: what `log` adds and how it
+/// is switched on without a restart.
+pub const NO_LOG_NOTE: &str = "cluster-dns does not log queries (the Corefile in ConfigMap \
+kube-system/coredns has no `log`): endpoints are read from the nodes' conntrack tables, but what \
+a replica did with a query is not. Add `log` to the Corefile (e.g. \
+examples/seed-001-coredns-scaling-and-ndots/coredns-log.yaml): the `reload` plugin picks the \
+edit up by itself once the kubelet has updated the mounted ConfigMap (within a minute or two), \
+no restart needed";
 
 /// What DOCKER_OUTPUT does catch, to explain why it doesn't catch a query.
 fn docker_output_says(rules: &Ruleset) -> String {

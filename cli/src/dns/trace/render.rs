@@ -67,6 +67,19 @@ fn hop_lines(hop: &Hop) -> (&'static str, String, Vec<String>) {
                 evidence,
             )
         }
+        Hop::Replica(h) => (
+            "cluster-dns",
+            format!(
+                "{} ({}{})",
+                h.pod,
+                h.ip,
+                h.node
+                    .as_ref()
+                    .map(|n| format!(" on {n}"))
+                    .unwrap_or_default()
+            ),
+            vec!["the pod with the address the DNAT chose".to_string()],
+        ),
         Hop::ClusterDns(h) => {
             let how = match (h.answered, &h.zone) {
                 (Answered::OwnZone, Some(zone)) => {

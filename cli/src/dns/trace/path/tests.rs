@@ -32,6 +32,7 @@ fn node(ip: &str, save: Option<&str>) -> NodeInfo {
         rules: save.map(Ruleset::parse),
         embedded: EmbeddedMode::Docker,
         queries: Vec::new(),
+        conntrack: Vec::new(),
     }
 }
 
@@ -106,6 +107,7 @@ fn kinds(hops: &[Hop]) -> Vec<&'static str> {
         .map(|h| match h {
             Hop::ServiceRule(_) => "service_rule",
             Hop::Endpoint(_) => "endpoint",
+            Hop::Replica(_) => "replica",
             Hop::ClusterDns(_) => "cluster_dns",
             Hop::Forward(_) => "forward",
             Hop::EmbeddedResolver(_) => "embedded_resolver",
@@ -315,11 +317,47 @@ fn a_replica_that_does_not_log_is_said_so() {
     let stop = stop_of(&hops);
     assert_eq!(stop.at, "KUBE-SVC-TCOU7JCQXEZGVUNU on trc1-worker");
     assert!(stop.reason.contains("no `log`"), "{}", stop.reason);
-    assert!(
-        stop.reason.contains("which of the 2 endpoints"),
-        "{}",
-        stop.reason
+    assert!(stop.reason.contains("which of the 2"), "{}", stop.reason);
+
+    // The node's conntrack table still holds the flow: the endpoint and the replica behind it
+    // are named from it, and the path stops at what only the replica's log would say.
+    let local = a.local.unwrap();
+    let line = format!(
+        "ipv4     2 udp      17 28 src={} dst={} sport={} dport={} src=10.244.2.3 dst={} \
+         sport=53 dport={} mark=0 zone=0 use=2",
+        local.ip(),
+        a.server.ip(),
+        local.port(),
+        a.server.port(),
+        local.ip(),
+        local.port()
     );
+    ev.nodes.get_mut("trc1-worker").unwrap().conntrack = crate::dns::trace::conntrack::parse(&line);
+    let hops = assemble(a, &ev);
+    assert_eq!(
+        kinds(&hops),
+        ["service_rule", "endpoint", "replica", "stop"]
+    );
+    let Hop::Endpoint(ep) = &hops[1] else {
+        unreachable!()
+    };
+    assert_eq!(ep.to, Some("10.244.2.3:53".parse().unwrap()));
+    assert!(
+        ep.evidence
+            .starts_with("the conntrack table of trc1-worker: ipv4"),
+        "{}",
+        ep.evidence
+    );
+    let Hop::Replica(r) = &hops[2] else {
+        unreachable!()
+    };
+    assert_eq!(r.pod, "kube-system/coredns-gzpjqvjrtz-f2mv5");
+    assert!(
+        stop_of(&hops)
+            .reason
+            .contains("only its `log` line would say")
+    );
+    ev.nodes.get_mut("trc1-worker").unwrap().conntrack.clear();
 
     // Logging on, but no replica has the line (it went to one that is gone).
     ev.corefile_logs = Some(true);
