@@ -21,6 +21,81 @@ use minikind_resolv_conf::ResolvConf;
 /// Where Kubernetes mounts a pod's service-account credentials.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
+/// Where a pod's UTS and IPC namespaces are pinned, under its directory.
+const NS_DIR: &str = "ns";
+
+/// Whether `file` has a namespace mounted on it (its device is not its directory's).
+fn is_pinned(file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(file),
+        file.parent().map(std::fs::metadata),
+    ) {
+        (Ok(f), Some(Ok(d))) => f.dev() != d.dev(),
+        _ => false,
+    }
+}
+
+/// Makes the pod's IPC namespace, and its UTS namespace with `hostname` when it has its own,
+/// and pins them by bind-mounting them on files under the pod's directory (as `ip netns`
+/// pins network namespaces), so every container of the pod joins the same ones. Pinned ones
+/// a previous kubelet made are kept.
+fn pin_namespaces(pod_dir: &Path, hostname: Option<&str>) -> Result<()> {
+    let dir = pod_dir.join(NS_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut wanted = vec![("ipc", nix::sched::CloneFlags::CLONE_NEWIPC)];
+    if hostname.is_some() {
+        wanted.push(("uts", nix::sched::CloneFlags::CLONE_NEWUTS));
+    }
+    wanted.retain(|(n, _)| !is_pinned(&dir.join(n)));
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let hostname = hostname.map(str::to_string);
+    // A thread of its own: unsharing UTS and IPC changes only the calling thread, which ends
+    // right after, leaving the namespaces held by the mounts.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<()> {
+                let flags = wanted
+                    .iter()
+                    .fold(nix::sched::CloneFlags::empty(), |f, (_, w)| f | *w);
+                nix::sched::unshare(flags).context("making the pod's UTS and IPC namespaces")?;
+                if let Some(h) = &hostname {
+                    nix::unistd::sethostname(h).context("setting the pod's hostname")?;
+                }
+                for (name, _) in &wanted {
+                    let target = dir.join(name);
+                    std::fs::write(&target, b"")
+                        .with_context(|| format!("creating {}", target.display()))?;
+                    nix::mount::mount(
+                        Some(&PathBuf::from(format!("/proc/thread-self/ns/{name}"))),
+                        &target,
+                        None::<&str>,
+                        nix::mount::MsFlags::MS_BIND,
+                        None::<&str>,
+                    )
+                    .with_context(|| {
+                        format!("pinning the pod's {name} namespace on {}", target.display())
+                    })?;
+                }
+                Ok(())
+            })
+            .join()
+            .map_err(|_| anyhow!("the namespace thread panicked"))?
+    })
+}
+
+/// Unpins what [`pin_namespaces`] pinned.
+fn unpin_namespaces(pod_dir: &Path) {
+    for name in ["uts", "ipc"] {
+        let f = pod_dir.join(NS_DIR).join(name);
+        if is_pinned(&f) {
+            let _ = nix::mount::umount2(&f, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 /// The network namespace of the pod with `uid` (`mk-<uid>`, as `ip netns list` shows it).
 pub fn netns_name(uid: &str) -> String {
     format!("mk-{uid}")
@@ -71,7 +146,9 @@ impl Sandbox {
                         container.name
                     )
                 }
-                Some(sub) => source.join(sub),
+                // A symlink inside the volume must not lead the mount out of it.
+                Some(sub) => crate::rootfs::resolve_in_root(source, Path::new(sub))
+                    .with_context(|| format!("container {}: subPath {sub:?}", container.name))?,
                 None => source.clone(),
             };
             has_sa |= Path::new(&vm.mount_path) == Path::new(SERVICE_ACCOUNT_DIR);
@@ -88,9 +165,11 @@ impl Sandbox {
                 read_only: true,
             });
         }
+        let ns = self.dir.join(NS_DIR);
         Ok(PodContext {
             netns: self.netns.as_ref().map(|n| Path::new("/run/netns").join(n)),
-            hostname: self.hostname.clone(),
+            uts: self.hostname.as_ref().map(|_| ns.join("uts")),
+            ipc: Some(ns.join("ipc")),
             mounts,
         })
     }
@@ -393,6 +472,12 @@ pub async fn prepare(k: &Kubelet, pod: &Pod) -> Result<Sandbox> {
             read_only: false,
         },
     ];
+    {
+        let (dir, h) = (dir.clone(), (!host_network).then(|| hostname.clone()));
+        tokio::task::spawn_blocking(move || pin_namespaces(&dir, h.as_deref()))
+            .await
+            .context("namespace task")??;
+    }
     if !host_network {
         write_file(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
         pod_mounts.push(BindMount {
@@ -465,6 +550,7 @@ pub async fn teardown(k: &Kubelet, uid: &str, log_dir: Option<PathBuf>) -> Resul
         .await
         .context("network namespace task")??;
     let dir = pod_dir(&k.cfg.root, uid);
+    unpin_namespaces(&dir);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
