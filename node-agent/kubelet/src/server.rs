@@ -648,7 +648,7 @@ fn start_with_pipes(pid: i32, spec: &ProcessSpec, ask: &ExecRequest) -> Result<S
 
 /// Starts the command on a new pseudo-terminal: everything it prints comes on channel 1.
 fn start_on_terminal(pid: i32, spec: &ProcessSpec, ask: &ExecRequest) -> Result<Started> {
-    let pty = super::pty::open()?;
+    let pty = super::pty::open_in(&std::path::PathBuf::from(format!("/proc/{pid}/root")))?;
     let master = pty.master;
     // The prepared command (with our copies of the slave side) is consumed by `spawn`: those
     // copies must close, or reading the master never ends.
