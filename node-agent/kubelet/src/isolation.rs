@@ -83,6 +83,9 @@ pub struct Plan {
     /// entering a running container (its mount namespace is joined).
     pub root: Option<(CString, Vec<Op>)>,
     pub read_only_root: bool,
+    /// The pod's pause process: PID 1 of a new PID namespace the pod's containers join
+    /// (`shareProcessNamespace`); it reaps orphans and never execs.
+    pub pause: bool,
     pub privileges: Privileges,
     /// The write ends of the step and PID report pipes.
     pub steps_w: OwnedFd,
@@ -178,7 +181,7 @@ impl Plan {
         join(&self.join.ipc, CloneFlags::CLONE_NEWIPC)?;
         join(&self.join.pid, CloneFlags::CLONE_NEWPID)?;
         join(&self.join.mnt, CloneFlags::CLONE_NEWNS)?;
-        if self.root.is_some() {
+        if self.root.is_some() || self.pause {
             self.step(STEP_UNSHARE);
             let mut flags = CloneFlags::CLONE_NEWNS;
             if self.join.pid.is_none() {
@@ -197,6 +200,9 @@ impl Plan {
         }
         // SAFETY: prctl with constant arguments; the parent is now the relay.
         check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) })?;
+        if self.pause {
+            pause();
+        }
         if let Some((rootfs, ops)) = &self.root {
             self.new_root(rootfs, ops)?;
         }
@@ -362,6 +368,25 @@ impl Plan {
         self.step(STEP_CHDIR);
         check(unsafe { libc::chdir(p.working_dir.as_ptr()) })?;
         Ok(())
+    }
+}
+
+extern "C" fn wake(_: libc::c_int) {}
+
+/// PID 1 of a pod's shared PID namespace: reaps what the containers leave behind, until it
+/// is killed (only SIGKILL reaches an init without handlers from outside its namespace).
+fn pause() -> ! {
+    // SAFETY: only async-signal-safe calls.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        // A handler (not SIG_IGN) so that SIGCHLD interrupts `pause` and orphans are reaped.
+        libc::signal(libc::SIGCHLD, wake as *const () as libc::sighandler_t);
+        loop {
+            let mut status = 0;
+            if libc::waitpid(-1, &mut status, libc::WNOHANG) <= 0 {
+                libc::pause();
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ipnet::Ipv4Net;
@@ -124,6 +125,27 @@ pub struct Sandbox {
     pub service_account: Option<PathBuf>,
     /// Warnings forming the resolv.conf produced (`DNSConfigForming`), for events.
     pub dns_warnings: Vec<pod_dns::DnsWarning>,
+    /// The pause process holding the pod's shared PID namespace (`shareProcessNamespace`).
+    pub pause: Option<Arc<Pause>>,
+}
+
+/// A pod's pause process (see `spawn::start_pause`), killed when the sandbox goes.
+#[derive(Debug)]
+pub struct Pause {
+    /// Its PID on the node (PID 1 of the pod's namespace).
+    pub pid: i32,
+    /// The relay's process group, which holds the pause too.
+    group: i32,
+    _child: tokio::process::Child,
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.group),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 impl Sandbox {
@@ -170,6 +192,10 @@ impl Sandbox {
             netns: self.netns.as_ref().map(|n| Path::new("/run/netns").join(n)),
             uts: self.hostname.as_ref().map(|_| ns.join("uts")),
             ipc: Some(ns.join("ipc")),
+            pid: self
+                .pause
+                .as_ref()
+                .map(|p| PathBuf::from(format!("/proc/{}/ns/pid", p.pid))),
             mounts,
         })
     }
@@ -499,7 +525,31 @@ pub async fn prepare(k: &Kubelet, pod: &Pod) -> Result<Sandbox> {
         _ => None,
     };
 
+    let pause = if spec.share_process_namespace == Some(true) {
+        let ctx = PodContext {
+            netns: netns.as_ref().map(|n| Path::new("/run/netns").join(n)),
+            uts: (!host_network).then(|| dir.join(NS_DIR).join("uts")),
+            ipc: Some(dir.join(NS_DIR).join("ipc")),
+            pid: None,
+            mounts: vec![],
+        };
+        let spawned = crate::spawn::start_pause(&ctx)?;
+        let group = spawned
+            .child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| anyhow!("the pause process has no PID"))?;
+        Some(Arc::new(Pause {
+            pid: spawned.pid,
+            group,
+            _child: spawned.child,
+        }))
+    } else {
+        None
+    };
+
     Ok(Sandbox {
+        pause,
         netns,
         ip,
         dir,
@@ -641,6 +691,7 @@ mod tests {
             volumes: BTreeMap::from([("cfg".to_string(), PathBuf::from("/v/cfg"))]),
             service_account: Some(PathBuf::from("/v/sa")),
             dns_warnings: vec![],
+            pause: None,
         };
         let c: k8s_openapi::api::core::v1::Container = serde_json::from_value(serde_json::json!({
             "name": "c",

@@ -39,6 +39,9 @@ pub struct PodContext {
     pub uts: Option<PathBuf>,
     /// The pinned IPC namespace of the pod.
     pub ipc: Option<PathBuf>,
+    /// The pod's shared PID namespace (`shareProcessNamespace`), held by its pause process;
+    /// None = each container gets its own.
+    pub pid: Option<PathBuf>,
     /// Mounted in this order, so a later mount may sit inside an earlier one.
     pub mounts: Vec<BindMount>,
 }
@@ -270,6 +273,17 @@ fn prepare(
     spec: &ProcessSpec,
     terminal: Option<OwnedFd>,
 ) -> Result<Prepared> {
+    prepare_plan(join, root, opts, spec, terminal, false)
+}
+
+fn prepare_plan(
+    join: Join,
+    root: Option<(CString, Vec<Op>)>,
+    opts: RootOptions,
+    spec: &ProcessSpec,
+    terminal: Option<OwnedFd>,
+    pause: bool,
+) -> Result<Prepared> {
     let Some(program) = spec.argv.first().filter(|p| !p.is_empty()).cloned() else {
         bail!("no command specified");
     };
@@ -288,6 +302,7 @@ fn prepare(
         join,
         root,
         read_only_root: opts.read_only,
+        pause,
         privileges: Privileges {
             identity: spec.identity.clone(),
             capabilities: spec.capabilities,
@@ -357,11 +372,44 @@ pub fn container_command(
             .transpose()?,
         uts: ctx.uts.as_deref().map(|p| open_ns(p, "UTS")).transpose()?,
         ipc: ctx.ipc.as_deref().map(|p| open_ns(p, "IPC")).transpose()?,
-        pid: None,
+        pid: ctx.pid.as_deref().map(|p| open_ns(p, "PID")).transpose()?,
         mnt: None,
     };
     let ops = root_ops(root, ctx)?;
     prepare(join, Some((cstring(&root.rootfs)?, ops)), opts, spec, None)
+}
+
+/// Starts the pause process of a pod whose containers share one PID namespace
+/// (`shareProcessNamespace`): PID 1 of that namespace, in the pod's network, UTS and IPC
+/// namespaces, as the pause container of a real pod. It is a fork of the kubelet that never
+/// execs (no image holds a pause program here), so the program name below is never run.
+pub fn start_pause(ctx: &PodContext) -> Result<Spawned> {
+    let join = Join {
+        net: ctx
+            .netns
+            .as_deref()
+            .map(|p| open_ns(p, "network"))
+            .transpose()?,
+        uts: ctx.uts.as_deref().map(|p| open_ns(p, "UTS")).transpose()?,
+        ipc: ctx.ipc.as_deref().map(|p| open_ns(p, "IPC")).transpose()?,
+        pid: None,
+        mnt: None,
+    };
+    let spec = ProcessSpec {
+        argv: vec!["pause".into()],
+        env: vec![],
+        working_dir: PathBuf::from("/"),
+        identity: Identity {
+            uid: 0,
+            gid: 0,
+            groups: vec![],
+        },
+        capabilities: 0,
+        no_new_privs: true,
+    };
+    let mut prepared = prepare_plan(join, None, RootOptions::default(), &spec, None, true)?;
+    prepared.cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    prepared.spawn().context("starting the pod's pause process")
 }
 
 /// The namespaces of the running container process `pid`, to enter.

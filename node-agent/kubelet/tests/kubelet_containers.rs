@@ -306,3 +306,36 @@ fn a_restarted_container_starts_from_a_clean_root() {
         lab.shutdown().await;
     });
 }
+
+#[test]
+fn containers_share_the_pods_pid_namespace_only_when_asked() {
+    isolated(|| async {
+        let lab = busybox_lab().await;
+        let two = |name: &str, share: bool| {
+            let mut p = pod(name, &["sleep", "3600"]);
+            p["spec"]["shareProcessNamespace"] = json!(share);
+            p["spec"]["containers"].as_array_mut().unwrap().push(
+                json!({"name": "side", "image": "busybox:1.36", "command": ["sleep", "3601"]}),
+            );
+            p
+        };
+        lab.create(two("shared", true)).await;
+        lab.create(two("separate", false)).await;
+        lab.wait_running("shared").await;
+        lab.wait_running("separate").await;
+        let ps = sh(&lab, "shared", "ps -o pid,args").await.stdout;
+        assert!(
+            ps.contains("sleep 3600") && ps.contains("sleep 3601"),
+            "{ps}"
+        );
+        // PID 1 is the pod's pause process, not a container's program.
+        let first = ps.lines().nth(1).unwrap_or_default().trim().to_string();
+        assert!(first.starts_with("1 ") && !first.contains("sleep"), "{ps}");
+        let ps = sh(&lab, "separate", "ps -o pid,args").await.stdout;
+        assert!(
+            ps.contains("1 sleep 3600") && !ps.contains("sleep 3601"),
+            "{ps}"
+        );
+        lab.shutdown().await;
+    });
+}
