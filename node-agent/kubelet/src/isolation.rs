@@ -35,6 +35,8 @@ pub enum Op {
         recursive: bool,
         read_only: bool,
         extra: libc::c_ulong,
+        /// Skipped when the source does not exist (a `/proc` file some kernels lack).
+        optional: bool,
     },
     /// A fresh filesystem (`proc`, `tmpfs`, `devpts`).
     Fs {
@@ -229,15 +231,19 @@ impl Plan {
                     recursive,
                     read_only,
                     extra,
+                    optional,
                 } => {
                     let rec = if *recursive { libc::MS_REC } else { 0 };
-                    mount(
+                    match mount(
                         source.as_ptr(),
                         target.as_ptr(),
                         null,
                         libc::MS_BIND | rec,
                         null.cast(),
-                    )?;
+                    ) {
+                        Err(e) if *optional && e.raw_os_error() == Some(libc::ENOENT) => continue,
+                        r => r?,
+                    }
                     if *read_only {
                         mount(
                             null,

@@ -119,6 +119,7 @@ fn root_ops(root: &ContainerRoot, ctx: &PodContext) -> Result<Vec<Op>> {
             recursive,
             read_only,
             extra,
+            optional: false,
         })
     };
     let fs = |fstype: &str, target: &Path, flags, data: &str| -> Result<Op> {
@@ -143,6 +144,19 @@ fn root_ops(root: &ContainerRoot, ctx: &PodContext) -> Result<Vec<Op>> {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
     ops.push(fs("proc", &proc_dir, nosuid | nodev | noexec, "")?);
+    // The kernel-wide parts of /proc read-only, as containerd's default `readonlyPaths`
+    // (`oci/spec.go`): a root process must not change the node's sysctls or trigger SysRq.
+    for p in ["fs", "irq", "sys", "sysrq-trigger"] {
+        let path = proc_dir.join(p);
+        ops.push(Op::Bind {
+            source: c(&path)?,
+            target: c(&path)?,
+            recursive: true,
+            read_only: true,
+            extra: nosuid | nodev | noexec,
+            optional: true,
+        });
+    }
     // /dev as runc makes it: a small tmpfs with the node's harmless devices bound in.
     ops.push(fs("tmpfs", &dev, nosuid, "mode=755,size=65536k")?);
     for d in ["null", "zero", "full", "random", "urandom", "tty"] {

@@ -204,6 +204,9 @@ fn a_container_sees_only_its_root_its_processes_and_its_hostname() {
         assert!(!dev.contains(&"sda") && !dev.contains(&"kmsg"), "{dev:?}");
         let sys = sh(&lab, "iso-a", "touch /sys/x").await;
         assert!(sys.stderr.contains("Read-only file system"), "{sys:?}");
+        // The node's sysctls stay out of reach of the container's root.
+        let sysctl = sh(&lab, "iso-a", "grep ' /proc/sys ' /proc/mounts").await;
+        assert!(sysctl.stdout.contains(" ro,"), "{sysctl:?}");
         std::fs::remove_file(&node_file).unwrap();
         lab.shutdown().await;
     });
