@@ -8,15 +8,17 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, watch};
 
 use super::backoff::{Backoff, BackoffConfig};
 use super::handles::{ContainerHandle, Kill, PodHandle, RunInfo};
+use super::image_config;
 use super::logs::LogWriter;
-use super::spawn::{self, ProcessSpec};
+use super::rootfs::{ContainerRoot, RootProvider, RootRequest};
+use super::spawn::{self, ProcessSpec, RootOptions, Spawned};
 use super::status::{RunState, Slot};
 
 /// Everything one container runner needs.
@@ -33,6 +35,12 @@ pub struct ContainerCtx {
     pub restart_count: i32,
     /// Kill requests from the container's liveness and startup probe workers.
     pub kills: mpsc::UnboundedReceiver<Kill>,
+    /// The pod as the API holds it (its security context, its name in messages).
+    pub pod_object: Arc<Pod>,
+    /// The pod's directory on the node.
+    pub pod_dir: std::path::PathBuf,
+    /// Where each run's root filesystem comes from.
+    pub roots: Arc<dyn RootProvider>,
 }
 
 /// Go's `time.Duration` text (`10s`, `1m20s`, `5m0s`), as the kubelet's messages show it.
@@ -89,6 +97,9 @@ enum Ended {
     /// The pod is being stopped.
     Stopped(Option<std::process::ExitStatus>),
     StartFailed(String),
+    /// The container could not be made (`CreateContainerConfigError`,
+    /// `CreateContainerError`): it stays waiting with that reason, and is tried again.
+    NotCreated(&'static str, String),
 }
 
 /// Runs the container until `stop` carries a grace period. `stop` also interrupts a
@@ -103,6 +114,22 @@ pub async fn run(mut ctx: ContainerCtx, mut stop: watch::Receiver<Option<Duratio
         }
         let started_wall = jiff::Timestamp::now();
         let (ended, container_id) = run_once(&mut ctx, restart, &mut stop).await;
+        if let Ended::NotCreated(reason, message) = ended {
+            ctx.pod
+                .event(true, "Failed", format!("Error: {message}"), Some(&name));
+            ctx.pod.update(|rt| {
+                rt.slot_mut(ctx.slot).state = RunState::Waiting {
+                    reason: reason.into(),
+                    message: Some(message),
+                };
+            });
+            // Tried again at the next sync, as the kubelet does (no crash-loop back-off: the
+            // container never ran).
+            tokio::select! {
+                _ = tokio::time::sleep(ctx.backoff.initial) => continue,
+                _ = stop.wait_for(Option::is_some) => return,
+            }
+        }
         let finished = Instant::now();
         let finished_wall = jiff::Timestamp::now();
         let (code, signal, reason, message, stopped) = match &ended {
@@ -121,6 +148,7 @@ pub async fn run(mut ctx: ContainerCtx, mut stop: watch::Receiver<Option<Duratio
                     exit_fields(st, None, true)
                 }),
             Ended::StartFailed(msg) => (128, None, "StartError".into(), Some(msg.clone()), false),
+            Ended::NotCreated(..) => unreachable!("handled above"),
         };
         let terminated = RunState::Terminated {
             exit_code: code,
@@ -214,35 +242,104 @@ fn start_failed(ctx: &ContainerCtx, msg: String) -> (Ended, Option<String>) {
     (Ended::StartFailed(msg), None)
 }
 
-/// Starts one run and waits for its end. Returns how it ended and its container ID.
+/// The process of one run: the image's configuration and the pod's spec combined
+/// (`image_config`). Err is the waiting reason and message.
+fn process_for(
+    ctx: &ContainerCtx,
+    root: &ContainerRoot,
+    kubelet_env: &super::env::Env,
+) -> Result<(ProcessSpec, RootOptions), (&'static str, String)> {
+    let pod_sc = ctx
+        .pod_object
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref());
+    let sc = image_config::effective_security(pod_sc, &ctx.spec);
+    image_config::verify_run_as_non_root(&ctx.pod_object, &ctx.spec, &sc, &root.config)
+        .map_err(|m| ("CreateContainerConfigError", m))?;
+    let fail = |e: anyhow::Error| ("CreateContainerError", format!("{e:#}"));
+    let argv = image_config::command_line(&ctx.spec, &root.config, kubelet_env).map_err(fail)?;
+    let identity = image_config::identity(&sc, pod_sc, &root.config, &root.rootfs).map_err(fail)?;
+    let capabilities = image_config::capabilities(Some(&sc)).map_err(fail)?;
+    let process = ProcessSpec {
+        argv,
+        env: image_config::environment(&root.config, kubelet_env).into_vec(),
+        working_dir: image_config::working_dir(&ctx.spec, &root.config),
+        identity,
+        capabilities,
+        no_new_privs: sc.allow_privilege_escalation == Some(false),
+    };
+    let opts = RootOptions {
+        read_only: sc.read_only_root_filesystem == Some(true),
+    };
+    Ok((process, opts))
+}
+
+/// Starts one run in a fresh root and waits for its end; the root is given back after.
+/// Returns how it ended and its container ID.
 async fn run_once(
     ctx: &mut ContainerCtx,
     restart: i32,
     stop: &mut watch::Receiver<Option<Duration>>,
 ) -> (Ended, Option<String>) {
     let tmpl = ctx.handle.template();
-    let (program, args) = match &tmpl.argv {
-        Ok(a) => a.clone(),
-        Err(e) => return start_failed(ctx, e.clone()),
+    if let Some(e) = &tmpl.error {
+        return start_failed(ctx, e.clone());
+    }
+    let image = ctx.spec.image.clone().unwrap_or_default();
+    let (uid, name, pod_dir, roots) = (
+        ctx.pod.uid.clone(),
+        ctx.spec.name.clone(),
+        ctx.pod_dir.clone(),
+        ctx.roots.clone(),
+    );
+    let req = RootRequest {
+        pod_uid: &uid,
+        pod_dir: &pod_dir,
+        container: &name,
+        image: &image,
+        run: restart,
     };
-    let spec = ProcessSpec {
-        program,
-        args,
-        env: tmpl.env.clone(),
-        working_dir: tmpl.working_dir.clone(),
+    let root = match roots.prepare(&req) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                Ended::NotCreated("CreateContainerError", format!("root filesystem: {e:#}")),
+                None,
+            );
+        }
     };
+    let result = run_in_root(ctx, &tmpl, &root, restart, stop).await;
+    if let Err(e) = roots.release(&req, &root) {
+        tracing::warn!(container = %name, "giving back the root filesystem: {e:#}");
+    }
+    result
+}
+
+async fn run_in_root(
+    ctx: &mut ContainerCtx,
+    tmpl: &super::handles::ProcessTemplate,
+    root: &ContainerRoot,
+    restart: i32,
+    stop: &mut watch::Receiver<Option<Duration>>,
+) -> (Ended, Option<String>) {
+    let (spec, opts) = match process_for(ctx, root, &tmpl.kubelet_env) {
+        Ok(p) => p,
+        Err((reason, msg)) => return (Ended::NotCreated(reason, msg), None),
+    };
+    ctx.handle.set_process(Some(spec.clone()));
     let log = match LogWriter::create(&ctx.handle.log_dir, restart).await {
         Ok(l) => l,
         Err(e) => return start_failed(ctx, format!("{e:#}")),
     };
-    let mut cmd = match spawn::command(&tmpl.ctx, &spec) {
+    let mut prepared = match spawn::container_command(&tmpl.ctx, root, opts, &spec) {
         Ok(c) => c,
         Err(e) => return start_failed(ctx, format!("{e:#}")),
     };
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return start_failed(ctx, format!("starting {}: {e}", spec.program.display())),
+    prepared.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let Spawned { mut child, pid } = match prepared.spawn() {
+        Ok(s) => s,
+        Err(e) => return start_failed(ctx, format!("{e:#}")),
     };
     let pgid = child.id().map(|p| p as i32);
     let id = new_container_id();
@@ -281,7 +378,7 @@ async fn run_once(
     ctx.handle.run.send_replace(RunInfo {
         restart,
         running: true,
-        pid: pgid,
+        pid: Some(pid),
     });
     ctx.pod.update(|rt| {
         let c = rt.slot_mut(ctx.slot);

@@ -4,14 +4,10 @@
 //! `command` and `args`.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{Container, Pod};
-
-use super::spawn::{DEFAULT_PATH, look_path};
 
 /// The address and port of `default/kubernetes` (the API as pods reach it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +45,7 @@ impl Env {
         &self.vars
     }
 
-    fn map(&self) -> BTreeMap<&str, &str> {
+    pub(crate) fn map(&self) -> BTreeMap<&str, &str> {
         self.vars
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -149,8 +145,9 @@ pub fn container_env(
     master: Option<MasterService>,
     config_maps: &ConfigMapData,
 ) -> Result<Env> {
+    // PATH comes from the image (image_config::environment); the kubelet's own variables
+    // are the only ones `$(VAR)` references see, as in the kubelet.
     let mut env = Env::default();
-    env.set("PATH", DEFAULT_PATH.to_string());
     env.set("HOSTNAME", hostname.to_string());
     if let Some(m) = master {
         let (ip, port) = (m.ip, m.port);
@@ -250,48 +247,6 @@ pub fn referenced_config_maps(container: &Container) -> Vec<String> {
     names
 }
 
-/// The program and arguments of `container`: `command` + `args` with `$(VAR)` expanded; with
-/// no `command`, a CoreDNS image runs `cluster-dns` (CoreDNS images' entrypoint is
-/// `/coredns`), any other image runs its `args` as the command (an image without an
-/// entrypoint). The program is looked up in the container's `PATH`.
-pub fn argv(container: &Container, env: &Env) -> Result<(PathBuf, Vec<OsString>)> {
-    let vars = env.map();
-    let command: Vec<String> = container
-        .command
-        .iter()
-        .flatten()
-        .map(|c| expand(c, &vars))
-        .collect();
-    let args: Vec<String> = container
-        .args
-        .iter()
-        .flatten()
-        .map(|a| expand(a, &vars))
-        .collect();
-    let image = container.image.as_deref().unwrap_or("");
-    let mut words: Vec<String> = if !command.is_empty() {
-        command.into_iter().chain(args).collect()
-    } else if image_is_coredns(image) {
-        std::iter::once("cluster-dns".to_string())
-            .chain(args)
-            .collect()
-    } else {
-        args
-    };
-    if words.is_empty() {
-        bail!(
-            "container {} has no command, and image {image:?} has no entrypoint minikind knows (only CoreDNS images have one)",
-            container.name
-        );
-    }
-    let program = words.remove(0);
-    let path = env.get("PATH").unwrap_or(DEFAULT_PATH);
-    let Some(resolved) = look_path(&program, path) else {
-        bail!("exec: {program:?}: executable file not found in $PATH");
-    };
-    Ok((resolved, words.into_iter().map(OsString::from).collect()))
-}
-
 /// Whether an image reference names CoreDNS (`registry.k8s.io/coredns/coredns:v1.12.0`,
 /// `coredns/coredns`, …).
 pub fn image_is_coredns(image: &str) -> bool {
@@ -372,9 +327,8 @@ mod tests {
             env.get("KUBERNETES_PORT_443_TCP"),
             Some("tcp://10.96.0.1:443")
         );
-        assert_eq!(env.get("PATH"), Some(&*format!("/opt/bin:{DEFAULT_PATH}")));
-        // PATH was redefined in place, so it stays first.
-        assert_eq!(env.as_slice()[0].0, "PATH");
+        // The kubelet's expansion does not know the image's PATH: left as written.
+        assert_eq!(env.get("PATH"), Some("/opt/bin:$(PATH)"));
     }
 
     #[test]
@@ -399,33 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn command_args_and_the_coredns_entrypoint() {
-        let env = Env {
-            vars: vec![
-                ("PATH".into(), DEFAULT_PATH.into()),
-                ("N".into(), "3".into()),
-            ],
-        };
-        let c = container(
-            json!({"name": "c", "image": "busybox", "command": ["sleep"], "args": ["$(N)"]}),
-        );
-        let (prog, args) = argv(&c, &env).unwrap();
-        assert!(prog.is_absolute() && prog.ends_with("sleep"), "{prog:?}");
-        assert_eq!(args, vec![OsString::from("3")]);
-        let c = container(json!({"name": "c", "image": "busybox", "args": ["sleep", "1"]}));
-        assert!(argv(&c, &env).unwrap().0.ends_with("sleep"));
-        let c = container(json!({"name": "c", "image": "busybox"}));
-        assert!(
-            argv(&c, &env)
-                .unwrap_err()
-                .to_string()
-                .contains("no command")
-        );
-        let c = container(json!({"name": "c", "image": "x", "command": ["no-such-binary-here"]}));
-        assert_eq!(
-            argv(&c, &env).unwrap_err().to_string(),
-            "exec: \"no-such-binary-here\": executable file not found in $PATH"
-        );
+    fn coredns_images_are_recognised() {
         assert!(image_is_coredns("registry.k8s.io/coredns/coredns:v1.12.0"));
         assert!(image_is_coredns("localhost:5000/coredns@sha256:abc"));
         assert!(!image_is_coredns("coredns-like.example/busybox:1.36"));

@@ -11,8 +11,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::sync::{Notify, mpsc, watch};
 
+use super::env::Env;
 use super::sandbox::Sandbox;
-use super::spawn::PodContext;
+use super::spawn::{PodContext, ProcessSpec};
 use super::status::{self, ContainerRuntime, PodRuntime, RunState};
 
 /// What the logs endpoint needs to know of a container's runs.
@@ -21,7 +22,8 @@ pub struct RunInfo {
     /// The restart count of the current (or last) run; its log is `<restart>.log`.
     pub restart: i32,
     pub running: bool,
-    /// Process (group) ID of the current run.
+    /// The current run's first process, as the node sees it: the namespaces and root that
+    /// exec and probes enter.
     pub pid: Option<i32>,
 }
 
@@ -57,6 +59,12 @@ impl ContainerHandle {
             .lock()
             .map(|t| t.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Records the process of the run that starts now (exec and probes reuse it).
+    pub fn set_process(&self, process: Option<ProcessSpec>) {
+        let mut t = self.template.lock().unwrap_or_else(|p| p.into_inner());
+        t.process = process;
     }
 }
 
@@ -137,14 +145,28 @@ impl PodHandle {
     }
 }
 
-/// The pod context and environment of a container, as exec and probes reuse them.
-#[derive(Debug, Clone)]
+/// What a container's runs start from, and what exec and probes reuse of the current run.
+#[derive(Debug, Clone, Default)]
 pub struct ProcessTemplate {
+    /// The pod's namespaces and the container's mounts.
     pub ctx: PodContext,
-    pub env: Vec<(String, String)>,
-    pub working_dir: Option<std::path::PathBuf>,
-    /// The resolved program and arguments, or why there are none.
-    pub argv: Result<(std::path::PathBuf, Vec<std::ffi::OsString>), String>,
+    /// The kubelet's environment of the container (a run adds the image's under it).
+    pub kubelet_env: Env,
+    /// Why the container cannot be set up (a missing volume or ConfigMap, …), if so.
+    pub error: Option<String>,
+    /// The current (or last) run's process: command line, whole environment, directory,
+    /// user and privileges.
+    pub process: Option<ProcessSpec>,
+}
+
+impl ProcessTemplate {
+    /// A template that only says why the container cannot run.
+    pub fn failed(error: String) -> ProcessTemplate {
+        ProcessTemplate {
+            error: Some(error),
+            ..Default::default()
+        }
+    }
 }
 
 /// A request from a liveness or startup worker to kill one container run.

@@ -21,7 +21,9 @@ pub mod backoff;
 pub mod container;
 pub mod env;
 pub mod handles;
+pub mod image_config;
 pub mod ipam;
+pub mod isolation;
 pub mod logs;
 pub mod node;
 pub mod overlay;
@@ -31,6 +33,7 @@ pub mod pod_worker;
 pub mod probe_worker;
 pub mod probes;
 pub mod pty;
+pub mod rootfs;
 pub mod routes;
 pub mod sandbox;
 pub mod server;
@@ -172,6 +175,9 @@ pub struct KubeletConfig {
     pub volume_refresh: Duration,
     /// A stopping kubelet gives containers at most this long after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Where containers' root filesystems come from (the tools image's roots until the
+    /// node's image store is plugged in).
+    pub roots: Arc<dyn rootfs::RootProvider>,
 }
 
 impl KubeletConfig {
@@ -198,6 +204,7 @@ impl KubeletConfig {
             backoff: BackoffConfig::default(),
             volume_refresh: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            roots: Arc::new(rootfs::NodeToolsRoots::default()),
         }
     }
 }

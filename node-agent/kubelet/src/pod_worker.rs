@@ -3,7 +3,6 @@
 //! period, SIGKILL), removes everything of the pod and then the object itself.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -176,7 +175,8 @@ async fn env_config_maps(k: &Kubelet, pod: &Pod) -> Result<ConfigMapData> {
     Ok(out)
 }
 
-/// Builds a container's template (namespaces, mounts, environment, argv).
+/// Builds a container's template (namespaces, mounts, the kubelet's environment); each run
+/// adds its root and the image's configuration.
 fn template_for(
     pod: &Pod,
     c: &Container,
@@ -186,19 +186,17 @@ fn template_for(
     cms: &ConfigMapData,
 ) -> Result<ProcessTemplate> {
     let ctx = sb.context(c)?;
-    super::spawn::ensure_mount_points(&ctx.mounts)?;
     let hostname = sb
         .hostname
         .clone()
         .unwrap_or_else(|| k.cfg.node_name.clone());
     let pod_ip = Some(sb.ip);
-    let env = env::container_env(pod, c, &hostname, pod_ip, k.cfg.node_ip, master, cms)?;
-    let argv = env::argv(c, &env).map_err(|e| format!("{e:#}"));
+    let kubelet_env = env::container_env(pod, c, &hostname, pod_ip, k.cfg.node_ip, master, cms)?;
     Ok(ProcessTemplate {
         ctx,
-        env: env.into_vec(),
-        working_dir: c.working_dir.as_ref().map(PathBuf::from),
-        argv,
+        kubelet_env,
+        error: None,
+        process: None,
     })
 }
 
@@ -365,6 +363,7 @@ pub async fn run(
             "OnFailure"
         };
         let initial = handle.runtime();
+        let pod_object = Arc::new(last_pod.clone());
         let mut inits = Vec::new();
         let mut apps = Vec::new();
         let all = spec
@@ -391,14 +390,8 @@ pub async fn run(
                 )
             }));
         for (slot, c) in all {
-            let template = template_for(&last_pod, c, sb, &k, master, &cms).unwrap_or_else(|e| {
-                ProcessTemplate {
-                    ctx: Default::default(),
-                    env: vec![],
-                    working_dir: None,
-                    argv: Err(format!("{e:#}")),
-                }
-            });
+            let template = template_for(&last_pod, c, sb, &k, master, &cms)
+                .unwrap_or_else(|e| ProcessTemplate::failed(format!("{e:#}")));
             let known = if slot.init {
                 &initial.init_containers
             } else {
@@ -470,6 +463,9 @@ pub async fn run(
                 pod_ip: IpAddr::V4(sb.ip),
                 restart_count,
                 kills,
+                pod_object: pod_object.clone(),
+                pod_dir: sb.dir.clone(),
+                roots: k.cfg.roots.clone(),
             };
             if slot.init {
                 inits.push(ctx);
@@ -583,12 +579,7 @@ async fn finish_terminal(
                 pid: None,
             },
             Duration::ZERO,
-            ProcessTemplate {
-                ctx: Default::default(),
-                env: vec![],
-                working_dir: None,
-                argv: Err("the pod has finished".into()),
-            },
+            ProcessTemplate::failed("the pod has finished".into()),
         ));
         handle
             .containers

@@ -279,12 +279,11 @@ async fn do_probe(w: &WorkerCtx, st: &mut WorkerState) -> bool {
 }
 
 fn target(w: &WorkerCtx) -> ProbeTarget {
-    let tmpl = w.handle.template();
     ProbeTarget {
         pod_ip: w.pod_ip,
         container: w.spec.clone(),
-        ctx: tmpl.ctx,
-        env: tmpl.env,
+        process: w.handle.template().process,
+        pid: w.handle.run.borrow().pid,
     }
 }
 
@@ -376,12 +375,7 @@ mod tests {
                 pid: None,
             },
             Duration::from_secs(1),
-            ProcessTemplate {
-                ctx: Default::default(),
-                env: vec![],
-                working_dir: None,
-                argv: Err("not run in this test".into()),
-            },
+            ProcessTemplate::failed("not run in this test".into()),
         ));
         let (kill, kills) = mpsc::unbounded_channel();
         let w = WorkerCtx {

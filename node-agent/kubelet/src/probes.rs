@@ -10,15 +10,17 @@ use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::spawn::{self, PodContext, ProcessSpec};
+use super::spawn::{self, ProcessSpec};
 
 /// What a probe runs against.
 #[derive(Debug, Clone)]
 pub struct ProbeTarget {
     pub pod_ip: IpAddr,
     pub container: Container,
-    pub ctx: PodContext,
-    pub env: Vec<(String, String)>,
+    /// The container's current process (its user, environment, directory) and the PID
+    /// whose namespaces an exec probe enters; None while it is not running.
+    pub process: Option<ProcessSpec>,
+    pub pid: Option<i32>,
 }
 
 /// One probe result; failures say why.
@@ -126,32 +128,25 @@ pub async fn run_once(probe: &Probe, target: &ProbeTarget) -> ProbeResult {
 }
 
 async fn exec_probe(command: &[String], target: &ProbeTarget, timeout: Duration) -> ProbeResult {
-    let Some((first, rest)) = command.split_first() else {
+    if command.is_empty() {
         return Err("exec probe has an empty command".into());
-    };
-    let path = target
-        .env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map_or(spawn::DEFAULT_PATH, |(_, v)| v.as_str());
-    let Some(program) = spawn::look_path(first, path) else {
-        return Err(format!(
-            "exec: {first:?}: executable file not found in $PATH"
-        ));
+    }
+    let (Some(process), Some(pid)) = (&target.process, target.pid) else {
+        return Err("the container is not running".into());
     };
     let spec = ProcessSpec {
-        program,
-        args: rest.iter().map(Into::into).collect(),
-        env: target.env.clone(),
-        working_dir: target.container.working_dir.as_ref().map(Into::into),
+        argv: command.to_vec(),
+        ..process.clone()
     };
-    let mut cmd = spawn::command(&target.ctx, &spec).map_err(|e| format!("{e:#}"))?;
+    let mut prepared = spawn::enter_command(pid, &spec).map_err(|e| format!("{e:#}"))?;
+    let cmd = &mut prepared.cmd;
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let child = cmd
+    let child = prepared
         .spawn()
-        .map_err(|e| format!("starting the probe: {e}"))?;
+        .map_err(|e| format!("starting the probe: {e:#}"))?
+        .child;
     let pgid = child.id().map(|p| p as i32);
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(out)) if out.status.success() => Ok(()),
@@ -297,8 +292,8 @@ mod tests {
         ProbeTarget {
             pod_ip: IpAddr::from([127, 0, 0, 1]),
             container: serde_json::from_value(json!({"name": "c", "ports": ports})).unwrap(),
-            ctx: PodContext::default(),
-            env: vec![],
+            process: None,
+            pid: None,
         }
     }
 

@@ -2,7 +2,6 @@
 //! terminal's slave side as its standard streams and controlling terminal, the kubelet
 //! copies the master side to and from the websocket, and resize messages set its size.
 
-use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use anyhow::{Result, bail};
@@ -21,28 +20,29 @@ fn check(what: &str, r: libc::c_int) -> Result<libc::c_int> {
     Ok(r)
 }
 
-/// Opens a new pseudo-terminal.
-pub fn open() -> Result<Pty> {
-    // SAFETY: plain libc calls on descriptors we own; the name buffer is NUL-terminated by
-    // ptsname_r on success.
+/// Opens a new pseudo-terminal of the devpts instance of the root filesystem `root` (a
+/// container's, as `/proc/<pid>/root`), so the command sees its terminal among its own
+/// `/dev/pts` (`tty` names it), as runc allocates it inside the container. The slave side is
+/// opened from the master (`TIOCGPTPEER`), without looking its name up on the node.
+pub fn open_in(root: &std::path::Path) -> Result<Pty> {
+    use std::os::unix::ffi::OsStrExt;
+    let ptmx = std::ffi::CString::new(root.join("dev/ptmx").as_os_str().as_bytes())?;
+    // SAFETY: plain libc calls on descriptors we own and a NUL-terminated path.
     unsafe {
         let m = check(
-            "posix_openpt",
-            libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC),
+            "opening the container's /dev/ptmx",
+            libc::open(
+                ptmx.as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            ),
         )?;
         let master = OwnedFd::from_raw_fd(m);
-        check("grantpt", libc::grantpt(m))?;
         check("unlockpt", libc::unlockpt(m))?;
-        let mut name = [0 as libc::c_char; 128];
-        let r = libc::ptsname_r(m, name.as_mut_ptr(), name.len());
-        if r != 0 {
-            bail!("ptsname_r: {}", std::io::Error::from_raw_os_error(r));
-        }
-        let path = CStr::from_ptr(name.as_ptr());
         let s = check(
             "opening the terminal's slave side",
-            libc::open(
-                path.as_ptr(),
+            libc::ioctl(
+                m,
+                libc::TIOCGPTPEER,
                 libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
             ),
         )?;
@@ -85,7 +85,7 @@ mod tests {
 
     #[test]
     fn opens_a_terminal_and_sets_its_size() {
-        let pty = open().unwrap();
+        let pty = open_in(std::path::Path::new("/")).unwrap();
         resize(&pty.master, 120, 40).unwrap();
         let mut ws = libc::winsize {
             ws_row: 0,

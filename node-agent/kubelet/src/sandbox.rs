@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ipnet::Ipv4Net;
@@ -20,6 +21,81 @@ use minikind_resolv_conf::ResolvConf;
 
 /// Where Kubernetes mounts a pod's service-account credentials.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Where a pod's UTS and IPC namespaces are pinned, under its directory.
+const NS_DIR: &str = "ns";
+
+/// Whether `file` has a namespace mounted on it (its device is not its directory's).
+fn is_pinned(file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(file),
+        file.parent().map(std::fs::metadata),
+    ) {
+        (Ok(f), Some(Ok(d))) => f.dev() != d.dev(),
+        _ => false,
+    }
+}
+
+/// Makes the pod's IPC namespace, and its UTS namespace with `hostname` when it has its own,
+/// and pins them by bind-mounting them on files under the pod's directory (as `ip netns`
+/// pins network namespaces), so every container of the pod joins the same ones. Pinned ones
+/// a previous kubelet made are kept.
+fn pin_namespaces(pod_dir: &Path, hostname: Option<&str>) -> Result<()> {
+    let dir = pod_dir.join(NS_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut wanted = vec![("ipc", nix::sched::CloneFlags::CLONE_NEWIPC)];
+    if hostname.is_some() {
+        wanted.push(("uts", nix::sched::CloneFlags::CLONE_NEWUTS));
+    }
+    wanted.retain(|(n, _)| !is_pinned(&dir.join(n)));
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let hostname = hostname.map(str::to_string);
+    // A thread of its own: unsharing UTS and IPC changes only the calling thread, which ends
+    // right after, leaving the namespaces held by the mounts.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<()> {
+                let flags = wanted
+                    .iter()
+                    .fold(nix::sched::CloneFlags::empty(), |f, (_, w)| f | *w);
+                nix::sched::unshare(flags).context("making the pod's UTS and IPC namespaces")?;
+                if let Some(h) = &hostname {
+                    nix::unistd::sethostname(h).context("setting the pod's hostname")?;
+                }
+                for (name, _) in &wanted {
+                    let target = dir.join(name);
+                    std::fs::write(&target, b"")
+                        .with_context(|| format!("creating {}", target.display()))?;
+                    nix::mount::mount(
+                        Some(&PathBuf::from(format!("/proc/thread-self/ns/{name}"))),
+                        &target,
+                        None::<&str>,
+                        nix::mount::MsFlags::MS_BIND,
+                        None::<&str>,
+                    )
+                    .with_context(|| {
+                        format!("pinning the pod's {name} namespace on {}", target.display())
+                    })?;
+                }
+                Ok(())
+            })
+            .join()
+            .map_err(|_| anyhow!("the namespace thread panicked"))?
+    })
+}
+
+/// Unpins what [`pin_namespaces`] pinned.
+fn unpin_namespaces(pod_dir: &Path) {
+    for name in ["uts", "ipc"] {
+        let f = pod_dir.join(NS_DIR).join(name);
+        if is_pinned(&f) {
+            let _ = nix::mount::umount2(&f, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
 
 /// The network namespace of the pod with `uid` (`mk-<uid>`, as `ip netns list` shows it).
 pub fn netns_name(uid: &str) -> String {
@@ -49,6 +125,27 @@ pub struct Sandbox {
     pub service_account: Option<PathBuf>,
     /// Warnings forming the resolv.conf produced (`DNSConfigForming`), for events.
     pub dns_warnings: Vec<pod_dns::DnsWarning>,
+    /// The pause process holding the pod's shared PID namespace (`shareProcessNamespace`).
+    pub pause: Option<Arc<Pause>>,
+}
+
+/// A pod's pause process (see `spawn::start_pause`), killed when the sandbox goes.
+#[derive(Debug)]
+pub struct Pause {
+    /// Its PID on the node (PID 1 of the pod's namespace).
+    pub pid: i32,
+    /// The relay's process group, which holds the pause too.
+    group: i32,
+    _child: tokio::process::Child,
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.group),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 impl Sandbox {
@@ -71,7 +168,9 @@ impl Sandbox {
                         container.name
                     )
                 }
-                Some(sub) => source.join(sub),
+                // A symlink inside the volume must not lead the mount out of it.
+                Some(sub) => crate::rootfs::resolve_in_root(source, Path::new(sub))
+                    .with_context(|| format!("container {}: subPath {sub:?}", container.name))?,
                 None => source.clone(),
             };
             has_sa |= Path::new(&vm.mount_path) == Path::new(SERVICE_ACCOUNT_DIR);
@@ -88,9 +187,15 @@ impl Sandbox {
                 read_only: true,
             });
         }
+        let ns = self.dir.join(NS_DIR);
         Ok(PodContext {
             netns: self.netns.as_ref().map(|n| Path::new("/run/netns").join(n)),
-            hostname: self.hostname.clone(),
+            uts: self.hostname.as_ref().map(|_| ns.join("uts")),
+            ipc: Some(ns.join("ipc")),
+            pid: self
+                .pause
+                .as_ref()
+                .map(|p| PathBuf::from(format!("/proc/{}/ns/pid", p.pid))),
             mounts,
         })
     }
@@ -393,6 +498,12 @@ pub async fn prepare(k: &Kubelet, pod: &Pod) -> Result<Sandbox> {
             read_only: false,
         },
     ];
+    {
+        let (dir, h) = (dir.clone(), (!host_network).then(|| hostname.clone()));
+        tokio::task::spawn_blocking(move || pin_namespaces(&dir, h.as_deref()))
+            .await
+            .context("namespace task")??;
+    }
     if !host_network {
         write_file(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
         pod_mounts.push(BindMount {
@@ -414,7 +525,31 @@ pub async fn prepare(k: &Kubelet, pod: &Pod) -> Result<Sandbox> {
         _ => None,
     };
 
+    let pause = if spec.share_process_namespace == Some(true) {
+        let ctx = PodContext {
+            netns: netns.as_ref().map(|n| Path::new("/run/netns").join(n)),
+            uts: (!host_network).then(|| dir.join(NS_DIR).join("uts")),
+            ipc: Some(dir.join(NS_DIR).join("ipc")),
+            pid: None,
+            mounts: vec![],
+        };
+        let spawned = crate::spawn::start_pause(&ctx)?;
+        let group = spawned
+            .child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| anyhow!("the pause process has no PID"))?;
+        Some(Arc::new(Pause {
+            pid: spawned.pid,
+            group,
+            _child: spawned.child,
+        }))
+    } else {
+        None
+    };
+
     Ok(Sandbox {
+        pause,
         netns,
         ip,
         dir,
@@ -465,6 +600,7 @@ pub async fn teardown(k: &Kubelet, uid: &str, log_dir: Option<PathBuf>) -> Resul
         .await
         .context("network namespace task")??;
     let dir = pod_dir(&k.cfg.root, uid);
+    unpin_namespaces(&dir);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
@@ -555,6 +691,7 @@ mod tests {
             volumes: BTreeMap::from([("cfg".to_string(), PathBuf::from("/v/cfg"))]),
             service_account: Some(PathBuf::from("/v/sa")),
             dns_warnings: vec![],
+            pause: None,
         };
         let c: k8s_openapi::api::core::v1::Container = serde_json::from_value(serde_json::json!({
             "name": "c",

@@ -404,12 +404,13 @@ async fn exec(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let tmpl = ch.template();
+    let pid = ch.run.borrow().pid;
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let io = hyper_util::rt::TokioIo::new(upgraded);
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
-                if let Err(e) = run_exec(ws, tmpl, ask).await {
+                if let Err(e) = run_exec(ws, tmpl, pid, ask).await {
                     tracing::debug!("exec: {e:#}");
                 }
             }
@@ -472,50 +473,61 @@ where
 }
 
 /// Runs the command in the container's namespaces and pumps the streams.
-async fn run_exec<T>(ws: WebSocketStream<T>, tmpl: ProcessTemplate, ask: ExecRequest) -> Result<()>
+async fn run_exec<T>(
+    ws: WebSocketStream<T>,
+    tmpl: ProcessTemplate,
+    pid: Option<i32>,
+    ask: ExecRequest,
+) -> Result<()>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
-    let path = tmpl
-        .env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map_or(spawn::DEFAULT_PATH, |(_, v)| v.as_str())
-        .to_string();
-    let Some(program) = spawn::look_path(&ask.command[0], &path) else {
-        let msg = format!(
-            "exec failed: unable to start container process: exec: {:?}: executable file not found in $PATH",
-            ask.command[0]
-        );
+    let (Some(process), Some(pid)) = (tmpl.process, pid) else {
+        let msg = "exec failed: the container is not running".to_string();
         return finish(&mut sink, json!({"metadata": {}, "status": "Failure", "message": msg, "reason": "InternalError", "code": 500})).await;
     };
+    // The container's user, environment and directory, with the command asked for.
     let spec = ProcessSpec {
-        program,
-        args: ask.command[1..].iter().map(Into::into).collect(),
-        env: tmpl.env.clone(),
-        working_dir: tmpl.working_dir.clone(),
+        argv: ask.command.clone(),
+        ..process
     };
     type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
     type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
     let started = if ask.tty {
-        start_on_terminal(&tmpl, &spec, &ask)
+        start_on_terminal(pid, &spec, &ask)
     } else {
-        start_with_pipes(&tmpl, &spec, &ask)
+        start_with_pipes(pid, &spec, &ask)
     };
-    let (mut child, readers, mut stdin, terminal): (_, Vec<(u8, Reader)>, Option<Writer>, _) =
-        match started {
-            Ok(s) => s,
-            Err(e) => {
-                let msg = format!("exec failed: unable to start container process: {e:#}");
-                return finish(
+    let (mut child, readers, mut stdin, terminal, session): (
+        _,
+        Vec<(u8, Reader)>,
+        Option<Writer>,
+        _,
+        _,
+    ) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("exec failed: {e:#}");
+            return finish(
                     &mut sink,
                     json!({"metadata": {}, "status": "Failure", "message": msg, "reason": "InternalError", "code": 500}),
                 )
                 .await;
-            }
-        };
-    let pgid = child.id().map(|p| p as i32);
+        }
+    };
+    // The relay's process group, and on a terminal the command's own session.
+    let groups: Vec<i32> = child
+        .id()
+        .map(|p| p as i32)
+        .into_iter()
+        .chain(session)
+        .collect();
+    let kill_all = || {
+        for g in &groups {
+            let _ = killpg(Pid::from_raw(*g), Signal::SIGKILL);
+        }
+    };
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Vec<u8>)>(32);
     let mut pumps = Vec::new();
     for (channel, mut reader) in readers {
@@ -563,9 +575,7 @@ where
                     // The client went away: the command goes too.
                     client_gone = true;
                     stdin = None;
-                    if let Some(pgid) = pgid {
-                        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-                    }
+                    kill_all();
                 }
                 Some(Ok(_)) => {}
             },
@@ -581,9 +591,7 @@ where
     };
     drop(stdin);
     // What the command left running in its group ends with it (as with a container).
-    if let Some(pgid) = pgid {
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-    }
+    kill_all();
     let drain = async {
         while let Some((channel, data)) = out_rx.recv().await {
             if sink.send(frame(channel, &data)).await.is_err() {
@@ -610,20 +618,20 @@ type Started = (
     Vec<(u8, Box<dyn tokio::io::AsyncRead + Unpin + Send>)>,
     Option<Box<dyn tokio::io::AsyncWrite + Unpin + Send>>,
     Option<std::os::fd::OwnedFd>,
+    // The session (process group) the command leads on a terminal.
+    Option<i32>,
 );
 
 /// Starts the command with pipes: stdout on channel 1, stderr on channel 2.
-fn start_with_pipes(
-    tmpl: &ProcessTemplate,
-    spec: &ProcessSpec,
-    ask: &ExecRequest,
-) -> Result<Started> {
+fn start_with_pipes(pid: i32, spec: &ProcessSpec, ask: &ExecRequest) -> Result<Started> {
     let pipe_or_null = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
-    let mut cmd = spawn::command(&tmpl.ctx, spec)?;
-    cmd.stdin(pipe_or_null(ask.stdin))
+    let mut prepared = spawn::enter_command(pid, spec)?;
+    prepared
+        .cmd
+        .stdin(pipe_or_null(ask.stdin))
         .stdout(pipe_or_null(ask.stdout))
         .stderr(pipe_or_null(ask.stderr));
-    let mut child = cmd.spawn().context("starting the command")?;
+    let mut child = prepared.spawn()?.child;
     let mut readers: Vec<(u8, Box<dyn tokio::io::AsyncRead + Unpin + Send>)> = Vec::new();
     if let Some(o) = child.stdout.take() {
         readers.push((STDOUT, Box::new(o)));
@@ -635,21 +643,17 @@ fn start_with_pipes(
         .stdin
         .take()
         .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>);
-    Ok((child, readers, stdin, None))
+    Ok((child, readers, stdin, None, None))
 }
 
 /// Starts the command on a new pseudo-terminal: everything it prints comes on channel 1.
-fn start_on_terminal(
-    tmpl: &ProcessTemplate,
-    spec: &ProcessSpec,
-    ask: &ExecRequest,
-) -> Result<Started> {
-    let pty = super::pty::open()?;
+fn start_on_terminal(pid: i32, spec: &ProcessSpec, ask: &ExecRequest) -> Result<Started> {
+    let pty = super::pty::open_in(&std::path::PathBuf::from(format!("/proc/{pid}/root")))?;
     let master = pty.master;
-    let mut cmd = spawn::command_on_terminal(&tmpl.ctx, spec, pty.slave)?;
-    let child = cmd.spawn().context("starting the command")?;
-    // Our copies of the slave side must close, or reading the master never ends.
-    drop(cmd);
+    // The prepared command (with our copies of the slave side) is consumed by `spawn`: those
+    // copies must close, or reading the master never ends.
+    let spawned = spawn::enter_command_on_terminal(pid, spec, pty.slave)?.spawn()?;
+    let child = spawned.child;
     let file = |fd: &std::os::fd::OwnedFd| -> Result<tokio::fs::File> {
         Ok(tokio::fs::File::from_std(std::fs::File::from(
             fd.try_clone().context("duplicating the terminal")?,
@@ -666,7 +670,7 @@ fn start_on_terminal(
     } else {
         None
     };
-    Ok((child, readers, stdin, Some(master)))
+    Ok((child, readers, stdin, Some(master), Some(spawned.pid)))
 }
 
 /// Applies a resize message (`{"Width":80,"Height":24}`); a malformed one is ignored.

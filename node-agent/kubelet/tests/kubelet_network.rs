@@ -208,8 +208,9 @@ fn a_coredns_image_runs_cluster_dns_with_its_config_map_corefile() {
     isolated(|| async {
         let lab = Lab::start().await;
         let ep = lab.endpoint().await;
-        // A stand-in `cluster-dns` on the pod's PATH that prints its arguments and the
-        // Corefile it was given, then stays up.
+        // A stand-in `cluster-dns` on the pod's PATH (a hostPath volume: the container sees
+        // only its root) that prints its arguments and the Corefile it was given, then stays
+        // up.
         let bin = lab.dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let fake = bin.join("cluster-dns");
@@ -246,11 +247,13 @@ fn a_coredns_image_runs_cluster_dns_with_its_config_map_corefile() {
                     "name": "main",
                     "image": "registry.k8s.io/coredns/coredns:v1.12.0",
                     "args": ["-conf", format!("{}/Corefile", mount.display())],
-                    "env": [{"name": "PATH", "value": format!("{}:/usr/bin:/bin", bin.display())}],
-                    "volumeMounts": [{"name": "config-volume", "mountPath": mount.to_str().unwrap(), "readOnly": true}],
+                    "env": [{"name": "PATH", "value": "/opt/fake-bin:/usr/bin:/bin"}],
+                    "volumeMounts": [{"name": "config-volume", "mountPath": mount.to_str().unwrap(), "readOnly": true},
+                                     {"name": "fake-bin", "mountPath": "/opt/fake-bin", "readOnly": true}],
                 }],
                 "volumes": [{"name": "config-volume",
-                             "configMap": {"name": "coredns", "items": [{"key": "Corefile", "path": "Corefile"}]}}],
+                             "configMap": {"name": "coredns", "items": [{"key": "Corefile", "path": "Corefile"}]}},
+                            {"name": "fake-bin", "hostPath": {"path": bin.to_str().unwrap()}}],
             }
         });
         lab.create(p).await;

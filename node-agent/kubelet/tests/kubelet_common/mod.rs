@@ -169,6 +169,11 @@ pub const NODE_RESOLV_CONF: &str =
 
 impl Lab {
     pub async fn start() -> Lab {
+        Lab::start_with(|_| {}).await
+    }
+
+    /// [`Lab::start`] with the kubelet's settings changed by `configure` first.
+    pub async fn start_with(configure: impl FnOnce(&mut KubeletConfig)) -> Lab {
         let dir = tempfile::tempdir().expect("tempdir");
         let cp = start(ControlPlaneConfig::loopback(dir.path().join("api")))
             .await
@@ -198,6 +203,7 @@ impl Lab {
             max: Duration::from_secs(2),
         };
         cfg.volume_refresh = Duration::from_secs(1);
+        configure(&mut cfg);
         let mut lab = Lab {
             dir,
             cp,
