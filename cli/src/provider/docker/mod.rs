@@ -34,7 +34,7 @@ pub async fn connect() -> Result<Docker> {
             at.host, at.source
         )
     };
-    let docker = at.client()?;
+    let docker = at.client().with_context(hint)?;
     // bollard speaks a newer API than older engines (20.10 here); agree on one both know.
     let docker = docker.negotiate_version().await.with_context(hint)?;
     docker.ping().await.with_context(hint)?;
