@@ -617,3 +617,31 @@ pub fn default_endpointslice(obj: &mut Value) {
         }
     }
 }
+
+/// kube-apiserver's ServiceAccount admission for a pod about to be created: defaults
+/// `spec.serviceAccountName` to `default` (and the deprecated `spec.serviceAccount` to the
+/// same) and refuses the pod when that service account does not exist in its namespace.
+/// Whether a token is mounted (`automountServiceAccountToken` of the pod, else of the service
+/// account) is decided by the kubelet, which requests the token.
+pub fn service_account(store: &crate::store::Store, ns: &str, pod: &mut Value) -> ApiResult<()> {
+    let name = super::meta::name_of(pod).to_string();
+    let spec = obj_mut(pod, "spec");
+    default_str(spec, "serviceAccountName", "default");
+    let sa = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    default_str(spec, "serviceAccount", &sa);
+    if store.get(idx::serviceaccounts(), ns, &sa).is_none() {
+        return Err(ApiError::forbidden(
+            "",
+            "pods",
+            &name,
+            &format!(
+                "error looking up service account {ns}/{sa}: serviceaccount \"{sa}\" not found"
+            ),
+        ));
+    }
+    Ok(())
+}

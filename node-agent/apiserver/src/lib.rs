@@ -11,6 +11,7 @@
 //! or processes.
 
 pub mod admission;
+pub mod auth;
 pub mod clusterip;
 pub mod errors;
 pub mod kubeconfig;
@@ -58,6 +59,9 @@ pub struct ApiState {
     /// Bearer token every request but the health and version endpoints must carry; None
     /// disables authentication (loopback plain-HTTP mode).
     pub token: Option<String>,
+    /// The key service-account tokens are signed and verified with (TokenRequest and
+    /// [`auth::authenticate`]).
+    pub service_account_key: Option<Arc<auth::tokens::ServiceAccountKey>>,
     /// `serverAddressByClientCIDRs` in `/api`.
     pub server_address: String,
     /// Requests being served (bounded; see [`limits`]).
@@ -146,13 +150,13 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
         "/version" => return Ok(json_response(200, &discovery::version())),
         _ => {}
     }
-    if let Some(tok) = &st.token {
-        let auth = header(&req, "authorization");
-        let given = auth.strip_prefix("Bearer ").map(str::trim);
-        if given != Some(tok.as_str()) {
-            return Err(ApiError::unauthorized());
-        }
-    }
+    let user = auth::authenticate(&st, &header(&req, "authorization"))?;
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    auth::authorize(
+        &st,
+        &user,
+        &auth::Attributes::of_request(req.method().as_str(), &path, watching),
+    )?;
     let accept = header(&req, "accept");
     let content_type = header(&req, "content-type");
     let user_agent = header(&req, "user-agent");
@@ -256,6 +260,34 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
         .await
         .map_err(|_| ApiError::too_large("the request body is too large (limit 3 MiB)"))?;
+    // Reviews and TokenRequests are answered, not stored.
+    if r.is_review() || (res == resources::idx::serviceaccounts() && sub == Some("token")) {
+        if method != axum::http::Method::POST {
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method} {path})"
+            )));
+        }
+        let body: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not JSON: {e}")))?;
+        let answer = match (ns, name) {
+            (Some(ns), Some(sa)) if !r.is_review() => {
+                let key = st.service_account_key.as_ref().ok_or_else(|| {
+                    ApiError::service_unavailable("this server has no service-account signing key")
+                })?;
+                let req = auth::tokens::parse_request(&body)?;
+                auth::tokens::issue(
+                    &st.store,
+                    key,
+                    ns,
+                    sa,
+                    &req,
+                    jiff::Timestamp::now().as_second(),
+                )?
+            }
+            _ => auth::reviews::answer_review(&st, &user, r.kind, &body)?,
+        };
+        return Ok(json_response(201, &answer));
+    }
     let ctx = Ctx {
         method: method.clone(),
         namespace: ns.map(String::from),

@@ -230,6 +230,9 @@ pub async fn start(cfg: ControlPlaneConfig) -> anyhow::Result<RunningControlPlan
             services: allocator,
         },
         token,
+        service_account_key: Some(Arc::new(pki::load_or_create_service_account_key(
+            &cfg.data_dir,
+        )?)),
         server_address: format!("{}:{}", cfg.advertise_address, addr.port()),
         inflight: Default::default(),
         kubelet_client,
