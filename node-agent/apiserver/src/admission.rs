@@ -14,6 +14,16 @@ use serde_json::{Map, Value, json};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+fn check_path_segment(name: &str) -> Result<(), String> {
+    if name == "." || name == ".." {
+        return Err(format!("may not be '{name}'"));
+    }
+    match ["/", "%"].iter().find(|c| name.contains(**c)) {
+        Some(c) => Err(format!("may not contain '{c}'")),
+        None => Ok(()),
+    }
+}
+
 pub struct Admission {
     pub services: Arc<ServiceAllocator>,
 }
@@ -50,6 +60,10 @@ impl Admission {
             check_dns_label(&name)
         } else if res == idx::services() {
             check_dns1035_label(&name)
+        } else if r.group == "rbac.authorization.k8s.io" {
+            // RBAC names are path segments (`system:coredns`), as apimachinery's
+            // `IsValidPathSegmentName` has them.
+            check_path_segment(&name)
         } else {
             check_dns_subdomain(&name)
         };

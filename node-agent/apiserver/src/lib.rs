@@ -260,6 +260,17 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
         .await
         .map_err(|_| ApiError::too_large("the request body is too large (limit 3 MiB)"))?;
+    let ctx = Ctx {
+        method: method.clone(),
+        namespace: ns.map(String::from),
+        name: name.map(String::from),
+        sub: sub.map(String::from),
+        query,
+        accept,
+        content_type,
+        user_agent,
+        body,
+    };
     // Reviews and TokenRequests are answered, not stored.
     if r.is_review() || (res == resources::idx::serviceaccounts() && sub == Some("token")) {
         if method != axum::http::Method::POST {
@@ -267,9 +278,8 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
                 "the server does not allow this method on the requested resource ({method} {path})"
             )));
         }
-        let body: Value = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not JSON: {e}")))?;
-        let answer = match (ns, name) {
+        let body = objects::decode_body(&ctx)?;
+        let answer = match (ctx.namespace.as_deref(), ctx.name.as_deref()) {
             (Some(ns), Some(sa)) if !r.is_review() => {
                 let key = st.service_account_key.as_ref().ok_or_else(|| {
                     ApiError::service_unavailable("this server has no service-account signing key")
@@ -288,17 +298,6 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
         };
         return Ok(json_response(201, &answer));
     }
-    let ctx = Ctx {
-        method: method.clone(),
-        namespace: ns.map(String::from),
-        name: name.map(String::from),
-        sub: sub.map(String::from),
-        query,
-        accept,
-        content_type,
-        user_agent,
-        body,
-    };
     use axum::http::Method;
     let is_watch = ctx
         .query
