@@ -1,6 +1,7 @@
 //! Service accounts on a real cluster: a pod's mounted token is its own service account's,
-//! never the admin token; with it, the pod itself calls the API server through the
-//! `kubernetes` Service and is refused (403) what RBAC does not grant; and cluster DNS keeps
+//! never the admin token; with it, a call through the `kubernetes` Service (from the node: the
+//! pods' busybox wget has no TLS suite in common with the API server) is refused (403) what
+//! RBAC does not grant; and cluster DNS keeps
 //! answering with CoreDNS running as `kube-system/coredns` under kubeadm's `system:coredns`.
 
 use minikind_test_support::Cluster;
@@ -31,7 +32,10 @@ fn claims(token: &str) -> serde_json::Value {
 
 #[test]
 fn pods_get_their_own_token_and_rbac_refuses_what_it_does_not_grant() {
-    let c = Cluster::create("e2e-sa", &format!("nodes:\n- role: control-plane\n{HERMETIC}"));
+    let c = Cluster::create(
+        "e2e-sa",
+        &format!("nodes:\n- role: control-plane\n{HERMETIC}"),
+    );
     let cp = c.node("control-plane");
     let admin = c.exec_ok(&cp, &["cat", "/var/lib/minikind/pki/admin.token"]);
 
@@ -57,33 +61,84 @@ fn pods_get_their_own_token_and_rbac_refuses_what_it_does_not_grant() {
     let ns = c.pod_exec("probe", &["cat", &format!("{SA_DIR}/namespace")]);
     assert_eq!(ns.stdout, "default");
 
-    // From inside the pod, with its own token, to the API server's Service address.
+    // With that token, to the API server's Service address from the node the pod runs on
+    // (the pods' busybox wget cannot handshake with the server's TLS 1.2/1.3 suites): the
+    // pinned kubectl, copied into this test's node, sends the raw requests.
+    let kubectl = minikind_test_support::kubectl();
+    let copied = minikind_test_support::docker(&[
+        "cp",
+        kubectl.to_str().unwrap(),
+        &format!("{cp}:/usr/local/bin/kubectl"),
+    ]);
+    assert!(copied.ok, "{}", copied.stderr);
     let call = |path: &str| {
-        c.pod_exec(
-            "probe",
+        c.exec(
+            &cp,
             &[
-                "sh",
-                "-c",
-                &format!(
-                    "wget -q -S -O - --no-check-certificate \
-                     --header \"Authorization: Bearer $(cat {SA_DIR}/token)\" \
-                     https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT{path} 2>&1"
-                ),
+                "/usr/local/bin/kubectl",
+                "--server=https://10.96.0.1:443",
+                "--certificate-authority=/var/lib/minikind/pki/ca.crt",
+                "--token",
+                &token,
+                "get",
+                "--raw",
+                path,
             ],
         )
     };
-    for path in [
-        "/api/v1/namespaces/kube-system/secrets",
-        "/api/v1/namespaces/kube-system/configmaps",
-        "/api/v1/namespaces/default/pods",
+    for (path, what) in [
+        (
+            "/api/v1/namespaces/kube-system/secrets",
+            "cannot list resource \"secrets\" in API group \"\" in the namespace \"kube-system\"",
+        ),
+        (
+            "/api/v1/namespaces/kube-system/configmaps",
+            "cannot list resource \"configmaps\" in API group \"\" in the namespace \"kube-system\"",
+        ),
+        (
+            "/api/v1/namespaces/default/pods",
+            "cannot list resource \"pods\" in API group \"\" in the namespace \"default\"",
+        ),
     ] {
         let r = call(path);
         assert!(!r.ok, "{path} answered: {}", r.stdout);
-        assert!(r.stdout.contains("403 Forbidden"), "{path}: {}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("Error from server (Forbidden)")
+                && r.stderr
+                    .contains("User \"system:serviceaccount:default:default\"")
+                && r.stderr.contains(what),
+            "{path}: {}",
+            r.stderr
+        );
     }
     // Discovery is open to every authenticated user (system:discovery).
     let r = call("/api");
-    assert!(r.ok && r.stdout.contains("APIVersions"), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.ok && r.stdout.contains("APIVersions"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    // The admin token, from the same place, may list them.
+    let r = c.exec(
+        &cp,
+        &[
+            "/usr/local/bin/kubectl",
+            "--server=https://10.96.0.1:443",
+            "--certificate-authority=/var/lib/minikind/pki/ca.crt",
+            "--token",
+            admin.trim(),
+            "get",
+            "--raw",
+            "/api/v1/namespaces/kube-system/configmaps",
+        ],
+    );
+    assert!(
+        r.ok && r.stdout.contains("coredns"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
 
     // CoreDNS runs as kube-system/coredns and answers.
     for p in c.coredns_pods() {
@@ -91,9 +146,21 @@ fn pods_get_their_own_token_and_rbac_refuses_what_it_does_not_grant() {
     }
     let r = c.exec(
         &cp,
-        &["dig", "@10.96.0.10", "kubernetes.default.svc.cluster.local", "+short", "+time=2", "+tries=3"],
+        &[
+            "dig",
+            "@10.96.0.10",
+            "kubernetes.default.svc.cluster.local",
+            "+short",
+            "+time=2",
+            "+tries=3",
+        ],
     );
-    assert!(r.ok && r.stdout.trim() == "10.96.0.1", "{} {}", r.stdout, r.stderr);
+    assert!(
+        r.ok && r.stdout.trim() == "10.96.0.1",
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
     // A Service created now is seen by CoreDNS through its own token's list/watch.
     apply(
         "svc.yaml",
@@ -105,7 +172,13 @@ fn pods_get_their_own_token_and_rbac_refuses_what_it_does_not_grant() {
         || {
             let r = c.exec(
                 &cp,
-                &["dig", "@10.96.0.10", "late.default.svc.cluster.local", "+short", "+time=2"],
+                &[
+                    "dig",
+                    "@10.96.0.10",
+                    "late.default.svc.cluster.local",
+                    "+short",
+                    "+time=2",
+                ],
             );
             (r.ok && !r.stdout.trim().is_empty()).then_some(())
         },

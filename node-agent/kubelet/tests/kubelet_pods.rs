@@ -172,13 +172,17 @@ fn a_pod_with_sleep_gets_an_ip_resolver_files_hosts_and_hostname() {
         .unwrap();
         assert_eq!(claims["sub"], "system:serviceaccount:default:default");
         assert_eq!(claims["kubernetes.io"]["pod"]["name"], "web-0");
-        assert_eq!(claims["kubernetes.io"]["pod"]["uid"], json!(running.metadata.uid));
+        assert_eq!(
+            claims["kubernetes.io"]["pod"]["uid"],
+            json!(running.metadata.uid)
+        );
         assert_eq!(
             claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
             3607
         );
-        let user = minikind_apiserver::auth::authenticate(&lab.cp.state, &format!("Bearer {token}"))
-            .expect("the API server accepts the pod's token");
+        let user =
+            minikind_apiserver::auth::authenticate(&lab.cp.state, &format!("Bearer {token}"))
+                .expect("the API server accepts the pod's token");
         assert_eq!(user.name, "system:serviceaccount:default:default");
         assert!(!user.is_master());
         let env = exec(
