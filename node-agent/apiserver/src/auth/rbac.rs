@@ -55,7 +55,7 @@ pub fn rule_allows(rule: &Value, a: &Attributes) -> bool {
                 return false;
             }
             let names = strs(rule, "resourceNames");
-            names.is_empty() || names.iter().any(|n| *n == a.name)
+            names.is_empty() || names.contains(&a.name)
         }
     }
 }
