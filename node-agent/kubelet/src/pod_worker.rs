@@ -518,6 +518,12 @@ pub async fn run(
                 {
                     tracing::debug!(pod = %handle.name, "refreshing volumes: {e:#}");
                 }
+                // The token is renewed here before it expires (token manager).
+                if let Some(sa) = sandbox.as_ref().and_then(|sb| sb.service_account.as_ref())
+                    && let Err(e) = sandbox::refresh_service_account_token(&k, &last_pod, sa).await
+                {
+                    tracing::warn!(pod = %handle.name, "refreshing the service-account token: {e:#}");
+                }
             }
             _ = k.shutdown.cancelled() => break true,
         }
