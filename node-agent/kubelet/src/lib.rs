@@ -456,7 +456,12 @@ fn apply(
         );
     }
     let (tx, rx) = watch::channel(Some(pod));
-    let join = tokio::spawn(pod_worker::run(k.clone(), handle.clone(), rx, found_at_start));
+    let join = tokio::spawn(pod_worker::run(
+        k.clone(),
+        handle.clone(),
+        rx,
+        found_at_start,
+    ));
     workers.insert(uid, Worker { tx, join, handle });
 }
 

@@ -508,7 +508,9 @@ mod tests {
     /// whose server listens from the start; whether it turned ready within `within`.
     async fn ready_on_young_kubelet(found_at_start: bool, within: Duration) -> bool {
         let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         let (mut w, _kills) = worker_for(
             ProbeKind::Readiness,
