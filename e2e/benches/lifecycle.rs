@@ -237,7 +237,7 @@ fn scale_coredns(cluster: &str, replicas: u64) -> Result<Duration, String> {
 const LOOKUP: [&str; 5] = [
     "dig",
     "+short",
-    "+timeout=1",
+    "+time=1",
     "+tries=1",
     "kubernetes.default.svc.cluster.local",
 ];
