@@ -339,8 +339,9 @@ fn restarts() {
                         .to_string();
                     assert!(!pid.is_empty(), "no agent under PID 1: {}", children.stderr);
                     // The node image has no `kill` of its own; busybox comes with the host's.
-                    let r = docker(&["exec", &cp, "busybox", "kill", "-9", &pid]);
-                    assert!(r.ok, "kill -9 {pid}: {}", r.stderr);
+                    // The exec itself may fail: the node goes down with its agent while it runs.
+                    // The start time checked below shows whether the node restarted.
+                    let _ = docker(&["exec", &cp, "busybox", "kill", "-9", &pid]);
                 }
             }
             // The API may still answer for a moment before the node goes down (the agent
