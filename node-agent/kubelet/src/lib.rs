@@ -350,6 +350,9 @@ async fn watch_pods(k: Arc<Kubelet>) -> Result<()> {
     let mut removed: HashSet<String> = HashSet::new();
     let mut listing: Option<HashSet<String>> = None;
     let mut cleaned = false;
+    // Until the first listing is complete, every pod is one this kubelet found already bound
+    // to its node when it started: the herd a restarted kubelet picks up all at once.
+    let mut first_listing = true;
     loop {
         let ev = tokio::select! {
             ev = stream.next() => ev,
@@ -381,9 +384,10 @@ async fn watch_pods(k: Arc<Kubelet>) -> Result<()> {
                 if let Some(l) = listing.as_mut() {
                     l.insert(pod.metadata.uid.clone().unwrap_or_default());
                 }
-                apply(&k, &mut workers, &removed, pod);
+                apply(&k, &mut workers, &removed, pod, first_listing);
             }
             watcher::Event::InitDone => {
+                first_listing = false;
                 let seen = listing.take().unwrap_or_default();
                 for (uid, w) in &workers {
                     if !seen.contains(uid) {
@@ -401,7 +405,7 @@ async fn watch_pods(k: Arc<Kubelet>) -> Result<()> {
                     }
                 }
             }
-            watcher::Event::Apply(pod) => apply(&k, &mut workers, &removed, pod),
+            watcher::Event::Apply(pod) => apply(&k, &mut workers, &removed, pod, false),
             watcher::Event::Delete(pod) => {
                 if let Some(w) = workers.get(pod.metadata.uid.as_deref().unwrap_or_default()) {
                     w.tx.send_replace(None);
@@ -431,6 +435,7 @@ fn apply(
     workers: &mut HashMap<String, Worker>,
     removed: &HashSet<String>,
     pod: Pod,
+    found_at_start: bool,
 ) {
     let Some(uid) = pod.metadata.uid.clone() else {
         return;
@@ -450,7 +455,12 @@ fn apply(
         );
     }
     let (tx, rx) = watch::channel(Some(pod));
-    let join = tokio::spawn(pod_worker::run(k.clone(), handle.clone(), rx));
+    let join = tokio::spawn(pod_worker::run(
+        k.clone(),
+        handle.clone(),
+        rx,
+        found_at_start,
+    ));
     workers.insert(uid, Worker { tx, join, handle });
 }
 
