@@ -40,6 +40,20 @@ pub enum ImagesCommand {
         #[arg(required = true)]
         tags: Vec<String>,
     },
+    /// Make a container's root from an image (overlayfs, else a full copy); prints JSON with
+    /// the root's path, the image ID, how it was made and the image's config.
+    Prepare {
+        #[command(flatten)]
+        store: StoreArg,
+        container_id: String,
+        image: String,
+    },
+    /// Unmount and delete a container's root.
+    Release {
+        #[command(flatten)]
+        store: StoreArg,
+        container_id: String,
+    },
     /// Remove a tag, or an image by ID (refused while a container uses it); prints JSON.
     Remove {
         #[command(flatten)]
@@ -84,6 +98,27 @@ pub fn run(cmd: NodeCommand) -> Result<()> {
         ImagesCommand::Tag { store, image, tags } => {
             let record = store.open()?.tag(&image, &tags)?;
             serde_json::to_writer(&mut out, &record)?;
+        }
+        ImagesCommand::Prepare {
+            store,
+            container_id,
+            image,
+        } => {
+            let p = store.open()?.prepare(&container_id, &image)?;
+            let json = serde_json::json!({
+                "rootfs": p.rootfs,
+                "image_id": p.image_id,
+                "mode": p.mode,
+                "config": p.config,
+            });
+            serde_json::to_writer(&mut out, &json)?;
+        }
+        ImagesCommand::Release {
+            store,
+            container_id,
+        } => {
+            store.open()?.release(&container_id)?;
+            write!(out, "{{}}")?;
         }
         ImagesCommand::Remove { store, reference } => {
             let removed = store.open()?.remove(&reference)?;

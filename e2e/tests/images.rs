@@ -121,6 +121,29 @@ fn images_load_list_survive_a_restart_and_go() {
     let listed = c.minikind_ok(&["get", "images", "--node", &nodes[1]]);
     assert!(listed.contains(&full), "{listed}");
 
+    // A container root from it: overlayfs on the node's /var volume; the image cannot go
+    // while the root exists.
+    let node_cmd = |n: &str, args: &[&str]| {
+        let mut full = vec!["minikind", "node", "images"];
+        full.extend_from_slice(args);
+        c.exec(n, &full)
+    };
+    let prepared = node_cmd(&nodes[0], &["prepare", "e2e-c1", &tag]);
+    assert!(prepared.ok, "{}", prepared.stderr);
+    let prepared: serde_json::Value = serde_json::from_str(&prepared.stdout).unwrap();
+    assert_eq!(prepared["mode"], "overlay", "{prepared}");
+    assert_eq!(prepared["image_id"], id.as_str());
+    let rootfs = prepared["rootfs"].as_str().unwrap();
+    let sh = c.exec_ok(&nodes[0], &["readlink", &format!("{rootfs}/bin/sh")]);
+    assert_eq!(sh.trim(), "busybox");
+    let r = c.minikind(&["delete", "image", &tag]);
+    assert!(
+        !r.ok && r.stderr.contains("used by container(s) e2e-c1"),
+        "{}",
+        r.stderr
+    );
+    assert!(node_cmd(&nodes[0], &["release", "e2e-c1"]).ok);
+
     let out = c.minikind_ok(&["delete", "image", &tag]);
     for n in &nodes {
         assert!(out.contains(&format!("from node \"{n}\"")), "{out}");

@@ -33,6 +33,8 @@ pub fn build_image(tag: &str, files: &[ImageFile<'_>], cmd: &[&str]) -> String {
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_mode(0o755);
+                h.set_uid(0);
+                h.set_gid(0);
                 h.set_size(0);
                 b.append_data(&mut h, &d, std::io::empty()).unwrap();
             }
@@ -50,6 +52,8 @@ pub fn build_image(tag: &str, files: &[ImageFile<'_>], cmd: &[&str]) -> String {
                 add_dirs(&mut b, path);
                 let mut h = tar::Header::new_gnu();
                 h.set_mode(*mode);
+                h.set_uid(0);
+                h.set_gid(0);
                 h.set_size(body.len() as u64);
                 b.append_data(&mut h, path, &body[..]).unwrap();
             }
@@ -57,6 +61,9 @@ pub fn build_image(tag: &str, files: &[ImageFile<'_>], cmd: &[&str]) -> String {
                 add_dirs(&mut b, path);
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                h.set_uid(0);
+                h.set_gid(0);
                 h.set_size(0);
                 b.append_link(&mut h, path, target).unwrap();
             }

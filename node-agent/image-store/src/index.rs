@@ -55,4 +55,8 @@ impl Index {
         }
         fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
     }
+
+    pub fn by_id(&self, id: &str) -> Option<&ImageRecord> {
+        self.images.iter().find(|i| i.id == id)
+    }
 }

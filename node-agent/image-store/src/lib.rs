@@ -209,6 +209,29 @@ impl Store {
                 .iter()
                 .map(|t| normalize_reference(t))
                 .collect::<Result<Vec<_>>>()?;
+            // A tag names one image: moving it here takes it from any other.
+            for other in index.images.iter_mut().filter(|i| i.id != source.id) {
+                other.repo_tags.retain(|t| !tags.contains(t));
+            }
+            let config: ImageConfiguration =
+                serde_json::from_slice(&source.config).with_context(|| {
+                    format!("image {}: the config is not an image config", source.id)
+                })?;
+            let diff_ids: Vec<String> = config.rootfs().diff_ids().to_vec();
+            if diff_ids.len() != source.layers.len() {
+                bail!(
+                    "image {}: the config lists {} layers (rootfs.diff_ids), the manifest {}",
+                    source.id,
+                    diff_ids.len(),
+                    source.layers.len()
+                );
+            }
+            if index.by_id(&source.id).is_some() {
+                // The store has it; the archive must still be what it says it is.
+                for (layer, diff_id) in source.layers.iter().zip(&diff_ids) {
+                    verify_layer(&staged, layer, diff_id, &source.id)?;
+                }
+            }
             if let Some(existing) = index.images.iter_mut().find(|i| i.id == source.id) {
                 for t in &tags {
                     if !existing.repo_tags.contains(t) {
@@ -225,19 +248,6 @@ impl Store {
                 });
                 continue;
             }
-            let config: ImageConfiguration =
-                serde_json::from_slice(&source.config).with_context(|| {
-                    format!("image {}: the config is not an image config", source.id)
-                })?;
-            let diff_ids: Vec<String> = config.rootfs().diff_ids().to_vec();
-            if diff_ids.len() != source.layers.len() {
-                bail!(
-                    "image {}: the config lists {} layers (rootfs.diff_ids), the manifest {}",
-                    source.id,
-                    diff_ids.len(),
-                    source.layers.len()
-                );
-            }
             let chain_ids = digest::chain_ids(&diff_ids);
             let mut size = 0;
             let mut parent: Option<PathBuf> = None;
@@ -251,8 +261,9 @@ impl Store {
                     .get(layer)
                     .ok_or_else(|| anyhow!("layer {layer:?} is not in the archive"))?;
                 if final_dir.exists() || staged_dir.exists() {
-                    // Another image (or this archive) has it; the layer's size still counts.
-                    size += uncompressed_size(&file.path)?;
+                    // Another image (or this archive) has it; the archive's copy is still checked
+                    // and its size counts.
+                    size += verify_layer(&staged, layer, &diff_ids[i], &source.id)?;
                     parent = Some(if final_dir.exists() {
                         final_dir
                     } else {
@@ -290,10 +301,6 @@ impl Store {
                 }
                 None => None,
             };
-            // A tag names one image: moving it here takes it from any other.
-            for other in index.images.iter_mut() {
-                other.repo_tags.retain(|t| !tags.contains(t));
-            }
             index.images.push(ImageRecord {
                 id: source.id.clone(),
                 repo_tags: tags.clone(),
@@ -603,10 +610,25 @@ fn tempdir_in(parent: &Path) -> Result<PathBuf> {
     bail!("cannot make a staging directory in {}", parent.display())
 }
 
-/// A layer file's uncompressed size (only for layers already in the store).
-fn uncompressed_size(path: &Path) -> Result<u64> {
-    let mut r = archive::open_layer(path)?;
-    Ok(std::io::copy(&mut r, &mut std::io::sink())?)
+/// Checks a staged layer against its diffID without unpacking it (for layers the store has);
+/// returns its uncompressed size. An uncompressed layer's staged digest is its diffID already.
+fn verify_layer(staged: &archive::Staged, layer: &str, diff_id: &str, image: &str) -> Result<u64> {
+    let file = staged
+        .files
+        .get(layer)
+        .ok_or_else(|| anyhow!("layer {layer:?} is not in the archive"))?;
+    let (digest, size) = if file.digest == diff_id {
+        (file.digest.clone(), fs::metadata(&file.path)?.len())
+    } else {
+        digest::HashingReader::new(archive::open_layer(&file.path)?).finish()?
+    };
+    if digest != diff_id {
+        bail!(
+            "image {image}: layer {layer:?} is corrupt: its content hashes to {digest}, the \
+             config says {diff_id}"
+        );
+    }
+    Ok(size)
 }
 
 #[cfg(test)]

@@ -318,6 +318,13 @@ fn a_tag_moves_to_the_newly_imported_image() {
     let images = store.list().unwrap();
     assert_eq!(images.len(), 2);
     assert!(images.iter().any(|i| i.repo_tags.is_empty()));
+    // And back by re-importing the first one (its ID is there: a re-tag only).
+    let report = store
+        .import(&docker_save(&["t:1"], &[base_layer()]).0[..])
+        .unwrap();
+    assert!(report[0].retagged_only);
+    assert_eq!(store.find("t:1").unwrap().unwrap().id, report[0].id);
+    assert!(store.find(&id).unwrap().unwrap().repo_tags.is_empty());
 }
 
 #[test]
@@ -419,6 +426,15 @@ fn a_corrupt_layer_is_named_and_the_store_is_unchanged() {
     assert!(err.contains("layer \"l/layer.tar\" is corrupt"), "{err}");
     assert!(err.contains(&diff_ids[0]), "{err}");
     assert_eq!(snapshot(&store), before);
+
+    // The same for an image the store already has (it would only be re-tagged).
+    let (mut tar, _) = docker_save(&["good:2"], &[base_layer()]);
+    let pos = tar.windows(5).position(|w| w == b"alpha").unwrap();
+    tar[pos] = b'A';
+    let err = format!("{:#}", store.import(&tar[..]).unwrap_err());
+    assert!(err.contains("layer.tar\" is corrupt"), "{err}");
+    assert_eq!(snapshot(&store), before);
+    assert!(store.find("good:2").unwrap().is_none());
 
     // A config that does not hash to its name.
     let (mut tar, id) = docker_save(&["bad:2"], &[top_layer()]);
@@ -543,6 +559,22 @@ fn removing_one_of_two_tags_only_untags() {
     store.tag("t:1", &["u:3".into()]).unwrap();
     assert!(store.find("u:3").unwrap().is_some());
     assert!(store.prepare("../x", "t:1").is_err());
+}
+
+#[test]
+fn empty_owner_fields_read_as_root() {
+    let (_d, store) = store();
+    let mut h = header("f", tar::EntryType::Regular, 1);
+    // What `docker import` keeps from a tar whose writer left them unset.
+    h.as_old_mut().uid = [0; 8];
+    h.as_old_mut().gid = [0; 8];
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, &b"x"[..]).unwrap();
+    let (tar, id) = docker_save(&["e:1"], &[b.into_inner().unwrap()]);
+    store.import(&tar[..]).unwrap();
+    let m = fs::metadata(top_tree(&store, &id).join("f")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0));
 }
 
 #[test]

@@ -271,8 +271,8 @@ pub fn remove_any(path: &Path) -> Result<()> {
 /// Owner, mode (after the owner: chown clears set-uid bits) and modification time.
 fn set_owner_mode<R: Read>(path: &Path, entry: &tar::Entry<'_, R>, is_link: bool) -> Result<()> {
     let h = entry.header();
-    let uid = h.uid().context("the entry's uid")? as u32;
-    let gid = h.gid().context("the entry's gid")? as u32;
+    let uid = numeric(&h.as_old().uid, h.uid()).context("the entry's uid")? as u32;
+    let gid = numeric(&h.as_old().gid, h.gid()).context("the entry's gid")? as u32;
     std::os::unix::fs::lchown(path, Some(uid), Some(gid))
         .with_context(|| format!("setting the owner of {} to {uid}:{gid}", path.display()))?;
     if !is_link {
@@ -286,6 +286,16 @@ fn set_owner_mode<R: Read>(path: &Path, entry: &tar::Entry<'_, R>, is_link: bool
             .with_context(|| format!("setting the times of {}", path.display()))?;
     }
     Ok(())
+}
+
+/// A numeric header field: an empty one (all NULs or spaces, as some writers leave uid and gid
+/// of `docker import`ed layers) is 0, as Go's `archive/tar` — which Docker reads layers with —
+/// reads it; anything else must parse.
+fn numeric(raw: &[u8], parsed: io::Result<u64>) -> Result<u64> {
+    if raw.iter().all(|b| *b == 0 || *b == b' ') {
+        return Ok(0);
+    }
+    Ok(parsed?)
 }
 
 /// Makes a device file or FIFO. Returns false when the node may not: a node without
