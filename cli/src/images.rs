@@ -314,7 +314,8 @@ pub async fn get_images(docker: &Docker, cluster: &str, node: Option<&str>) -> R
     Ok(())
 }
 
-/// `minikind delete image REF`: from every node that has it.
+/// `minikind delete image REF`: from every node that has it, or — when any node refuses (a
+/// container uses it there) — from none.
 pub async fn delete_image(
     docker: &Docker,
     status: &Status,
@@ -323,35 +324,41 @@ pub async fn delete_image(
 ) -> Result<()> {
     let nodes = select_nodes(docker, cluster, &[]).await?;
     let lists = futures::future::join_all(nodes.iter().map(|n| node_list(docker, &n.name))).await;
-    let mut removed_somewhere = false;
-    let mut failures = Vec::new();
+    let tag = minikind_image_store::normalize_reference(reference).ok();
+    let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+    let mut holders = Vec::new();
     for (n, list) in nodes.iter().zip(lists) {
-        let list = list?;
-        let tag = minikind_image_store::normalize_reference(reference).ok();
-        let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
-        let has = list.iter().any(|r| {
+        let has = list?.iter().any(|r| {
             tag.as_ref().is_some_and(|t| r.repo_tags.contains(t))
                 || (hex.len() >= 12 && r.id["sha256:".len()..].starts_with(hex))
         });
-        if !has {
-            continue;
-        }
-        match node_images(docker, &n.name, &["remove", reference]).await {
-            Ok(_) => {
-                removed_somewhere = true;
-                status.line(&format!(
-                    "Deleted image {reference} from node \"{}\"",
-                    n.name
-                ));
-            }
-            Err(e) => failures.push(format!("{e:#}")),
+        if has {
+            holders.push(n.name.clone());
         }
     }
-    if !failures.is_empty() {
-        bail!("deleting image {reference}: {}", failures.join("; "));
-    }
-    if !removed_somewhere {
+    if holders.is_empty() {
         bail!("no node of cluster {cluster:?} has image {reference:?}");
+    }
+    let checks =
+        futures::future::join_all(holders.iter().map(|n| async move {
+            node_images(docker, n, &["remove", "--check", reference]).await
+        }))
+        .await;
+    let refusals: Vec<String> = checks
+        .into_iter()
+        .filter_map(|c| c.err().map(|e| format!("{e:#}")))
+        .collect();
+    if !refusals.is_empty() {
+        bail!(
+            "not deleting image {reference} from any node: {}",
+            refusals.join("; ")
+        );
+    }
+    for n in &holders {
+        node_images(docker, n, &["remove", reference])
+            .await
+            .with_context(|| format!("deleting image {reference}"))?;
+        status.line(&format!("Deleted image {reference} from node \"{n}\""));
     }
     Ok(())
 }

@@ -58,6 +58,9 @@ pub enum ImagesCommand {
     Remove {
         #[command(flatten)]
         store: StoreArg,
+        /// Only say what would be removed, or why it cannot be.
+        #[arg(long)]
+        check: bool,
         reference: String,
     },
 }
@@ -120,8 +123,17 @@ pub fn run(cmd: NodeCommand) -> Result<()> {
             store.open()?.release(&container_id)?;
             write!(out, "{{}}")?;
         }
-        ImagesCommand::Remove { store, reference } => {
-            let removed = store.open()?.remove(&reference)?;
+        ImagesCommand::Remove {
+            store,
+            check,
+            reference,
+        } => {
+            let store = store.open()?;
+            let removed = if check {
+                store.check_remove(&reference)?
+            } else {
+                store.remove(&reference)?
+            };
             serde_json::to_writer(&mut out, &removed)?;
         }
     }

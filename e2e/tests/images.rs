@@ -134,7 +134,15 @@ fn images_load_list_survive_a_restart_and_go() {
     assert_eq!(prepared["mode"], "overlay", "{prepared}");
     assert_eq!(prepared["image_id"], id.as_str());
     let rootfs = prepared["rootfs"].as_str().unwrap();
-    let sh = c.exec_ok(&nodes[0], &["readlink", &format!("{rootfs}/bin/sh")]);
+    // The image's own busybox, run from the container's root.
+    let sh = c.exec_ok(
+        &nodes[0],
+        &[
+            &format!("{rootfs}/bin/busybox"),
+            "readlink",
+            &format!("{rootfs}/bin/sh"),
+        ],
+    );
     assert_eq!(sh.trim(), "busybox");
     let r = c.minikind(&["delete", "image", &tag]);
     assert!(
@@ -142,6 +150,16 @@ fn images_load_list_survive_a_restart_and_go() {
         "{}",
         r.stderr
     );
+    // Refused on one node, done on none.
+    let listed = c.minikind_ok(&["get", "images"]);
+    for n in &nodes {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(n.as_str()) && l.contains(&full)),
+            "{n}:\n{listed}"
+        );
+    }
     assert!(node_cmd(&nodes[0], &["release", "e2e-c1"]).ok);
 
     let out = c.minikind_ok(&["delete", "image", &tag]);

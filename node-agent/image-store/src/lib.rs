@@ -356,7 +356,7 @@ impl Store {
             .images
             .iter_mut()
             .find(|i| i.id == id)
-            .expect("found above");
+            .ok_or_else(|| anyhow!("image {id} left the index while it was locked"))?;
         record.repo_tags.extend(tags);
         let record = record.clone();
         index.save(&self.index_path())?;
@@ -366,6 +366,16 @@ impl Store {
     /// Removes a tag, or by ID the whole image. An image whose last tag goes is removed too
     /// (as `crictl rmi` does). Refused while a container uses the image.
     pub fn remove(&self, reference: &str) -> Result<Removed> {
+        self.remove_or_check(reference, true)
+    }
+
+    /// What [`Store::remove`] would do, or its error, changing nothing: the CLI asks every
+    /// node first so that a removal refused on one node happens on none.
+    pub fn check_remove(&self, reference: &str) -> Result<Removed> {
+        self.remove_or_check(reference, false)
+    }
+
+    fn remove_or_check(&self, reference: &str, commit: bool) -> Result<Removed> {
         let _lock = self.lock()?;
         let mut index = Index::load(&self.index_path())?;
         let record = find_in(&index, reference)?
@@ -377,13 +387,12 @@ impl Store {
         if let Some(tag) = &by_tag
             && record.repo_tags.len() > 1
         {
-            let r = index
-                .images
-                .iter_mut()
-                .find(|i| i.id == record.id)
-                .expect("found");
-            r.repo_tags.retain(|t| t != tag);
-            index.save(&self.index_path())?;
+            if commit {
+                if let Some(r) = index.images.iter_mut().find(|i| i.id == record.id) {
+                    r.repo_tags.retain(|t| t != tag);
+                }
+                index.save(&self.index_path())?;
+            }
             return Ok(Removed {
                 id: record.id,
                 untagged: vec![tag.clone()],
@@ -398,9 +407,11 @@ impl Store {
                 users.join(", ")
             );
         }
-        index.images.retain(|i| i.id != record.id);
-        index.save(&self.index_path())?;
-        self.collect_garbage(&index)?;
+        if commit {
+            index.images.retain(|i| i.id != record.id);
+            index.save(&self.index_path())?;
+            self.collect_garbage(&index)?;
+        }
         Ok(Removed {
             id: record.id,
             untagged: record.repo_tags,

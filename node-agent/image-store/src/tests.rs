@@ -516,6 +516,8 @@ fn a_container_root_is_prepared_used_and_released() {
             "bravo"
         );
 
+        let err = format!("{:#}", store.check_remove("t:1").unwrap_err());
+        assert!(err.contains("used by container(s) c1"), "{err}");
         let err = format!("{:#}", store.remove("t:1").unwrap_err());
         assert!(err.contains("used by container(s) c1"), "{err}");
         assert!(
@@ -525,6 +527,9 @@ fn a_container_root_is_prepared_used_and_released() {
 
         store.release("c1").unwrap();
         store.release("c1").unwrap();
+        let before = snapshot(&store);
+        assert!(store.check_remove("t:1").unwrap().deleted);
+        assert_eq!(snapshot(&store), before);
         assert!(!store.root().join("containers/c1").exists());
         let removed = store.remove("t:1").unwrap();
         assert!(removed.deleted);
