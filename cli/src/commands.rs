@@ -89,6 +89,12 @@ enum Command {
     /// Export a cluster's logs or its kubeconfig, as KIND's `export logs|kubeconfig`.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Load images into the nodes' image stores (`load docker-image`, `load image-archive`).
+    #[command(subcommand)]
+    Load(LoadCommand),
+    /// Run inside a node by the CLI (`minikind node images import|list|tag|remove`).
+    #[command(subcommand, hide = true)]
+    Node(crate::node_images::NodeCommand),
     /// Print the minikind version.
     Version,
     /// Print a shell completion script.
@@ -213,6 +219,13 @@ enum DeleteCommand {
         #[arg(required_unless_present = "all")]
         names: Vec<String>,
     },
+    /// Remove an image (by tag or ID) from every node that has it; refused while a container
+    /// uses it.
+    Image {
+        #[command(flatten)]
+        name: NameArg,
+        reference: String,
+    },
     /// Objects by kind and name (`delete pods busybox`).
     #[command(external_subcommand)]
     Objects(Vec<String>),
@@ -238,6 +251,14 @@ enum GetCommand {
         /// Nodes of every cluster.
         #[arg(short = 'A', long, conflicts_with = "name")]
         all_clusters: bool,
+    },
+    /// The images in each node's image store.
+    Images {
+        #[command(flatten)]
+        name: NameArg,
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Objects of a kind (`get pods -A`, `get svc kube-dns -n kube-system -o yaml`).
     #[command(external_subcommand)]
@@ -269,6 +290,30 @@ enum ExportCommand {
         /// The file to merge into instead of $KUBECONFIG or ~/.kube/config.
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LoadCommand {
+    /// Load images from the host's Docker engine into the nodes (re-tags only where a node
+    /// already has the image's ID).
+    DockerImage {
+        #[arg(required = true)]
+        images: Vec<String>,
+        #[command(flatten)]
+        name: NameArg,
+        /// Only these nodes (comma-separated node names).
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+    },
+    /// Load a `docker save` or OCI-layout tar (a file, or - for standard input) into the nodes.
+    ImageArchive {
+        file: String,
+        #[command(flatten)]
+        name: NameArg,
+        /// Only these nodes (comma-separated node names).
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
     },
 }
 
@@ -602,6 +647,38 @@ async fn run(command: Command, status: &Status) -> Result<()> {
             Ok(())
         }
         Command::Dns(cmd) => crate::dns::run(cmd).await,
+        // Inside a node, run by the CLI; synchronous and short.
+        Command::Node(cmd) => crate::node_images::run(cmd),
+        Command::Load(LoadCommand::DockerImage {
+            images,
+            name,
+            nodes,
+        }) => {
+            let name = name.cluster(None)?;
+            let docker = docker::connect().await?;
+            crate::images::load_docker_images(&docker, status, &name, &images, &nodes).await
+        }
+        Command::Load(LoadCommand::ImageArchive { file, name, nodes }) => {
+            let name = name.cluster(None)?;
+            let docker = docker::connect().await?;
+            crate::images::load_archive(&docker, status, &name, &file, &nodes).await
+        }
+        Command::Get(GetArgs {
+            which: Some(GetCommand::Images { name, node }),
+            ..
+        }) => {
+            let name = name.cluster(None)?;
+            let docker = docker::connect().await?;
+            crate::images::get_images(&docker, &name, node.as_deref()).await
+        }
+        Command::Delete(DeleteArgs {
+            which: Some(DeleteCommand::Image { name, reference }),
+            ..
+        }) => {
+            let name = name.cluster(None)?;
+            let docker = docker::connect().await?;
+            crate::images::delete_image(&docker, status, &name, &reference).await
+        }
         Command::Build(BuildCommand::NodeImage) => {
             let docker = docker::connect().await?;
             let step = status.step("Building node image");
@@ -700,6 +777,13 @@ mod tests {
             "minikind scale deployment coredns --replicas 4 -n kube-system",
             "minikind dns magic status --name lab",
             "minikind dns magic off --node worker",
+            "minikind load docker-image busybox:latest app:dev --name lab --nodes a,b",
+            "minikind load image-archive - --name lab",
+            "minikind get images --name lab --node lab-worker",
+            "minikind delete image busybox:latest --name lab",
+            "minikind node images import",
+            "minikind node images list -o json",
+            "minikind node images remove sha256:00",
         ] {
             Cli::try_parse_from(line.split_whitespace()).unwrap_or_else(|e| panic!("{line}: {e}"));
         }

@@ -58,6 +58,11 @@ pub const NAMES_PATH: &str = "/etc/minikind/names.json";
 /// (`minikind node-agent`) and what the CLI execs in a node (`minikind network-magic …`).
 pub const MINIKIND_PATH: &str = "/usr/local/bin/minikind";
 
+/// The node's image store (blobs, the image index, unpacked layers, container roots): on the
+/// node's `/var` volume, so images survive a node restart and overlayfs works on it. The
+/// `minikind-image-store` crate owns what is inside; the CLI only runs `minikind node images …`.
+pub const IMAGES_DIR: &str = "/var/lib/minikind/images";
+
 /// The Docker label that says which cluster an object belongs to; listing and deleting go by
 /// it only.
 pub const CLUSTER_LABEL: &str = "dev.minikind.cluster";

@@ -5,6 +5,7 @@
 //! Every test makes clusters with unique names and owns them through [`Cluster`], whose `Drop`
 //! deletes them with minikind's own delete — also when the test fails half-way.
 
+pub mod images;
 pub mod kubectl;
 pub mod netns;
 pub mod wait;

@@ -14,6 +14,16 @@ use serde_json::{Map, Value, json};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+fn check_path_segment(name: &str) -> Result<(), String> {
+    if name == "." || name == ".." {
+        return Err(format!("may not be '{name}'"));
+    }
+    match ["/", "%"].iter().find(|c| name.contains(**c)) {
+        Some(c) => Err(format!("may not contain '{c}'")),
+        None => Ok(()),
+    }
+}
+
 pub struct Admission {
     pub services: Arc<ServiceAllocator>,
 }
@@ -50,6 +60,10 @@ impl Admission {
             check_dns_label(&name)
         } else if res == idx::services() {
             check_dns1035_label(&name)
+        } else if r.group == "rbac.authorization.k8s.io" {
+            // RBAC names are path segments (`system:coredns`), as apimachinery's
+            // `IsValidPathSegmentName` has them.
+            check_path_segment(&name)
         } else {
             check_dns_subdomain(&name)
         };
@@ -616,4 +630,32 @@ pub fn default_endpointslice(obj: &mut Value) {
             default_str(p, "protocol", "TCP");
         }
     }
+}
+
+/// kube-apiserver's ServiceAccount admission for a pod about to be created: defaults
+/// `spec.serviceAccountName` to `default` (and the deprecated `spec.serviceAccount` to the
+/// same) and refuses the pod when that service account does not exist in its namespace.
+/// Whether a token is mounted (`automountServiceAccountToken` of the pod, else of the service
+/// account) is decided by the kubelet, which requests the token.
+pub fn service_account(store: &crate::store::Store, ns: &str, pod: &mut Value) -> ApiResult<()> {
+    let name = super::meta::name_of(pod).to_string();
+    let spec = obj_mut(pod, "spec");
+    default_str(spec, "serviceAccountName", "default");
+    let sa = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    default_str(spec, "serviceAccount", &sa);
+    if store.get(idx::serviceaccounts(), ns, &sa).is_none() {
+        return Err(ApiError::forbidden(
+            "",
+            "pods",
+            &name,
+            &format!(
+                "error looking up service account {ns}/{sa}: serviceaccount \"{sa}\" not found"
+            ),
+        ));
+    }
+    Ok(())
 }

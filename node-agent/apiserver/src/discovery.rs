@@ -95,7 +95,7 @@ fn sub_verbs(sub: &str) -> Value {
     match sub {
         "log" => json!(["get"]),
         "exec" => json!(["create", "get"]),
-        "binding" => json!(["create"]),
+        "binding" | "token" => json!(["create"]),
         _ => json!(["get", "patch", "update"]),
     }
 }
@@ -106,6 +106,7 @@ fn sub_kind(r: &Resource, sub: &str) -> (&'static str, &'static str, &'static st
         "binding" => ("", "v1", "Binding"),
         "exec" => ("", "v1", "PodExecOptions"),
         "log" => ("", "v1", "Pod"),
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
         _ => (r.group, r.version, r.kind),
     }
 }

@@ -129,6 +129,28 @@ impl ApiError {
         .with_details(plural, group, name)
     }
 
+    /// A request the authorizer refused: `<plural>[.group] ["<name>"] is forbidden: <why>`, or
+    /// `forbidden: <why>` for a path that names no resource (kube-apiserver's
+    /// `responsewriters.forbiddenMessage`).
+    pub fn forbidden_request(group: &str, plural: &str, name: &str, why: &str) -> Self {
+        let message = match (plural.is_empty(), name.is_empty()) {
+            (true, _) => format!("forbidden: {why}"),
+            (false, true) => format!("{} is forbidden: {why}", qualified(group, plural)),
+            (false, false) => {
+                format!(
+                    "{} \"{name}\" is forbidden: {why}",
+                    qualified(group, plural)
+                )
+            }
+        };
+        let e = Self::new(403, "Forbidden", message);
+        if plural.is_empty() {
+            e
+        } else {
+            e.with_details(plural, group, name)
+        }
+    }
+
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, "MethodNotAllowed", message)
     }
@@ -138,7 +160,7 @@ impl ApiError {
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format ({content_type}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Namespace, ConfigMap, Service and Deployment only)"
+                "the body of the request was in an unknown format ({content_type}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Namespace, ConfigMap, Service, Deployment, ServiceAccount, the RBAC kinds, TokenRequest and the auth reviews only)"
             ),
         )
     }

@@ -1,7 +1,7 @@
 //! minikind's Kubernetes API server: the subset of the API a KIND-like cluster uses.
 //!
 //! It owns the object store (redb, with watch history), the HTTP(S) server — routing of
-//! Kubernetes-style paths, bearer-token authentication, discovery, the object verbs, server-side
+//! Kubernetes-style paths, authentication and RBAC ([`auth`]), discovery, the object verbs, server-side
 //! tables, strict field validation, patches, the protobuf subset, the service proxy —, admission
 //! (defaults, validation, and ClusterIP/NodePort allocation, which happens synchronously with
 //! the write, as in kube-apiserver), and the PKI and kubeconfig the server is reached with.
@@ -11,6 +11,7 @@
 //! or processes.
 
 pub mod admission;
+pub mod auth;
 pub mod clusterip;
 pub mod errors;
 pub mod kubeconfig;
@@ -58,6 +59,9 @@ pub struct ApiState {
     /// Bearer token every request but the health and version endpoints must carry; None
     /// disables authentication (loopback plain-HTTP mode).
     pub token: Option<String>,
+    /// The key service-account tokens are signed and verified with (TokenRequest and
+    /// [`auth::authenticate`]).
+    pub service_account_key: Option<Arc<auth::tokens::ServiceAccountKey>>,
     /// `serverAddressByClientCIDRs` in `/api`.
     pub server_address: String,
     /// Requests being served (bounded; see [`limits`]).
@@ -146,13 +150,13 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
         "/version" => return Ok(json_response(200, &discovery::version())),
         _ => {}
     }
-    if let Some(tok) = &st.token {
-        let auth = header(&req, "authorization");
-        let given = auth.strip_prefix("Bearer ").map(str::trim);
-        if given != Some(tok.as_str()) {
-            return Err(ApiError::unauthorized());
-        }
-    }
+    let user = auth::authenticate(&st, &header(&req, "authorization"))?;
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    auth::authorize(
+        &st,
+        &user,
+        &auth::Attributes::of_request(req.method().as_str(), &path, watching),
+    )?;
     let accept = header(&req, "accept");
     let content_type = header(&req, "content-type");
     let user_agent = header(&req, "user-agent");
@@ -267,6 +271,33 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
         user_agent,
         body,
     };
+    // Reviews and TokenRequests are answered, not stored.
+    if r.is_review() || (res == resources::idx::serviceaccounts() && sub == Some("token")) {
+        if method != axum::http::Method::POST {
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method} {path})"
+            )));
+        }
+        let body = objects::decode_body(&ctx)?;
+        let answer = match (ctx.namespace.as_deref(), ctx.name.as_deref()) {
+            (Some(ns), Some(sa)) if !r.is_review() => {
+                let key = st.service_account_key.as_ref().ok_or_else(|| {
+                    ApiError::service_unavailable("this server has no service-account signing key")
+                })?;
+                let req = auth::tokens::parse_request(&body)?;
+                auth::tokens::issue(
+                    &st.store,
+                    key,
+                    ns,
+                    sa,
+                    &req,
+                    jiff::Timestamp::now().as_second(),
+                )?
+            }
+            _ => auth::reviews::answer_review(&st, &user, r.kind, &body)?,
+        };
+        return Ok(json_response(201, &answer));
+    }
     use axum::http::Method;
     let is_watch = ctx
         .query

@@ -328,6 +328,9 @@ pub async fn create(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx) -> ApiResult<Res
         metadata_mut(&mut v).insert("name".into(), json!(n));
     }
     let name = name_of(&v).to_string();
+    if res == idx::pods() {
+        crate::admission::service_account(&st.store, &ns, &mut v)?;
+    }
     init_metadata(res, &mut v);
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");
@@ -1087,6 +1090,9 @@ pub async fn create_internal(
     };
     if r.namespaced {
         namespace_accepts_new(st, &ns, res, &name)?;
+    }
+    if res == idx::pods() {
+        crate::admission::service_account(&st.store, &ns, &mut v)?;
     }
     init_metadata(res, &mut v);
     patch::record_update(None, &mut v, manager, &r.api_version(), "");

@@ -1,8 +1,10 @@
 //! The cluster's PKI: a CA generated once and kept under the data directory, a serving
 //! certificate for the API server signed by it (re-issued at every start so new SANs such as a
 //! changed node IP are always covered), the admin bearer token, and the kubelet port's pair of
-//! certificates:
+//! certificates, and the service-account signing key:
 //!
+//! - `sa.key`/`sa.pub` (kubeadm's names), the P-256 pair service-account tokens are signed
+//!   (ES256) and verified with, made once and kept, so tokens outlive a restart;
 //! - the API server's kubelet client certificate (kube-apiserver's
 //!   `--kubelet-client-certificate`/`--kubelet-client-key`; kubeadm's
 //!   `apiserver-kubelet-client.crt`, CN `kube-apiserver-kubelet-client`, O
@@ -239,6 +241,29 @@ pub fn load_or_create(data: &Path, sans: &[String]) -> anyhow::Result<Pki> {
     })
 }
 
+/// The service-account signing key kept under `<data>/pki` (made the first time).
+pub fn load_or_create_service_account_key(
+    data: &Path,
+) -> anyhow::Result<crate::auth::tokens::ServiceAccountKey> {
+    let dir = pki_dir(data);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let key_path = dir.join("sa.key");
+    let pub_path = dir.join("sa.pub");
+    let key = match std::fs::read_to_string(&key_path) {
+        Ok(pem) => KeyPair::from_pem(&pem)
+            .with_context(|| format!("{} is not a valid private key", key_path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = KeyPair::generate().context("generating the service-account key")?;
+            write_private(&key_path, &key.serialize_pem())?;
+            key
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", key_path.display())),
+    };
+    std::fs::write(&pub_path, key.public_key_pem())
+        .with_context(|| format!("writing {}", pub_path.display()))?;
+    crate::auth::tokens::ServiceAccountKey::from_pem(&key.serialize_pem(), &key.public_key_pem())
+}
+
 /// A rustls acceptor serving the certificate (HTTP/2 and HTTP/1.1 offered by ALPN).
 pub fn tls_acceptor(pki: &Pki) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     use rustls::pki_types::pem::PemObject;
@@ -321,5 +346,28 @@ mod tests {
             issue_kubelet_serving(dir.path(), "node-a", "10.1.2.3".parse().unwrap()).unwrap();
         assert!(served.combined_pem().contains("PRIVATE KEY"));
         assert!(Ca::load(dir.path()).unwrap().pem == a.ca_pem);
+        // The service-account key persists: a token signed before verifies after a reload.
+        let claims = crate::auth::tokens::Claims {
+            iss: crate::auth::tokens::ISSUER.into(),
+            sub: "system:serviceaccount:a:b".into(),
+            aud: vec![crate::auth::tokens::ISSUER.into()],
+            exp: 2000,
+            iat: 1000,
+            nbf: 1000,
+            kubernetes: crate::auth::tokens::KubernetesClaim {
+                namespace: "a".into(),
+                serviceaccount: crate::auth::tokens::ObjRef {
+                    name: "b".into(),
+                    uid: "u".into(),
+                },
+                pod: None,
+            },
+        };
+        let t = load_or_create_service_account_key(dir.path())
+            .unwrap()
+            .sign(&claims)
+            .unwrap();
+        let again = load_or_create_service_account_key(dir.path()).unwrap();
+        assert_eq!(again.verify(&t, 1500).unwrap(), claims);
     }
 }

@@ -1,5 +1,6 @@
 //! Decoding of the Kubernetes protobuf envelope (`k8s\0` + `runtime.Unknown`) for the few
-//! kinds kubectl's `create namespace|configmap|service|deployment` sends that way. Other kinds get a 415
+//! kinds kubectl's `create namespace|configmap|service|deployment`, `create token` and
+//! `auth whoami|can-i` send that way. Other kinds get a 415
 //! that names the accepted formats.
 
 use crate::errors::{ApiError, ApiResult};
@@ -354,6 +355,141 @@ fn deployment_spec(b: &[u8]) -> ApiResult<Value> {
     Ok(Value::Object(s))
 }
 
+/// Strings of a message's fields, by field number: (number, JSON name).
+fn string_fields(buf: &[u8], names: &[(u64, &str)]) -> ApiResult<Map<String, Value>> {
+    let mut m = Map::new();
+    for (n, f) in fields(buf)? {
+        if let (Some((_, name)), Field::Bytes(x)) = (names.iter().find(|(k, _)| *k == n), f) {
+            m.insert((*name).into(), json!(string(x)?));
+        }
+    }
+    Ok(m)
+}
+
+/// authorization/v1 `ResourceAttributes` (fields 1-7) or `NonResourceAttributes`.
+fn resource_attributes(b: &[u8]) -> ApiResult<Value> {
+    Ok(Value::Object(string_fields(
+        b,
+        &[
+            (1, "namespace"),
+            (2, "verb"),
+            (3, "group"),
+            (4, "version"),
+            (5, "resource"),
+            (6, "subresource"),
+            (7, "name"),
+        ],
+    )?))
+}
+
+/// The spec of a SelfSubjectAccessReview or SubjectAccessReview (which adds user, groups,
+/// uid).
+fn access_review_spec(b: &[u8]) -> ApiResult<Value> {
+    let mut spec = Map::new();
+    let mut groups = Vec::new();
+    for (n, f) in fields(b)? {
+        match (n, f) {
+            (1, Field::Bytes(x)) => {
+                spec.insert("resourceAttributes".into(), resource_attributes(x)?);
+            }
+            (2, Field::Bytes(x)) => {
+                let na = string_fields(x, &[(1, "path"), (2, "verb")])?;
+                spec.insert("nonResourceAttributes".into(), Value::Object(na));
+            }
+            (3, Field::Bytes(x)) => {
+                spec.insert("user".into(), json!(string(x)?));
+            }
+            (4, Field::Bytes(x)) => groups.push(json!(string(x)?)),
+            (6, Field::Bytes(x)) => {
+                spec.insert("uid".into(), json!(string(x)?));
+            }
+            _ => {}
+        }
+    }
+    if !groups.is_empty() {
+        spec.insert("groups".into(), Value::Array(groups));
+    }
+    Ok(Value::Object(spec))
+}
+
+/// authentication/v1 `TokenRequestSpec`.
+fn token_request_spec(b: &[u8]) -> ApiResult<Value> {
+    let mut spec = Map::new();
+    let mut audiences = Vec::new();
+    for (n, f) in fields(b)? {
+        match (n, f) {
+            (1, Field::Bytes(x)) => audiences.push(json!(string(x)?)),
+            (3, Field::Bytes(x)) => {
+                let r = string_fields(
+                    x,
+                    &[(1, "kind"), (2, "apiVersion"), (3, "name"), (4, "uid")],
+                )?;
+                spec.insert("boundObjectRef".into(), Value::Object(r));
+            }
+            (4, Field::Varint(v)) => {
+                spec.insert("expirationSeconds".into(), json!(v));
+            }
+            _ => {}
+        }
+    }
+    spec.insert("audiences".into(), Value::Array(audiences));
+    Ok(Value::Object(spec))
+}
+
+/// Repeated strings of a message, by field number: (number, JSON name).
+fn string_lists(buf: &[u8], names: &[(u64, &str)]) -> ApiResult<Map<String, Value>> {
+    let mut m = Map::new();
+    for (n, f) in fields(buf)? {
+        if let (Some((_, name)), Field::Bytes(x)) = (names.iter().find(|(k, _)| *k == n), f) {
+            let list = m.entry(*name).or_insert_with(|| json!([]));
+            if let Some(a) = list.as_array_mut() {
+                a.push(json!(string(x)?));
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// rbac/v1 `PolicyRule`.
+fn policy_rule(b: &[u8]) -> ApiResult<Value> {
+    Ok(Value::Object(string_lists(
+        b,
+        &[
+            (1, "verbs"),
+            (2, "apiGroups"),
+            (3, "resources"),
+            (4, "resourceNames"),
+            (5, "nonResourceURLs"),
+        ],
+    )?))
+}
+
+/// The fields of a Role/ClusterRole (rules = 2) or a RoleBinding/ClusterRoleBinding
+/// (subjects = 2, roleRef = 3), after the metadata.
+fn rbac_object(obj: &mut Map<String, Value>, raw: &[u8], binding: bool) -> ApiResult<()> {
+    let mut list = Vec::new();
+    for (n, f) in fields(raw)? {
+        match (n, f) {
+            (1, Field::Bytes(x)) => {
+                obj.insert("metadata".into(), object_meta(x)?);
+            }
+            (2, Field::Bytes(x)) if binding => list.push(Value::Object(string_fields(
+                x,
+                &[(1, "kind"), (2, "apiGroup"), (3, "name"), (4, "namespace")],
+            )?)),
+            (2, Field::Bytes(x)) => list.push(policy_rule(x)?),
+            (3, Field::Bytes(x)) if binding => {
+                let r = string_fields(x, &[(1, "apiGroup"), (2, "kind"), (3, "name")])?;
+                obj.insert("roleRef".into(), Value::Object(r));
+            }
+            _ => {}
+        }
+    }
+    let key = if binding { "subjects" } else { "rules" };
+    obj.insert(key.into(), Value::Array(list));
+    Ok(())
+}
+
 /// Decodes a protobuf request body to the JSON form of the object.
 pub fn decode(body: &[u8]) -> ApiResult<Value> {
     let rest = body
@@ -381,6 +517,50 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
     obj.insert("apiVersion".into(), json!(api_version));
     obj.insert("kind".into(), json!(kind));
     match (api_version.as_str(), kind.as_str()) {
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => {}
+        ("rbac.authorization.k8s.io/v1", "Role" | "ClusterRole") => {
+            rbac_object(&mut obj, raw, false)?;
+        }
+        ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => {
+            rbac_object(&mut obj, raw, true)?;
+        }
+        ("v1", "ServiceAccount") => {
+            for (n, f) in fields(raw)? {
+                match (n, f) {
+                    (1, Field::Bytes(x)) => {
+                        obj.insert("metadata".into(), object_meta(x)?);
+                    }
+                    (4, Field::Varint(v)) => {
+                        obj.insert("automountServiceAccountToken".into(), json!(v != 0));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        ("authentication.k8s.io/v1", "TokenRequest") => {
+            for (n, f) in fields(raw)? {
+                if let (2, Field::Bytes(x)) = (n, f) {
+                    obj.insert("spec".into(), token_request_spec(x)?);
+                }
+            }
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview" | "SubjectAccessReview") => {
+            for (n, f) in fields(raw)? {
+                if let (2, Field::Bytes(x)) = (n, f) {
+                    obj.insert("spec".into(), access_review_spec(x)?);
+                }
+            }
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => {
+            for (n, f) in fields(raw)? {
+                if let (2, Field::Bytes(x)) = (n, f) {
+                    obj.insert(
+                        "spec".into(),
+                        Value::Object(string_fields(x, &[(1, "namespace")])?),
+                    );
+                }
+            }
+        }
         ("v1", "Namespace") => {
             for (n, f) in fields(raw)? {
                 if let (1, Field::Bytes(x)) = (n, f) {

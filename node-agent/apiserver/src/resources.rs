@@ -48,7 +48,15 @@ impl Resource {
         self.subresources.contains(&"status")
     }
 
+    /// Reviews are only created, and answered without being stored.
+    pub fn is_review(&self) -> bool {
+        self.plural.ends_with("reviews")
+    }
+
     pub fn verbs(&self) -> &'static [&'static str] {
+        if self.is_review() {
+            return &["create"];
+        }
         &[
             "create",
             "delete",
@@ -195,6 +203,115 @@ pub static RESOURCES: &[Resource] = &[
         subresources: &[],
         selectable_fields: &[],
     },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: &[],
+        subresources: &["token"],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterrolebindings",
+        singular: "clusterrolebinding",
+        kind: "ClusterRoleBinding",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterroles",
+        singular: "clusterrole",
+        kind: "ClusterRole",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "rolebindings",
+        singular: "rolebinding",
+        kind: "RoleBinding",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "roles",
+        singular: "role",
+        kind: "Role",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
+    // Reviews: created and answered, never stored (see `auth::reviews`).
+    Resource {
+        group: "authentication.k8s.io",
+        version: "v1",
+        plural: "selfsubjectreviews",
+        singular: "selfsubjectreview",
+        kind: "SelfSubjectReview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "selfsubjectaccessreviews",
+        singular: "selfsubjectaccessreview",
+        kind: "SelfSubjectAccessReview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "selfsubjectrulesreviews",
+        singular: "selfsubjectrulesreview",
+        kind: "SelfSubjectRulesReview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "subjectaccessreviews",
+        singular: "subjectaccessreview",
+        kind: "SubjectAccessReview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
 ];
 
 /// Index of a resource in [`RESOURCES`]; cheap to copy and compare.
@@ -257,6 +374,22 @@ pub mod idx {
     }
     pub fn deployments() -> ResIdx {
         by_path("apps", "v1", "deployments").expect("deployments registered")
+    }
+    pub fn serviceaccounts() -> ResIdx {
+        by_path("", "v1", "serviceaccounts").expect("serviceaccounts registered")
+    }
+    pub fn roles() -> ResIdx {
+        by_path("rbac.authorization.k8s.io", "v1", "roles").expect("roles registered")
+    }
+    pub fn rolebindings() -> ResIdx {
+        by_path("rbac.authorization.k8s.io", "v1", "rolebindings").expect("rolebindings registered")
+    }
+    pub fn clusterroles() -> ResIdx {
+        by_path("rbac.authorization.k8s.io", "v1", "clusterroles").expect("clusterroles registered")
+    }
+    pub fn clusterrolebindings() -> ResIdx {
+        by_path("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+            .expect("clusterrolebindings registered")
     }
     pub fn endpointslices() -> ResIdx {
         by_path("discovery.k8s.io", "v1", "endpointslices").expect("endpointslices registered")

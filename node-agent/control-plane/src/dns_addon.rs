@@ -1,4 +1,6 @@
-//! The DNS add-on as kubeadm installs it (and so KIND): the `coredns` ConfigMap with kubeadm's
+//! The DNS add-on as kubeadm installs it (and so KIND): the `coredns` ServiceAccount the pods
+//! run as (bound to kubeadm's `system:coredns` ClusterRole by the API server's default policy,
+//! `minikind_apiserver::auth::policy`), the `coredns` ConfigMap with kubeadm's
 //! Corefile, the `coredns` Deployment (2 replicas) and the `kube-dns` Service at the 10th
 //! service address. The CoreDNS pods run minikind's cluster-dns (the kubelet maps CoreDNS
 //! images to it).
@@ -21,8 +23,8 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
-    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
-    ServiceSpec, Toleration, Volume, VolumeMount, WeightedPodAffinityTerm,
+    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, Service, ServiceAccount,
+    ServicePort, ServiceSpec, Toleration, Volume, VolumeMount, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
@@ -134,6 +136,18 @@ fn meta(name: &str, l: Option<BTreeMap<String, String>>) -> ObjectMeta {
     }
 }
 
+/// The ServiceAccount the CoreDNS pods run as, and whose token their kubernetes plugin
+/// lists Services, EndpointSlices, Pods and Namespaces with.
+pub const SERVICE_ACCOUNT: &str = "coredns";
+
+/// ServiceAccount `kube-system/coredns` (kubeadm's, without labels).
+pub fn service_account() -> ServiceAccount {
+    ServiceAccount {
+        metadata: meta(SERVICE_ACCOUNT, None),
+        ..Default::default()
+    }
+}
+
 /// ConfigMap `kube-system/coredns` (kubeadm gives it no labels).
 pub fn config_map(addon: &DnsAddon) -> ConfigMap {
     ConfigMap {
@@ -164,7 +178,7 @@ fn http_probe(path: &str, port: i32) -> Probe {
 
 /// Deployment `kube-system/coredns` as kubeadm's manifest has it (its preferred pod
 /// anti-affinity included, which minikind's scheduler honours), minus what minikind has no use
-/// for (service account, resources, securityContext, and a `kubernetes.io/os` node selector
+/// for (resources, securityContext, and a `kubernetes.io/os` node selector
 /// that would only keep the pods off nodes registered without that label).
 pub fn deployment(addon: &DnsAddon) -> Deployment {
     let app = labels(&[APP_LABEL]);
@@ -208,6 +222,7 @@ pub fn deployment(addon: &DnsAddon) -> Deployment {
                     // CoreDNS forwards through the node's resolv.conf: the hop the network
                     // magic makes work.
                     dns_policy: Some("Default".into()),
+                    service_account_name: Some(SERVICE_ACCOUNT.into()),
                     // Carried for kubectl and tools that look at it; minikind has no
                     // PriorityClass objects and no preemption.
                     priority_class_name: Some("system-cluster-critical".into()),
@@ -363,6 +378,8 @@ pub async fn install(
     addon: &DnsAddon,
 ) -> Result<usize> {
     let mut created = 0;
+    // The account first: admission refuses pods whose service account does not exist.
+    created += create_if_absent(client, &service_account()).await? as usize;
     created += create_if_absent(client, &config_map(addon)).await? as usize;
     created += create_if_absent(client, &service(cluster_dns_ip(service_subnet))).await? as usize;
     created += create_if_absent(client, &deployment(addon)).await? as usize;
@@ -453,6 +470,7 @@ mod tests {
         assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(1)));
         let pod = ds.template.spec.unwrap();
         assert_eq!(pod.dns_policy.as_deref(), Some("Default"));
+        assert_eq!(pod.service_account_name.as_deref(), Some("coredns"));
         let tolerated: Vec<_> = pod
             .tolerations
             .unwrap()

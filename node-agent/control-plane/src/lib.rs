@@ -198,6 +198,15 @@ pub async fn start(cfg: ControlPlaneConfig) -> anyhow::Result<RunningControlPlan
         let scheme = if cfg.insecure_http { "http" } else { "https" };
         format!("{scheme}://{host}:{}", addr.port())
     });
+    // Plain HTTP has no PKI, so no service-account key either: TokenRequest answers 503 there,
+    // and every client is the admin anyway.
+    let service_account_key = if cfg.insecure_http {
+        None
+    } else {
+        Some(Arc::new(pki::load_or_create_service_account_key(
+            &cfg.data_dir,
+        )?))
+    };
     let (tls, token, kubeconfig, kubelet_client) = if cfg.insecure_http {
         let kc = serde_yaml::to_string(&serde_json::json!({
             "apiVersion": "v1", "kind": "Config",
@@ -230,6 +239,7 @@ pub async fn start(cfg: ControlPlaneConfig) -> anyhow::Result<RunningControlPlan
             services: allocator,
         },
         token,
+        service_account_key,
         server_address: format!("{}:{}", cfg.advertise_address, addr.port()),
         inflight: Default::default(),
         kubelet_client,

@@ -307,7 +307,7 @@ async fn dns_addon_install_creates_kubeadms_objects_once() {
     let created = install(&client, subnet, &DnsAddon::default())
         .await
         .unwrap();
-    assert_eq!(created, 3);
+    assert_eq!(created, 4, "ServiceAccount, ConfigMap, Service, Deployment");
     check_config_map(&apis.cms.get("coredns").await.unwrap());
     check_deployment(&apis.deps.get("coredns").await.unwrap());
     check_service(&apis.svcs.get("kube-dns").await.unwrap(), "10.96.0.10");

@@ -1,5 +1,6 @@
-//! Bootstrap objects: the four initial namespaces and the `default/kubernetes` Service at the
-//! first service IP, with the EndpointSlice and Endpoints pointing at the API server (kept
+//! Bootstrap objects: the four initial namespaces with their `default` ServiceAccounts, the
+//! default RBAC policy (kube-apiserver's `rbac/bootstrap-roles` hook), and the
+//! `default/kubernetes` Service at the first service IP, with the EndpointSlice and Endpoints pointing at the API server (kept
 //! current across restarts on another port or address).
 
 use minikind_apiserver::errors::ApiError;
@@ -44,6 +45,13 @@ pub async fn bootstrap(st: &ApiState, advertise: Ipv4Addr, port: u16) -> Result<
             json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":ns}}),
         )
         .await?;
+        // Before anything serves, so the first pods in these namespaces find their account.
+        crate::serviceaccounts::ensure_default(st, ns).await?;
+    }
+    // Made when missing, left as they are otherwise (kube-apiserver reconciles only roles
+    // annotated for auto-update; a user's edit of a default role is kept here).
+    for (res, obj) in minikind_apiserver::auth::policy::bootstrap_objects() {
+        ensure(st, res, obj).await?;
     }
     let ip = st.admission.services.nth(1).to_string();
     let svc_ports = json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]);

@@ -1,6 +1,6 @@
 //! The controllers, run inside the API server process against the store: node IPAM,
 //! scheduler, EndpointSlices (and legacy Endpoints), Deployments, the `default/kubernetes`
-//! service, namespace deletion, owner-reference garbage collection and pod GC.
+//! service, the `default` ServiceAccount of each namespace, namespace deletion, owner-reference garbage collection and pod GC.
 //!
 //! This crate owns the reconcile loops and nothing they reconcile against: objects, the store
 //! and admission belong to `minikind-apiserver` (ClusterIP allocation too: it is synchronous
@@ -17,6 +17,7 @@ pub mod kubernetes_service;
 pub mod lifecycle;
 pub mod node_ipam;
 pub mod scheduler;
+pub mod serviceaccounts;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -129,6 +130,12 @@ pub fn spawn_all(st: Arc<ApiState>, cfg: &ControllerConfig, cancel: Cancellation
     tokio::spawn(run_loop(
         st.clone(),
         endpointslices::EndpointSlices::default(),
+        s,
+        cancel.clone(),
+    ));
+    tokio::spawn(run_loop(
+        st.clone(),
+        serviceaccounts::ServiceAccounts,
         s,
         cancel.clone(),
     ));

@@ -39,6 +39,7 @@ pub mod sandbox;
 pub mod server;
 pub mod spawn;
 pub mod status;
+pub mod token_manager;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
@@ -62,12 +63,12 @@ use handles::PodHandle;
 use ipam::PodIpam;
 use pod_worker::Outcome;
 
-/// The credentials pods get in their service-account files, so that in-cluster clients
-/// (cluster-dns's kubernetes plugin) reach the API as the kubelet does.
+/// What pods get of the kubelet's kubeconfig in their service-account files: the cluster CA
+/// (`ca.crt`), so in-cluster clients (cluster-dns's kubernetes plugin) trust the API server.
+/// Never the kubelet's token: a pod's `token` is its own service account's
+/// ([`token_manager`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiCredentials {
-    /// The bearer token (written to `token`).
-    pub token: String,
     /// The API server's CA in PEM (written to `ca.crt`).
     pub ca_crt: String,
 }
@@ -75,14 +76,13 @@ pub struct ApiCredentials {
 impl std::fmt::Debug for ApiCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiCredentials")
-            .field("token", &"<redacted>")
             .field("ca_crt", &format!("{} bytes", self.ca_crt.len()))
             .finish()
     }
 }
 
 impl ApiCredentials {
-    /// The token and CA of the current context of a kubeconfig (inline data or files).
+    /// The CA of the current context of a kubeconfig (inline data or a file).
     pub fn from_kubeconfig(yaml: &str) -> Result<ApiCredentials> {
         use base64::Engine;
         use serde_json::Value;
@@ -120,18 +120,7 @@ impl ApiCredentials {
             }
             (None, None) => String::new(),
         };
-        let user_name = text(&ctx, "user").unwrap_or_default();
-        let user = named("users", &user_name, "user")
-            .ok_or_else(|| anyhow!("the kubeconfig has no user {user_name:?}"))?;
-        let token = match (text(&user, "token"), text(&user, "tokenFile")) {
-            (Some(t), _) => t,
-            (None, Some(path)) => std::fs::read_to_string(&path)
-                .with_context(|| format!("reading the token file {path}"))?
-                .trim()
-                .to_string(),
-            (None, None) => anyhow::bail!("user {user_name:?} of the kubeconfig has no token"),
-        };
-        Ok(ApiCredentials { token, ca_crt })
+        Ok(ApiCredentials { ca_crt })
     }
 }
 
@@ -221,6 +210,8 @@ pub struct Kubelet {
     pub shutdown: CancellationToken,
     /// When this kubelet started (probe workers of a young kubelet spread their first probe).
     pub started: std::time::Instant,
+    /// The pods' service-account tokens.
+    pub tokens: token_manager::TokenManager,
 }
 
 impl Kubelet {
@@ -326,6 +317,7 @@ pub async fn run_kubelet(
         pods: RwLock::new(HashMap::new()),
         shutdown: shutdown.clone(),
         started,
+        tokens: Default::default(),
     });
     let server = tokio::spawn(server::serve(k.clone(), listener, tls));
     let result = watch_pods(k.clone()).await;
@@ -358,6 +350,9 @@ async fn watch_pods(k: Arc<Kubelet>) -> Result<()> {
     let mut removed: HashSet<String> = HashSet::new();
     let mut listing: Option<HashSet<String>> = None;
     let mut cleaned = false;
+    // Until the first listing is complete, every pod is one this kubelet found already bound
+    // to its node when it started: the herd a restarted kubelet picks up all at once.
+    let mut first_listing = true;
     loop {
         let ev = tokio::select! {
             ev = stream.next() => ev,
@@ -389,9 +384,10 @@ async fn watch_pods(k: Arc<Kubelet>) -> Result<()> {
                 if let Some(l) = listing.as_mut() {
                     l.insert(pod.metadata.uid.clone().unwrap_or_default());
                 }
-                apply(&k, &mut workers, &removed, pod);
+                apply(&k, &mut workers, &removed, pod, first_listing);
             }
             watcher::Event::InitDone => {
+                first_listing = false;
                 let seen = listing.take().unwrap_or_default();
                 for (uid, w) in &workers {
                     if !seen.contains(uid) {
@@ -409,7 +405,7 @@ async fn watch_pods(k: Arc<Kubelet>) -> Result<()> {
                     }
                 }
             }
-            watcher::Event::Apply(pod) => apply(&k, &mut workers, &removed, pod),
+            watcher::Event::Apply(pod) => apply(&k, &mut workers, &removed, pod, false),
             watcher::Event::Delete(pod) => {
                 if let Some(w) = workers.get(pod.metadata.uid.as_deref().unwrap_or_default()) {
                     w.tx.send_replace(None);
@@ -439,6 +435,7 @@ fn apply(
     workers: &mut HashMap<String, Worker>,
     removed: &HashSet<String>,
     pod: Pod,
+    found_at_start: bool,
 ) {
     let Some(uid) = pod.metadata.uid.clone() else {
         return;
@@ -458,7 +455,12 @@ fn apply(
         );
     }
     let (tx, rx) = watch::channel(Some(pod));
-    let join = tokio::spawn(pod_worker::run(k.clone(), handle.clone(), rx));
+    let join = tokio::spawn(pod_worker::run(
+        k.clone(),
+        handle.clone(),
+        rx,
+        found_at_start,
+    ));
     workers.insert(uid, Worker { tx, join, handle });
 }
 
@@ -666,7 +668,7 @@ mod tests {
         assert_eq!(cfg.node_ip, Ipv4Addr::new(172, 18, 0, 3));
         assert_eq!(cfg.cluster_dns, Ipv4Addr::new(10, 96, 0, 10));
         assert_eq!(cfg.node_labels["node-role.kubernetes.io/worker"], "");
-        assert_eq!(cfg.credentials.unwrap().token, "t");
+        assert!(cfg.credentials.is_some());
         // No serving certificate named: none (run_kubelet then refuses to start).
         assert!(cfg.tls.is_none());
         let dir = tempfile::tempdir().unwrap();
@@ -723,9 +725,7 @@ mod tests {
              users:\n- name: u\n  user:\n    token: s3cret\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\n"
         );
         let c = ApiCredentials::from_kubeconfig(&yaml).unwrap();
-        assert_eq!(c.token, "s3cret");
         assert!(c.ca_crt.starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(!format!("{c:?}").contains("s3cret"));
         let e = ApiCredentials::from_kubeconfig(
             &yaml.replace("current-context: c", "current-context: nope"),
         )

@@ -261,11 +261,14 @@ async fn record_events(
     }
 }
 
-/// Runs one pod until it is deleted (and removed) or the kubelet stops.
+/// Runs one pod until it is deleted (and removed) or the kubelet stops. `found_at_start`: the
+/// pod was bound to this node when the kubelet started (its first listing), so its probe
+/// workers spread their first probe (see [`probe_worker`]).
 pub async fn run(
     k: Arc<Kubelet>,
     handle: Arc<PodHandle>,
     mut pod_rx: watch::Receiver<Option<Pod>>,
+    found_at_start: bool,
 ) -> Outcome {
     let Some(mut last_pod) = pod_rx.borrow().clone() else {
         return Outcome::Removed;
@@ -443,6 +446,7 @@ pub async fn run(
                         restart_policy: restart_policy.clone(),
                         pod_rx: pod_rx.clone(),
                         kubelet_started: k.started,
+                        found_at_start,
                         trigger,
                         kill: kill_tx.clone(),
                         stop: probes_stop.clone(),
@@ -517,6 +521,12 @@ pub async fn run(
                     && let Err(e) = sandbox::sync_volumes(&k, &last_pod, &sb.dir).await
                 {
                     tracing::debug!(pod = %handle.name, "refreshing volumes: {e:#}");
+                }
+                // The token is renewed here before it expires (token manager).
+                if let Some(sa) = sandbox.as_ref().and_then(|sb| sb.service_account.as_ref())
+                    && let Err(e) = sandbox::refresh_service_account_token(&k, &last_pod, sa).await
+                {
+                    tracing::warn!(pod = %handle.name, "refreshing the service-account token: {e:#}");
                 }
             }
             _ = k.shutdown.cancelled() => break true,

@@ -6,9 +6,17 @@
 //! running, started container has no successful readiness result yet, so a new container is
 //! probed as soon as the kubelet sees it running instead of a period later — which is not at
 //! its very start: the kubelet only sees a container at the next relist of its runtime (every
-//! second), so no probe runs before that relist. A worker started
-//! within one period of the kubelet's own start first sleeps a random part of the period, so
-//! that a restarted kubelet does not probe everything at once. Results follow the kubelet's
+//! second), so no probe runs before that relist. A worker of a pod the kubelet found at its
+//! start, started within one period of the kubelet's own start, first sleeps a random part of
+//! the period, so that a restarted kubelet does not probe everything at once.
+//!
+//! That jitter is the real kubelet's (`prober/worker.go`: `run`) with one difference: the real
+//! one applies it to every worker made while the kubelet is young, also for pods bound to the
+//! node after it started. A minikind kubelet is always young when the cluster's first pods
+//! arrive — CoreDNS is scheduled seconds after the node registers — so that rule put each new
+//! CoreDNS's first readiness probe at a random point of its first 10 s (median 5 s), which was
+//! most of a 3-node create's wait for cluster DNS. Pods that arrive after the kubelet's first
+//! listing are not the restart herd the jitter exists for, so they are probed at once. Results follow the kubelet's
 //! rules: a new container starts from the kind's initial value (readiness: failure, liveness:
 //! success, startup: unknown), a result only counts once the success or failure threshold is
 //! reached, and a liveness or startup failure kills the container and holds the worker until
@@ -86,6 +94,8 @@ pub struct WorkerCtx {
     pub pod_rx: watch::Receiver<Option<Pod>>,
     /// When the kubelet started (for the start-up jitter).
     pub kubelet_started: Instant,
+    /// The pod was in the kubelet's first listing (only such pods get the start-up jitter).
+    pub found_at_start: bool,
     /// The manual trigger; a trigger while the worker is busy is kept for its next wait.
     pub trigger: Arc<Notify>,
     pub kill: mpsc::UnboundedSender<Kill>,
@@ -134,7 +144,11 @@ pub fn until_relist_sees(started_ago: Duration, kubelet_age: Duration) -> Durati
 /// Runs one worker until `stop` or until it has nothing more to probe.
 pub async fn run(w: WorkerCtx) {
     let period = Timing::of(&w.probe).period;
-    let jitter = startup_jitter(period, w.kubelet_started.elapsed(), rand::random::<f64>());
+    let jitter = if w.found_at_start {
+        startup_jitter(period, w.kubelet_started.elapsed(), rand::random::<f64>())
+    } else {
+        Duration::ZERO
+    };
     if !jitter.is_zero() {
         tokio::select! {
             _ = tokio::time::sleep(jitter) => {}
@@ -394,6 +408,7 @@ mod tests {
             kubelet_started: Instant::now()
                 .checked_sub(Duration::from_secs(7200))
                 .unwrap(),
+            found_at_start: false,
             trigger: Arc::new(Notify::new()),
             kill,
             stop: CancellationToken::new(),
@@ -481,6 +496,48 @@ mod tests {
         assert!(events.try_recv().is_err(), "the first probe failed");
         stop.cancel();
         task.await.unwrap();
+    }
+
+    /// A readiness worker (period 100 h) on a kubelet that started 2 s ago, for a container
+    /// whose server listens from the start; whether it turned ready within `within`.
+    async fn ready_on_young_kubelet(found_at_start: bool, within: Duration) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (mut w, _kills) = worker_for(
+            ProbeKind::Readiness,
+            json!({"tcpSocket": {"port": port}, "periodSeconds": 360_000}),
+            dir.path(),
+        );
+        // Two seconds old, as the kubelets are when a create schedules CoreDNS on them.
+        w.kubelet_started = Instant::now().checked_sub(Duration::from_secs(2)).unwrap();
+        w.found_at_start = found_at_start;
+        let (pod, stop) = (w.pod.clone(), w.stop.clone());
+        let task = tokio::spawn(run(w));
+        let deadline = Instant::now() + within;
+        while !pod.runtime().containers[0].ready && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ready = pod.runtime().containers[0].ready;
+        stop.cancel();
+        task.await.unwrap();
+        ready
+    }
+
+    #[tokio::test]
+    async fn a_young_kubelet_probes_a_newly_bound_pod_at_its_first_relist() {
+        // Bound after the kubelet's first listing: probed at the relist that sees it (< 1 s),
+        // not at a random point of its first period.
+        assert!(ready_on_young_kubelet(false, Duration::from_secs(3)).await);
+    }
+
+    #[tokio::test]
+    async fn a_young_kubelet_spreads_the_first_probe_of_the_pods_it_found_at_start() {
+        // The restart herd: the first probe waits a random part of the period (100 h here, so
+        // it lands within the 1.5 s looked at once in 240 000 runs).
+        assert!(!ready_on_young_kubelet(true, Duration::from_millis(1500)).await);
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! A pod's sandbox: its network namespace on the node bridge with an address from the node's
 //! pod CIDR, and the files its processes see — `/etc/resolv.conf` per `dnsPolicy`, the
 //! kubelet-managed `/etc/hosts`, `/etc/hostname`, volumes (configMap, emptyDir, hostPath,
-//! projected) and the service-account files — all kept under `<root>/pods/<uid>/`.
+//! projected, service-account tokens included) and the service-account files (a token bound
+//! to the pod from [`crate::token_manager`], never the kubelet's credential) — all kept under `<root>/pods/<uid>/`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -10,13 +11,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ipnet::Ipv4Net;
-use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, ServiceAccount, Volume};
 use kube::Api;
 
 use super::Kubelet;
 use super::spawn::{BindMount, PodContext};
 use crate::pod_dns::{self, NodeDns};
 use crate::pod_network::{self, NetnsSpec};
+use crate::token_manager;
 use minikind_resolv_conf::ResolvConf;
 
 /// Where Kubernetes mounts a pod's service-account credentials.
@@ -342,12 +344,15 @@ pub async fn sync_volumes(k: &Kubelet, pod: &Pod, dir: &Path) -> Result<BTreeMap
         } else if let Some(pr) = &v.projected {
             for src in pr.sources.iter().flatten() {
                 if let Some(t) = &src.service_account_token {
-                    let token = k
-                        .cfg
-                        .credentials
-                        .as_ref()
-                        .map(|c| c.token.clone())
-                        .unwrap_or_default();
+                    let token = pod_token(
+                        k,
+                        pod,
+                        t.audience.as_deref(),
+                        t.expiration_seconds
+                            .unwrap_or(token_manager::DEFAULT_EXPIRATION_SECS),
+                    )
+                    .await
+                    .with_context(|| format!("volume {:?}", v.name))?;
                     write_key_files_merge(&vdir, &t.path, &token)?;
                 }
                 if let Some(cm) = &src.config_map {
@@ -419,6 +424,81 @@ fn write_key_files_merge(dir: &Path, rel: &str, value: &str) -> Result<()> {
         write_file(&path, value.as_bytes())?;
     }
     Ok(())
+}
+
+/// The pod's service account (`spec.serviceAccountName`, which admission defaults).
+fn service_account_name(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.as_deref())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default")
+}
+
+/// A token of the pod's service account bound to the pod, from the token manager.
+async fn pod_token(
+    k: &Kubelet,
+    pod: &Pod,
+    audience: Option<&str>,
+    expiration_secs: i64,
+) -> Result<String> {
+    let pod_ref = token_manager::PodRef {
+        namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
+        service_account: service_account_name(pod),
+        name: pod.metadata.name.as_deref().unwrap_or_default(),
+        uid: pod.metadata.uid.as_deref().unwrap_or_default(),
+    };
+    k.tokens
+        .token(&k.client, &pod_ref, audience, expiration_secs)
+        .await
+}
+
+/// Whether the pod gets the service-account volume: its own
+/// `automountServiceAccountToken`, else its service account's, else yes (kube-apiserver's
+/// ServiceAccount admission decides the same way).
+async fn automounts(k: &Kubelet, pod: &Pod) -> Result<bool> {
+    if let Some(b) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.automount_service_account_token)
+    {
+        return Ok(b);
+    }
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = service_account_name(pod);
+    let api: Api<ServiceAccount> = Api::namespaced(k.client.clone(), ns);
+    let sa = api
+        .get_opt(name)
+        .await
+        .with_context(|| format!("reading service account {ns}/{name}"))?
+        .with_context(|| format!("service account {ns}/{name} not found"))?;
+    Ok(sa.automount_service_account_token != Some(false))
+}
+
+/// Writes (or refreshes) the files kube-apiserver's admission projects into every pod at
+/// [`SERVICE_ACCOUNT_DIR`] (`kube-api-access-*`): `token`, a token of the pod's service
+/// account bound to the pod (3607 s, renewed by the token manager), `ca.crt`, the cluster CA,
+/// and `namespace`. None when the pod does not automount, or without cluster credentials.
+pub async fn sync_service_account(k: &Kubelet, pod: &Pod, dir: &Path) -> Result<Option<PathBuf>> {
+    let Some(creds) = &k.cfg.credentials else {
+        return Ok(None);
+    };
+    if !automounts(k, pod).await? {
+        return Ok(None);
+    }
+    let sa = dir.join("serviceaccount");
+    write_key_files_merge(&sa, "ca.crt", &creds.ca_crt)?;
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    write_key_files_merge(&sa, "namespace", ns)?;
+    refresh_service_account_token(k, pod, &sa).await?;
+    Ok(Some(sa))
+}
+
+/// Rewrites `token` in a pod's service-account directory `sa_dir` when the token manager
+/// renewed it (run with the periodic volume refresh).
+pub async fn refresh_service_account_token(k: &Kubelet, pod: &Pod, sa_dir: &Path) -> Result<()> {
+    let token = pod_token(k, pod, None, token_manager::DEFAULT_EXPIRATION_SECS).await?;
+    write_key_files_merge(sa_dir, "token", &token)
 }
 
 /// The node's resolver settings for pod_dns.
@@ -513,17 +593,7 @@ pub async fn prepare(k: &Kubelet, pod: &Pod) -> Result<Sandbox> {
         });
     }
 
-    let automount = spec.automount_service_account_token != Some(false);
-    let service_account = match (&k.cfg.credentials, automount) {
-        (Some(creds), true) => {
-            let sa = dir.join("serviceaccount");
-            write_key_files_merge(&sa, "token", &creds.token)?;
-            write_key_files_merge(&sa, "ca.crt", &creds.ca_crt)?;
-            write_key_files_merge(&sa, "namespace", ns)?;
-            Some(sa)
-        }
-        _ => None,
-    };
+    let service_account = sync_service_account(k, pod, &dir).await?;
 
     let pause = if spec.share_process_namespace == Some(true) {
         let ctx = PodContext {
@@ -599,6 +669,7 @@ pub async fn teardown(k: &Kubelet, uid: &str, log_dir: Option<PathBuf>) -> Resul
     tokio::task::spawn_blocking(move || pod_network::delete(&netns))
         .await
         .context("network namespace task")??;
+    k.tokens.forget_pod(uid);
     let dir = pod_dir(&k.cfg.root, uid);
     unpin_namespaces(&dir);
     if dir.exists() {

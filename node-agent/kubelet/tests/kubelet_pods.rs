@@ -152,6 +152,39 @@ fn a_pod_with_sleep_gets_an_ip_resolver_files_hosts_and_hostname() {
             "{}",
             ca.stdout
         );
+        // The token is the pod's own: a JWT of default/default bound to this pod, never the
+        // admin token the kubelet holds, and the API server takes it as that account.
+        let token = exec(
+            ep,
+            "web-0",
+            &["cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"],
+            None,
+            "v5.channel.k8s.io",
+        )
+        .await
+        .stdout;
+        assert_ne!(token, lab.cp.state.token.clone().unwrap());
+        let payload = token.split('.').nth(1).expect("a JWT");
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["sub"], "system:serviceaccount:default:default");
+        assert_eq!(claims["kubernetes.io"]["pod"]["name"], "web-0");
+        assert_eq!(
+            claims["kubernetes.io"]["pod"]["uid"],
+            json!(running.metadata.uid)
+        );
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            3607
+        );
+        let user =
+            minikind_apiserver::auth::authenticate(&lab.cp.state, &format!("Bearer {token}"))
+                .expect("the API server accepts the pod's token");
+        assert_eq!(user.name, "system:serviceaccount:default:default");
+        assert!(!user.is_master());
         let env = exec(
             ep,
             "web-0",
@@ -165,6 +198,19 @@ fn a_pod_with_sleep_gets_an_ip_resolver_files_hosts_and_hostname() {
         )
         .await;
         assert_eq!(env.stdout, "10.96.0.1:443 web-0\n");
+
+        // automountServiceAccountToken: false on the pod, or on its service account: no token.
+        let mut nt = pod("no-token", &["sleep", "3600"]);
+        nt["spec"]["automountServiceAccountToken"] = json!(false);
+        lab.create(nt).await;
+        lab.wait_running("no-token").await;
+        let probe = [
+            "sh",
+            "-c",
+            "test -e /var/run/secrets/kubernetes.io/serviceaccount/token && echo present || echo absent",
+        ];
+        let out = exec(ep, "no-token", &probe, None, "v5.channel.k8s.io").await;
+        assert_eq!(out.stdout, "absent\n");
 
         // dnsPolicy Default: the node's file; None: only dnsConfig.
         let mut d = pod("dns-default", &["sleep", "3600"]);

@@ -1,0 +1,174 @@
+//! Images into nodes without a registry: a busybox image built here from the host's
+//! `busybox-static` (the engine's import endpoint) goes into a two-node cluster with
+//! `load docker-image`, is listed per node, reloaded (re-tag only: no transfer), refused
+//! intact when the archive is corrupt, kept across a node restart, and deleted.
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Instant;
+
+use minikind_test_support::images::busybox_image;
+use minikind_test_support::{Cluster, Run, docker, minikind_command, unique_name};
+
+const HERMETIC: &str = "networking:\n  internal: true\ndns:\n  upstream: lab\n";
+
+/// A host image this test made; removed when dropped.
+struct HostImage(String);
+
+impl Drop for HostImage {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", &self.0]);
+    }
+}
+
+/// `minikind load image-archive - --name C` with `archive` on standard input.
+fn load_archive_stdin(c: &Cluster, archive: &[u8]) -> Run {
+    let mut child = minikind_command()
+        .args(["load", "image-archive", "-", "--name", &c.name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The command may stop reading early (it failed): its own error says why.
+    let _ = child.stdin.take().unwrap().write_all(archive);
+    Run::from(child.wait_with_output().unwrap())
+}
+
+fn node_store(c: &Cluster, node: &str) -> (String, String) {
+    let list = c.exec_ok(node, &["minikind", "node", "images", "list", "-o", "json"]);
+    let layers = c.exec_ok(node, &["ls", "/var/lib/minikind/images/layers"]);
+    (list, layers)
+}
+
+#[test]
+fn images_load_list_survive_a_restart_and_go() {
+    let repo = unique_name("minikind-e2e-img");
+    let tag = format!("{repo}:1");
+    let id = busybox_image(&tag, 0);
+    let _image = HostImage(tag.clone());
+    let c = Cluster::create(
+        "e2e-images",
+        &format!("nodes:\n- role: control-plane\n- role: worker\n{HERMETIC}"),
+    );
+    let nodes = [c.node("control-plane"), c.node("worker")];
+    let full = format!("docker.io/library/{tag}");
+    let short = &id[7..19];
+
+    let t = Instant::now();
+    let out = c.minikind_ok(&["load", "docker-image", &tag]);
+    let first = t.elapsed();
+    for n in &nodes {
+        assert!(
+            out.contains(&format!("not yet present on node \"{n}\"")),
+            "{out}"
+        );
+    }
+    let listed = c.minikind_ok(&["get", "images"]);
+    for n in &nodes {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(n.as_str()) && l.contains(&full) && l.contains(short)),
+            "{n} lacks {full} ({short}):\n{listed}"
+        );
+    }
+
+    // Again: every node has the ID, nothing is transferred.
+    let t = Instant::now();
+    let out = c.minikind_ok(&["load", "docker-image", &tag]);
+    let again = t.elapsed();
+    for n in &nodes {
+        assert!(
+            out.contains(&format!("already present on node \"{n}\"")),
+            "{out}"
+        );
+    }
+    assert!(
+        again < first,
+        "reload {again:?} not faster than load {first:?}"
+    );
+    eprintln!("load docker-image: first {first:?}, again (re-tag only) {again:?}");
+
+    // A corrupt archive: one byte flipped inside the layer's data.
+    let saved = std::process::Command::new("docker")
+        .args(["save", &tag])
+        .output()
+        .unwrap();
+    assert!(saved.status.success());
+    let before: Vec<_> = nodes.iter().map(|n| node_store(&c, n)).collect();
+    let mut corrupt = saved.stdout.clone();
+    let mid = corrupt.len() / 2;
+    corrupt[mid] ^= 0xff;
+    let r = load_archive_stdin(&c, &corrupt);
+    assert!(!r.ok, "{}", r.stdout);
+    assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&nodes[0]) && r.stderr.contains(&nodes[1]),
+        "{}",
+        r.stderr
+    );
+    // Truncated too.
+    let r = load_archive_stdin(&c, &saved.stdout[..saved.stdout.len() / 3]);
+    assert!(!r.ok);
+    assert!(r.stderr.contains("truncated"), "{}", r.stderr);
+    let after: Vec<_> = nodes.iter().map(|n| node_store(&c, n)).collect();
+    assert_eq!(before, after, "a refused archive changed a store");
+
+    // The store is on the node's /var volume: a restart keeps it.
+    let r = docker(&["restart", &nodes[1]]);
+    assert!(r.ok, "{}", r.stderr);
+    let listed = c.minikind_ok(&["get", "images", "--node", &nodes[1]]);
+    assert!(listed.contains(&full), "{listed}");
+
+    // A container root from it: overlayfs on the node's /var volume; the image cannot go
+    // while the root exists.
+    let node_cmd = |n: &str, args: &[&str]| {
+        let mut full = vec!["minikind", "node", "images"];
+        full.extend_from_slice(args);
+        c.exec(n, &full)
+    };
+    let prepared = node_cmd(&nodes[0], &["prepare", "e2e-c1", &tag]);
+    assert!(prepared.ok, "{}", prepared.stderr);
+    let prepared: serde_json::Value = serde_json::from_str(&prepared.stdout).unwrap();
+    assert_eq!(prepared["mode"], "overlay", "{prepared}");
+    assert_eq!(prepared["image_id"], id.as_str());
+    let rootfs = prepared["rootfs"].as_str().unwrap();
+    // The image's own busybox, run from the container's root.
+    let sh = c.exec_ok(
+        &nodes[0],
+        &[
+            &format!("{rootfs}/bin/busybox"),
+            "readlink",
+            &format!("{rootfs}/bin/sh"),
+        ],
+    );
+    assert_eq!(sh.trim(), "busybox");
+    let r = c.minikind(&["delete", "image", &tag]);
+    assert!(
+        !r.ok && r.stderr.contains("used by container(s) e2e-c1"),
+        "{}",
+        r.stderr
+    );
+    // Refused on one node, done on none.
+    let listed = c.minikind_ok(&["get", "images"]);
+    for n in &nodes {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(n.as_str()) && l.contains(&full)),
+            "{n}:\n{listed}"
+        );
+    }
+    assert!(node_cmd(&nodes[0], &["release", "e2e-c1"]).ok);
+
+    let out = c.minikind_ok(&["delete", "image", &tag]);
+    for n in &nodes {
+        assert!(out.contains(&format!("from node \"{n}\"")), "{out}");
+    }
+    let listed = c.minikind_ok(&["get", "images"]);
+    assert!(!listed.contains(&full), "{listed}");
+    for n in &nodes {
+        assert_eq!(c.exec_ok(n, &["ls", "/var/lib/minikind/images/layers"]), "");
+    }
+}
