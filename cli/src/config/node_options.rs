@@ -365,7 +365,7 @@ pub(super) fn kubeadm_patch(
                 }
             }
             "nodeRegistration" => {
-                labels = node_registration(v).map_err(|m| err(m))?;
+                labels = node_registration(v).map_err(&err)?;
             }
             other => {
                 return Err(err(format!(
