@@ -26,6 +26,9 @@ pub mod env {
     /// `IP` or `IP:PORT`: the builtin resolver forwards to them. Docker 20.10 records them
     /// nowhere inside the container, so the CLI hands them over.
     pub const DNS_SERVERS: &str = "MINIKIND_DNS_SERVERS";
+    /// The node's own labels (KIND's `labels` and kubeadm `node-labels`), as the kubelet's
+    /// `--node-labels` takes them: `key=value` pairs separated by commas. Unset: none.
+    pub const NODE_LABELS: &str = "MINIKIND_NODE_LABELS";
 }
 
 /// Printed once the node has booted; `minikind create` waits for it in the container's log.

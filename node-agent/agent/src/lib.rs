@@ -50,6 +50,8 @@ pub struct NodeSettings {
     pub builtin_resolver: bool,
     /// The builtin resolver's external servers (`IP` or `IP:PORT`), in order.
     pub dns_servers: Vec<String>,
+    /// The node's own labels (checked by the CLI as the kubelet checks `--node-labels`).
+    pub node_labels: std::collections::BTreeMap<String, String>,
 }
 
 impl NodeSettings {
@@ -94,7 +96,19 @@ impl NodeSettings {
             None => Vec::new(),
             Some(list) => parse_servers(&list)?,
         };
+        let mut node_labels = std::collections::BTreeMap::new();
+        for pair in get(env::NODE_LABELS)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = pair
+                .split_once('=')
+                .with_context(|| format!("{}: {pair:?} is not key=value", env::NODE_LABELS))?;
+            node_labels.insert(k.to_string(), v.to_string());
+        }
         Ok(NodeSettings {
+            node_labels,
             builtin_resolver,
             dns_servers,
             internal_network,
@@ -296,6 +310,7 @@ async fn serve(settings: NodeSettings) -> Result<()> {
     });
     kcfg.credentials = Some(credentials);
     kcfg.tunnel_pod_routes = settings.internal_network;
+    kcfg.node_labels.extend(settings.node_labels.clone());
     if settings.role == "control-plane" {
         kcfg.node_labels.insert(
             "node-role.kubernetes.io/control-plane".into(),

@@ -59,7 +59,7 @@ impl<'a> Context<'a> {
             name,
             config,
             wait,
-            nodes: nodes::node_names(name, &config.nodes),
+            nodes: nodes::node_names(name, &config.roles()),
             image: None,
             upstream_ip: None,
             embedded_servers: Vec::new(),

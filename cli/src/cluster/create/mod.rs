@@ -47,12 +47,13 @@ pub struct Created {
 pub async fn create(docker: &Docker, status: &Status, opts: CreateOptions) -> Result<Created> {
     let mut opts = opts;
     let engine = endpoint::resolve(&endpoint::Env::from_process())?;
+    docker_nodes::check_host_ports(&opts.config, &engine)?;
     if let Some(placed) = docker_nodes::place_api_server(&mut opts.config.networking, &engine)? {
         status.line(&placed);
     } else if let Some(warning) = opts.config.networking.api_server_exposure_warning() {
         status.warning(&warning);
     }
-    let mut wanted: Vec<String> = docker_nodes::node_names(&opts.name, &opts.config.nodes)
+    let mut wanted: Vec<String> = docker_nodes::node_names(&opts.name, &opts.config.roles())
         .into_iter()
         .map(|(n, _)| n)
         .collect();
@@ -204,7 +205,7 @@ fn actions(cfg: &ClusterConfig) -> Vec<Action> {
         list.push(Action::EmbeddedNames);
     }
     list.extend([Action::Boot, Action::ControlPlane]);
-    if cfg.nodes.contains(&NodeRole::Worker) {
+    if cfg.roles().contains(&NodeRole::Worker) {
         list.push(Action::JoinWorkers);
     }
     list.extend([Action::NodesReady, Action::ClusterDns, Action::Kubeconfig]);
@@ -243,7 +244,10 @@ mod tests {
                 Kubeconfig
             ]
         );
-        cfg.nodes = vec![NodeRole::ControlPlane, NodeRole::Worker];
+        cfg.nodes = vec![
+            crate::config::NodeConfig::new(NodeRole::ControlPlane),
+            crate::config::NodeConfig::new(NodeRole::Worker),
+        ];
         cfg.dns.upstream = Upstream::Lab;
         cfg.dns.embedded = EmbeddedDns::Builtin;
         assert_eq!(

@@ -20,7 +20,9 @@ use std::net::IpAddr;
 
 use super::endpoint::{self, Endpoint};
 use super::{CLUSTER_LABEL, ROLE_LABEL, short_id};
-use crate::config::{ClusterConfig, EmbeddedDns, Networking, NodeRole, Upstream};
+use crate::config::{
+    ClusterConfig, EmbeddedDns, Networking, NodeConfig, NodeRole, Protocol, Upstream,
+};
 
 /// Port the API server listens on inside the control-plane node.
 pub const API_SERVER_PORT: &str = "6443/tcp";
@@ -110,13 +112,14 @@ pub fn labels(cluster: &str, role: &str) -> HashMap<String, String> {
 pub fn node_container(
     cluster: &str,
     name: &str,
-    role: NodeRole,
+    node: &NodeConfig,
     image: &str,
     cfg: &ClusterConfig,
     upstream_ip: Option<&str>,
     embedded_servers: &[String],
     privileges: Privileges,
 ) -> ContainerCreateBody {
+    let role = node.role;
     let mut env = vec![
         format!("{}={cluster}", agent_env::CLUSTER),
         format!("{}={}", agent_env::ROLE, role.as_str()),
@@ -149,6 +152,14 @@ pub fn node_container(
     if let Some(search) = &cfg.networking.dns_search {
         env.push(format!("{}={}", agent_env::DNS_SEARCH, search.join(" ")));
     }
+    if !node.labels.is_empty() {
+        let labels: Vec<String> = node
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.push(format!("{}={}", agent_env::NODE_LABELS, labels.join(",")));
+    }
 
     let mut hc = HostConfig {
         network_mode: Some(network_name(cluster)),
@@ -166,6 +177,9 @@ pub fn node_container(
             name: Some(RestartPolicyNameEnum::ON_FAILURE),
             maximum_retry_count: Some(1),
         }),
+        // `extraMounts`, written as kind writes its `--volume` flags.
+        binds: (!node.mounts.is_empty())
+            .then(|| node.mounts.iter().map(|m| m.docker_bind()).collect()),
         ..Default::default()
     };
     privileges.apply(&mut hc);
@@ -176,22 +190,36 @@ pub fn node_container(
     };
     hc.dns = upstream_dns.map(|ip| vec![ip]);
 
-    let mut exposed = None;
+    // Empty = a random free port, chosen by the engine.
+    let host_port = |p: u16| if p == 0 { String::new() } else { p.to_string() };
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     if role == NodeRole::ControlPlane {
-        let port = cfg.networking.api_server_port;
-        hc.port_bindings = Some(HashMap::from([(
+        bindings.insert(
             API_SERVER_PORT.to_string(),
             Some(vec![PortBinding {
                 host_ip: Some(cfg.networking.published_address().to_string()),
-                // Empty = a random free port, chosen by the engine.
-                host_port: Some(if port == 0 {
-                    String::new()
-                } else {
-                    port.to_string()
-                }),
+                host_port: Some(host_port(cfg.networking.api_server_port)),
             }]),
-        )]));
-        exposed = Some(vec![API_SERVER_PORT.to_string()]);
+        );
+    }
+    // `extraPortMappings`, as kind's `--publish=<listenAddress>:<hostPort>:<port>/<proto>`.
+    for m in &node.port_mappings {
+        let key = format!("{}/{}", m.container_port, m.protocol.as_docker());
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(m.listen_address.to_string()),
+                host_port: Some(host_port(m.host_port)),
+            });
+    }
+    let mut exposed = None;
+    if !bindings.is_empty() {
+        let mut keys: Vec<String> = bindings.keys().cloned().collect();
+        keys.sort();
+        exposed = Some(keys);
+        hc.port_bindings = Some(bindings);
     }
 
     let mut labels = labels(cluster, role.as_str());
@@ -353,7 +381,54 @@ fn with_fixed_api_port(cfg: &ClusterConfig) -> Result<ClusterConfig> {
         .with_context(|| format!("finding a free port for the API server on {addr}"))?;
         fixed.networking.api_server_port = probe.local_addr()?.port();
     }
+    // `extraPortMappings` with no host port likewise (kind's `generatePortMappings`). SCTP
+    // cannot be probed from here: the engine picks, and a restart may move it.
+    for node in &mut fixed.nodes {
+        for m in node.port_mappings.iter_mut().filter(|m| m.host_port == 0) {
+            let addr = std::net::SocketAddr::new(m.listen_address, 0);
+            let port = match m.protocol {
+                Protocol::Tcp => std::net::TcpListener::bind(addr)?.local_addr()?.port(),
+                Protocol::Udp => std::net::UdpSocket::bind(addr)?.local_addr()?.port(),
+                Protocol::Sctp => continue,
+            };
+            m.host_port = port;
+        }
+    }
     Ok(fixed)
+}
+
+/// Fails, before anything is made, when a host port the config maps is taken on this machine
+/// (by another cluster or any other program): the engine would fail the node's start half-way
+/// through. Skipped for an engine on another host, whose ports cannot be tried from here.
+pub fn check_host_ports(cfg: &ClusterConfig, engine: &Endpoint) -> Result<()> {
+    if !engine.host_address()?.to_canonical().is_loopback() {
+        return Ok(());
+    }
+    for (i, node) in cfg.nodes.iter().enumerate() {
+        for m in node.port_mappings.iter().filter(|m| m.host_port != 0) {
+            let addr = std::net::SocketAddr::new(m.listen_address, m.host_port);
+            let taken = match m.protocol {
+                Protocol::Tcp => std::net::TcpListener::bind(addr).err(),
+                Protocol::Udp => std::net::UdpSocket::bind(addr).err(),
+                Protocol::Sctp => None,
+            };
+            if let Some(e) = taken {
+                bail!(
+                    "the {} node's extraPortMappings: host port {}/{} on {} cannot be published \
+                     ({e}): another cluster or program holds it",
+                    node_ordinal(i),
+                    m.host_port,
+                    m.protocol.as_docker(),
+                    m.listen_address
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn node_ordinal(i: usize) -> String {
+    format!("nodes[{i}]")
 }
 
 fn unspecified_like(ip: IpAddr) -> IpAddr {
@@ -440,49 +515,52 @@ pub async fn start_nodes(
         Privileges::Privileged
     };
     loop {
-        let attempt = try_join_all(names.iter().map(|(node, role)| async move {
-            let body = node_container(
-                cluster,
-                node,
-                *role,
-                image,
-                cfg,
-                upstream_ip,
-                embedded_servers,
-                privileges,
-            );
-            let opts = CreateContainerOptionsBuilder::default().name(node).build();
-            let created = docker
-                .create_container(Some(opts), body)
-                .await
-                .with_context(|| format!("creating node {node}"))?;
-            docker
-                .start_container(node, None)
-                .await
-                .with_context(|| format!("starting node {node}"))?;
-            // Where the host reaches this node's API server (only the control plane publishes
-            // it; an --internal network publishes nothing). Asked only when it will be logged.
-            let published =
-                if *role == NodeRole::ControlPlane && tracing::enabled!(tracing::Level::INFO) {
-                    docker
-                        .inspect_container(node, None::<InspectContainerOptions>)
-                        .await
-                        .ok()
-                        .and_then(|info| published_api_port(&info))
-                } else {
-                    None
-                };
-            tracing::info!(
-                node = %node,
-                role = %role.as_str(),
-                id = %short_id(&created.id),
-                privileges = %privileges.label(),
-                // Nothing on an --internal network: the host reaches the node's own address.
-                api_port = %published.as_deref().unwrap_or("none"),
-                "node container created and started"
-            );
-            anyhow::Ok(())
-        }))
+        // `names` come from the config's nodes, in its order.
+        let attempt = try_join_all(names.iter().zip(&cfg.nodes).map(
+            |((node, role), spec)| async move {
+                let body = node_container(
+                    cluster,
+                    node,
+                    spec,
+                    image,
+                    cfg,
+                    upstream_ip,
+                    embedded_servers,
+                    privileges,
+                );
+                let opts = CreateContainerOptionsBuilder::default().name(node).build();
+                let created = docker
+                    .create_container(Some(opts), body)
+                    .await
+                    .with_context(|| format!("creating node {node}"))?;
+                docker
+                    .start_container(node, None)
+                    .await
+                    .with_context(|| format!("starting node {node}"))?;
+                // Where the host reaches this node's API server (only the control plane publishes
+                // it; an --internal network publishes nothing). Asked only when it will be logged.
+                let published =
+                    if *role == NodeRole::ControlPlane && tracing::enabled!(tracing::Level::INFO) {
+                        docker
+                            .inspect_container(node, None::<InspectContainerOptions>)
+                            .await
+                            .ok()
+                            .and_then(|info| published_api_port(&info))
+                    } else {
+                        None
+                    };
+                tracing::info!(
+                    node = %node,
+                    role = %role.as_str(),
+                    id = %short_id(&created.id),
+                    privileges = %privileges.label(),
+                    // Nothing on an --internal network: the host reaches the node's own address.
+                    api_port = %published.as_deref().unwrap_or("none"),
+                    "node container created and started"
+                );
+                anyhow::Ok(())
+            },
+        ))
         .await;
         match attempt {
             Ok(_) => return Ok(privileges),
@@ -682,7 +760,7 @@ mod tests {
         let body = node_container(
             "lab",
             "lab-control-plane",
-            NodeRole::ControlPlane,
+            &NodeConfig::new(NodeRole::ControlPlane),
             "img",
             &cfg,
             None,
@@ -703,13 +781,67 @@ mod tests {
     }
 
     #[test]
+    fn extra_port_mappings_and_mounts_are_published_as_kind_does() {
+        let cfg = ClusterConfig::default();
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = NodeConfig::new(NodeRole::Worker);
+        node.port_mappings = vec![
+            crate::config::PortMapping {
+                container_port: 30053,
+                host_port: 8053,
+                listen_address: "127.0.0.1".parse().unwrap(),
+                protocol: Protocol::Udp,
+            },
+            crate::config::PortMapping {
+                container_port: 30053,
+                host_port: 8054,
+                listen_address: "0.0.0.0".parse().unwrap(),
+                protocol: Protocol::Udp,
+            },
+        ];
+        node.mounts = vec![crate::config::ExtraMount {
+            host_path: dir.path().to_path_buf(),
+            container_path: "/data".into(),
+            read_only: true,
+            selinux_relabel: false,
+            propagation: crate::config::Propagation::Bidirectional,
+        }];
+        node.labels.insert("tier".into(), "gold".into());
+        let body = node_container(
+            "lab",
+            "lab-worker",
+            &node,
+            "img",
+            &cfg,
+            None,
+            &[],
+            Privileges::Privileged,
+        );
+        assert_eq!(body.exposed_ports, Some(vec!["30053/udp".to_string()]));
+        let hc = body.host_config.unwrap();
+        let b = hc.port_bindings.unwrap()["30053/udp"].clone().unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(b[0].host_port.as_deref(), Some("8053"));
+        assert_eq!(
+            hc.binds,
+            Some(vec![format!("{}:/data:ro,rshared", dir.path().display())])
+        );
+        assert!(
+            body.env
+                .unwrap()
+                .contains(&format!("{}=tier=gold", agent_env::NODE_LABELS))
+        );
+    }
+
+    #[test]
     fn workers_publish_nothing_and_get_the_lab_dns() {
         let mut cfg = ClusterConfig::default();
         cfg.dns.upstream = Upstream::Lab;
         let body = node_container(
             "lab",
             "lab-worker",
-            NodeRole::Worker,
+            &NodeConfig::new(NodeRole::Worker),
             "img",
             &cfg,
             Some("172.30.0.2"),
@@ -731,7 +863,7 @@ mod tests {
             node_container(
                 "c",
                 "c-worker",
-                NodeRole::Worker,
+                &NodeConfig::new(NodeRole::Worker),
                 "i",
                 cfg,
                 None,
@@ -759,7 +891,7 @@ mod tests {
             node_container(
                 "c",
                 "c-worker",
-                NodeRole::Worker,
+                &NodeConfig::new(NodeRole::Worker),
                 "i",
                 cfg,
                 None,

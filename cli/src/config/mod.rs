@@ -4,10 +4,16 @@
 //! Parsing is strict: an unknown field, a bad CIDR or a bad name is one error naming it, and
 //! nothing is created.
 
+mod node_options;
+
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 use serde::Deserialize;
+
+#[allow(unused_imports)]
+pub use node_options::{ExtraMount, NodeConfig, PortMapping, Propagation, Protocol};
 
 pub const MINIKIND_API_VERSION: &str = "minikind.dev/v1alpha1";
 pub const KIND_API_VERSION: &str = "kind.x-k8s.io/v1alpha4";
@@ -143,7 +149,8 @@ impl Networking {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     pub name: Option<String>,
-    pub nodes: Vec<NodeRole>,
+    /// The control plane first, as KIND names and creates them.
+    pub nodes: Vec<NodeConfig>,
     pub networking: Networking,
     pub dns: DnsOptions,
 }
@@ -152,7 +159,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             name: None,
-            nodes: vec![NodeRole::ControlPlane],
+            nodes: vec![NodeConfig::new(NodeRole::ControlPlane)],
             networking: Networking {
                 pod_subnet: minikind_contract::DEFAULT_POD_SUBNET
                     .parse()
@@ -188,12 +195,23 @@ struct RawConfig {
     networking: Option<RawNetworking>,
     #[serde(default)]
     dns: Option<RawDns>,
+    /// Applied to every node (as a node's own, after them in kind).
+    #[serde(default)]
+    kubeadm_config_patches: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawNode {
     role: Option<String>,
+    #[serde(default)]
+    extra_port_mappings: Vec<node_options::RawPortMapping>,
+    #[serde(default)]
+    extra_mounts: Vec<node_options::RawMount>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    kubeadm_config_patches: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,20 +247,21 @@ where
 const KIND_ONLY_FIELDS: &[&str] = &[
     "featureGates",
     "runtimeConfig",
-    "kubeadmConfigPatches",
     "kubeadmConfigPatchesJSON6902",
     "containerdConfigPatches",
     "containerdConfigPatchesJSON6902",
     "image",
-    "extraMounts",
-    "extraPortMappings",
-    "labels",
     "ipFamily",
     "kubeProxyMode",
     "disableDefaultCNI",
 ];
 
 impl ClusterConfig {
+    /// The nodes' roles, in order.
+    pub fn roles(&self) -> Vec<NodeRole> {
+        self.nodes.iter().map(|n| n.role).collect()
+    }
+
     /// Parses and validates a config document; `source_name` (a path or `-`) goes into errors.
     pub fn parse(text: &str, source_name: &str) -> Result<ClusterConfig, ConfigError> {
         let syntax = |message: String| ConfigError::Syntax {
@@ -291,9 +310,30 @@ impl ClusterConfig {
             cfg.name = Some(name);
         }
 
-        if let Some(nodes) = raw.nodes {
+        let mut cluster_patches = Vec::new();
+        for (i, text) in raw.kubeadm_config_patches.iter().enumerate() {
+            cluster_patches.push(
+                node_options::kubeadm_patch(text, &format!("kubeadmConfigPatches[{i}]"))
+                    .map_err(|(f, m)| field(&f, m))?,
+            );
+        }
+        let cwd = std::env::current_dir().map_err(|e| {
+            syntax(format!(
+                "the current directory (relative extraMounts hostPaths start there): {e}"
+            ))
+        })?;
+        let nodes = raw.nodes.unwrap_or_else(|| {
+            vec![RawNode {
+                role: None,
+                extra_port_mappings: Vec::new(),
+                extra_mounts: Vec::new(),
+                labels: BTreeMap::new(),
+                kubeadm_config_patches: Vec::new(),
+            }]
+        });
+        {
             let mut roles = Vec::new();
-            for (i, n) in nodes.iter().enumerate() {
+            for (i, n) in nodes.into_iter().enumerate() {
                 let role = match n.role.as_deref() {
                     None | Some("control-plane") => NodeRole::ControlPlane,
                     Some("worker") => NodeRole::Worker,
@@ -304,11 +344,71 @@ impl ClusterConfig {
                         ));
                     }
                 };
-                roles.push(role);
+                let at = format!("nodes[{i}]");
+                let mut node = NodeConfig::new(role);
+                for (j, m) in n.extra_port_mappings.into_iter().enumerate() {
+                    node.port_mappings.push(
+                        node_options::port_mapping(m, &format!("{at}.extraPortMappings[{j}]"))
+                            .map_err(|(f, m)| field(&f, m))?,
+                    );
+                }
+                for (j, m) in n.extra_mounts.into_iter().enumerate() {
+                    node.mounts.push(
+                        node_options::mount(m, &format!("{at}.extraMounts[{j}]"), &cwd)
+                            .map_err(|(f, m)| field(&f, m))?,
+                    );
+                }
+                for (k, v) in n.labels {
+                    node_options::check_label(&k, &v)
+                        .map_err(|m| field(&format!("{at}.labels"), m))?;
+                    node.labels.insert(k, v);
+                }
+                let mut patches = Vec::new();
+                for (j, text) in n.kubeadm_config_patches.iter().enumerate() {
+                    patches.push(
+                        node_options::kubeadm_patch(
+                            text,
+                            &format!("{at}.kubeadmConfigPatches[{j}]"),
+                        )
+                        .map_err(|(f, m)| field(&f, m))?,
+                    );
+                }
+                for (target, labels) in patches.iter().chain(&cluster_patches) {
+                    if target.reaches(role) {
+                        node.labels.extend(labels.clone());
+                    }
+                }
+                roles.push(node);
+            }
+            // Two mappings of one host port cannot both be published (kind leaves that to
+            // the engine, which fails half-way through the create).
+            let all: Vec<(usize, usize, &PortMapping)> = roles
+                .iter()
+                .enumerate()
+                .flat_map(|(i, n)| {
+                    n.port_mappings
+                        .iter()
+                        .enumerate()
+                        .map(move |(j, m)| (i, j, m))
+                })
+                .collect();
+            for (k, (i, j, a)) in all.iter().enumerate() {
+                if let Some((i2, j2, _)) =
+                    all[..k].iter().find(|(_, _, b)| node_options::clash(a, b))
+                {
+                    return Err(field(
+                        &format!("nodes[{i}].extraPortMappings[{j}].hostPort"),
+                        format!(
+                            "host port {}/{} is already mapped by nodes[{i2}].extraPortMappings[{j2}]",
+                            a.host_port,
+                            a.protocol.as_docker()
+                        ),
+                    ));
+                }
             }
             let cps = roles
                 .iter()
-                .filter(|r| **r == NodeRole::ControlPlane)
+                .filter(|r| r.role == NodeRole::ControlPlane)
                 .count();
             if cps == 0 {
                 return Err(field("nodes", "no node has role control-plane".into()));
@@ -320,7 +420,7 @@ impl ClusterConfig {
                 ));
             }
             // The control plane comes first, as in KIND's node naming.
-            roles.sort_by_key(|r| *r != NodeRole::ControlPlane);
+            roles.sort_by_key(|r| r.role != NodeRole::ControlPlane);
             cfg.nodes = roles;
         }
 
@@ -388,6 +488,16 @@ impl ClusterConfig {
             return Err(field(
                 "networking.podSubnet",
                 format!("{pod} is too small: every node gets a /24 from it"),
+            ));
+        }
+
+        let mapped = cfg.nodes.iter().any(|n| !n.port_mappings.is_empty());
+        if cfg.networking.internal && mapped {
+            return Err(field(
+                "networking.internal",
+                "Docker publishes no ports from an internal network: drop the \
+                 extraPortMappings or the internal network"
+                    .into(),
             ));
         }
 
@@ -510,7 +620,7 @@ dns:
         .unwrap();
         assert_eq!(c.name.as_deref(), Some("lab"));
         assert_eq!(
-            c.nodes,
+            c.nodes.iter().map(|n| n.role).collect::<Vec<_>>(),
             vec![NodeRole::ControlPlane, NodeRole::Worker, NodeRole::Worker]
         );
         assert_eq!(
@@ -623,14 +733,114 @@ networking:
             e.contains("cfg.yaml") && e.contains("unknown field `rol`"),
             "{e}"
         );
-        let e =
-            parse("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nkubeadmConfigPatches: []\n")
-                .unwrap_err()
-                .to_string();
+        let e = parse("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nfeatureGates: {}\n")
+            .unwrap_err()
+            .to_string();
         assert!(
-            e.contains("kubeadmConfigPatches") && e.contains("does not reproduce"),
+            e.contains("featureGates") && e.contains("does not reproduce"),
             "{e}"
         );
+    }
+
+    /// kind's ingress guide's config, as the guide gives it.
+    const KIND_INGRESS_GUIDE: &str = r#"kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+nodes:
+- role: control-plane
+  kubeadmConfigPatches:
+  - |
+    kind: InitConfiguration
+    nodeRegistration:
+      kubeletExtraArgs:
+        node-labels: "ingress-ready=true"
+  extraPortMappings:
+  - containerPort: 80
+    hostPort: 80
+    protocol: TCP
+  - containerPort: 443
+    hostPort: 443
+    protocol: TCP
+"#;
+
+    #[test]
+    fn kinds_node_options_are_taken() {
+        let c = parse(KIND_INGRESS_GUIDE).unwrap();
+        let cp = &c.nodes[0];
+        assert_eq!(cp.labels["ingress-ready"], "true");
+        assert_eq!(cp.port_mappings.len(), 2);
+        assert_eq!(cp.port_mappings[1].host_port, 443);
+        assert_eq!(cp.port_mappings[1].listen_address.to_string(), "0.0.0.0");
+
+        // Node labels, mounts, and cluster-wide patches reaching the nodes their kind names.
+        let dir = tempfile::tempdir().unwrap();
+        let c = parse(&format!(
+            "kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+kubeadmConfigPatches:
+- |
+  kind: JoinConfiguration
+  nodeRegistration:
+    kubeletExtraArgs:
+      node-labels: tier=worker
+nodes:
+- role: worker
+  labels:
+    app: web
+  extraMounts:
+  - hostPath: {}
+    containerPath: /data
+    readOnly: true
+- role: control-plane
+",
+            dir.path().display()
+        ))
+        .unwrap();
+        let (cp, w) = (&c.nodes[0], &c.nodes[1]);
+        assert_eq!(cp.role, NodeRole::ControlPlane);
+        assert!(cp.labels.is_empty(), "{:?}", cp.labels);
+        assert_eq!(w.labels["app"], "web");
+        assert_eq!(w.labels["tier"], "worker");
+        assert_eq!(w.mounts[0].container_path, "/data");
+        assert!(w.mounts[0].read_only);
+    }
+
+    #[test]
+    fn bad_node_options_are_named() {
+        let base =
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n";
+        let err = |body: &str| parse(&format!("{base}{body}")).unwrap_err().to_string();
+        let e = err("  extraPortMappings:\n  - containerPort: 80\n    hostPort: 99999\n");
+        assert!(e.contains("nodes[0].extraPortMappings[0].hostPort"), "{e}");
+        let e = err("  extraMounts:\n  - hostPath: /nonexistent/minikind\n    containerPath: /x\n");
+        assert!(
+            e.contains("nodes[0].extraMounts[0].hostPath") && e.contains("does not exist"),
+            "{e}"
+        );
+        let e = err("  labels:\n    node-role.kubernetes.io/x: \"\"\n");
+        assert!(
+            e.contains("nodes[0].labels") && e.contains("'kubernetes.io'"),
+            "{e}"
+        );
+        let e = err("  kubeadmConfigPatches:\n  - |\n    kind: ClusterConfiguration\n");
+        assert!(e.contains("nodes[0].kubeadmConfigPatches[0]"), "{e}");
+        // One host port twice, across nodes.
+        let e = err(
+            "  extraPortMappings:\n  - containerPort: 80\n    hostPort: 8080\n\
+             - role: worker\n  extraPortMappings:\n  - containerPort: 81\n    hostPort: 8080\n",
+        );
+        assert!(
+            e.contains("nodes[1].extraPortMappings[0].hostPort")
+                && e.contains("already mapped by nodes[0].extraPortMappings[0]"),
+            "{e}"
+        );
+        // Nothing is published from an internal network.
+        let e = parse(
+            "kind: Cluster\napiVersion: minikind.dev/v1alpha1\nnetworking:\n  internal: true\n\
+             nodes:\n- role: control-plane\n  extraPortMappings:\n  - containerPort: 80\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("networking.internal"), "{e}");
     }
 
     #[test]
