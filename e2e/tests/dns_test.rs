@@ -131,7 +131,7 @@ fn dns_test_runs_a_checks_file_reports_the_failure_with_its_trace_and_cleans_up(
     {
         let row: Vec<&str> = rows[i + 1].split_whitespace().collect();
         assert_eq!(
-            (row[0], row[1], row[4], row[5], row[6]),
+            (row[0], row[1], row[3], row[4], row[5]),
             (i.to_string().as_str(), *name, "A", *proto, *result),
             "{out}"
         );
