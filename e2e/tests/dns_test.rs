@@ -4,11 +4,15 @@
 //! probe pod with its own dnsPolicy/dnsConfig) — with one check expecting a wrong answer. The
 //! run exits non-zero, prints the table, writes a JUnit file with exactly that failure and its
 //! trace, and leaves no probe pod behind; the same file through `--kubeconfig` prints JSON whose
-//! failure carries a trace from the pod's side only. Hermetic: internal network, lab upstream.
+//! failure carries a trace from the pod's side only; Ctrl-C during a check deletes its probe pod
+//! and exits 130. Hermetic: internal network, lab upstream.
 
+use std::process::Stdio;
 use std::time::Duration;
 
-use minikind_test_support::{Cluster, eventually, example, minikind};
+use minikind_test_support::{Cluster, eventually, example, minikind, minikind_command};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use quick_xml::Reader;
 use quick_xml::events::Event;
 use quick_xml::name::QName;
@@ -41,12 +45,29 @@ checks:
   expect: {answers: [192.0.2.99]}
 ";
 
-/// The JUnit file's testcases as (name, failure message, system-out), read with an XML parser
-/// (so the file must be well-formed), and the root's `tests`/`failures` attributes.
-fn junit_cases(xml: &str) -> (Vec<(String, Option<String>, String)>, String, String) {
+/// A testcase of the JUnit file.
+struct Case {
+    name: String,
+    /// Its failure's message, if it failed.
+    failure: Option<String>,
+    system_out: String,
+}
+
+/// The JUnit file read with an XML parser (so it must be well-formed): the root's `tests` and
+/// `failures` attributes and the testcases.
+struct Junit {
+    tests: String,
+    failures: String,
+    cases: Vec<Case>,
+}
+
+fn read_junit(xml: &str) -> Junit {
     let mut reader = Reader::from_str(xml);
-    let mut cases: Vec<(String, Option<String>, String)> = Vec::new();
-    let (mut tests, mut failures) = (String::new(), String::new());
+    let mut junit = Junit {
+        tests: String::new(),
+        failures: String::new(),
+        cases: Vec::new(),
+    };
     let attr = |e: &quick_xml::events::BytesStart, key: &str| -> Option<String> {
         e.attributes()
             .filter_map(Result::ok)
@@ -65,20 +86,24 @@ fn junit_cases(xml: &str) -> (Vec<(String, Option<String>, String)>, String, Str
         };
         match e.name().as_ref() {
             b"testsuites" => {
-                tests = attr(&e, "tests").unwrap();
-                failures = attr(&e, "failures").unwrap();
+                junit.tests = attr(&e, "tests").unwrap();
+                junit.failures = attr(&e, "failures").unwrap();
             }
-            b"testcase" => cases.push((attr(&e, "name").unwrap(), None, String::new())),
-            b"failure" => cases.last_mut().unwrap().1 = attr(&e, "message"),
+            b"testcase" => junit.cases.push(Case {
+                name: attr(&e, "name").unwrap(),
+                failure: None,
+                system_out: String::new(),
+            }),
+            b"failure" => junit.cases.last_mut().unwrap().failure = attr(&e, "message"),
             b"system-out" if start => {
                 let raw = reader.read_text(QName(b"system-out")).unwrap();
-                cases.last_mut().unwrap().2 =
+                junit.cases.last_mut().unwrap().system_out =
                     quick_xml::escape::unescape(&raw).unwrap().into_owned();
             }
             _ => {}
         }
     }
-    (cases, tests, failures)
+    junit
 }
 
 #[test]
@@ -153,21 +178,27 @@ fn dns_test_runs_a_checks_file_reports_the_failure_with_its_trace_and_cleans_up(
     assert!(out.ends_with("5 passed, 1 failed\n"), "{out}");
 
     let xml = std::fs::read_to_string(&junit).unwrap();
-    let (cases, tests, failures) = junit_cases(&xml);
-    assert_eq!((tests.as_str(), failures.as_str()), ("6", "1"), "{xml}");
-    assert_eq!(cases.len(), 6, "{xml}");
-    let failed: Vec<_> = cases.iter().filter(|c| c.1.is_some()).collect();
+    let junit = read_junit(&xml);
+    assert_eq!(
+        (junit.tests.as_str(), junit.failures.as_str()),
+        ("6", "1"),
+        "{xml}"
+    );
+    assert_eq!(junit.cases.len(), 6, "{xml}");
+    let failed: Vec<&Case> = junit.cases.iter().filter(|c| c.failure.is_some()).collect();
     assert_eq!(failed.len(), 1, "{xml}");
-    assert_eq!(failed[0].0, "checks[5] www.example.test A udp");
+    assert_eq!(failed[0].name, "checks[5] www.example.test A udp");
     assert!(
-        failed[0].1.as_deref().unwrap().contains("192.0.2.99"),
+        failed[0].failure.as_deref().unwrap().contains("192.0.2.99"),
         "{xml}"
     );
     assert!(
-        failed[0].2.contains("www.example.test. A to 10.96.0.10#53"),
+        failed[0]
+            .system_out
+            .contains("www.example.test. A to 10.96.0.10#53"),
         "{xml}"
     );
-    assert_eq!(cases[2].0, "checks[2] www.example.test A tcp");
+    assert_eq!(junit.cases[2].name, "checks[2] www.example.test A tcp");
 
     // No probe pod is left.
     let probes = || {
@@ -230,6 +261,41 @@ fn dns_test_runs_a_checks_file_reports_the_failure_with_its_trace_and_cleans_up(
     );
     assert_eq!(trace["attempts"][0]["hops"][0]["hop"], "stop", "{trace}");
     eventually("the probe pods deleted", Duration::from_secs(30), || {
+        (probes()? == 0).then_some(())
+    });
+
+    // Ctrl-C while a check is still retrying: the probe pod is deleted all the same, and the
+    // exit code is the shell's 128 + SIGINT.
+    let slow = dir.path().join("slow.yaml");
+    std::fs::write(
+        &slow,
+        "checks:\n- name: www.example.test\n  timeout: 2m\n  expect: {answers: [192.0.2.99]}\n",
+    )
+    .unwrap();
+    let child = minikind_command()
+        .args([
+            "dns",
+            "test",
+            "-f",
+            slow.to_str().unwrap(),
+            "--name",
+            &c.name,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("a probe pod made", Duration::from_secs(60), || {
+        (probes()? == 1).then_some(())
+    });
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
+    kill(pid, Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    // Its `sleep` would last minutes: only the command's cleanup removes it this soon.
+    eventually("the probe pod deleted", Duration::from_secs(30), || {
         (probes()? == 0).then_some(())
     });
 }

@@ -141,7 +141,7 @@ async fn run_checks(
     target: &Target,
     all: &[Check],
     parallel: usize,
-    made: &probe::Made,
+    probes: &probe::Probes,
 ) -> Result<Vec<Outcome>> {
     // A probe pod outlives the longest check and its trace with a margin, so one left behind
     // by a killed run ends by itself.
@@ -162,10 +162,10 @@ async fn run_checks(
     let started = futures::future::join_all(
         specs
             .iter()
-            .map(|s| probe::start(&target.client, s, lifetime, made)),
+            .map(|s| probe::start(&target.client, s, lifetime, probes)),
     )
     .await;
-    let probes: BTreeMap<&ProbeSpec, Result<String, String>> = specs
+    let started: BTreeMap<&ProbeSpec, Result<String, String>> = specs
         .into_iter()
         .zip(started)
         .map(|(s, r)| (s, r.map_err(|e| format!("{e:#}"))))
@@ -175,10 +175,10 @@ async fn run_checks(
         .iter()
         .flat_map(|c| c.protocol.transports().iter().map(move |t| (c, *t)))
         .collect();
-    let probes = Arc::new(probes);
+    let started = Arc::new(started);
     let mut outcomes: Vec<Outcome> = futures::stream::iter(jobs)
         .map(|(check, transport)| {
-            let probes = probes.clone();
+            let started = started.clone();
             async move {
                 let at = match &check.from {
                     Source::Pod {
@@ -190,7 +190,7 @@ async fn run_checks(
                         pod: pod.clone(),
                         container: container.clone(),
                     },
-                    Source::Probe(spec) => match &probes[spec] {
+                    Source::Probe(spec) => match &started[spec] {
                         Ok(name) => PodAt {
                             namespace: spec.namespace.clone(),
                             pod: name.clone(),
@@ -234,15 +234,15 @@ fn unrun(check: &Check, transport: checks::Transport, namespace: &str, why: &str
 pub async fn run(args: TestArgs) -> Result<()> {
     let all = read_checks(&args)?;
     let target = target(&args).await?;
-    let made: probe::Made = Default::default();
+    let probes = probe::Probes::new();
     let mut signals = StopSignals::install().context("installing the signal handlers")?;
     let clock = Instant::now();
     // A signal stops the checks at once; the probe pods made so far are deleted either way.
     let result = tokio::select! {
-        r = run_checks(&target, &all, usize::from(args.parallel), &made) => r,
+        r = run_checks(&target, &all, usize::from(args.parallel), &probes) => r,
         signal = signals.recv() => Err(Interrupted { signal }.into()),
     };
-    probe::remove_all(&target.client, &made).await;
+    probe::remove_all(&target.client, &probes).await;
     let outcomes = result?;
     let total = clock.elapsed();
 

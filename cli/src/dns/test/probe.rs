@@ -1,14 +1,17 @@
 //! The fresh probe pods `dns test` asks from: one per distinct spec (namespace, image,
 //! dnsPolicy, dnsConfig, node), made before the checks and deleted after them — also after a
-//! failure or a signal, from the names recorded as each pod is made.
+//! failure or a signal. Each run labels its pods with its own id and the cleanup deletes by
+//! that label in every namespace it made pods in, so a pod whose create was under way when a
+//! signal cut the run short is found too.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 use super::checks::ProbeSpec;
@@ -19,13 +22,43 @@ pub const LABEL: (&str, &str) = ("app.kubernetes.io/name", "minikind-dns-test");
 /// How long a probe pod may take to run.
 const START_LIMIT: Duration = Duration::from_secs(90);
 
-/// The pods made so far, `(namespace, name)`: what the cleanup deletes.
-pub type Made = Arc<Mutex<Vec<(String, String)>>>;
+/// The label with a run's own id.
+pub const RUN_LABEL: &str = "dns-test.minikind.dev/run";
+
+/// One run's probe pods: its id and the namespaces it made pods in.
+pub struct Probes {
+    run: String,
+    namespaces: Mutex<BTreeSet<String>>,
+}
+
+impl Default for Probes {
+    fn default() -> Probes {
+        Probes::new()
+    }
+}
+
+impl Probes {
+    pub fn new() -> Probes {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Probes {
+            run: format!("{}-{nanos}", std::process::id()),
+            namespaces: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn namespaces(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.namespaces
+            .lock()
+            .expect("the namespace set is never poisoned: nothing panics holding it")
+    }
+}
 
 /// A pod that idles (sleeps `lifetime`, so one left behind by a killed run ends by itself)
 /// with the spec's DNS settings, pinned to its node if it names one (tolerating the node's
 /// taints, as the create's check pods do).
-pub fn pod(spec: &ProbeSpec, lifetime: Duration) -> Result<Pod> {
+pub fn pod(spec: &ProbeSpec, run: &str, lifetime: Duration) -> Result<Pod> {
     let mut pod_spec = json!({
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": 0,
@@ -55,30 +88,29 @@ pub fn pod(spec: &ProbeSpec, lifetime: Duration) -> Result<Pod> {
         "metadata": {
             "generateName": "dns-test-",
             "namespace": spec.namespace,
-            "labels": {LABEL.0: LABEL.1, "app.kubernetes.io/managed-by": "minikind"},
+            "labels": {LABEL.0: LABEL.1, RUN_LABEL: run, "app.kubernetes.io/managed-by": "minikind"},
         },
         "spec": pod_spec,
     }))
     .context("building the probe pod")
 }
 
-/// Makes the probe pod for `spec` and waits until it runs; returns its name. The name is
-/// recorded in `made` as soon as the API server gives it.
+/// Makes the probe pod for `spec` and waits until it runs; returns its name. Its namespace
+/// is noted for the cleanup before the create is sent.
 pub async fn start(
     client: &kube::Client,
     spec: &ProbeSpec,
     lifetime: Duration,
-    made: &Made,
+    probes: &Probes,
 ) -> Result<String> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &spec.namespace);
+    let pod = pod(spec, &probes.run, lifetime)?;
+    probes.namespaces().insert(spec.namespace.clone());
     let created = api
-        .create(&PostParams::default(), &pod(spec, lifetime)?)
+        .create(&PostParams::default(), &pod)
         .await
         .with_context(|| format!("creating a probe pod in namespace {}", spec.namespace))?;
     let name = created.metadata.name.unwrap_or_default();
-    made.lock()
-        .expect("the probe list is never poisoned: nothing panics holding it")
-        .push((spec.namespace.clone(), name.clone()));
     let deadline = tokio::time::Instant::now() + START_LIMIT;
     loop {
         let pod = api
@@ -123,20 +155,31 @@ pub async fn start(
     }
 }
 
-/// Deletes every probe pod made (at once, no grace); a failure is reported, not fatal.
-pub async fn remove_all(client: &kube::Client, made: &Made) {
-    let pods: Vec<(String, String)> = std::mem::take(
-        &mut *made
-            .lock()
-            .expect("the probe list is never poisoned: nothing panics holding it"),
-    );
-    for (ns, name) in pods {
+/// Deletes every pod of this run (at once, no grace); a failure is reported, not fatal.
+pub async fn remove_all(client: &kube::Client, probes: &Probes) {
+    let namespaces: Vec<String> = probes.namespaces().iter().cloned().collect();
+    let selector = ListParams::default().labels(&format!("{RUN_LABEL}={}", probes.run));
+    for ns in namespaces {
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        if let Err(e) = api
-            .delete(&name, &DeleteParams::default().grace_period(0))
-            .await
-        {
-            eprintln!("WARNING: could not delete probe pod {ns}/{name}: {e}");
+        let pods = match api.list(&selector).await {
+            Ok(list) => list.items,
+            Err(e) => {
+                eprintln!(
+                    "WARNING: could not list the probe pods in {ns} to delete them \
+                     (label {RUN_LABEL}={}): {e}",
+                    probes.run
+                );
+                continue;
+            }
+        };
+        for p in pods {
+            let name = p.metadata.name.unwrap_or_default();
+            if let Err(e) = api
+                .delete(&name, &DeleteParams::default().grace_period(0))
+                .await
+            {
+                eprintln!("WARNING: could not delete probe pod {ns}/{name}: {e}");
+            }
         }
     }
 }
@@ -162,9 +205,11 @@ mod tests {
             }),
             node_name: Some("lab-worker".into()),
         };
-        let p = pod(&spec, Duration::from_secs(120)).unwrap();
+        let p = pod(&spec, "run-1", Duration::from_secs(120)).unwrap();
         assert_eq!(p.metadata.namespace.as_deref(), Some("team"));
-        assert_eq!(p.metadata.labels.unwrap()[LABEL.0], LABEL.1);
+        let labels = p.metadata.labels.unwrap();
+        assert_eq!(labels[LABEL.0], LABEL.1);
+        assert_eq!(labels[RUN_LABEL], "run-1");
         let s = p.spec.unwrap();
         assert_eq!(s.dns_policy.as_deref(), Some("None"));
         assert_eq!(s.node_name.as_deref(), Some("lab-worker"));
@@ -183,6 +228,7 @@ mod tests {
                 dns_config: None,
                 node_name: None,
             },
+            "run-1",
             Duration::from_secs(1),
         )
         .unwrap()

@@ -206,7 +206,10 @@ mod tests {
 
     /// What a JUnit reader sees: (element, attributes) of each start/empty tag and the text
     /// inside `failure` and `system-out`.
-    fn read_back(xml: &str) -> (Vec<(String, Vec<(String, String)>)>, Vec<String>) {
+    /// An element's name and attributes.
+    type Tag = (String, Vec<(String, String)>);
+
+    fn read_back(xml: &str) -> (Vec<Tag>, Vec<String>) {
         let mut reader = Reader::from_str(xml);
         let (mut tags, mut texts) = (Vec::new(), Vec::new());
         loop {
@@ -236,7 +239,7 @@ mod tests {
         (tags, texts)
     }
 
-    fn attr<'a>(tag: &'a (String, Vec<(String, String)>), key: &str) -> &'a str {
+    fn attr<'a>(tag: &'a Tag, key: &str) -> &'a str {
         &tag.1.iter().find(|(k, _)| k == key).unwrap().1
     }
 
