@@ -112,9 +112,10 @@ pub struct Target {
 }
 
 /// Why a trace without node access stops at the pod's node.
-pub const NO_NODE_ACCESS: &str = "not a minikind cluster on this engine (reached by a \
-    kubeconfig): its nodes' iptables rules and logs cannot be read, so each path shows the \
-    pod's side only (its resolv.conf and the lookup's attempts)";
+pub const NO_NODE_ACCESS: &str = "the cluster is reached through a kubeconfig only \
+    (--kubeconfig/--context), not as a minikind cluster by name: its nodes' iptables rules and \
+    logs cannot be read, so each path shows the pod's side only (its resolv.conf and the \
+    lookup's attempts)";
 
 /// Traces one lookup of `query` (type `rtype`, as [`record_type`] spells it) from a pod.
 /// A lookup that printed no attempts (no minikind nslookup in the pod) is a trace without
