@@ -24,6 +24,10 @@ const NAME: &str = "kubernetes.default";
 /// cannot use up the whole wait).
 const TRY_LIMIT: Duration = Duration::from_secs(15);
 
+/// The image pods that run minikind's own tools (`getent`, `dig`, `nslookup`, `sleep`) are
+/// made from: the create's checks and `minikind dns test`'s probe pods.
+pub const TOOLS_IMAGE: &str = "busybox";
+
 /// Label on the check pods, so a reader of `get pods -A` during a create sees what they are.
 const LABEL: (&str, &str) = ("app.kubernetes.io/name", "minikind-dns-check");
 
@@ -140,7 +144,7 @@ fn check_pod(node: &str) -> Pod {
             "terminationGracePeriodSeconds": 0,
             "containers": [{
                 "name": "lookup",
-                "image": "busybox",
+                "image": TOOLS_IMAGE,
                 "command": ["getent", "hosts", NAME],
             }],
         },

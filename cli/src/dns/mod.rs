@@ -2,8 +2,10 @@
 //!
 //! - `dns magic (status|on|off)`: KIND's network magic on the nodes ([`magic`]).
 //! - `dns trace POD NAME`: one lookup from a pod and the path each attempt took ([`trace`]).
+//! - `dns test -f CHECKS.yaml`: declarative DNS expectations for CI ([`test`]).
 
 pub mod magic;
+pub mod test;
 pub mod trace;
 
 use anyhow::Result;
@@ -16,11 +18,16 @@ pub enum Dns {
     /// Run one lookup in a pod and show each search-list attempt's path, hop by hop, as the
     /// cluster's rules and logs show it.
     Trace(trace::TraceArgs),
+    /// Check DNS expectations from a file (names, types, answers, rcodes, deadlines; UDP and
+    /// TCP) from pods, in parallel with retries; a table, JSON or JUnit XML; each failure with
+    /// its trace. Exits non-zero on any failure.
+    Test(test::TestArgs),
 }
 
 pub async fn run(cmd: Dns) -> Result<()> {
     match cmd {
         Dns::Magic(args) => magic::run(args).await,
         Dns::Trace(args) => trace::run(args).await,
+        Dns::Test(args) => test::run(args).await,
     }
 }

@@ -31,7 +31,9 @@ use kube::Api;
 use minikind_pod_tools::attempt::{AttemptResult, parse_line};
 use minikind_resolv_conf::ResolvConf;
 
-use model::{ResolvSummary, Trace, TracedAttempt};
+pub use gather::exec_capture;
+pub use model::Trace;
+use model::{ResolvSummary, TracedAttempt};
 
 /// How the trace is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -66,7 +68,7 @@ pub struct TraceArgs {
 }
 
 /// The record type, spelled as dig spells it; an error names the bad value.
-fn record_type(text: &str) -> Result<String> {
+pub fn record_type(text: &str) -> Result<String> {
     match minikind_pod_tools::present::parse_record_type(text) {
         Some(t) => Ok(t.to_string()),
         None => bail!("--type {text:?} is not a DNS record type (A, AAAA, SRV, PTR, TXT, …)"),
@@ -99,19 +101,40 @@ fn answer_lines(stdout: &str) -> Vec<String> {
         .collect()
 }
 
-pub async fn run(args: TraceArgs) -> Result<()> {
-    let rtype = record_type(&args.rtype)?;
-    minikind_pod_tools::client::parse_name(&args.query).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let cluster = crate::cluster::access::resolve_name(args.cluster.clone(), None)?;
-    let docker = crate::provider::docker::connect().await?;
-    let client = crate::cluster::access::cluster_client(Some(cluster.clone())).await?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &args.namespace);
-    let pod = gather::client_pod(&pods, &args.namespace, &args.pod).await?;
-    let container = args.container.as_deref();
+/// Where a trace reads its evidence: the API server always; the nodes (their rules and logs,
+/// through Docker) only for a minikind cluster this host runs.
+pub struct Target {
+    pub client: kube::Client,
+    /// The cluster's name, or the kubeconfig context that named it.
+    pub label: String,
+    /// The engine and the minikind cluster's name; `None` for a cluster reached by a
+    /// kubeconfig alone, whose nodes cannot be read.
+    pub nodes: Option<(bollard::Docker, String)>,
+}
+
+/// Why a trace without node access stops at the pod's node.
+pub const NO_NODE_ACCESS: &str = "the cluster is reached through a kubeconfig only \
+    (--kubeconfig/--context), not as a minikind cluster by name: its nodes' iptables rules and \
+    logs cannot be read, so each path shows the pod's side only (its resolv.conf and the \
+    lookup's attempts)";
+
+/// Traces one lookup of `query` (type `rtype`, as [`record_type`] spells it) from a pod.
+/// A lookup that printed no attempts (no minikind nslookup in the pod) is a trace without
+/// attempts whose `outcome` and `notes` say why.
+pub async fn trace(
+    target: &Target,
+    namespace: &str,
+    pod_name: &str,
+    container: Option<&str>,
+    query: &str,
+    rtype: &str,
+) -> Result<Trace> {
+    let pods: Api<Pod> = Api::namespaced(target.client.clone(), namespace);
+    let pod = gather::client_pod(&pods, namespace, pod_name).await?;
 
     let conf = gather::exec_capture(
         &pods,
-        &args.pod,
+        pod_name,
         container,
         &["cat".to_string(), "/etc/resolv.conf".to_string()],
     )
@@ -134,33 +157,65 @@ pub async fn run(args: TraceArgs) -> Result<()> {
         ndots: conf.ndots(),
     };
 
-    let command = probe_command(&args.query, &rtype);
+    let command = probe_command(query, rtype);
     let started = SystemTime::now();
-    let probe = gather::exec_capture(&pods, &args.pod, container, &command)
+    let probe = gather::exec_capture(&pods, pod_name, container, &command)
         .await
         .context("running the lookup in the pod")?;
     let window = (started, SystemTime::now());
     let parsed: Vec<_> = probe.stdout.lines().filter_map(parse_line).collect();
+    let mut trace = Trace {
+        cluster: target.label.clone(),
+        pod: pod.clone(),
+        name: query.to_string(),
+        rtype: rtype.to_string(),
+        resolv_conf,
+        command,
+        attempts: Vec::new(),
+        answer: answer_lines(&probe.stdout),
+        outcome: String::new(),
+        notes: Vec::new(),
+    };
     if parsed.is_empty() {
-        bail!(
-            "the lookup in pod {} printed no attempts (exit code {}):\n{}{}",
-            pod.display(),
+        trace.outcome = format!(
+            "the lookup printed no attempts (exit code {}): {}{}",
             probe.code,
-            probe.stdout,
-            probe.stderr
+            probe.stdout.trim(),
+            probe.stderr.trim()
         );
+        return Ok(trace);
     }
     let attempts: Vec<_> = parsed.iter().map(|(_, a)| a.clone()).collect();
 
-    let mut notes = Vec::new();
-    let evidence = gather::evidence(
-        &docker, &client, &cluster, &pod, &attempts, window, &mut notes,
-    )
-    .await?;
+    let evidence = match &target.nodes {
+        Some((docker, cluster)) => {
+            gather::evidence(
+                docker,
+                &target.client,
+                cluster,
+                &pod,
+                &attempts,
+                window,
+                &mut trace.notes,
+            )
+            .await?
+        }
+        None => {
+            trace.notes.push(NO_NODE_ACCESS.to_string());
+            path::Evidence {
+                client: pod.clone(),
+                nodes: Default::default(),
+                replicas: Vec::new(),
+                corefile_logs: None,
+                upstream: None,
+                window,
+            }
+        }
+    };
     if evidence.corefile_logs == Some(false) {
-        notes.push(path::NO_LOG_NOTE.to_string());
+        trace.notes.push(path::NO_LOG_NOTE.to_string());
     }
-    let traced: Vec<TracedAttempt> = parsed
+    trace.attempts = parsed
         .into_iter()
         .map(|(number, attempt)| TracedAttempt {
             number,
@@ -168,25 +223,44 @@ pub async fn run(args: TraceArgs) -> Result<()> {
             attempt,
         })
         .collect();
-    let outcome = match traced.last().map(|t| &t.attempt.result) {
+    trace.outcome = match trace.attempts.last().map(|t| &t.attempt.result) {
         Some(AttemptResult::Reply { rcode, answers, .. }) => {
             format!("{rcode}, {answers} answer record(s)")
         }
         Some(AttemptResult::Failed { error }) => format!("no reply ({error})"),
         None => "no attempt".to_string(),
     };
-    let trace = Trace {
-        cluster,
-        pod,
-        name: args.query.clone(),
-        rtype,
-        resolv_conf,
-        command,
-        attempts: traced,
-        answer: answer_lines(&probe.stdout),
-        outcome,
-        notes,
+    Ok(trace)
+}
+
+/// The trace as `dns trace` prints it.
+pub fn render_text(trace: &Trace) -> String {
+    render::text(trace)
+}
+
+pub async fn run(args: TraceArgs) -> Result<()> {
+    let rtype = record_type(&args.rtype)?;
+    minikind_pod_tools::client::parse_name(&args.query).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cluster = crate::cluster::access::resolve_name(args.cluster.clone(), None)?;
+    let docker = crate::provider::docker::connect().await?;
+    let client = crate::cluster::access::cluster_client(Some(cluster.clone())).await?;
+    let target = Target {
+        client,
+        label: cluster.clone(),
+        nodes: Some((docker, cluster)),
     };
+    let trace = trace(
+        &target,
+        &args.namespace,
+        &args.pod,
+        args.container.as_deref(),
+        &args.query,
+        &rtype,
+    )
+    .await?;
+    if trace.attempts.is_empty() {
+        bail!("in pod {}, {}", trace.pod.display(), trace.outcome);
+    }
     match args.output {
         Output::Text => print!("{}", render::text(&trace)),
         Output::Json => println!(
