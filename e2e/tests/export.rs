@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use minikind_test_support::{Cluster, kubectl};
+use minikind_test_support::Cluster;
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -101,15 +101,6 @@ fn logs_and_kubeconfig_are_exported_for_a_ci_artifact() {
         text.contains(&format!("current-context: minikind-{}", cluster.name)),
         "{text}"
     );
-    let out = std::process::Command::new(kubectl())
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["get", "nodes", "-o", "name"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!("node/{cp}")),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let nodes = minikind_test_support::nodes_through(&kubeconfig).unwrap();
+    assert!(nodes.contains(&format!("node/{cp}")), "{nodes}");
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use minikind_test_support::{Run, kubectl, minikind_command, unique_name};
+use minikind_test_support::{Run, minikind_command, unique_name};
 use tokio::net::{TcpListener, UnixStream};
 
 const ENGINE_SOCKET: &str = "/var/run/docker.sock";
@@ -227,16 +227,10 @@ fn a_cluster_is_driven_through_tcp_tls_and_a_docker_context() {
     );
     let kubeconfig = scratch.path().join("kubeconfig");
     std::fs::write(&kubeconfig, &r.stdout).unwrap();
-    let out = std::process::Command::new(kubectl())
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["get", "nodes", "-o", "name"])
-        .output()
-        .unwrap();
+    let nodes = minikind_test_support::nodes_through(&kubeconfig).unwrap();
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!("node/{name}-control-plane")),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        nodes.contains(&format!("node/{name}-control-plane")),
+        "{nodes}"
     );
 
     // A docker context naming the plain forwarder, chosen by the config's currentContext.

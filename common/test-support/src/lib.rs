@@ -110,6 +110,22 @@ pub fn minikind_stdin(args: &[&str], stdin: &str) -> Run {
         .into()
 }
 
+/// The names `kubectl get nodes -o name` prints through `kubeconfig` (the pinned kubectl),
+/// or kubectl's error.
+pub fn nodes_through(kubeconfig: &std::path::Path) -> Result<String, String> {
+    let out = Command::new(kubectl())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["get", "nodes", "-o", "name"])
+        .output()
+        .map_err(|e| format!("running kubectl: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 pub fn docker(args: &[&str]) -> Run {
     Command::new("docker")
         .args(args)

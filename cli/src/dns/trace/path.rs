@@ -16,7 +16,7 @@ use super::model::{
     ReplicaHop, ServiceRuleHop, StopHop, UpstreamHop,
 };
 use super::querylog::{LoggedError, LoggedQuery};
-use super::rules::Ruleset;
+use super::rules::{Endpoint, Ruleset};
 
 /// How far apart (beyond a hop's own duration) two log collectors' times of one query may be.
 const CLOCK_SLACK: Duration = Duration::from_secs(1);
@@ -165,6 +165,21 @@ fn replica_for<'a>(attempt: &Attempt, ev: &'a Evidence) -> Option<(&'a Replica, 
     })
 }
 
+/// The endpoint hop for `ep`, one of `of` endpoints of its service chain, with how the pick
+/// is known.
+fn endpoint_hop(node: &str, ep: &Endpoint, of: usize, evidence: String) -> Hop {
+    Hop::Endpoint(EndpointHop {
+        node: node.to_string(),
+        sep_chain: ep.sep_chain.clone(),
+        jump_rule: ep.jump.text.clone(),
+        probability: ep.jump.probability().map(str::to_string),
+        dnat_rule: ep.dnat.as_ref().map(|r| r.text.clone()),
+        to: ep.to(),
+        of_endpoints: of,
+        evidence,
+    })
+}
+
 /// The hops of one attempt.
 pub fn assemble(attempt: &Attempt, ev: &Evidence) -> Vec<Hop> {
     let mut hops = Vec::new();
@@ -213,16 +228,12 @@ pub fn assemble(attempt: &Attempt, ev: &Evidence) -> Vec<Hop> {
                 ));
                 return hops;
             };
-            hops.push(Hop::Endpoint(EndpointHop {
-                node: node.to_string(),
-                sep_chain: ep.sep_chain.clone(),
-                jump_rule: ep.jump.text.clone(),
-                probability: ep.jump.probability().map(str::to_string),
-                dnat_rule: ep.dnat.as_ref().map(|r| r.text.clone()),
-                to: ep.to(),
-                of_endpoints: endpoints.len(),
-                evidence: format!("the conntrack table of {node}: {}", flow.line),
-            }));
+            hops.push(endpoint_hop(
+                node,
+                ep,
+                endpoints.len(),
+                format!("the conntrack table of {node}: {}", flow.line),
+            ));
             let to = flow.answered_by().ip();
             let behind = ev.replicas.iter().find(|r| r.ip == Some(to));
             match behind {
@@ -245,19 +256,15 @@ pub fn assemble(attempt: &Attempt, ev: &Evidence) -> Vec<Hop> {
             .iter()
             .find(|e| e.to().map(|a| a.ip()) == replica.ip)
         {
-            hops.push(Hop::Endpoint(EndpointHop {
-                node: node.to_string(),
-                sep_chain: ep.sep_chain.clone(),
-                jump_rule: ep.jump.text.clone(),
-                probability: ep.jump.probability().map(str::to_string),
-                dnat_rule: ep.dnat.as_ref().map(|r| r.text.clone()),
-                to: ep.to(),
-                of_endpoints: endpoints.len(),
-                evidence: format!(
+            hops.push(endpoint_hop(
+                node,
+                ep,
+                endpoints.len(),
+                format!(
                     "{} logged the query from {} with id {}",
                     replica.name, logged.client, logged.id
                 ),
-            }));
+            ));
         }
         replica_hops(&mut hops, replica, logged, ev);
         return hops;
