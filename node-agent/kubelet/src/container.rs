@@ -553,6 +553,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pull_policy_defaults_as_the_api_server_sets_them() {
+        let policy = |image: &str, set: Option<&str>| {
+            pull_policy(&Container {
+                image: Some(image.into()),
+                image_pull_policy: set.map(Into::into),
+                ..Default::default()
+            })
+        };
+        assert_eq!(policy("busybox", None), "Always");
+        assert_eq!(policy("busybox:latest", None), "Always");
+        assert_eq!(policy("localhost:5000/app", None), "Always");
+        assert_eq!(policy("localhost:5000/app:v1", None), "IfNotPresent");
+        assert_eq!(policy("busybox@sha256:abcd", None), "IfNotPresent");
+        assert_eq!(policy("busybox", Some("Never")), "Never");
+    }
+
+    #[test]
     fn durations_read_like_go() {
         assert_eq!(go_duration(Duration::from_secs(10)), "10s");
         assert_eq!(go_duration(Duration::from_secs(80)), "1m20s");
