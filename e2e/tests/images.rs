@@ -1,14 +1,17 @@
 //! Images into nodes without a registry: a busybox image built here from the host's
 //! `busybox-static` (the engine's import endpoint) goes into a two-node cluster with
 //! `load docker-image`, is listed per node, reloaded (re-tag only: no transfer), refused
-//! intact when the archive is corrupt, kept across a node restart, and deleted.
+//! intact when the archive is corrupt, kept across a node restart, run by a pod (and a pod
+//! whose image no node has waits in `ImagePullBackOff`), and deleted.
 
 use std::io::Write;
 use std::process::Stdio;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use minikind_test_support::images::busybox_image;
-use minikind_test_support::{Cluster, Run, docker, minikind_command, unique_name};
+use minikind_test_support::{
+    Cluster, Run, docker, eventually, minikind_command, minikind_stdin, unique_name,
+};
 
 const HERMETIC: &str = "networking:\n  internal: true\ndns:\n  upstream: lab\n";
 
@@ -120,6 +123,52 @@ fn images_load_list_survive_a_restart_and_go() {
     assert!(r.ok, "{}", r.stderr);
     let listed = c.minikind_ok(&["get", "images", "--node", &nodes[1]]);
     assert!(listed.contains(&full), "{listed}");
+
+    // Pods: the loaded image runs from its own files on the worker, as containerd names it;
+    // an image no node has fails as a pull does, with the fix in the message.
+    let pod = |name: &str, image: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": nodes[1], "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": image,
+                                "command": ["/bin/busybox", "sleep", "3600"]}]}})
+        .to_string()
+    };
+    let missing = format!("{repo}-missing:1");
+    for (name, image) in [("from-store", tag.as_str()), ("no-image", missing.as_str())] {
+        let r = minikind_stdin(&["apply", "-f", "-", "--name", &c.name], &pod(name, image));
+        assert!(r.ok, "{}", r.stderr);
+    }
+    let p = c.wait_pod_ready("default", "from-store");
+    let st = &p["status"]["containerStatuses"][0];
+    assert_eq!(st["image"], full.as_str(), "{st}");
+    assert_eq!(st["imageID"], id.as_str(), "{st}");
+    let ls = c.pod_exec("from-store", &["/bin/busybox", "ls", "/"]);
+    assert!(
+        ls.ok && !ls.stdout.split_whitespace().any(|e| e == "usr"),
+        "{}",
+        ls.stdout
+    );
+    let waiting = eventually(
+        "no-image in ImagePullBackOff",
+        Duration::from_secs(60),
+        || {
+            let p = c.pod_json("default", "no-image")?;
+            let w = p["status"]["containerStatuses"][0]["state"]["waiting"].clone();
+            (w["reason"] == "ImagePullBackOff").then_some(w)
+        },
+    );
+    let fix = format!("minikind load docker-image {missing} --name {}", c.name);
+    assert!(
+        waiting["message"].as_str().unwrap().contains(&fix),
+        "{waiting}"
+    );
+    c.minikind_ok(&["delete", "pods", "from-store", "no-image"]);
+    eventually("the pods gone", Duration::from_secs(60), || {
+        (c.pod_json("default", "from-store").is_none()
+            && c.pod_json("default", "no-image").is_none())
+        .then_some(())
+    });
 
     // A container root from it: overlayfs on the node's /var volume; the image cannot go
     // while the root exists.

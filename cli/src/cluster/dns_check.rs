@@ -25,8 +25,9 @@ const NAME: &str = "kubernetes.default";
 const TRY_LIMIT: Duration = Duration::from_secs(15);
 
 /// The image pods that run minikind's own tools (`getent`, `dig`, `nslookup`, `sleep`) are
-/// made from: the create's checks and `minikind dns test`'s probe pods.
-pub const TOOLS_IMAGE: &str = "busybox";
+/// made from: the create's checks and `minikind dns test`'s probe pods. The node image ships
+/// it pre-loaded (see the kubelet's `image_roots::PRELOADED`).
+pub const TOOLS_IMAGE: &str = concat!("minikind/tools:", env!("CARGO_PKG_VERSION"));
 
 /// Label on the check pods, so a reader of `get pods -A` during a create sees what they are.
 const LABEL: (&str, &str) = ("app.kubernetes.io/name", "minikind-dns-check");

@@ -309,6 +309,13 @@ async fn serve(settings: NodeSettings) -> Result<()> {
         client_ca_pem: credentials.ca_crt.clone(),
     });
     kcfg.credentials = Some(credentials);
+    // Containers get their roots from the node's image store (what `minikind load` filled),
+    // and the node image's pre-loaded names from its tools (see the kubelet's `image_roots`).
+    kcfg.roots = std::sync::Arc::new(kubelet::image_roots::StoreRoots::open(
+        Path::new(minikind_contract::IMAGES_DIR),
+        kubelet::rootfs::NodeToolsRoots::default(),
+        &settings.cluster,
+    )?);
     kcfg.tunnel_pod_routes = settings.internal_network;
     kcfg.node_labels.extend(settings.node_labels.clone());
     if settings.role == "control-plane" {

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use super::backoff::{Backoff, BackoffConfig};
 use super::handles::{ContainerHandle, Kill, PodHandle, RunInfo};
 use super::image_config;
+use super::image_roots::{ImageNotPresent, InvalidImageName};
 use super::logs::LogWriter;
 use super::rootfs::{ContainerRoot, RootProvider, RootRequest};
 use super::spawn::{self, ProcessSpec, RootOptions, Spawned};
@@ -100,12 +101,98 @@ enum Ended {
     /// The container could not be made (`CreateContainerConfigError`,
     /// `CreateContainerError`): it stays waiting with that reason, and is tried again.
     NotCreated(&'static str, String),
+    /// The image is not on the node (no registry: it cannot be pulled).
+    ImageMissing(ImageNotPresent),
+}
+
+/// The pull policy of a container: its own, or the API server's default (`Always` for a
+/// `:latest` or untagged image without a digest, `IfNotPresent` otherwise).
+fn pull_policy(spec: &Container) -> String {
+    if let Some(p) = &spec.image_pull_policy {
+        return p.clone();
+    }
+    let image = spec.image.as_deref().unwrap_or_default();
+    let last = image.rsplit('/').next().unwrap_or_default();
+    if image.contains('@') {
+        "IfNotPresent".into()
+    } else {
+        match last.rsplit_once(':') {
+            Some((_, "latest")) | None => "Always".into(),
+            Some(_) => "IfNotPresent".into(),
+        }
+    }
+}
+
+/// Reports an image the node does not have, as the kubelet reports a failed pull (or an image
+/// it may not pull), and waits before the next try: `ErrImageNeverPull` for pull policy
+/// `Never`; else `ErrImagePull`, then `ImagePullBackOff` for the image back-off.
+/// False: the pod is being stopped.
+async fn image_missing(
+    ctx: &ContainerCtx,
+    missing: &ImageNotPresent,
+    backoff: &mut Backoff,
+    stop: &mut watch::Receiver<Option<Duration>>,
+) -> bool {
+    let name = ctx.spec.name.as_str();
+    let image = &missing.image;
+    let set = |reason: &str, message: String| {
+        ctx.pod.update(|rt| {
+            rt.slot_mut(ctx.slot).state = RunState::Waiting {
+                reason: reason.into(),
+                message: Some(message),
+            };
+        });
+    };
+    if pull_policy(&ctx.spec) == "Never" {
+        let msg = format!(
+            "Container image \"{image}\" is not present with pull policy of Never: {}",
+            missing.hint()
+        );
+        ctx.pod
+            .event(true, "ErrImageNeverPull", msg.clone(), Some(name));
+        set("ErrImageNeverPull", msg);
+        return tokio::select! {
+            _ = tokio::time::sleep(ctx.backoff.initial) => true,
+            _ = stop.wait_for(Option::is_some) => false,
+        };
+    }
+    ctx.pod.event(
+        false,
+        "Pulling",
+        format!("Pulling image \"{image}\""),
+        Some(name),
+    );
+    let msg = format!("Failed to pull image \"{image}\": {}", missing.hint());
+    ctx.pod.event(true, "Failed", msg.clone(), Some(name));
+    ctx.pod
+        .event(true, "Failed", "Error: ErrImagePull".into(), Some(name));
+    set("ErrImagePull", msg);
+    let failed = Instant::now();
+    backoff.restarted(failed, failed);
+    let delay = backoff.delay(failed);
+    // The pod worker's next sync finds the image in back-off.
+    let resync = Duration::from_secs(1).min(delay);
+    tokio::select! {
+        _ = tokio::time::sleep(resync) => {}
+        _ = stop.wait_for(Option::is_some) => return false,
+    }
+    let msg = format!("Back-off pulling image \"{image}\"");
+    ctx.pod.event(false, "BackOff", msg.clone(), Some(name));
+    ctx.pod
+        .event(true, "Failed", "Error: ImagePullBackOff".into(), Some(name));
+    set("ImagePullBackOff", format!("{msg}: {}", missing.hint()));
+    tokio::select! {
+        _ = tokio::time::sleep(delay.saturating_sub(resync)) => true,
+        _ = stop.wait_for(Option::is_some) => false,
+    }
 }
 
 /// Runs the container until `stop` carries a grace period. `stop` also interrupts a
 /// back-off wait.
 pub async fn run(mut ctx: ContainerCtx, mut stop: watch::Receiver<Option<Duration>>) {
     let mut backoff = Backoff::new(ctx.backoff);
+    // Failed pulls have a back-off of their own (the kubelet's image back-off: same steps).
+    let mut pull_backoff = Backoff::new(ctx.backoff);
     let mut restart = ctx.restart_count;
     let name = ctx.spec.name.clone();
     loop {
@@ -114,6 +201,12 @@ pub async fn run(mut ctx: ContainerCtx, mut stop: watch::Receiver<Option<Duratio
         }
         let started_wall = jiff::Timestamp::now();
         let (ended, container_id) = run_once(&mut ctx, restart, &mut stop).await;
+        if let Ended::ImageMissing(missing) = &ended {
+            if image_missing(&ctx, missing, &mut pull_backoff, &mut stop).await {
+                continue;
+            }
+            return;
+        }
         if let Ended::NotCreated(reason, message) = ended {
             ctx.pod
                 .event(true, "Failed", format!("Error: {message}"), Some(&name));
@@ -148,7 +241,7 @@ pub async fn run(mut ctx: ContainerCtx, mut stop: watch::Receiver<Option<Duratio
                     exit_fields(st, None, true)
                 }),
             Ended::StartFailed(msg) => (128, None, "StartError".into(), Some(msg.clone()), false),
-            Ended::NotCreated(..) => unreachable!("handled above"),
+            Ended::NotCreated(..) | Ended::ImageMissing(_) => unreachable!("handled above"),
         };
         let terminated = RunState::Terminated {
             exit_code: code,
@@ -302,13 +395,28 @@ async fn run_once(
     };
     let root = match roots.prepare(&req) {
         Ok(r) => r,
+        Err(e) if e.downcast_ref::<InvalidImageName>().is_some() => {
+            return (
+                Ended::NotCreated("InvalidImageName", format!("{e:#}")),
+                None,
+            );
+        }
         Err(e) => {
+            let e = match e.downcast::<ImageNotPresent>() {
+                Ok(missing) => return (Ended::ImageMissing(missing), None),
+                Err(e) => e,
+            };
             return (
                 Ended::NotCreated("CreateContainerError", format!("root filesystem: {e:#}")),
                 None,
             );
         }
     };
+    ctx.pod.update(|rt| {
+        let c = rt.slot_mut(ctx.slot);
+        c.image = root.image_ref.clone();
+        c.image_id = root.image_id.clone();
+    });
     let result = run_in_root(ctx, &tmpl, &root, restart, stop).await;
     if let Err(e) = roots.release(&req, &root) {
         tracing::warn!(container = %name, "giving back the root filesystem: {e:#}");
@@ -443,6 +551,23 @@ async fn run_in_root(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_policy_defaults_as_the_api_server_sets_them() {
+        let policy = |image: &str, set: Option<&str>| {
+            pull_policy(&Container {
+                image: Some(image.into()),
+                image_pull_policy: set.map(Into::into),
+                ..Default::default()
+            })
+        };
+        assert_eq!(policy("busybox", None), "Always");
+        assert_eq!(policy("busybox:latest", None), "Always");
+        assert_eq!(policy("localhost:5000/app", None), "Always");
+        assert_eq!(policy("localhost:5000/app:v1", None), "IfNotPresent");
+        assert_eq!(policy("busybox@sha256:abcd", None), "IfNotPresent");
+        assert_eq!(policy("busybox", Some("Never")), "Never");
+    }
 
     #[test]
     fn durations_read_like_go() {

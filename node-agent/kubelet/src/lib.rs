@@ -22,6 +22,7 @@ pub mod container;
 pub mod env;
 pub mod handles;
 pub mod image_config;
+pub mod image_roots;
 pub mod ipam;
 pub mod isolation;
 pub mod logs;
@@ -164,8 +165,9 @@ pub struct KubeletConfig {
     pub volume_refresh: Duration,
     /// A stopping kubelet gives containers at most this long after SIGTERM.
     pub shutdown_grace: Duration,
-    /// Where containers' root filesystems come from (the tools image's roots until the
-    /// node's image store is plugged in).
+    /// Where containers' root filesystems come from: a node's agent sets the image store
+    /// (`image_roots::StoreRoots`); the default, the tools image's roots for every name, serves
+    /// tests.
     pub roots: Arc<dyn rootfs::RootProvider>,
 }
 

@@ -4,12 +4,13 @@
 //! The kubelet asks its provider for a fresh root on every start of a container (so a restart
 //! starts from a clean copy, as a new containerd container gets a new snapshot) and gives it
 //! back when the run ended. A provider backed by the node's image store hands out an overlay
-//! mount of the image's layers plus the image's OCI configuration. Until that store is
-//! plugged in, [`NodeToolsRoots`] is the provider: it builds, explicitly, the root of
-//! minikind's own tools image (the node's `/usr`, `/bin`, `/sbin`, `/lib*` read-only, an
-//! `/etc` with the node's user and name-service files, everything else empty) and answers for
-//! every image name with that root — the behaviour minikind had before containers had roots,
-//! now in a mount namespace of their own.
+//! mount of the image's layers plus the image's OCI configuration: that is
+//! [`super::image_roots::StoreRoots`], what a node's kubelet uses. [`NodeToolsRoots`] builds,
+//! explicitly, the root of minikind's own tools image (the node's `/usr`, `/bin`, `/sbin`,
+//! `/lib*` read-only, an `/etc` with the node's user and name-service files, everything else
+//! empty); `StoreRoots` hands it out for the node image's pre-loaded names only. Alone (the
+//! default of `KubeletConfig::new`, kept for the kubelet's own tests) it answers for every
+//! image name.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -28,6 +29,11 @@ pub struct ContainerRoot {
     /// Directories of the node bind-mounted read-only into the root, in the container's mount
     /// namespace only (targets are paths inside the root). Empty for image roots.
     pub node_binds: Vec<BindMount>,
+    /// The image as the runtime names it (`docker.io/library/busybox:latest`): the
+    /// container status's `image`.
+    pub image_ref: String,
+    /// The image's ID (`sha256:` and its configuration's digest): the status's `imageID`.
+    pub image_id: String,
 }
 
 /// Which container a root is for.
@@ -151,10 +157,13 @@ impl RootProvider for NodeToolsRoots {
                     .with_context(|| format!("copying {}", node.display()))?;
             }
         }
+        let config = Self::config_for(req.image)?;
         Ok(ContainerRoot {
             rootfs: root,
-            config: Self::config_for(req.image)?,
+            image_id: super::image_roots::config_digest(&config)?,
+            config,
             node_binds,
+            image_ref: minikind_image_store::normalize_reference(req.image)?,
         })
     }
 

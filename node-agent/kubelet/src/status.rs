@@ -81,6 +81,8 @@ impl RunState {
 pub struct ContainerRuntime {
     pub name: String,
     pub image: String,
+    /// The image's ID once a root was made from it (empty before, as the kubelet shows it).
+    pub image_id: String,
     pub state: RunState,
     pub last_state: Option<RunState>,
     pub restart_count: i32,
@@ -95,6 +97,7 @@ impl ContainerRuntime {
         ContainerRuntime {
             name: name.to_string(),
             image: image.to_string(),
+            image_id: String::new(),
             state: RunState::Waiting {
                 reason: "ContainerCreating".into(),
                 message: None,
@@ -111,7 +114,7 @@ impl ContainerRuntime {
         let mut v = json!({
             "name": self.name,
             "image": self.image,
-            "imageID": "",
+            "imageID": self.image_id,
             "state": self.state.to_json(),
             "lastState": self.last_state.as_ref().map_or(json!({}), RunState::to_json),
             "ready": self.ready,

@@ -10,48 +10,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use kubelet_common::*;
 use minikind_kubelet::rootfs::{ContainerRoot, RootProvider, RootRequest, run_root_dir};
 use oci_spec::image::ImageConfiguration;
 use serde_json::json;
 
-const BUSYBOX: &str = "/bin/busybox";
-
 /// Roots made of `/bin/busybox` and its applets, fresh for every run. An image named
 /// `…nobody…` runs as `User: nobody`, any other as root.
 #[derive(Debug)]
 struct BusyboxRoots;
-
-/// Makes a directory holding `/bin/busybox`, a symlink per applet, `/etc/passwd` and
-/// `/etc/group`, and an empty world-writable `/tmp`.
-fn busybox_root(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin)?;
-    std::fs::copy(BUSYBOX, bin.join("busybox")).context("copying busybox")?;
-    let list = std::process::Command::new(BUSYBOX)
-        .arg("--list")
-        .output()
-        .context("busybox --list")?;
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", bin.join(applet))?;
-        }
-    }
-    std::fs::create_dir_all(dir.join("etc"))?;
-    std::fs::write(
-        dir.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-    )?;
-    std::fs::write(
-        dir.join("etc/group"),
-        "root:x:0:\napp:x:1000:\nnogroup:x:65534:\n",
-    )?;
-    std::fs::create_dir_all(dir.join("tmp"))?;
-    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
-    Ok(())
-}
 
 impl RootProvider for BusyboxRoots {
     fn prepare(&self, req: &RootRequest<'_>) -> Result<ContainerRoot> {
@@ -74,6 +42,8 @@ impl RootProvider for BusyboxRoots {
             rootfs,
             config,
             node_binds: vec![],
+            image_ref: req.image.to_string(),
+            image_id: String::new(),
         })
     }
 

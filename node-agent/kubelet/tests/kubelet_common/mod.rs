@@ -584,3 +584,37 @@ pub fn processes_with(marker: &str) -> Vec<i32> {
     }
     out
 }
+
+/// Debian's `busybox-static`: the tests' stand-in for an image's files.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Makes a directory holding `/bin/busybox`, a symlink per applet, `/etc/passwd` and
+/// `/etc/group`, and an empty world-writable `/tmp`.
+pub fn busybox_root(dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::copy(BUSYBOX, bin.join("busybox")).context("copying busybox")?;
+    let list = std::process::Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .context("busybox --list")?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+        }
+    }
+    std::fs::create_dir_all(dir.join("etc"))?;
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )?;
+    std::fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\napp:x:1000:\nnogroup:x:65534:\n",
+    )?;
+    std::fs::create_dir_all(dir.join("tmp"))?;
+    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
+    Ok(())
+}
