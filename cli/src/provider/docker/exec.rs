@@ -33,31 +33,15 @@ pub async fn exec_in(docker: &Docker, container: &str, argv: &[&str]) -> Result<
         )
         .await
         .with_context(|| format!("preparing `{}` in {container}", argv.join(" ")))?;
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let StartExecResults::Attached { mut output, .. } = docker
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    if let StartExecResults::Attached { output, .. } = docker
         .start_exec(&created.id, None)
         .await
         .with_context(|| format!("running `{}` in {container}", argv.join(" ")))?
     {
-        while let Some(chunk) = output.next().await {
-            match chunk.context("reading the command's output")? {
-                LogOutput::StdOut { message } => {
-                    stdout.push_str(&String::from_utf8_lossy(&message))
-                }
-                LogOutput::StdErr { message } => {
-                    stderr.push_str(&String::from_utf8_lossy(&message))
-                }
-                _ => {}
-            }
-        }
+        (stdout, stderr) = collect(output).await?;
     }
-    let exit_code = docker
-        .inspect_exec(&created.id)
-        .await
-        .context("reading the command's exit code")?
-        .exit_code
-        .unwrap_or(-1);
+    let exit_code = exit_code(docker, &created.id).await?;
     Ok(Exec {
         exit_code,
         stdout,
@@ -89,7 +73,7 @@ pub async fn exec_with_input(
         .await
         .with_context(|| format!("preparing `{}` in {container}", argv.join(" ")))?;
     let StartExecResults::Attached {
-        mut output,
+        output,
         input: mut stdin,
     } = docker
         .start_exec(&created.id, None)
@@ -108,29 +92,9 @@ pub async fn exec_with_input(
         // End-of-file for the command: the write half closes, the output keeps coming.
         stdin.shutdown().await
     };
-    let collect = async {
-        let (mut stdout, mut stderr) = (String::new(), String::new());
-        while let Some(chunk) = output.next().await {
-            match chunk.context("reading the command's output")? {
-                LogOutput::StdOut { message } => {
-                    stdout.push_str(&String::from_utf8_lossy(&message))
-                }
-                LogOutput::StdErr { message } => {
-                    stderr.push_str(&String::from_utf8_lossy(&message))
-                }
-                _ => {}
-            }
-        }
-        anyhow::Ok((stdout, stderr))
-    };
-    let (fed, collected) = tokio::join!(feed, collect);
+    let (fed, collected) = tokio::join!(feed, collect(output));
     let (stdout, stderr) = collected?;
-    let exit_code = docker
-        .inspect_exec(&created.id)
-        .await
-        .context("reading the command's exit code")?
-        .exit_code
-        .unwrap_or(-1);
+    let exit_code = exit_code(docker, &created.id).await?;
     // A command that stopped reading (it failed) breaks the pipe: its own error says more.
     if let Err(e) = fed
         && exit_code == 0
@@ -142,4 +106,29 @@ pub async fn exec_with_input(
         stdout,
         stderr,
     })
+}
+
+/// The command's standard output and error, read until it ends.
+async fn collect(
+    mut output: impl futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Unpin,
+) -> Result<(String, String)> {
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    while let Some(chunk) = output.next().await {
+        match chunk.context("reading the command's output")? {
+            LogOutput::StdOut { message } => stdout.push_str(&String::from_utf8_lossy(&message)),
+            LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
+            _ => {}
+        }
+    }
+    Ok((stdout, stderr))
+}
+
+/// How the exec ended (-1 when the engine does not say).
+async fn exit_code(docker: &Docker, exec_id: &str) -> Result<i64> {
+    Ok(docker
+        .inspect_exec(exec_id)
+        .await
+        .context("reading the command's exit code")?
+        .exit_code
+        .unwrap_or(-1))
 }
