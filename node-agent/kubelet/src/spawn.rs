@@ -370,6 +370,22 @@ fn prepare_plan(
     })
 }
 
+/// The pod's pinned network, UTS and IPC namespaces to join (the PID and mount namespaces are
+/// the caller's to add).
+fn pod_namespaces(ctx: &PodContext) -> Result<Join> {
+    Ok(Join {
+        net: ctx
+            .netns
+            .as_deref()
+            .map(|p| open_ns(p, "network"))
+            .transpose()?,
+        uts: ctx.uts.as_deref().map(|p| open_ns(p, "UTS")).transpose()?,
+        ipc: ctx.ipc.as_deref().map(|p| open_ns(p, "IPC")).transpose()?,
+        pid: None,
+        mnt: None,
+    })
+}
+
 /// A command that starts a new container from `root` in the pod described by `ctx`, in a
 /// process group of its own (so the whole container can be signalled).
 pub fn container_command(
@@ -379,15 +395,8 @@ pub fn container_command(
     spec: &ProcessSpec,
 ) -> Result<Prepared> {
     let join = Join {
-        net: ctx
-            .netns
-            .as_deref()
-            .map(|p| open_ns(p, "network"))
-            .transpose()?,
-        uts: ctx.uts.as_deref().map(|p| open_ns(p, "UTS")).transpose()?,
-        ipc: ctx.ipc.as_deref().map(|p| open_ns(p, "IPC")).transpose()?,
         pid: ctx.pid.as_deref().map(|p| open_ns(p, "PID")).transpose()?,
-        mnt: None,
+        ..pod_namespaces(ctx)?
     };
     let ops = root_ops(root, ctx)?;
     prepare(join, Some((cstring(&root.rootfs)?, ops)), opts, spec, None)
@@ -398,17 +407,7 @@ pub fn container_command(
 /// namespaces, as the pause container of a real pod. It is a fork of the kubelet that never
 /// execs (no image holds a pause program here), so the program name below is never run.
 pub fn start_pause(ctx: &PodContext) -> Result<Spawned> {
-    let join = Join {
-        net: ctx
-            .netns
-            .as_deref()
-            .map(|p| open_ns(p, "network"))
-            .transpose()?,
-        uts: ctx.uts.as_deref().map(|p| open_ns(p, "UTS")).transpose()?,
-        ipc: ctx.ipc.as_deref().map(|p| open_ns(p, "IPC")).transpose()?,
-        pid: None,
-        mnt: None,
-    };
+    let join = pod_namespaces(ctx)?;
     let spec = ProcessSpec {
         argv: vec!["pause".into()],
         env: vec![],
