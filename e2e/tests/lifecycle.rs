@@ -539,10 +539,23 @@ fn clusters_side_by_side_share_the_image_and_delete_one_by_one_or_by_names() {
     // not make, stay.
     let stale = FakeImage::node(Some("minikind/node:e2e-stale"));
     let untagged = FakeImage::node(None);
-    let used = FakeImage::node(Some("minikind/node:e2e-used"));
+    // An image becomes "used" only once a container holds it: until then a concurrent test's
+    // create may rightly prune it (it is an unused node image), so make it again if that happened.
     let user = unique_name("e2e-image-user");
-    let r = docker(&["create", "--name", &user, &used.id, "/nothing"]);
-    assert!(r.ok, "{}", r.stderr);
+    let mut attempts = 0;
+    let used = loop {
+        attempts += 1;
+        let used = FakeImage::node(Some("minikind/node:e2e-used"));
+        let r = docker(&["create", "--name", &user, &used.id, "/nothing"]);
+        if r.ok {
+            break used;
+        }
+        assert!(
+            attempts < 3 && r.stderr.contains("No such image"),
+            "{}",
+            r.stderr
+        );
+    };
     let _user = ContainerGuard(user);
     let foreign = FakeImage::foreign("e2e-not-minikind");
     let (_, _, log) = build_node_image();
