@@ -323,6 +323,19 @@ enum BuildCommand {
     NodeImage,
 }
 
+/// The cluster's admin kubeconfig and the server it is reached at: from this host, or with
+/// `internal` at the address the nodes use (`https://<cluster>-control-plane:6443`).
+async fn admin_and_server(name: &str, internal: bool) -> Result<(String, String)> {
+    let docker = docker::connect().await?;
+    let (cp, admin) = control_plane_admin(&docker, name).await?;
+    let server = if internal {
+        format!("https://{cp}:6443")
+    } else {
+        nodes::api_server_url(&docker, name, &cp).await?
+    };
+    Ok((admin, server))
+}
+
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let cmd = Cli::command().after_help(format!(
         "Programs inside this executable, used inside nodes and pods: {} \
@@ -590,13 +603,7 @@ async fn run(command: Command, status: &Status) -> Result<()> {
             ..
         }) => {
             let name = name.cluster(None)?;
-            let docker = docker::connect().await?;
-            let (cp, admin) = control_plane_admin(&docker, &name).await?;
-            let server = if internal {
-                format!("https://{cp}:6443")
-            } else {
-                nodes::api_server_url(&docker, &name, &cp).await?
-            };
+            let (admin, server) = admin_and_server(&name, internal).await?;
             print!(
                 "{}",
                 crate::cluster::kubeconfig::entries_for(&name, &admin, &server)?
@@ -631,13 +638,7 @@ async fn run(command: Command, status: &Status) -> Result<()> {
             kubeconfig,
         }) => {
             let name = name.cluster(None)?;
-            let docker = docker::connect().await?;
-            let (cp, admin) = control_plane_admin(&docker, &name).await?;
-            let server = if internal {
-                format!("https://{cp}:6443")
-            } else {
-                nodes::api_server_url(&docker, &name, &cp).await?
-            };
+            let (admin, server) = admin_and_server(&name, internal).await?;
             let path = crate::cluster::kubeconfig::export_to(kubeconfig, &name, &admin, &server)?;
             status.line(&format!(
                 "Set kubectl context to \"{}\" in {}",

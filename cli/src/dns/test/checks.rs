@@ -73,22 +73,8 @@ pub enum Protocol {
     Both,
 }
 
-/// One transport a result is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        }
-    }
-}
+/// One transport a result is for: the pod tools' own (serialised lower case).
+pub use minikind_pod_tools::transport::Transport;
 
 impl Protocol {
     pub fn transports(self) -> &'static [Transport] {

@@ -19,7 +19,7 @@ pub fn case_name(o: &Outcome) -> String {
         o.index,
         o.name,
         o.rtype,
-        o.protocol.as_str()
+        o.protocol.as_proto()
     )
 }
 
@@ -40,7 +40,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
             format!("{} {}", o.index, o.name),
             o.from.clone(),
             o.rtype.clone(),
-            o.protocol.as_str().to_string(),
+            o.protocol.as_proto().to_string(),
             if o.passed { "pass" } else { "FAIL" }.to_string(),
             o.attempts.to_string(),
             format!("{}s", secs(o.time)),

@@ -15,7 +15,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{ListParams, LogParams};
 use minikind_pod_tools::attempt::Attempt;
-use minikind_pod_tools::transport::Transport;
 use minikind_resolv_conf::ResolvConf;
 
 use super::conntrack;
@@ -71,13 +70,6 @@ pub async fn client_pod(pods: &Api<Pod>, namespace: &str, name: &str) -> Result<
         ip: status.pod_ip.and_then(|ip| ip.parse().ok()),
         node: pod.spec.and_then(|s| s.node_name),
     })
-}
-
-fn proto(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
-    }
 }
 
 /// A node container's address on the cluster network and the embedded resolver it runs
@@ -315,7 +307,7 @@ pub async fn evidence(
     let mut endpoint_ips = BTreeSet::new();
     if let Some(rules) = nodes.get(&node_name).and_then(|n| n.rules.as_ref()) {
         for a in attempts {
-            if let Some(svc) = rules.service_rule(a.server, proto(a.transport)) {
+            if let Some(svc) = rules.service_rule(a.server, a.transport.as_proto()) {
                 for ep in rules.endpoints(svc.target().unwrap_or_default()) {
                     if let Some(to) = ep.to() {
                         endpoint_ips.insert(to.ip());
@@ -417,7 +409,7 @@ pub async fn evidence(
             nodes
                 .get(&node_name)
                 .and_then(|n| n.rules.as_ref())
-                .is_some_and(|r| r.service_rule(a.server, proto(a.transport)).is_some())
+                .is_some_and(|r| r.service_rule(a.server, a.transport.as_proto()).is_some())
         })
         .collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);

@@ -8,7 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 use minikind_pod_tools::attempt::{Attempt, AttemptResult};
-use minikind_pod_tools::transport::Transport;
 
 use super::conntrack::Flow;
 use super::model::{
@@ -83,13 +82,6 @@ pub struct Evidence {
     pub upstream: Option<UpstreamInfo>,
     /// When the lookup ran (from just before the tool started to just after it ended).
     pub window: (SystemTime, SystemTime),
-}
-
-fn proto(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
-    }
 }
 
 fn stop(at: impl Into<String>, reason: impl Into<String>) -> Hop {
@@ -190,7 +182,7 @@ pub fn assemble(attempt: &Attempt, ev: &Evidence) -> Vec<Hop> {
     let Some(rules) = ev.nodes.get(node).and_then(|n| n.rules.as_ref()) else {
         return vec![stop(node, "the node's iptables rules could not be read")];
     };
-    let proto = proto(attempt.transport);
+    let proto = attempt.transport.as_proto();
     let server = attempt.server;
 
     if let Some(svc) = rules.service_rule(server, proto) {

@@ -8,7 +8,8 @@ use crate::resources::idx;
 use crate::store::Store;
 use serde_json::Value;
 
-fn strs(v: &Value, key: &str) -> Vec<String> {
+/// The strings of array `key` of `v` (none when absent); shared with the TokenRequest parser.
+pub(crate) fn strs(v: &Value, key: &str) -> Vec<String> {
     v.get(key)
         .and_then(Value::as_array)
         .map(|a| {

@@ -112,16 +112,7 @@ pub struct Request {
 /// Parses the body of a TokenRequest.
 pub fn parse_request(body: &Value) -> ApiResult<Request> {
     let spec = body.get("spec").cloned().unwrap_or(Value::Null);
-    let audiences = spec
-        .get("audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let audiences = super::rbac::strs(&spec, "audiences");
     let expiration_secs = spec.get("expirationSeconds").and_then(Value::as_i64);
     let bound = spec
         .get("boundObjectRef")
