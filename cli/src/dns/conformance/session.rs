@@ -8,9 +8,9 @@ use std::fmt::Debug;
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource};
 use serde::Serialize;
@@ -104,6 +104,7 @@ impl<'c> Session<'c> {
             .create(&PostParams::default(), &namespace)
             .await
             .with_context(|| format!("creating namespace {ns}"))?;
+        wait_default_service_account(&ctx.target.client, &ns).await?;
         Ok(Session {
             ctx,
             test,
@@ -135,7 +136,7 @@ impl<'c> Session<'c> {
     {
         let what = obj.meta().name.clone().unwrap_or_else(|| {
             format!(
-                "{}{}",
+                "{} {}…",
                 K::kind(&Default::default()),
                 obj.meta().generate_name.clone().unwrap_or_default()
             )
@@ -347,6 +348,34 @@ impl<'c> Session<'c> {
     pub async fn close(self) -> Vec<Outcome> {
         delete_namespace(&self.ctx.target.client, &self.ns).await;
         self.outcomes
+    }
+}
+
+/// How long a new namespace may take to get its `default` service account.
+const SERVICE_ACCOUNT_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits for the service account controller to make `default` in a new namespace: pods are
+/// refused until it exists (the e2e framework waits for it the same way).
+async fn wait_default_service_account(client: &kube::Client, ns: &str) -> Result<()> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + SERVICE_ACCOUNT_LIMIT;
+    loop {
+        if api
+            .get_opt("default")
+            .await
+            .with_context(|| format!("reading service account {ns}/default"))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "namespace {ns} has no service account `default` after {}s: is the service \
+                 account controller running?",
+                SERVICE_ACCOUNT_LIMIT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -62,7 +62,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
     let mut out = String::new();
     for (i, r) in rows.iter().enumerate() {
         if let Some((_, Some(test))) = headings.iter().find(|(at, _)| *at == i) {
-            let _ = writeln!(out, "[{test}]");
+            let _ = writeln!(out, "=== {test}");
         }
         let line: Vec<String> = r
             .iter()
@@ -301,6 +301,43 @@ mod tests {
         assert_eq!(attr(&tags[4], "message"), message);
         assert_eq!(texts[0], message);
         assert!(texts[1].contains("service rule <KUBE-SVC>"), "{texts:?}");
+    }
+
+    #[test]
+    fn outcomes_of_a_test_are_shown_under_its_name() {
+        let mut outcomes = [outcome(0, true), outcome(1, false)];
+        for o in &mut outcomes {
+            o.test = Some("[sig-network] DNS should provide DNS for services".into());
+        }
+        outcomes[1].protocol = None;
+        outcomes[1].tool = "getent".into();
+        let t = table(&outcomes);
+        assert_eq!(
+            t.matches("=== [sig-network] DNS should provide DNS for services\n")
+                .count(),
+            1,
+            "{t}"
+        );
+        assert!(
+            t.contains("--- FAIL [sig-network] DNS should provide DNS for services: [1] www.example.test A getent:"),
+            "{t}"
+        );
+        let xml = junit(
+            "minikind dns conformance",
+            "dns.go",
+            &outcomes,
+            Duration::ZERO,
+        )
+        .unwrap();
+        let (tags, _) = read_back(&xml);
+        assert_eq!(attr(&tags[0], "name"), "minikind dns conformance");
+        assert_eq!(
+            attr(&tags[2], "classname"),
+            "[sig-network] DNS should provide DNS for services"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json(&outcomes).unwrap()).unwrap();
+        assert_eq!(v["results"][1]["protocol"], serde_json::Value::Null);
+        assert_eq!(v["results"][1]["tool"], "getent");
     }
 
     #[test]
