@@ -379,8 +379,9 @@ fn unlogged_reason(attempt: &Attempt, ev: &Evidence, replica: &str) -> String {
 /// The note a trace carries once when cluster-dns does not log: what `log` adds and how it
 /// is switched on without a restart.
 pub const NO_LOG_NOTE: &str = "cluster-dns does not log queries (the Corefile in ConfigMap \
-kube-system/coredns has no `log`): endpoints are read from the nodes' conntrack tables, but what \
-a replica did with a query is not. Add `log` to the Corefile (e.g. \
+kube-system/coredns has no `log`): the endpoint each query was DNATed to and the forward's DNAT \
+to the embedded resolver are read from the nodes' conntrack tables, but how a replica answered \
+(its cache, its own zone) is not. Add `log` to the Corefile (e.g. \
 examples/seed-001-coredns-scaling-and-ndots/coredns-log.yaml): the `reload` plugin picks the \
 edit up by itself once the kubelet has updated the mounted ConfigMap (within a minute or two), \
 no restart needed";
