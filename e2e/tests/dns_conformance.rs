@@ -1,6 +1,7 @@
 //! `minikind dns conformance` on a real two-node cluster (issue 17, item 2): every test of
 //! kubernetes' test/e2e/network/dns.go passes, reported under its upstream name in the table and
-//! the JUnit file, and every namespace the run made is gone afterwards; an external name the
+//! the JUnit file, and every namespace the run made is gone afterwards; two prober images give
+//! every lookup from a container of each; an external name the
 //! lab upstream does not serve makes the external-resolution test fail with exit code 1 and a
 //! trace in the JSON (through `--kubeconfig`/`--context`: the pod's side only). Hermetic:
 //! internal network, lab upstream.
@@ -79,6 +80,37 @@ fn dns_conformance_passes_on_minikind_reports_upstream_names_and_cleans_up() {
         "the run's namespaces to be deleted",
         Duration::from_secs(60),
         || conformance_namespaces(&c).is_empty().then_some(()),
+    );
+
+    // Two prober images (upstream's glibc and musl pair): one querier container per image,
+    // every lookup made from each. The tools image under two names stands in for the pair.
+    let tools = format!("minikind/tools:{}", env!("CARGO_PKG_VERSION"));
+    let tools_again = format!("docker.io/{tools}");
+    let r = c.minikind(&[
+        "dns",
+        "conformance",
+        "--focus",
+        "/etc/hosts entries",
+        "--image",
+        &tools,
+        "--image",
+        &tools_again,
+        "-o",
+        "json",
+    ]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let from: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["from"].as_str().unwrap())
+        .collect();
+    let first = from.iter().filter(|f| f.ends_with("(tools)")).count();
+    let second = from.iter().filter(|f| f.ends_with("(tools1)")).count();
+    assert!(
+        first > 0 && first == second && first + second == from.len(),
+        "{from:?}"
     );
 
     // Through the kubeconfig: a name the lab upstream does not serve fails the external test.
