@@ -160,6 +160,9 @@ pub fn coredns_server(image: &str, config_map: &str) -> Result<Pod> {
                 "name": "coredns",
                 "image": image,
                 "args": ["-conf", "/etc/coredns/Corefile"],
+                // CoreDNS's image runs as a non-root user: port 53 needs this capability, as
+                // kubeadm's CoreDNS Deployment grants it.
+                "securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"]}},
                 "volumeMounts": [{"name": "coredns-config", "mountPath": "/etc/coredns", "readOnly": true}],
             }],
             "volumes": [{"name": "coredns-config", "configMap": {"name": config_map}}],
