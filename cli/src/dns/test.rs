@@ -263,7 +263,7 @@ fn unrun(
         index: check.index,
         name: check.name.clone(),
         rtype: check.rtype.clone(),
-        tool: run::argv_tool(transport).into(),
+        tool: check.via.name().into(),
         protocol: transport,
         from: format!("{namespace}/(probe pod)"),
         passed: false,

@@ -100,6 +100,16 @@ pub enum Via {
     Getent,
 }
 
+impl Via {
+    /// The tool's name, as results show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Dig => "dig",
+            Via::Getent => "getent",
+        }
+    }
+}
+
 /// A pod's `dnsPolicy` (Kubernetes' four values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 pub enum DnsPolicy {

@@ -76,11 +76,12 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The command line of one try: dig's, or getent's (`transport` `None`).
+/// The command line of one try: dig's over `transport` (`None`: UDP, dig's default), or
+/// getent's.
 pub fn command(check: &Check, transport: Option<Transport>, time: u64) -> Vec<String> {
-    match transport {
-        Some(t) => dig_command(check, t, time),
-        None => vec!["getent".into(), "hosts".into(), check.name.clone()],
+    match check.via {
+        Via::Dig => dig_command(check, transport.unwrap_or(Transport::Udp), time),
+        Via::Getent => vec!["getent".into(), "hosts".into(), check.name.clone()],
     }
 }
 
@@ -99,14 +100,6 @@ pub fn dig_command(check: &Check, transport: Transport, time: u64) -> Vec<String
     }
     argv.extend(["-t".to_string(), check.rtype.clone(), check.name.clone()]);
     argv
-}
-
-/// The tool a run asks with.
-pub fn argv_tool(transport: Option<Transport>) -> &'static str {
-    match transport {
-        Some(_) => "dig",
-        None => "getent",
-    }
 }
 
 /// The name the trace looks up: as the check asked it (absolute unless the check walks the
@@ -131,7 +124,7 @@ enum Try {
 async fn one_try(
     pods: &Api<Pod>,
     at: &PodAt,
-    argv: &[String],
+    (via, argv): (Via, &[String]),
     rtype: &str,
     limit: Duration,
 ) -> Try {
@@ -139,13 +132,13 @@ async fn one_try(
     match tokio::time::timeout(limit, run).await {
         Err(_) => Try::Again(format!("dig did not finish within {}s", limit.as_secs())),
         Ok(Err(e)) => Try::Again(format!("{e:#}")),
-        Ok(Ok(out)) if argv[0] == "getent" => match out.code {
+        Ok(Ok(out)) if via == Via::Getent => match out.code {
             // 0: found; 2: not found (getent's exit codes).
             0 => match answers::parse_getent(&out.stdout, rtype) {
                 Some(reply) => Try::Reply(reply),
                 None => Try::Again("getent found the name but printed nothing".into()),
             },
-            2 => Try::Again(format!("getent hosts {}: not found", argv[2])),
+            2 => Try::Again(format!("{}: not found", argv.join(" "))),
             code => Try::Broken(format!(
                 "getent exited {code} in pod {}: {}{}",
                 at.display(),
@@ -190,7 +183,8 @@ pub async fn run(
         let remaining = deadline.saturating_duration_since(Instant::now());
         let time = remaining.as_secs().clamp(1, QUERY_TIME);
         let argv = command(check, transport, time);
-        let why = match one_try(&pods, at, &argv, &check.rtype, remaining + EXEC_SLACK).await {
+        let tried = (check.via, argv.as_slice());
+        let why = match one_try(&pods, at, tried, &check.rtype, remaining + EXEC_SLACK).await {
             Try::Broken(why) => break (false, why),
             Try::Again(why) => why,
             Try::Reply(reply) => {
@@ -232,7 +226,7 @@ pub async fn run(
         index: check.index,
         name: check.name.clone(),
         rtype: check.rtype.clone(),
-        tool: argv_tool(transport).into(),
+        tool: check.via.name().into(),
         protocol: transport,
         from: at.display(),
         passed,
@@ -315,6 +309,20 @@ mod tests {
             ["+time=1", "+search", "-t", "A", "abc"]
         );
         assert_eq!(trace_name(&c[0]), "www.example.test.");
+        let g = &checks::parse(
+            "checks:\n- name: dns-querier-1\n  via: getent\n",
+            "f",
+            checks::DEFAULT_TIMEOUT,
+            "tools",
+        )
+        .unwrap()[0];
+        assert_eq!(command(g, None, 2), ["getent", "hosts", "dns-querier-1"]);
+        assert_eq!(
+            trace_name(g),
+            "dns-querier-1",
+            "getent walks the search list"
+        );
+        assert_eq!(command(&c[0], Some(Transport::Tcp), 2)[6], "+tcp");
         assert_eq!(trace_name(&c[1]), "abc");
     }
 }
