@@ -457,6 +457,80 @@ pub fn output_is_not(text: &str, unwanted: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// A context whose client is never used (nothing here talks to an API server).
+    fn ctx() -> Ctx {
+        let config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
+        Ctx {
+            target: Target {
+                client: kube::Client::try_from(config).unwrap(),
+                label: "unit".into(),
+                nodes: None,
+            },
+            images: vec!["glibc:1".into(), "musl:1".into()],
+            coredns_image: "coredns".into(),
+            external: ["a.test".into(), "b.test".into()],
+            domain: "cluster.local".into(),
+            timeout: Duration::from_secs(5),
+            run: "abc123".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_lookup_is_asked_from_every_prober() {
+        let ctx = ctx();
+        let mut s = Session {
+            ctx: &ctx,
+            test: "[sig-network] DNS unit",
+            ns: "dns-1-abc123".into(),
+            queued: Vec::new(),
+            outcomes: Vec::new(),
+            next: 0,
+        };
+        let q = Running {
+            name: "dns-test-x".into(),
+            ip: "10.244.1.5".parse().unwrap(),
+            containers: objects::container_names(&ctx.images),
+        };
+        s.dig(
+            &q,
+            "kubernetes.default",
+            "A",
+            true,
+            Some(&["10.96.0.1".into()]),
+        )
+        .unwrap();
+        s.getent(&q, "dns-querier-1", &["10.244.1.5".into()])
+            .unwrap();
+        assert_eq!(s.queued.len(), 4);
+        let dig = &s.queued[1];
+        assert_eq!(
+            (dig.index, dig.via, dig.protocol),
+            (1, Via::Dig, Protocol::Both)
+        );
+        assert!(dig.search);
+        assert_eq!(dig.timeout, Duration::from_secs(5));
+        assert_eq!(
+            dig.from,
+            Source::Pod {
+                namespace: "dns-1-abc123".into(),
+                pod: "dns-test-x".into(),
+                container: Some("musl".into()),
+            }
+        );
+        assert_eq!(
+            dig.expect.answers.as_deref(),
+            Some(&[Answer::expected("A", "10.96.0.1").unwrap()][..])
+        );
+        let getent = &s.queued[2];
+        assert_eq!((getent.via, getent.runs()), (Via::Getent, vec![None]));
+        // A wrong expected answer is an error, not a check that can never pass.
+        assert!(
+            s.dig(&q, "x", "A", false, Some(&["not-an-ip".into()]))
+                .is_err()
+        );
+        assert_eq!(s.fqdn("svc"), "svc.dns-1-abc123.svc.cluster.local");
+    }
+
     #[test]
     fn a_pods_a_record_is_its_dashed_address() {
         let r = Running {
