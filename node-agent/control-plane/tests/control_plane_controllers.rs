@@ -1,13 +1,13 @@
 //! The controllers on the in-process server: node IPAM, scheduler spreading over ready nodes,
 //! ClusterIP allocation, EndpointSlices (ready, hostname only under the service's subdomain,
-//! named ports), Deployments (naming, scaling, template change), `default/kubernetes`
+//! named ports), Deployments (naming, scaling, template change, through ReplicaSets), `default/kubernetes`
 //! (following the server to a new port), namespace deletion, owner GC, pod GC.
 //! The tests play the kubelet's part by patching pod status.
 
 mod control_plane_common;
 use control_plane_common::{eventually, server};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -648,16 +648,26 @@ async fn control_plane_controllers_orphan_deletion_keeps_pods() {
     .await;
     deps.delete("keep", &DeleteParams::orphan()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The Deployment's dependent, its ReplicaSet, is orphaned and keeps its pods.
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let left_rs = rss
+        .list(&ListParams::default().labels("app=keep"))
+        .await
+        .unwrap();
+    assert_eq!(left_rs.items.len(), 1);
+    assert!(left_rs.items[0].metadata.owner_references.is_none());
+    let rs_uid = left_rs.items[0].metadata.uid.clone().unwrap();
     let left = pods
         .list(&ListParams::default().labels("app=keep"))
         .await
         .unwrap();
     assert_eq!(left.items.len(), 2);
-    assert!(
-        left.items
-            .iter()
-            .all(|p| p.metadata.owner_references.is_none())
-    );
+    assert!(left.items.iter().all(|p| {
+        p.metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| o.len() == 1 && o[0].uid == rs_uid)
+    }));
     assert!(deps.get_opt("keep").await.unwrap().is_none());
     cp.shutdown().await.unwrap();
 }

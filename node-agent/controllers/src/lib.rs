@@ -1,6 +1,8 @@
 //! The controllers, run inside the API server process against the store: node IPAM,
-//! scheduler, EndpointSlices (and legacy Endpoints), Deployments, the `default/kubernetes`
-//! service, the `default` ServiceAccount of each namespace, namespace deletion, owner-reference garbage collection and pod GC.
+//! scheduler, EndpointSlices (and legacy Endpoints), the workload controllers (Deployments
+//! owning ReplicaSets, ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs), the
+//! `default/kubernetes` service, the `default` ServiceAccount of each namespace, namespace
+//! deletion, owner-reference garbage collection (background, foreground, orphan) and pod GC.
 //!
 //! This crate owns the reconcile loops and nothing they reconcile against: objects, the store
 //! and admission belong to `minikind-apiserver` (ClusterIP allocation too: it is synchronous
@@ -16,6 +18,8 @@ pub mod endpointslices;
 pub mod kubernetes_service;
 pub mod lifecycle;
 pub mod node_ipam;
+pub mod pods_of;
+pub mod replicasets;
 pub mod scheduler;
 pub mod serviceaccounts;
 
@@ -142,6 +146,12 @@ pub fn spawn_all(st: Arc<ApiState>, cfg: &ControllerConfig, cancel: Cancellation
     tokio::spawn(run_loop(
         st.clone(),
         deployments::Deployments,
+        s,
+        cancel.clone(),
+    ));
+    tokio::spawn(run_loop(
+        st.clone(),
+        replicasets::ReplicaSets,
         s,
         cancel.clone(),
     ));
