@@ -934,6 +934,29 @@ pub async fn delete(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> A
             .ok_or_else(|| ApiError::not_found(r.group, r.plural, name))?;
         return Ok(item_response(200, ctx, &obj));
     }
+    if o.orphan && res != idx::namespaces() && res != idx::pods() {
+        // As with the `orphan` finalizer: marked deleted first, so that no controller adopts
+        // back what is being orphaned, then its dependents let go, then removed.
+        let marked = mark_deleting(st, res, &ns, name, ORPHAN_FINALIZER, o.rv, o.uid).await?;
+        let uid = meta::str_at(&marked, "/metadata/uid")
+            .unwrap_or_default()
+            .to_string();
+        orphan_dependents(st, &ns, &uid).await?;
+        let out = update_internal(st, res, &ns, name, "garbage-collector", false, |v| {
+            let Some(a) = v
+                .pointer_mut("/metadata/finalizers")
+                .and_then(Value::as_array_mut)
+            else {
+                return false;
+            };
+            let before = a.len();
+            a.retain(|f| f.as_str() != Some(ORPHAN_FINALIZER));
+            a.len() != before
+        })
+        .await?;
+        let v = out.map(|o| o.value()).unwrap_or(marked);
+        return Ok(value_response(200, &v));
+    }
     if o.orphan
         && let Some(owner) = st.store.get(res, &ns, name)
     {
@@ -952,6 +975,8 @@ pub async fn delete(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> A
 
 /// The finalizer of a foreground cascading deletion (`metav1.FinalizerDeleteDependents`).
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// The finalizer of an orphaning deletion (`metav1.FinalizerOrphanDependents`).
+pub const ORPHAN_FINALIZER: &str = "orphan";
 
 /// Marks an object deleted with the `foregroundDeletion` finalizer, as the API server's
 /// `deletionFinalizersForGarbageCollection` does; the garbage collector deletes its dependents
@@ -961,6 +986,19 @@ pub async fn delete_foreground(
     res: ResIdx,
     ns: &str,
     name: &str,
+    pre_rv: Option<String>,
+    pre_uid: Option<String>,
+) -> ApiResult<Value> {
+    mark_deleting(st, res, ns, name, FOREGROUND_FINALIZER, pre_rv, pre_uid).await
+}
+
+/// Sets the deletion timestamp and adds `finalizer`, checking the preconditions.
+async fn mark_deleting(
+    st: &Arc<ApiState>,
+    res: ResIdx,
+    ns: &str,
+    name: &str,
+    finalizer: &str,
     pre_rv: Option<String>,
     pre_uid: Option<String>,
 ) -> ApiResult<Value> {
@@ -994,9 +1032,9 @@ pub async fn delete_foreground(
             let fins = m.entry("finalizers").or_insert(json!([]));
             let mut changed = false;
             if let Some(a) = fins.as_array_mut()
-                && !a.iter().any(|f| f == FOREGROUND_FINALIZER)
+                && !a.iter().any(|f| f == finalizer)
             {
-                a.push(json!(FOREGROUND_FINALIZER));
+                a.push(json!(finalizer));
                 changed = true;
             }
             if m.get("deletionTimestamp").is_none_or(Value::is_null) {

@@ -111,6 +111,33 @@ fn rolling_bounds(d: &Value, want: i64) -> (i64, i64) {
     }
 }
 
+/// A template as a typed client sees it: without nulls, empty strings, empty lists and empty
+/// objects. A template read back from a ReplicaSet and sent again (`kubectl rollout undo`)
+/// loses its empty fields, and must still be recognised as the same template (upstream
+/// compares Go structs, where absent and empty are the same).
+pub fn normalized(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), normalized(x)))
+                .filter(|(_, x)| !is_empty(x))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
+        x => x.clone(),
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    }
+}
+
 /// A template without the `pod-template-hash` label (`EqualIgnoreHash`).
 fn without_hash(template: &Value) -> Value {
     let mut t = template.clone();
@@ -410,9 +437,13 @@ async fn reconcile(st: &Arc<ApiState>, ns: &str, name: &str) -> Result<(), ApiEr
         )
     });
     let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
-    let new_pos = rss
-        .iter()
-        .position(|r| r.pointer("/spec/template").map(without_hash).as_ref() == Some(&template));
+    let wanted = normalized(&template);
+    let new_pos = rss.iter().position(|r| {
+        r.pointer("/spec/template")
+            .map(|t| normalized(&without_hash(t)))
+            .as_ref()
+            == Some(&wanted)
+    });
     let mut new_rs = new_pos.map(|i| rss.remove(i));
     let mut old = rss;
     let max_old_rev = old.iter().map(revision).max().unwrap_or(0);
@@ -431,7 +462,7 @@ async fn reconcile(st: &Arc<ApiState>, ns: &str, name: &str) -> Result<(), ApiEr
             let current: i64 = old.iter().map(spec_replicas).sum();
             (want + surge - current).clamp(0, want)
         };
-        let hash = template_hash(&template);
+        let hash = template_hash(&wanted);
         new_rs = Some(create_new_rs(st, ns, &d, &hash, max_old_rev + 1, start).await?);
         created_new = true;
     }
@@ -882,6 +913,11 @@ mod tests {
         assert_eq!(without_hash(&rs_t), t);
         let bare = json!({"metadata": {"labels": {HASH_LABEL: "abc"}}, "spec": {}});
         assert_eq!(without_hash(&bare), json!({"metadata": {}, "spec": {}}));
+        let sent_again = json!({"metadata": {"labels": {"app": "web"}, "creationTimestamp": null},
+            "spec": {"containers": [{"name": "a", "workingDir": "", "resources": {}}]}});
+        let stored = json!({"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "a"}]}});
+        assert_eq!(normalized(&sent_again), normalized(&stored));
     }
 
     #[test]
