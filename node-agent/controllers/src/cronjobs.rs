@@ -220,7 +220,7 @@ async fn reconcile(st: &Arc<ApiState>, ns: &str, name: &str) -> Result<(), ApiEr
     if let Some(t) = last_success {
         status["lastSuccessfulTime"] = t;
     }
-    pods_of::write_status(st, idx::cronjobs(), ns, name, MANAGER, status).await
+    pods_of::write_status(st, idx::cronjobs(), &cj, MANAGER, status).await
 }
 
 fn is_failed(job: &Value) -> bool {

@@ -367,7 +367,7 @@ async fn reconcile(st: &Arc<ApiState>, ns: &str, name: &str) -> Result<(), ApiEr
                 )
         });
     }
-    pods_of::write_status(st, idx::daemonsets(), ns, name, MANAGER, status).await
+    pods_of::write_status(st, idx::daemonsets(), &ds, MANAGER, status).await
 }
 
 #[cfg(test)]

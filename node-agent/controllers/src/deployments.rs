@@ -512,7 +512,6 @@ async fn reconcile(st: &Arc<ApiState>, ns: &str, name: &str) -> Result<(), ApiEr
     }
     status(
         st,
-        ns,
         &d,
         new_rs.as_ref(),
         &old,
@@ -735,7 +734,6 @@ async fn cleanup(st: &Arc<ApiState>, ns: &str, d: &Value, old: &[Value]) {
 #[allow(clippy::too_many_arguments)]
 async fn status(
     st: &ApiState,
-    ns: &str,
     d: &Value,
     new_rs: Option<&Value>,
     old: &[Value],
@@ -877,7 +875,7 @@ async fn status(
     }
     // `write_status` ignores timestamps; a Progressing update with only a new
     // lastUpdateTime need not be written (the deadline counts from the last real change).
-    pods_of::write_status(st, idx::deployments(), ns, &name_of(d), MANAGER, s).await
+    pods_of::write_status(st, idx::deployments(), d, MANAGER, s).await
 }
 
 #[cfg(test)]

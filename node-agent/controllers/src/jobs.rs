@@ -332,7 +332,7 @@ async fn reconcile(st: &Arc<ApiState>, ns: &str, name: &str) -> Result<(), ApiEr
     if let Some(m) = s.as_object_mut() {
         m.retain(|k, v| v.as_i64() != Some(0) || k == "ready" || k == "terminating");
     }
-    pods_of::write_status(st, idx::jobs(), ns, name, MANAGER, s).await
+    pods_of::write_status(st, idx::jobs(), &job, MANAGER, s).await
 }
 
 /// Deletes a finished Job `ttlSecondsAfterFinished` after it finished (the TTL-after-finished

@@ -209,16 +209,23 @@ pub async fn delete_pod(st: &Arc<ApiState>, ns: &str, name: &str) {
 }
 
 /// Writes `status` through the status subresource unless only condition timestamps would
-/// change.
+/// change, or the object changed since `read` (the version the status was computed from):
+/// that change brings another pass, which computes it again (as a controller's update
+/// conflicts upstream), so a status never overwrites a newer write.
 pub async fn write_status(
     st: &ApiState,
     res: ResIdx,
-    ns: &str,
-    name: &str,
+    read: &Value,
     manager: &str,
     status: Value,
 ) -> Result<(), ApiError> {
+    let ns = str_at(read, "/metadata/namespace").unwrap_or_default();
+    let name = str_at(read, "/metadata/name").unwrap_or_default();
+    let rv = str_at(read, "/metadata/resourceVersion");
     objects::update_internal(st, res, ns, name, manager, true, |o| {
+        if str_at(o, "/metadata/resourceVersion") != rv {
+            return false;
+        }
         if o.get("status")
             .is_some_and(|s| same_ignoring_times(s, &status))
         {

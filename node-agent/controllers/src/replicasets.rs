@@ -151,5 +151,5 @@ async fn reconcile(st: &Arc<ApiState>, ns: &str, name: &str) -> Result<(), ApiEr
         // As the API's omitempty: zero counts are absent.
         m.retain(|k, v| k == "replicas" || v.as_i64() != Some(0));
     }
-    pods_of::write_status(st, idx::replicasets(), ns, name, MANAGER, status).await
+    pods_of::write_status(st, idx::replicasets(), &rs, MANAGER, status).await
 }

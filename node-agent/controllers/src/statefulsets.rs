@@ -248,7 +248,7 @@ async fn reconcile(st: &Arc<ApiState>, ns: &str, name: &str) -> Result<(), ApiEr
                 )
         });
     }
-    pods_of::write_status(st, idx::statefulsets(), ns, name, MANAGER, status).await
+    pods_of::write_status(st, idx::statefulsets(), &set, MANAGER, status).await
 }
 
 #[cfg(test)]
