@@ -865,18 +865,23 @@ async fn control_plane_workloads_jobs_and_cronjobs() {
         None,
     )
     .await;
-    // History limit 1 for successful Jobs: the next run's Job replaces the first.
-    k.ok(
-        &[
-            "patch",
-            "cj/tick",
-            "-p",
-            r#"{"spec":{"successfulJobsHistoryLimit":1}}"#,
-        ],
-        None,
+    // History limit 1 for successful Jobs: the next run's Job replaces the first. The next run
+    // is at a minute half an hour away from the first's, three hours back, so it cannot have
+    // the first one's name.
+    let minute = (jiff::Timestamp::now().as_second() / 60 + 30) % 60;
+    let patch =
+        format!(r#"{{"spec":{{"successfulJobsHistoryLimit":1,"schedule":"{minute} * * * *"}}}}"#);
+    k.ok(&["patch", "cj/tick", "-p", &patch], None).await;
+    let t = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3 * 3600);
+    cjs.patch_status(
+        "tick",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"status": {"lastScheduleTime": t.strftime("%Y-%m-%dT%H:%M:00Z").to_string()}}),
+        ),
     )
-    .await;
-    due("tick").await;
+    .await
+    .unwrap();
     eventually(20, "one successful tick job, not the first", || {
         let k = &k;
         let first = first.clone();
