@@ -382,3 +382,118 @@ fn job(obj: &mut Value, old: Option<&Value>, causes: &mut Vec<FieldCause>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn causes_of(res: ResIdx, mut v: Value, old: Option<&Value>) -> (Value, Vec<String>) {
+        let mut causes = Vec::new();
+        admit(res, &mut v, old, &mut causes);
+        (
+            v,
+            causes
+                .into_iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect(),
+        )
+    }
+
+    fn template(restart: &str) -> Value {
+        json!({"spec": {"restartPolicy": restart, "containers": [{"name": "c", "image": "i"}]}})
+    }
+
+    #[test]
+    fn jobs_get_the_generated_selector_and_defaults() {
+        let job = json!({"metadata": {"name": "hello", "uid": "u-1"}, "spec": {"template": template("Never")}});
+        let (v, causes) = causes_of(idx::jobs(), job, None);
+        assert!(causes.is_empty(), "{causes:?}");
+        assert_eq!(v["spec"]["selector"]["matchLabels"][JOB_UID_LABEL], "u-1");
+        assert_eq!(
+            v["spec"]["template"]["metadata"]["labels"][JOB_NAME_LABEL],
+            "hello"
+        );
+        assert_eq!(
+            v["spec"]["template"]["metadata"]["labels"]["job-name"],
+            "hello"
+        );
+        assert_eq!(v["spec"]["completions"], 1);
+        assert_eq!(v["spec"]["parallelism"], 1);
+        assert_eq!(v["spec"]["backoffLimit"], 6);
+        // The template may not change afterwards, and Always is not a Job's restart policy.
+        let mut changed = v.clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("j");
+        let (_, causes) = causes_of(idx::jobs(), changed, Some(&v));
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.starts_with("spec.template: ") && c.contains("immutable")),
+            "{causes:?}"
+        );
+        let always = json!({"metadata": {"name": "x", "uid": "u"}, "spec": {"template": template("Always")}});
+        let (_, causes) = causes_of(idx::jobs(), always, None);
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.starts_with("spec.template.spec.restartPolicy")),
+            "{causes:?}"
+        );
+    }
+
+    #[test]
+    fn cronjob_schedules_and_policies_are_checked() {
+        let cj = |schedule: &str, policy: &str| {
+            json!({"metadata": {"name": "c"}, "spec": {"schedule": schedule, "concurrencyPolicy": policy,
+                "jobTemplate": {"spec": {"template": template("OnFailure")}}}})
+        };
+        let (v, causes) = causes_of(idx::cronjobs(), cj("*/5 * * * *", "Forbid"), None);
+        assert!(causes.is_empty(), "{causes:?}");
+        assert_eq!(v["spec"]["successfulJobsHistoryLimit"], 3);
+        assert_eq!(v["spec"]["failedJobsHistoryLimit"], 1);
+        assert_eq!(v["spec"]["jobTemplate"]["spec"]["backoffLimit"], 6);
+        let (_, causes) = causes_of(idx::cronjobs(), cj("61 * * * *", "Allow"), None);
+        assert!(
+            causes.iter().any(|c| c.starts_with("spec.schedule")),
+            "{causes:?}"
+        );
+        let (_, causes) = causes_of(idx::cronjobs(), cj("CRON_TZ=UTC 0 * * * *", "Allow"), None);
+        assert!(
+            causes.iter().any(|c| c.contains("timeZone field")),
+            "{causes:?}"
+        );
+        let (_, causes) = causes_of(idx::cronjobs(), cj("@hourly", "Sometimes"), None);
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.starts_with("spec.concurrencyPolicy")),
+            "{causes:?}"
+        );
+    }
+
+    #[test]
+    fn statefulsets_allow_only_their_mutable_fields_to_change() {
+        let sts = json!({"metadata": {"name": "web"}, "spec": {"serviceName": "nginx",
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": template("Always")["spec"].clone()}}});
+        let (v, causes) = causes_of(idx::statefulsets(), sts, None);
+        assert!(causes.is_empty(), "{causes:?}");
+        assert_eq!(v["spec"]["podManagementPolicy"], "OrderedReady");
+        assert_eq!(v["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0);
+        let mut scaled = v.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        assert!(
+            causes_of(idx::statefulsets(), scaled, Some(&v))
+                .1
+                .is_empty()
+        );
+        let mut renamed = v.clone();
+        renamed["spec"]["serviceName"] = json!("other");
+        let (_, causes) = causes_of(idx::statefulsets(), renamed, Some(&v));
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.contains("Forbidden: updates to statefulset spec")),
+            "{causes:?}"
+        );
+    }
+}

@@ -146,9 +146,12 @@ impl Reconciler for GarbageCollector {
 
     async fn reconcile(&mut self, st: &Arc<ApiState>, key: Key) {
         self.collect_orphans(st, &key).await;
-        // Owners in foreground deletion, anywhere (cluster-scoped ones own namespaced objects).
-        for (i, _) in resources::RESOURCES.iter().enumerate() {
-            let (owners, _, _) = st.store.list(i, None, None, 0, |o| {
+        // Owners in foreground deletion: in the event's namespace (everywhere on a resync),
+        // and the cluster-scoped ones, which own namespaced objects too.
+        let ns = (key.1 != "*" && !key.0.is_empty()).then_some(key.0.as_str());
+        for (i, r) in resources::RESOURCES.iter().enumerate() {
+            let scope = if r.namespaced { ns } else { None };
+            let (owners, _, _) = st.store.list(i, scope, None, 0, |o| {
                 o.json_contains(FOREGROUND_NEEDLE.as_bytes())
             });
             for o in owners {

@@ -296,3 +296,66 @@ pub fn generation(v: &Value) -> Value {
         .cloned()
         .unwrap_or(json!(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, node: &str, phase: &str, ready: bool, created: &str) -> Value {
+        json!({"metadata": {"name": name, "creationTimestamp": created},
+               "spec": {"nodeName": node},
+               "status": {"phase": phase, "conditions": [
+                   {"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
+    }
+
+    #[test]
+    fn surplus_pods_go_cheapest_first() {
+        let mut ps = [
+            pod("ready-old", "n1", "Running", true, "2026-01-01T00:00:00Z"),
+            pod("ready-new", "n1", "Running", true, "2026-01-02T00:00:00Z"),
+            pod("not-ready", "n1", "Running", false, "2026-01-01T00:00:00Z"),
+            pod("pending", "n1", "Pending", false, "2026-01-01T00:00:00Z"),
+            pod("unscheduled", "", "Pending", false, "2026-01-01T00:00:00Z"),
+        ];
+        ps.sort_by_key(deletion_rank);
+        let order: Vec<&str> = ps
+            .iter()
+            .map(|p| str_at(p, "/metadata/name").unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "unscheduled",
+                "pending",
+                "not-ready",
+                "ready-new",
+                "ready-old"
+            ]
+        );
+    }
+
+    #[test]
+    fn pods_from_a_template_carry_its_labels_and_the_controller() {
+        let owner = json!({"metadata": {"name": "web-abc", "uid": "u1"}});
+        let t = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}});
+        let p = pod_from_template(
+            &t,
+            "ns1",
+            PodName::Generate("web-abc-"),
+            controller_ref(&owner, idx::replicasets()),
+        );
+        assert_eq!(p["metadata"]["generateName"], "web-abc-");
+        assert_eq!(p["metadata"]["namespace"], "ns1");
+        assert_eq!(p["metadata"]["labels"]["app"], "web");
+        let o = controller_of(&p).unwrap();
+        assert_eq!(o["kind"], "ReplicaSet");
+        assert_eq!(o["apiVersion"], "apps/v1");
+        assert_eq!(o["blockOwnerDeletion"], true);
+        assert!(controlled_by(&p, "u1"));
+        assert_eq!(
+            controller_key(&p, "ReplicaSet"),
+            Some(("ns1".into(), "web-abc".into()))
+        );
+        assert_eq!(controller_key(&p, "Job"), None);
+    }
+}
