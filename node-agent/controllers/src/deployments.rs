@@ -454,7 +454,7 @@ async fn reconcile(st: &Arc<ApiState>, ns: &str, name: &str) -> Result<(), ApiEr
 
     if let Some(rs) = &new_rs {
         new_rs = Some(refresh_new_rs(st, ns, &d, rs, max_old_rev + 1).await?);
-    } else if !paused && !(recreate && old_pods_remain(st, ns, &old)) {
+    } else if !(paused || recreate && old_pods_remain(st, ns, &old)) {
         // Rolling: as many as the surge allows now; Recreate: all of them (the old are gone).
         let start = if recreate {
             want

@@ -105,17 +105,39 @@ pub struct Decision {
     pub success: bool,
 }
 
+/// What a Job asks for.
+#[derive(Clone, Copy)]
+pub struct Wanted {
+    pub completions: Option<i64>,
+    pub parallelism: i64,
+    pub backoff_limit: i64,
+    pub suspended: bool,
+}
+
+/// What its pods did so far.
+#[derive(Clone, Copy)]
+pub struct Seen {
+    pub active: i64,
+    pub succeeded: i64,
+    /// Failed pods, plus container restarts under `restartPolicy: OnFailure`.
+    pub failures: i64,
+    pub past_deadline: bool,
+}
+
 /// The Job's rules on counts alone (`syncJob`'s decisions for NonIndexed Jobs).
-pub fn decide(
-    completions: Option<i64>,
-    parallelism: i64,
-    backoff_limit: i64,
-    active: i64,
-    succeeded: i64,
-    failures: i64,
-    past_deadline: bool,
-    suspended: bool,
-) -> Decision {
+pub fn decide(want: &Wanted, seen: &Seen) -> Decision {
+    let Wanted {
+        completions,
+        parallelism,
+        backoff_limit,
+        suspended,
+    } = *want;
+    let Seen {
+        active,
+        succeeded,
+        failures,
+        past_deadline,
+    } = *seen;
     let mut d = Decision {
         create: 0,
         stop_all: false,
@@ -211,14 +233,18 @@ async fn reconcile(st: &Arc<ApiState>, ns: &str, name: &str) -> Result<(), ApiEr
         _ => false,
     };
     let d = decide(
-        int(&job, "/spec/completions"),
-        int(&job, "/spec/parallelism").unwrap_or(1),
-        int(&job, "/spec/backoffLimit").unwrap_or(6),
-        active.len() as i64,
-        succeeded,
-        failed + restarts,
-        past_deadline,
-        suspended,
+        &Wanted {
+            completions: int(&job, "/spec/completions"),
+            parallelism: int(&job, "/spec/parallelism").unwrap_or(1),
+            backoff_limit: int(&job, "/spec/backoffLimit").unwrap_or(6),
+            suspended,
+        },
+        &Seen {
+            active: active.len() as i64,
+            succeeded,
+            failures: failed + restarts,
+            past_deadline,
+        },
     );
     if d.stop_all || d.stop > 0 {
         // Surplus pods: the least valuable first.
@@ -354,6 +380,35 @@ async fn ttl(st: &Arc<ApiState>, ns: &str, name: &str, job: &Value) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `decide` with its inputs in a row: completions, parallelism, backoffLimit, active,
+    /// succeeded, failures, past the deadline, suspended.
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        completions: Option<i64>,
+        parallelism: i64,
+        backoff_limit: i64,
+        active: i64,
+        succeeded: i64,
+        failures: i64,
+        past_deadline: bool,
+        suspended: bool,
+    ) -> Decision {
+        super::decide(
+            &Wanted {
+                completions,
+                parallelism,
+                backoff_limit,
+                suspended,
+            },
+            &Seen {
+                active,
+                succeeded,
+                failures,
+                past_deadline,
+            },
+        )
+    }
 
     #[test]
     fn parallelism_is_bounded_by_the_completions_left() {
