@@ -29,7 +29,14 @@ pub mod env {
     /// The node's own labels (KIND's `labels` and kubeadm `node-labels`), as the kubelet's
     /// `--node-labels` takes them: `key=value` pairs separated by commas. Unset: none.
     pub const NODE_LABELS: &str = "MINIKIND_NODE_LABELS";
+    /// The taints the node registers with, as the kubelet's `--register-with-taints` takes
+    /// them: `key[=value]:Effect` separated by commas. Unset: none.
+    pub const NODE_TAINTS: &str = "MINIKIND_NODE_TAINTS";
 }
+
+/// The key of the taint kubeadm puts on control-plane nodes (effect `NoSchedule`). KIND keeps
+/// it in clusters of more than one node; minikind's own system pods tolerate it as KIND's do.
+pub const CONTROL_PLANE_TAINT_KEY: &str = "node-role.kubernetes.io/control-plane";
 
 /// Printed once the node has booted; `minikind create` waits for it in the container's log.
 pub const BOOT_COMPLETE: &str = "minikind node agent: boot complete";

@@ -52,6 +52,8 @@ pub struct NodeSettings {
     pub dns_servers: Vec<String>,
     /// The node's own labels (checked by the CLI as the kubelet checks `--node-labels`).
     pub node_labels: std::collections::BTreeMap<String, String>,
+    /// The taints it registers with (`--register-with-taints`).
+    pub node_taints: Vec<kubelet::Taint>,
 }
 
 impl NodeSettings {
@@ -107,8 +109,17 @@ impl NodeSettings {
                 .with_context(|| format!("{}: {pair:?} is not key=value", env::NODE_LABELS))?;
             node_labels.insert(k.to_string(), v.to_string());
         }
+        let node_taints = get(env::NODE_TAINTS)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                kubelet::Taint::parse(t).with_context(|| format!("{}: {t:?}", env::NODE_TAINTS))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(NodeSettings {
             node_labels,
+            node_taints,
             builtin_resolver,
             dns_servers,
             internal_network,
@@ -318,6 +329,7 @@ async fn serve(settings: NodeSettings) -> Result<()> {
     )?);
     kcfg.tunnel_pod_routes = settings.internal_network;
     kcfg.node_labels.extend(settings.node_labels.clone());
+    kcfg.register_taints = settings.node_taints.clone();
     if settings.role == "control-plane" {
         kcfg.node_labels.insert(
             "node-role.kubernetes.io/control-plane".into(),
