@@ -19,6 +19,7 @@ pub mod memory;
 pub mod meta;
 pub mod pki;
 pub mod resources;
+pub mod secrets;
 pub mod selectors;
 pub mod store;
 pub mod validation;

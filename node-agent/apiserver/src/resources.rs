@@ -155,6 +155,31 @@ pub static RESOURCES: &[Resource] = &[
         subresources: &[],
         selectable_fields: &[],
     },
+    // Secrets and node leases (issue 15: API details).
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &["type"],
+    },
+    Resource {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
     Resource {
         group: "",
         version: "v1",
@@ -368,6 +393,12 @@ pub mod idx {
     }
     pub fn configmaps() -> ResIdx {
         by_path("", "v1", "configmaps").expect("configmaps registered")
+    }
+    pub fn secrets() -> ResIdx {
+        by_path("", "v1", "secrets").expect("secrets registered")
+    }
+    pub fn leases() -> ResIdx {
+        by_path("coordination.k8s.io", "v1", "leases").expect("leases registered")
     }
     pub fn events() -> ResIdx {
         by_path("", "v1", "events").expect("events registered")

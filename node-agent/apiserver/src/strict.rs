@@ -54,6 +54,7 @@ pub fn check(res: ResIdx, v: &Value) -> ApiResult<()> {
         "Service" => round_trip::<core::v1::Service>(v),
         "Endpoints" => round_trip::<core::v1::Endpoints>(v),
         "ConfigMap" => round_trip::<core::v1::ConfigMap>(v),
+        "Secret" => round_trip::<core::v1::Secret>(v),
         "Event" => round_trip::<core::v1::Event>(v),
         "Deployment" => round_trip::<apps::v1::Deployment>(v),
         "EndpointSlice" => round_trip::<discovery::v1::EndpointSlice>(v),

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::Kubelet;
 use super::container::{self, ContainerCtx};
-use super::env::{self, ConfigMapData};
+use super::env::{self, EnvSources};
 use super::handles::{ContainerHandle, PodEvent, PodHandle, ProcessTemplate, RunInfo, handle_for};
 use super::probe_worker::{self, ProbeKind, WorkerCtx};
 use super::sandbox::{self, Sandbox};
@@ -158,18 +158,37 @@ async fn master_service(k: &Kubelet) -> Option<env::MasterService> {
     })
 }
 
-/// The ConfigMaps the containers' environments use.
-async fn env_config_maps(k: &Kubelet, pod: &Pod) -> Result<ConfigMapData> {
+/// The ConfigMaps and Secrets the containers' environments use.
+async fn env_sources(k: &Kubelet, pod: &Pod) -> Result<EnvSources> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let mut out = ConfigMapData::new();
-    for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
-        for name in env::referenced_config_maps(c) {
-            if out.contains_key(&name) {
-                continue;
-            }
-            if let Some(data) = sandbox::fetch_config_map(k, ns, &name).await? {
-                out.insert(name, data);
-            }
+    let mut out = EnvSources::default();
+    let mut cm_names = Vec::new();
+    let mut secret_names = Vec::new();
+    if let Some(s) = &pod.spec {
+        for c in s
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(s.containers.iter())
+        {
+            cm_names.extend(env::referenced_config_maps(c));
+            secret_names.extend(env::referenced_secrets(c));
+        }
+    }
+    for name in cm_names {
+        if out.config_maps.contains_key(&name) {
+            continue;
+        }
+        if let Some(data) = sandbox::fetch_config_map(k, ns, &name).await? {
+            out.config_maps.insert(name, data);
+        }
+    }
+    for name in secret_names {
+        if out.secrets.contains_key(&name) {
+            continue;
+        }
+        if let Some(data) = sandbox::fetch_secret(k, ns, &name).await? {
+            out.secrets.insert(name, data);
         }
     }
     Ok(out)
@@ -183,7 +202,7 @@ fn template_for(
     sb: &Sandbox,
     k: &Kubelet,
     master: Option<env::MasterService>,
-    cms: &ConfigMapData,
+    cms: &EnvSources,
 ) -> Result<ProcessTemplate> {
     let ctx = sb.context(c)?;
     let hostname = sb
@@ -345,11 +364,11 @@ pub async fn run(
         // 2. The containers: init containers one after the other, each to success, then
         // the app containers together.
         let master = master_service(&k).await;
-        let cms = match env_config_maps(&k, &last_pod).await {
+        let cms = match env_sources(&k, &last_pod).await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(pod = %handle.name, "reading configmaps for the environment: {e:#}");
-                ConfigMapData::new()
+                tracing::warn!(pod = %handle.name, "reading configmaps and secrets for the environment: {e:#}");
+                EnvSources::default()
             }
         };
         let spec = last_pod.spec.clone().unwrap_or_default();
