@@ -29,6 +29,8 @@ pub mod limits;
 pub mod objects;
 pub mod patch;
 pub mod protobuf;
+#[rustfmt::skip]
+mod protobuf_schema;
 pub mod proxy;
 pub mod strict;
 pub mod tables;
