@@ -4,6 +4,7 @@
 //! validates fields itself (`fieldValidation` on every PATCH operation).
 
 use crate::resources::{RESOURCES, Resource, named_groups};
+use minikind_contract::kubernetes;
 use serde_json::{Value, json};
 
 pub const AGGREGATED_CT: &str =
@@ -32,13 +33,13 @@ pub fn aggregated_version(accept: &str) -> Option<&'static str> {
 
 pub fn version() -> Value {
     json!({
-        "major": "1",
-        "minor": "34",
-        "emulationMajor": "1",
-        "emulationMinor": "34",
-        "minCompatibilityMajor": "1",
-        "minCompatibilityMinor": "33",
-        "gitVersion": "v1.34.0-minikind",
+        "major": kubernetes::MAJOR,
+        "minor": kubernetes::MINOR,
+        "emulationMajor": kubernetes::MAJOR,
+        "emulationMinor": kubernetes::MINOR,
+        "minCompatibilityMajor": kubernetes::MAJOR,
+        "minCompatibilityMinor": kubernetes::MIN_COMPATIBILITY_MINOR,
+        "gitVersion": kubernetes::GIT_VERSION,
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z",
@@ -330,7 +331,7 @@ pub fn openapi_gv(group: &str, version: &str) -> Option<Value> {
     }
     Some(json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.34.0-minikind"},
+        "info": {"title": "Kubernetes", "version": kubernetes::GIT_VERSION},
         "paths": paths,
         "components": {"schemas": schemas},
     }))
