@@ -7,7 +7,7 @@
 
 use crate::errors::{ApiError, ApiResult};
 use crate::resources::{self, ResIdx};
-use k8s_openapi::api::{apps, core, discovery};
+use k8s_openapi::api::{apps, coordination, core, discovery};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -55,6 +55,7 @@ pub fn check(res: ResIdx, v: &Value) -> ApiResult<()> {
         "Endpoints" => round_trip::<core::v1::Endpoints>(v),
         "ConfigMap" => round_trip::<core::v1::ConfigMap>(v),
         "Secret" => round_trip::<core::v1::Secret>(v),
+        "Lease" => round_trip::<coordination::v1::Lease>(v),
         "Event" => round_trip::<core::v1::Event>(v),
         "Deployment" => round_trip::<apps::v1::Deployment>(v),
         "EndpointSlice" => round_trip::<discovery::v1::EndpointSlice>(v),

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::Kubelet;
 use super::container::{self, ContainerCtx};
 use super::env::{self, EnvSources};
+use super::events;
 use super::handles::{ContainerHandle, PodEvent, PodHandle, ProcessTemplate, RunInfo, handle_for};
 use super::probe_worker::{self, ProbeKind, WorkerCtx};
 use super::sandbox::{self, Sandbox};
@@ -235,37 +236,38 @@ pub async fn warn_event(k: &Kubelet, handle: &PodHandle, reason: &str, message: 
     post_event(k, &who, reason, &ev).await;
 }
 
+/// Records one event about the pod through the kubelet's correlator (see [`events`]).
 async fn post_event(k: &Kubelet, who: &(String, String, String), reason: &str, ev: &PodEvent) {
     let (ns, name, uid) = who;
-    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(k.client.clone(), ns);
-    let now = status::api_time(jiff::Timestamp::now());
-    let mut object =
-        json!({ "kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": name, "uid": uid });
-    if let Some(c) = &ev.container {
-        object["fieldPath"] = json!(format!("spec.containers{{{c}}}"));
-    }
-    let body = json!({
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": { "generateName": format!("{name}."), "namespace": ns },
-        "involvedObject": object,
-        "reason": reason,
-        "message": ev.message,
-        "type": if ev.warning { "Warning" } else { "Normal" },
-        "source": { "component": "kubelet", "host": k.cfg.node_name },
-        "reportingComponent": "kubelet",
-        "reportingInstance": k.cfg.node_name,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    });
-    match serde_json::from_value::<k8s_openapi::api::core::v1::Event>(body) {
-        Ok(e) => {
-            if let Err(e) = api.create(&Default::default(), &e).await {
-                tracing::debug!("recording event {reason}: {e}");
-            }
-        }
-        Err(e) => tracing::debug!("building event {reason}: {e}"),
+    let new = events::NewEvent {
+        object: events::ObjectRef {
+            kind: "Pod".into(),
+            api_version: "v1".into(),
+            namespace: ns.clone(),
+            name: name.clone(),
+            uid: uid.clone(),
+            field_path: ev
+                .container
+                .as_ref()
+                .map(|c| format!("spec.containers{{{c}}}")),
+        },
+        warning: ev.warning,
+        reason: reason.to_string(),
+        message: ev.message.clone(),
+        component: "kubelet".into(),
+        host: k.cfg.node_name.clone(),
+    };
+    let record = k
+        .events
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .correlate(&new, jiff::Timestamp::now());
+    let Some(record) = record else {
+        tracing::debug!("event {reason} about {ns}/{name} dropped by the spam filter");
+        return;
+    };
+    if let Err(e) = events::send(&k.client, ns, record).await {
+        tracing::debug!("recording event {reason}: {e:#}");
     }
 }
 
