@@ -97,6 +97,7 @@ fn sub_verbs(sub: &str) -> Value {
         "log" => json!(["get"]),
         "exec" => json!(["create", "get"]),
         "binding" | "token" => json!(["create"]),
+        "proxy" => json!(["create", "delete", "get", "patch", "update"]),
         _ => json!(["get", "patch", "update"]),
     }
 }
@@ -107,6 +108,8 @@ fn sub_kind(r: &Resource, sub: &str) -> (&'static str, &'static str, &'static st
         "binding" => ("", "v1", "Binding"),
         "exec" => ("", "v1", "PodExecOptions"),
         "log" => ("", "v1", "Pod"),
+        "proxy" if r.kind == "Pod" => ("", "v1", "PodProxyOptions"),
+        "proxy" => ("", "v1", "ServiceProxyOptions"),
         "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
         _ => (r.group, r.version, r.kind),
     }

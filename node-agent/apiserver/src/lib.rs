@@ -21,6 +21,7 @@ pub mod pki;
 pub mod resources;
 pub mod secrets;
 pub mod selectors;
+pub mod service_proxy;
 pub mod store;
 pub mod validation;
 
@@ -216,6 +217,28 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::not_found_path(&path)),
     };
+    // pods/proxy and services/proxy carry a path of their own after `proxy`.
+    if group.is_empty()
+        && let [
+            "namespaces",
+            ns,
+            kind @ ("pods" | "services"),
+            id,
+            "proxy",
+            tail @ ..,
+        ] = rest
+    {
+        let mut sub_path = format!("/{}", tail.join("/"));
+        if req.uri().path().ends_with('/') && !tail.is_empty() {
+            sub_path.push('/');
+        }
+        let addr = if *kind == "pods" {
+            service_proxy::pod_target(&st, ns, id)?
+        } else {
+            service_proxy::service_target(&st, ns, id)?
+        };
+        return service_proxy::forward(addr, &sub_path, &raw_query, req).await;
+    }
     let find = |plural: &str| resources::by_path(group, version, plural);
     let target: Option<Target> = match rest {
         ["namespaces", ns, plural, tail @ ..]

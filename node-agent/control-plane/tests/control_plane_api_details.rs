@@ -375,3 +375,107 @@ async fn control_plane_api_details_version_is_within_kubectl_skew() {
     );
     cp.shutdown().await.unwrap();
 }
+
+/// A tiny HTTP server on loopback answering `<method> <path>` (the "pod" behind the proxy).
+async fn echo_server() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let line = head.lines().next().unwrap_or_default().to_string();
+                let mut it = line.split_whitespace();
+                let body = format!(
+                    "{} {}",
+                    it.next().unwrap_or_default(),
+                    it.next().unwrap_or_default()
+                );
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn control_plane_api_details_pod_and_service_proxy() {
+    let bin = kubectl();
+    let dir = tempfile::tempdir().unwrap();
+    let cp = server(&dir.path().join("data")).await;
+    let k = Kubectl::new(bin, dir.path(), &cp.kubeconfig);
+    let port = echo_server().await;
+
+    // A pod whose address is loopback (no kubelet here: its status is written by hand).
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    ports: [{{name: http, containerPort: {port}}}]\n"
+    );
+    k.ok(&["apply", "-f", "-"], Some(&pod)).await;
+    k.ok(
+        &[
+            "patch",
+            "pod",
+            "web",
+            "--subresource=status",
+            "-p",
+            r#"{"status":{"podIP":"127.0.0.1","podIPs":[{"ip":"127.0.0.1"}]}}"#,
+        ],
+        None,
+    )
+    .await;
+    for (id, path, want) in [
+        ("web", "/hello?x=1", "GET /hello?x=1"),
+        ("web:http", "/a/b/", "GET /a/b/"),
+        (&format!("web:{port}")[..], "", "GET /"),
+    ] {
+        let url = format!("/api/v1/namespaces/default/pods/{id}/proxy{path}");
+        let out = k.ok(&["get", "--raw", &url], None).await;
+        assert_eq!(out, want, "{url}");
+    }
+
+    // A Service with hand-made Endpoints (no selector: no controller owns them).
+    let svc = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: front}}\nspec:\n  ports: [{{name: web, port: 80}}]\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {{name: front}}\nsubsets:\n- addresses: [{{ip: 127.0.0.1}}]\n  ports: [{{name: web, port: {port}}}]\n"
+    );
+    k.ok(&["apply", "-f", "-"], Some(&svc)).await;
+    for id in ["front", "front:web", "front:80", "http:front:web"] {
+        let url = format!("/api/v1/namespaces/default/services/{id}/proxy/status");
+        let out = k.ok(&["get", "--raw", &url], None).await;
+        assert_eq!(out, "GET /status", "{url}");
+    }
+    let (ok, _, err) = k
+        .run(
+            &[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/default/services/front:other/proxy/",
+            ],
+            None,
+        )
+        .await;
+    assert!(!ok);
+    assert!(
+        err.contains("no endpoints available for service \\\"front:other\\\"")
+            || err.contains("no endpoints available for service \"front:other\""),
+        "{err}"
+    );
+    let (ok, _, err) = k
+        .run(
+            &[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/default/pods/nope/proxy/",
+            ],
+            None,
+        )
+        .await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+    cp.shutdown().await.unwrap();
+}
