@@ -143,17 +143,13 @@ pub fn validate(obj: &Value, old: Option<&Value>, causes: &mut Vec<FieldCause>) 
         }
         DOCKERCFG => json_key(DOCKERCFG_KEY, causes),
         DOCKER_CONFIG_JSON => json_key(DOCKER_CONFIG_JSON_KEY, causes),
-        BASIC_AUTH => {
-            // Either may be empty, but one of the two must be there.
-            if !has("username") && !has("password") {
-                causes.push(required("data[username]"));
-                causes.push(required("data[password]"));
-            }
+        // Either may be empty, but one of the two must be there.
+        BASIC_AUTH if !has("username") && !has("password") => {
+            causes.push(required("data[username]"));
+            causes.push(required("data[password]"));
         }
-        SSH_AUTH => {
-            if value(SSH_PRIVATE_KEY).is_none_or(<[u8]>::is_empty) {
-                causes.push(required(format!("data[{SSH_PRIVATE_KEY}]")));
-            }
+        SSH_AUTH if value(SSH_PRIVATE_KEY).is_none_or(<[u8]>::is_empty) => {
+            causes.push(required(format!("data[{SSH_PRIVATE_KEY}]")));
         }
         TLS => {
             for key in ["tls.crt", "tls.key"] {

@@ -135,15 +135,15 @@ impl<V> Lru<V> {
 
     fn put(&mut self, k: String, v: V) {
         self.tick += 1;
-        if self.map.len() >= CACHE_ENTRIES && !self.map.contains_key(&k) {
-            if let Some(oldest) = self
+        if self.map.len() >= CACHE_ENTRIES
+            && !self.map.contains_key(&k)
+            && let Some(oldest) = self
                 .map
                 .iter()
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(k, _)| k.clone())
-            {
-                self.map.remove(&oldest);
-            }
+        {
+            self.map.remove(&oldest);
         }
         self.map.insert(k, (v, self.tick));
     }
