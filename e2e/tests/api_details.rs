@@ -2,7 +2,9 @@
 //! as env, envFrom and volumes (refreshed when the Secret changes, 0644 by default, items
 //! and defaultMode honoured); a Deployment sent as protobuf by `kubectl create deployment`
 //! runs (no `workingDir: ""`); the node's Lease renewed in `kube-node-lease`; repeated
-//! kubelet events counted on one Event; and kubectl sees no version skew.
+//! kubelet events counted on one Event; `pods/proxy` and `services/proxy` reach CoreDNS's
+//! health and metrics ports, and the URL `kubectl cluster-info` prints for CoreDNS answers;
+//! and kubectl sees no version skew.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -238,4 +240,48 @@ fn secrets_protobuf_leases_events_and_version_on_a_real_cluster() {
     );
     assert_ne!(ev["firstTimestamp"], ev["lastTimestamp"], "{ev}");
     assert_eq!(ev["source"]["component"], "kubelet", "{ev}");
+
+    // The proxy subresources, to CoreDNS's health (pod) and metrics (Service) ports.
+    let coredns = c.coredns_pods();
+    let pod = coredns[0]["metadata"]["name"].as_str().unwrap();
+    let health = k_ok(
+        &c,
+        &[
+            "get",
+            "--raw",
+            &format!("/api/v1/namespaces/kube-system/pods/{pod}:8080/proxy/health"),
+        ],
+        None,
+    );
+    assert_eq!(health, "OK");
+    let metrics = k_ok(
+        &c,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/kube-system/services/kube-dns:metrics/proxy/metrics",
+        ],
+        None,
+    );
+    assert!(metrics.contains("coredns_build_info"), "{metrics}");
+    // cluster-info's CoreDNS URL names the UDP port `dns`: the proxy dials TCP 53, which
+    // speaks DNS, not HTTP, so the answer is an error from the endpoint — but an answer.
+    let info = k_ok(&c, &["cluster-info"], None);
+    let url = info
+        .split_whitespace()
+        .find(|w| w.contains("/services/kube-dns:dns/proxy"))
+        .unwrap_or_else(|| panic!("no CoreDNS URL in: {info}"));
+    // (kubectl may colour it: the URL ends where an escape sequence starts.)
+    let path = url[url.find("/api/").unwrap()..]
+        .split('\u{1b}')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = k(&c, &["get", "--raw", &path], None);
+    assert!(
+        r.stderr.contains("ServiceUnavailable") && r.stderr.contains("error trying to reach"),
+        "{path}: {} {}",
+        r.stdout,
+        r.stderr
+    );
 }
