@@ -109,6 +109,7 @@ fn sub_kind(r: &Resource, sub: &str) -> (&'static str, &'static str, &'static st
         "exec" => ("", "v1", "PodExecOptions"),
         "log" => ("", "v1", "Pod"),
         "proxy" if r.kind == "Pod" => ("", "v1", "PodProxyOptions"),
+        "proxy" if r.kind == "Node" => ("", "v1", "NodeProxyOptions"),
         "proxy" => ("", "v1", "ServiceProxyOptions"),
         "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
         _ => (r.group, r.version, r.kind),

@@ -239,6 +239,15 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
         };
         return service_proxy::forward(addr, &sub_path, &raw_query, req).await;
     }
+    if group.is_empty()
+        && let ["nodes", id, "proxy", tail @ ..] = rest
+    {
+        let mut sub_path = format!("/{}", tail.join("/"));
+        if req.uri().path().ends_with('/') && !tail.is_empty() {
+            sub_path.push('/');
+        }
+        return proxy::node(&st, id, &sub_path, &raw_query, req).await;
+    }
     let find = |plural: &str| resources::by_path(group, version, plural);
     let target: Option<Target> = match rest {
         ["namespaces", ns, plural, tail @ ..]

@@ -95,7 +95,7 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: false,
         short_names: &["no"],
         categories: &[],
-        subresources: &["status"],
+        subresources: &["status", "proxy"],
         selectable_fields: &["spec.unschedulable"],
     },
     Resource {

@@ -184,7 +184,23 @@ pub async fn forward(
         .await
         .map_err(|_| reach("dial timed out".into()))?
         .map_err(|e| reach(e.to_string()))?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+    forward_on(tcp, addr, path, raw_query, req).await
+}
+
+/// [`forward`] over a connection already made (plain TCP, or TLS to a kubelet).
+pub async fn forward_on<S>(
+    io: S,
+    addr: SocketAddr,
+    path: &str,
+    raw_query: &str,
+    req: Request,
+) -> ApiResult<Response>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let reach =
+        |e: String| ApiError::service_unavailable(format!("error trying to reach {addr}: {e}"));
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| reach(e.to_string()))?;
     tokio::spawn(async move {
