@@ -11,7 +11,7 @@
 //!
 //! A body with a field or kind the tables do not know is refused with 415 naming it, never
 //! decoded into a different object. client-go retries a 415 as JSON only for CBOR
-//! (`UnsupportedMediaType` in `rest/config.go`'s content-config provider), not for protobuf,
+//! (`UnsupportedMediaType` of the `rest` package's content-config provider), not for protobuf,
 //! so kubectl reports that error as it is.
 
 use crate::errors::{ApiError, ApiResult};
