@@ -6,6 +6,27 @@
 //! side needs stays with that side. Changing a value here changes both sides at once, which is
 //! the point: nodes built from one binary and a CLI from another would disagree otherwise.
 
+/// The Kubernetes release minikind's API and kubelet report: the kubectl the tests pin, so that
+/// kubectl (which warns when its minor version is more than one away from the server's) and
+/// the protobuf tables (generated from this release's k8s.io/api) agree with it. The Rust
+/// types (k8s-openapi's feature in the workspace manifest) are still 1.34's: their 1.35 types
+/// change field shapes (a Deployment's `spec` no longer optional) across every crate.
+pub mod kubernetes {
+    macro_rules! minor {
+        () => {
+            "37"
+        };
+    }
+    pub const MAJOR: &str = "1";
+    pub const MINOR: &str = minor!();
+    /// The minor version before, the oldest one this release stays compatible with.
+    pub const MIN_COMPATIBILITY_MINOR: &str = "36";
+    /// `gitVersion` of `/version` and the node's `kubeletVersion`.
+    pub const GIT_VERSION: &str = concat!("v1.", minor!(), ".0-minikind");
+    /// The kubelet's probe user agent (`kube-probe/<major>.<minor>`).
+    pub const PROBE_USER_AGENT: &str = concat!("kube-probe/1.", minor!());
+}
+
 /// The environment variables the CLI sets on a node container and the agent reads at boot.
 pub mod env {
     pub const CLUSTER: &str = "MINIKIND_CLUSTER";

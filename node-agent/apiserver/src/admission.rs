@@ -8,7 +8,7 @@ use super::errors::{
 use super::meta::{check_dns_label, check_dns_subdomain, check_dns1035_label};
 use super::resources::{self, ResIdx, idx};
 use super::selectors::Selector;
-use super::validation::{label_value_errors, qualified_name_errors};
+use super::validation::{config_key_errors, label_value_errors, qualified_name_errors};
 use crate::clusterip::{AllocError, ServiceAllocator, cluster_ips};
 use serde_json::{Map, Value, json};
 use std::net::Ipv4Addr;
@@ -99,6 +99,12 @@ impl Admission {
             }
         } else if res == idx::configmaps() {
             validate_configmap(obj, &mut causes);
+            if let Some(old) = old {
+                crate::secrets::immutable_data(obj, old, &["data", "binaryData"], &mut causes);
+            }
+        } else if res == idx::secrets() {
+            crate::secrets::normalize(obj)?;
+            crate::secrets::validate(obj, old, &mut causes);
         } else if res == idx::endpointslices() {
             default_endpointslice(obj);
             validate_endpointslice(obj, &mut causes);
@@ -547,11 +553,7 @@ fn validate_configmap(obj: &Value, causes: &mut Vec<FieldCause>) {
         |v: &str| v.len() / 4 * 3 - v.bytes().rev().take_while(|b| *b == b'=').count();
     let total = size("data", str::len) + size("binaryData", base64_decoded);
     if total > MAX_DATA_BYTES {
-        causes.push(FieldCause {
-            reason: "FieldValueTooLong",
-            field: "data".into(),
-            message: format!("Too long: must have at most {MAX_DATA_BYTES} bytes"),
-        });
+        causes.push(crate::secrets::data_too_long("data"));
     }
     for field in ["data", "binaryData"] {
         let Some(d) = obj.get(field).filter(|v| !v.is_null()) else {
@@ -562,16 +564,8 @@ fn validate_configmap(obj: &Value, causes: &mut Vec<FieldCause>) {
             continue;
         };
         for (k, v) in m {
-            let key_ok = !k.is_empty()
-                && k.len() <= 253
-                && k.bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c));
-            if !key_ok {
-                causes.push(invalid_value(
-                    field,
-                    k,
-                    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
-                ));
+            for why in config_key_errors(k) {
+                causes.push(invalid_value(field, k, &why));
             }
             if !v.is_string() {
                 causes.push(invalid_value(

@@ -4,6 +4,7 @@
 //! validates fields itself (`fieldValidation` on every PATCH operation).
 
 use crate::resources::{RESOURCES, Resource, named_groups};
+use minikind_contract::kubernetes;
 use serde_json::{Value, json};
 
 pub const AGGREGATED_CT: &str =
@@ -32,13 +33,13 @@ pub fn aggregated_version(accept: &str) -> Option<&'static str> {
 
 pub fn version() -> Value {
     json!({
-        "major": "1",
-        "minor": "34",
-        "emulationMajor": "1",
-        "emulationMinor": "34",
-        "minCompatibilityMajor": "1",
-        "minCompatibilityMinor": "33",
-        "gitVersion": "v1.34.0-minikind",
+        "major": kubernetes::MAJOR,
+        "minor": kubernetes::MINOR,
+        "emulationMajor": kubernetes::MAJOR,
+        "emulationMinor": kubernetes::MINOR,
+        "minCompatibilityMajor": kubernetes::MAJOR,
+        "minCompatibilityMinor": kubernetes::MIN_COMPATIBILITY_MINOR,
+        "gitVersion": kubernetes::GIT_VERSION,
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z",
@@ -96,6 +97,7 @@ fn sub_verbs(sub: &str) -> Value {
         "log" => json!(["get"]),
         "exec" => json!(["create", "get"]),
         "binding" | "token" => json!(["create"]),
+        "proxy" => json!(["create", "delete", "get", "patch", "update"]),
         _ => json!(["get", "patch", "update"]),
     }
 }
@@ -106,6 +108,9 @@ fn sub_kind(r: &Resource, sub: &str) -> (&'static str, &'static str, &'static st
         "binding" => ("", "v1", "Binding"),
         "exec" => ("", "v1", "PodExecOptions"),
         "log" => ("", "v1", "Pod"),
+        "proxy" if r.kind == "Pod" => ("", "v1", "PodProxyOptions"),
+        "proxy" if r.kind == "Node" => ("", "v1", "NodeProxyOptions"),
+        "proxy" => ("", "v1", "ServiceProxyOptions"),
         "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
         _ => (r.group, r.version, r.kind),
     }
@@ -330,7 +335,7 @@ pub fn openapi_gv(group: &str, version: &str) -> Option<Value> {
     }
     Some(json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.34.0-minikind"},
+        "info": {"title": "Kubernetes", "version": kubernetes::GIT_VERSION},
         "paths": paths,
         "components": {"schemas": schemas},
     }))

@@ -2,7 +2,7 @@
 //!
 //! It owns the object store (redb, with watch history), the HTTP(S) server — routing of
 //! Kubernetes-style paths, authentication and RBAC ([`auth`]), discovery, the object verbs, server-side
-//! tables, strict field validation, patches, the protobuf subset, the service proxy —, admission
+//! tables, strict field validation, patches, protobuf bodies, the pod/service/node proxies —, admission
 //! (defaults, validation, and ClusterIP/NodePort allocation, which happens synchronously with
 //! the write, as in kube-apiserver), and the PKI and kubeconfig the server is reached with.
 //!
@@ -20,7 +20,9 @@ pub mod memory;
 pub mod meta;
 pub mod pki;
 pub mod resources;
+pub mod secrets;
 pub mod selectors;
+pub mod service_proxy;
 pub mod store;
 pub mod validation;
 
@@ -29,6 +31,8 @@ pub mod limits;
 pub mod objects;
 pub mod patch;
 pub mod protobuf;
+#[rustfmt::skip]
+mod protobuf_schema;
 pub mod proxy;
 pub mod strict;
 pub mod tables;
@@ -216,6 +220,37 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::not_found_path(&path)),
     };
+    // pods/proxy and services/proxy carry a path of their own after `proxy`.
+    if group.is_empty()
+        && let [
+            "namespaces",
+            ns,
+            kind @ ("pods" | "services"),
+            id,
+            "proxy",
+            tail @ ..,
+        ] = rest
+    {
+        let mut sub_path = format!("/{}", tail.join("/"));
+        if req.uri().path().ends_with('/') && !tail.is_empty() {
+            sub_path.push('/');
+        }
+        let addr = if *kind == "pods" {
+            service_proxy::pod_target(&st, ns, id)?
+        } else {
+            service_proxy::service_target(&st, ns, id)?
+        };
+        return service_proxy::forward(addr, &sub_path, &raw_query, req).await;
+    }
+    if group.is_empty()
+        && let ["nodes", id, "proxy", tail @ ..] = rest
+    {
+        let mut sub_path = format!("/{}", tail.join("/"));
+        if req.uri().path().ends_with('/') && !tail.is_empty() {
+            sub_path.push('/');
+        }
+        return proxy::node(&st, id, &sub_path, &raw_query, req).await;
+    }
     let find = |plural: &str| resources::by_path(group, version, plural);
     let target: Option<Target> = match rest {
         ["namespaces", ns, plural, tail @ ..]

@@ -4,17 +4,21 @@ use rand::Rng;
 use serde_json::Value;
 
 /// RFC 3339 time with second precision in UTC, as `metav1.Time` serializes.
-pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+pub fn format_time(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// RFC 3339 time with microseconds, as `metav1.MicroTime` serializes.
+pub fn format_micro(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+}
+
+pub fn now_rfc3339() -> String {
+    format_time(jiff::Timestamp::now())
+}
+
 pub fn now_micro() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
-        .to_string()
+    format_micro(jiff::Timestamp::now())
 }
 
 pub fn parse_time(s: &str) -> Option<jiff::Timestamp> {

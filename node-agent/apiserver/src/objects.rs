@@ -15,8 +15,8 @@ use base64::Engine;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// Decodes a request body as JSON, YAML, or (for the few kinds kubectl sends that way)
-/// Kubernetes protobuf.
+/// Decodes a request body as JSON, YAML, or Kubernetes protobuf (built-in kinds, as
+/// kubectl's typed clients send them).
 pub fn decode_body(ctx: &Ctx) -> ApiResult<Value> {
     let ct = ctx
         .content_type

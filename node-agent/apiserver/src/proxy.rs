@@ -1,4 +1,4 @@
-//! `pods/log` and `pods/exec`: proxied to the kubelet endpoint of the pod's node
+//! `pods/log`, `pods/exec` and `nodes/proxy`: proxied to the kubelet endpoint of the pod's node
 //! (`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`), as the real API server does:
 //! the connection presents the API server's kubelet client certificate and accepts only a
 //! kubelet serving certificate signed by the cluster CA that names the InternalIP it dialled
@@ -60,10 +60,15 @@ fn target(
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad_request(format!("pod {pod} does not have a host assigned")))?
         .to_string();
+    Ok((kubelet_addr(st, &node)?, container))
+}
+
+/// The kubelet endpoint of `node`: its InternalIP and `daemonEndpoints.kubeletEndpoint.Port`.
+fn kubelet_addr(st: &ApiState, node: &str) -> ApiResult<SocketAddr> {
     let n = st
         .store
-        .get(idx::nodes(), "", &node)
-        .ok_or_else(|| ApiError::not_found("", "nodes", &node))?
+        .get(idx::nodes(), "", node)
+        .ok_or_else(|| ApiError::not_found("", "nodes", node))?
         .value();
     let ip = n
         .pointer("/status/addresses")
@@ -82,7 +87,7 @@ fn target(
         .and_then(|p| u16::try_from(p).ok())
         .filter(|p| *p != 0)
         .unwrap_or(10250);
-    Ok((SocketAddr::new(ip, port), container))
+    Ok(SocketAddr::new(ip, port))
 }
 
 type KubeletStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
@@ -127,6 +132,24 @@ fn encode(query: &HashMap<String, String>, drop: &[&str]) -> String {
         }
     }
     ser.finish()
+}
+
+/// `nodes/<name>/proxy/<path>`: the request passed to the node's kubelet endpoint over the
+/// same mutual TLS as logs and exec (`/containerLogs/…`, `/pods`, `/healthz`).
+pub async fn node(
+    st: &ApiState,
+    node: &str,
+    path: &str,
+    raw_query: &str,
+    req: Request,
+) -> ApiResult<Response> {
+    let (_, name, port) = crate::service_proxy::split_id(node)?;
+    let mut addr = kubelet_addr(st, name)?;
+    if let Ok(p) = port.parse::<u16>() {
+        addr.set_port(p);
+    }
+    let stream = connect(st, addr).await?;
+    crate::service_proxy::forward_on(stream, addr, path, raw_query, req).await
 }
 
 /// `GET pods/<name>/log`.

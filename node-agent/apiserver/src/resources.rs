@@ -16,7 +16,7 @@ pub struct Resource {
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
-    /// Subresources: `status`, `log`, `exec`, `scale`, `binding`.
+    /// Subresources: `status`, `log`, `exec`, `scale`, `binding`, `proxy`.
     pub subresources: &'static [&'static str],
     /// Field selectors (besides `metadata.name`/`metadata.namespace`) the real server accepts.
     pub selectable_fields: &'static [&'static str],
@@ -95,7 +95,7 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: false,
         short_names: &["no"],
         categories: &[],
-        subresources: &["status"],
+        subresources: &["status", "proxy"],
         selectable_fields: &["spec.unschedulable"],
     },
     Resource {
@@ -107,7 +107,7 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["po"],
         categories: ALL,
-        subresources: &["status", "log", "exec", "binding"],
+        subresources: &["status", "log", "exec", "binding", "proxy"],
         selectable_fields: &[
             "spec.nodeName",
             "spec.restartPolicy",
@@ -128,7 +128,7 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["svc"],
         categories: ALL,
-        subresources: &["status"],
+        subresources: &["status", "proxy"],
         selectable_fields: &[],
     },
     Resource {
@@ -151,6 +151,31 @@ pub static RESOURCES: &[Resource] = &[
         kind: "ConfigMap",
         namespaced: true,
         short_names: &["cm"],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
+    // Secrets and node leases (issue 15: API details).
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &["type"],
+    },
+    Resource {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+        short_names: &[],
         categories: &[],
         subresources: &[],
         selectable_fields: &[],
@@ -450,6 +475,12 @@ pub mod idx {
     }
     pub fn configmaps() -> ResIdx {
         by_path("", "v1", "configmaps").expect("configmaps registered")
+    }
+    pub fn secrets() -> ResIdx {
+        by_path("", "v1", "secrets").expect("secrets registered")
+    }
+    pub fn leases() -> ResIdx {
+        by_path("coordination.k8s.io", "v1", "leases").expect("leases registered")
     }
     pub fn events() -> ResIdx {
         by_path("", "v1", "events").expect("events registered")

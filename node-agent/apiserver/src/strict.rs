@@ -7,7 +7,7 @@
 
 use crate::errors::{ApiError, ApiResult};
 use crate::resources::{self, ResIdx};
-use k8s_openapi::api::{apps, batch, core, discovery};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -54,6 +54,8 @@ pub fn check(res: ResIdx, v: &Value) -> ApiResult<()> {
         "Service" => round_trip::<core::v1::Service>(v),
         "Endpoints" => round_trip::<core::v1::Endpoints>(v),
         "ConfigMap" => round_trip::<core::v1::ConfigMap>(v),
+        "Secret" => round_trip::<core::v1::Secret>(v),
+        "Lease" => round_trip::<coordination::v1::Lease>(v),
         "Event" => round_trip::<core::v1::Event>(v),
         "Deployment" => round_trip::<apps::v1::Deployment>(v),
         "ReplicaSet" => round_trip::<apps::v1::ReplicaSet>(v),

@@ -199,6 +199,27 @@ fn columns(kind: &str) -> Vec<Col> {
             c("Data", "string", 0, "Data contains the configuration data."),
             age_col,
         ],
+        "Secret" => vec![
+            name,
+            c(
+                "Type",
+                "string",
+                0,
+                "Used to facilitate programmatic handling of secret data.",
+            ),
+            c("Data", "string", 0, "Data contains the secret data."),
+            age_col,
+        ],
+        "Lease" => vec![
+            name,
+            c(
+                "Holder",
+                "string",
+                0,
+                "holderIdentity contains the identity of the holder of a current lease.",
+            ),
+            age_col,
+        ],
         "Deployment" => vec![
             name,
             c("Ready", "string", 0, "Number of the pod with ready state"),
@@ -513,6 +534,18 @@ pub fn cells(res: ResIdx, v: &Value) -> Vec<Value> {
                     .map_or(0, |m| m.len());
             vec![json!(name), json!(n), json!(age(v))]
         }
+        "Secret" => {
+            let n = v
+                .get("data")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len());
+            vec![json!(name), json!(s(v, "/type")), json!(n), json!(age(v))]
+        }
+        "Lease" => vec![
+            json!(name),
+            json!(s(v, "/spec/holderIdentity")),
+            json!(age(v)),
+        ],
         "Deployment" => {
             let want = v
                 .pointer("/spec/replicas")

@@ -1,5 +1,5 @@
 //! The name and value rules of apimachinery's `util/validation` (`IsQualifiedName`,
-//! `IsValidLabelValue`, `IsDNS1123Subdomain`), with its messages, so that label keys and values
+//! `IsValidLabelValue`, `IsDNS1123Subdomain`, `IsConfigMapKey`), with its messages, so that label keys and values
 //! are refused where kube-apiserver refuses them.
 
 /// `[A-Za-z0-9]`, `[-A-Za-z0-9_.]*`, `[A-Za-z0-9]`: the shape of a qualified name's name part
@@ -106,9 +106,48 @@ pub fn dns1123_subdomain_errors(value: &str) -> Vec<String> {
     errs
 }
 
+/// A key of a ConfigMap's or Secret's data (`IsConfigMapKey`): up to 253 of `[-._a-zA-Z0-9]`,
+/// and not `.`, `..` or starting with `..` (it becomes a file name in volumes).
+pub fn config_key_errors(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > DNS1123_SUBDOMAIN_MAX {
+        errs.push(format!(
+            "must be no more than {DNS1123_SUBDOMAIN_MAX} characters"
+        ));
+    }
+    let shaped = !value.is_empty()
+        && value
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c));
+    if !shaped {
+        errs.push(
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. \
+             'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is \
+             '[-._a-zA-Z0-9]+')"
+                .to_string(),
+        );
+    }
+    if value == "." || value == ".." {
+        errs.push(format!("must not be '{value}'"));
+    } else if value.starts_with("..") {
+        errs.push("must not start with '..'".to_string());
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_keys() {
+        for ok in ["tls.crt", ".dockerconfigjson", "KEY_NAME", "key-name"] {
+            assert!(config_key_errors(ok).is_empty(), "{ok}");
+        }
+        for bad in ["", "a/b", "..", "..x", "a b", &"k".repeat(254)] {
+            assert!(!config_key_errors(bad).is_empty(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn qualified_names() {

@@ -38,7 +38,10 @@ async fn control_plane_kubectl_get_create_apply_delete() {
     let k = Kubectl::new(bin, dir.path(), &cp.kubeconfig);
 
     let v = k.ok(&["version", "-o", "json"], None).await;
-    assert!(v.contains("v1.34.0-minikind"), "{v}");
+    assert!(
+        v.contains(minikind_contract::kubernetes::GIT_VERSION),
+        "{v}"
+    );
     let ns = k.ok(&["get", "namespaces"], None).await;
     assert!(ns.lines().next().unwrap().starts_with("NAME"), "{ns}");
     assert!(ns.contains("STATUS"), "{ns}");

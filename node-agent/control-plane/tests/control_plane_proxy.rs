@@ -1,5 +1,6 @@
-//! `pods/log` and `pods/exec` proxied by the API server to a kubelet endpoint on loopback:
-//! logs (query, container choice) against a fake endpoint through kube-rs and kubectl, and
+//! `pods/log`, `pods/exec` and `nodes/proxy` proxied by the API server to a kubelet endpoint on
+//! loopback: logs (query, container choice) and a kubelet path through `nodes/proxy` against a
+//! fake endpoint through kube-rs and kubectl, and
 //! `kubectl exec` end to end into minikind's real kubelet (exit codes, streams, stdin, the
 //! `v5.channel.k8s.io` subprotocol). kube-rs's exec through the API server to the real kubelet
 //! is in kubelet_endpoint.rs.
@@ -140,6 +141,19 @@ async fn control_plane_proxy_logs() {
     let out = run(vec!["logs", "p"]).await.unwrap();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("log of default/p/main"),
+        "{out:?}"
+    );
+    // nodes/proxy: any kubelet path, over the same mutual TLS, the query passed on.
+    let out = run(vec![
+        "get",
+        "--raw",
+        "/api/v1/nodes/n1/proxy/containerLogs/default/p/main?tailLines=2",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "log of default/p/main\nquery tailLines=2\n",
         "{out:?}"
     );
     cp.shutdown().await.unwrap();

@@ -131,9 +131,27 @@ pub fn field_value(
     })
 }
 
-/// Looks up ConfigMap keys for `configMapKeyRef`/`envFrom`; given by the caller so that this
-/// module stays free of API calls. Returns None when the ConfigMap does not exist.
-pub type ConfigMapData = BTreeMap<String, BTreeMap<String, String>>;
+/// Keys of named objects (ConfigMaps, Secrets) by object name; an absent name is an object
+/// that does not exist.
+pub type Keyed<V> = BTreeMap<String, BTreeMap<String, V>>;
+
+/// The ConfigMaps and Secrets `configMapKeyRef`/`secretKeyRef`/`envFrom` refer to; given by
+/// the caller so that this module stays free of API calls.
+#[derive(Debug, Clone, Default)]
+pub struct EnvSources {
+    pub config_maps: Keyed<String>,
+    /// Secret values are bytes; the kubelet puts them in the environment as they are, so one
+    /// that is not UTF-8 is refused here rather than altered.
+    pub secrets: Keyed<Vec<u8>>,
+}
+
+fn secret_value(cname: &str, secret: &str, key: &str, v: &[u8]) -> Result<String> {
+    String::from_utf8(v.to_vec()).map_err(|_| {
+        anyhow!(
+            "container {cname}: key {key:?} of secret {secret:?} is not UTF-8 text and cannot be an environment variable here"
+        )
+    })
+}
 
 /// The environment of `container`, everything resolved.
 pub fn container_env(
@@ -143,7 +161,7 @@ pub fn container_env(
     pod_ip: Option<Ipv4Addr>,
     host_ip: Ipv4Addr,
     master: Option<MasterService>,
-    config_maps: &ConfigMapData,
+    sources: &EnvSources,
 ) -> Result<Env> {
     // PATH comes from the image (image_config::environment); the kubelet's own variables
     // are the only ones `$(VAR)` references see, as in the kubelet.
@@ -170,7 +188,7 @@ pub fn container_env(
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.config_map_ref {
-            match config_maps.get(&r.name) {
+            match sources.config_maps.get(&r.name) {
                 Some(data) => {
                     for (k, v) in data {
                         env.set(&format!("{prefix}{k}"), v.clone());
@@ -180,13 +198,16 @@ pub fn container_env(
                 None => bail!("container {cname}: configmap {:?} not found", r.name),
             }
         }
-        if let Some(r) = &from.secret_ref
-            && r.optional != Some(true)
-        {
-            bail!(
-                "container {cname}: envFrom secret {:?}: secrets are not served by minikind's API",
-                r.name
-            );
+        if let Some(r) = &from.secret_ref {
+            match sources.secrets.get(&r.name) {
+                Some(data) => {
+                    for (k, v) in data {
+                        env.set(&format!("{prefix}{k}"), secret_value(cname, &r.name, k, v)?);
+                    }
+                }
+                None if r.optional == Some(true) => {}
+                None => bail!("container {cname}: secret {:?} not found", r.name),
+            }
         }
     }
     for var in container.env.iter().flatten() {
@@ -195,7 +216,7 @@ pub fn container_env(
                 field_value(pod, &f.field_path, pod_ip, host_ip)
                     .map_err(|e| anyhow!("container {cname}: env {}: {e}", var.name))?
             } else if let Some(r) = &from.config_map_key_ref {
-                match config_maps.get(&r.name).and_then(|d| d.get(&r.key)) {
+                match sources.config_maps.get(&r.name).and_then(|d| d.get(&r.key)) {
                     Some(v) => v.clone(),
                     None if r.optional == Some(true) => continue,
                     None => bail!(
@@ -206,14 +227,16 @@ pub fn container_env(
                     ),
                 }
             } else if let Some(r) = &from.secret_key_ref {
-                if r.optional == Some(true) {
-                    continue;
+                match sources.secrets.get(&r.name).and_then(|d| d.get(&r.key)) {
+                    Some(v) => secret_value(cname, &r.name, &r.key, v)?,
+                    None if r.optional == Some(true) => continue,
+                    None => bail!(
+                        "container {cname}: env {}: key {:?} of secret {:?} not found",
+                        var.name,
+                        r.key,
+                        r.name
+                    ),
                 }
-                bail!(
-                    "container {cname}: env {}: secret {:?}: secrets are not served by minikind's API",
-                    var.name,
-                    r.name
-                );
             } else {
                 bail!(
                     "container {cname}: env {}: resourceFieldRef is not supported",
@@ -240,6 +263,24 @@ pub fn referenced_config_maps(container: &Container) -> Vec<String> {
             v.value_from
                 .as_ref()
                 .and_then(|f| f.config_map_key_ref.as_ref().map(|r| r.name.clone()))
+        }))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The Secrets `container`'s environment refers to.
+pub fn referenced_secrets(container: &Container) -> Vec<String> {
+    let mut names: Vec<String> = container
+        .env_from
+        .iter()
+        .flatten()
+        .filter_map(|f| f.secret_ref.as_ref().map(|r| r.name.clone()))
+        .chain(container.env.iter().flatten().filter_map(|v| {
+            v.value_from
+                .as_ref()
+                .and_then(|f| f.secret_key_ref.as_ref().map(|r| r.name.clone()))
         }))
         .collect();
     names.sort();
@@ -300,11 +341,14 @@ mod tests {
                 {"name": "PATH", "value": "/opt/bin:$(PATH)"}
             ]
         }));
-        let cms: ConfigMapData = [(
-            "cfg".to_string(),
-            [("mode".to_string(), "fast".to_string())].into(),
-        )]
-        .into();
+        let cms = EnvSources {
+            config_maps: [(
+                "cfg".to_string(),
+                [("mode".to_string(), "fast".to_string())].into(),
+            )]
+            .into(),
+            ..EnvSources::default()
+        };
         let env = container_env(
             &pod(),
             &c,
@@ -344,12 +388,53 @@ mod tests {
             None,
             Ipv4Addr::LOCALHOST,
             None,
-            &BTreeMap::new(),
+            &EnvSources::default(),
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("container c") && e.contains("\"nope\""), "{e}");
         assert_eq!(referenced_config_maps(&c), vec!["nope".to_string()]);
+    }
+
+    #[test]
+    fn secrets_by_key_and_by_prefix_missing_optional_and_binary() {
+        let c = container(json!({
+            "name": "c",
+            "envFrom": [{"secretRef": {"name": "creds"}, "prefix": "S_"},
+                        {"secretRef": {"name": "gone", "optional": true}}],
+            "env": [
+                {"name": "USER", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "username"}}},
+                {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "nope", "optional": true}}}
+            ]
+        }));
+        assert_eq!(
+            referenced_secrets(&c),
+            vec!["creds".to_string(), "gone".to_string()]
+        );
+        let mut sources = EnvSources::default();
+        sources.secrets.insert(
+            "creds".into(),
+            [("username".to_string(), b"admin".to_vec())].into(),
+        );
+        let run = |s: &EnvSources, c: &Container| {
+            container_env(&pod(), c, "h", None, Ipv4Addr::LOCALHOST, None, s)
+        };
+        let env = run(&sources, &c).unwrap();
+        assert_eq!(env.get("USER"), Some("admin"));
+        assert_eq!(env.get("S_username"), Some("admin"));
+        assert_eq!(env.get("OPT"), None);
+        let missing = container(json!({
+            "name": "c",
+            "env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}}]
+        }));
+        let e = run(&sources, &missing).unwrap_err().to_string();
+        assert!(e.contains("\"password\"") && e.contains("\"creds\""), "{e}");
+        sources.secrets.insert(
+            "creds".into(),
+            [("username".to_string(), vec![0xff, 0xfe])].into(),
+        );
+        let e = run(&sources, &c).unwrap_err().to_string();
+        assert!(e.contains("not UTF-8"), "{e}");
     }
 
     #[test]

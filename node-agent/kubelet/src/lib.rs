@@ -20,6 +20,7 @@ pub mod auth;
 pub mod backoff;
 pub mod container;
 pub mod env;
+pub mod events;
 pub mod handles;
 pub mod image_config;
 pub mod image_roots;
@@ -27,6 +28,7 @@ pub mod ipam;
 pub mod isolation;
 pub mod logs;
 pub mod node;
+pub mod node_lease;
 pub mod overlay;
 pub mod pod_dns;
 pub mod pod_network;
@@ -218,6 +220,8 @@ pub struct Kubelet {
     pub started: std::time::Instant,
     /// The pods' service-account tokens.
     pub tokens: token_manager::TokenManager,
+    /// The event recorder's correlation state (counts, similar events, spam filter).
+    pub events: Mutex<events::Correlator>,
 }
 
 impl Kubelet {
@@ -278,10 +282,16 @@ pub async fn run_kubelet(
         port,
         shutdown.clone(),
     ));
+    let lease = tokio::spawn(node_lease::run(
+        client.clone(),
+        cfg.node_name.clone(),
+        shutdown.clone(),
+    ));
     let pod_cidr = match node::wait_pod_cidr(&client, &cfg.node_name, &shutdown).await {
         Ok(c) => c,
         Err(_) if shutdown.is_cancelled() => {
             let _ = heartbeat.await;
+            let _ = lease.await;
             return Ok(());
         }
         Err(e) => return Err(e),
@@ -324,11 +334,13 @@ pub async fn run_kubelet(
         shutdown: shutdown.clone(),
         started,
         tokens: Default::default(),
+        events: Default::default(),
     });
     let server = tokio::spawn(server::serve(k.clone(), listener, tls));
     let result = watch_pods(k.clone()).await;
     shutdown.cancel();
     let _ = heartbeat.await;
+    let _ = lease.await;
     if let Some(r) = routes {
         let _ = r.await;
     }

@@ -15,7 +15,7 @@ use super::KubeletConfig;
 use super::status::api_time;
 
 /// The version the kubelet reports (the API version minikind serves, plus who it is).
-pub const KUBELET_VERSION: &str = "v1.34.0-minikind";
+pub const KUBELET_VERSION: &str = minikind_contract::kubernetes::GIT_VERSION;
 
 fn labels(cfg: &KubeletConfig) -> Value {
     let mut l = serde_json::Map::new();

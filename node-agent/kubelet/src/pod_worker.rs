@@ -15,7 +15,8 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::Kubelet;
 use super::container::{self, ContainerCtx};
-use super::env::{self, ConfigMapData};
+use super::env::{self, EnvSources};
+use super::events;
 use super::handles::{ContainerHandle, PodEvent, PodHandle, ProcessTemplate, RunInfo, handle_for};
 use super::probe_worker::{self, ProbeKind, WorkerCtx};
 use super::sandbox::{self, Sandbox};
@@ -158,18 +159,37 @@ async fn master_service(k: &Kubelet) -> Option<env::MasterService> {
     })
 }
 
-/// The ConfigMaps the containers' environments use.
-async fn env_config_maps(k: &Kubelet, pod: &Pod) -> Result<ConfigMapData> {
+/// The ConfigMaps and Secrets the containers' environments use.
+async fn env_sources(k: &Kubelet, pod: &Pod) -> Result<EnvSources> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let mut out = ConfigMapData::new();
-    for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
-        for name in env::referenced_config_maps(c) {
-            if out.contains_key(&name) {
-                continue;
-            }
-            if let Some(data) = sandbox::fetch_config_map(k, ns, &name).await? {
-                out.insert(name, data);
-            }
+    let mut out = EnvSources::default();
+    let mut cm_names = Vec::new();
+    let mut secret_names = Vec::new();
+    if let Some(s) = &pod.spec {
+        for c in s
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(s.containers.iter())
+        {
+            cm_names.extend(env::referenced_config_maps(c));
+            secret_names.extend(env::referenced_secrets(c));
+        }
+    }
+    for name in cm_names {
+        if out.config_maps.contains_key(&name) {
+            continue;
+        }
+        if let Some(data) = sandbox::fetch_config_map(k, ns, &name).await? {
+            out.config_maps.insert(name, data);
+        }
+    }
+    for name in secret_names {
+        if out.secrets.contains_key(&name) {
+            continue;
+        }
+        if let Some(data) = sandbox::fetch_secret(k, ns, &name).await? {
+            out.secrets.insert(name, data);
         }
     }
     Ok(out)
@@ -183,7 +203,7 @@ fn template_for(
     sb: &Sandbox,
     k: &Kubelet,
     master: Option<env::MasterService>,
-    cms: &ConfigMapData,
+    cms: &EnvSources,
 ) -> Result<ProcessTemplate> {
     let ctx = sb.context(c)?;
     let hostname = sb
@@ -216,37 +236,38 @@ pub async fn warn_event(k: &Kubelet, handle: &PodHandle, reason: &str, message: 
     post_event(k, &who, reason, &ev).await;
 }
 
+/// Records one event about the pod through the kubelet's correlator (see [`events`]).
 async fn post_event(k: &Kubelet, who: &(String, String, String), reason: &str, ev: &PodEvent) {
     let (ns, name, uid) = who;
-    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(k.client.clone(), ns);
-    let now = status::api_time(jiff::Timestamp::now());
-    let mut object =
-        json!({ "kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": name, "uid": uid });
-    if let Some(c) = &ev.container {
-        object["fieldPath"] = json!(format!("spec.containers{{{c}}}"));
-    }
-    let body = json!({
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": { "generateName": format!("{name}."), "namespace": ns },
-        "involvedObject": object,
-        "reason": reason,
-        "message": ev.message,
-        "type": if ev.warning { "Warning" } else { "Normal" },
-        "source": { "component": "kubelet", "host": k.cfg.node_name },
-        "reportingComponent": "kubelet",
-        "reportingInstance": k.cfg.node_name,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    });
-    match serde_json::from_value::<k8s_openapi::api::core::v1::Event>(body) {
-        Ok(e) => {
-            if let Err(e) = api.create(&Default::default(), &e).await {
-                tracing::debug!("recording event {reason}: {e}");
-            }
-        }
-        Err(e) => tracing::debug!("building event {reason}: {e}"),
+    let new = events::NewEvent {
+        object: events::ObjectRef {
+            kind: "Pod".into(),
+            api_version: "v1".into(),
+            namespace: ns.clone(),
+            name: name.clone(),
+            uid: uid.clone(),
+            field_path: ev
+                .container
+                .as_ref()
+                .map(|c| format!("spec.containers{{{c}}}")),
+        },
+        warning: ev.warning,
+        reason: reason.to_string(),
+        message: ev.message.clone(),
+        component: "kubelet".into(),
+        host: k.cfg.node_name.clone(),
+    };
+    let record = k
+        .events
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .correlate(&new, jiff::Timestamp::now());
+    let Some(record) = record else {
+        tracing::debug!("event {reason} about {ns}/{name} dropped by the spam filter");
+        return;
+    };
+    if let Err(e) = events::send(&k.client, ns, record).await {
+        tracing::debug!("recording event {reason}: {e:#}");
     }
 }
 
@@ -345,11 +366,11 @@ pub async fn run(
         // 2. The containers: init containers one after the other, each to success, then
         // the app containers together.
         let master = master_service(&k).await;
-        let cms = match env_config_maps(&k, &last_pod).await {
+        let cms = match env_sources(&k, &last_pod).await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(pod = %handle.name, "reading configmaps for the environment: {e:#}");
-                ConfigMapData::new()
+                tracing::warn!(pod = %handle.name, "reading configmaps and secrets for the environment: {e:#}");
+                EnvSources::default()
             }
         };
         let spec = last_pod.spec.clone().unwrap_or_default();

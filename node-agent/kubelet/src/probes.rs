@@ -183,7 +183,10 @@ async fn http_get(addr: SocketAddr, path: &str, headers: &[(String, String)]) ->
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
     {
-        req.push_str("User-Agent: kube-probe/1.34\r\n");
+        req.push_str(&format!(
+            "User-Agent: {}\r\n",
+            minikind_contract::kubernetes::PROBE_USER_AGENT
+        ));
     }
     if !headers
         .iter()

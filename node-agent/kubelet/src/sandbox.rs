@@ -1,7 +1,7 @@
 //! A pod's sandbox: its network namespace on the node bridge with an address from the node's
 //! pod CIDR, and the files its processes see — `/etc/resolv.conf` per `dnsPolicy`, the
-//! kubelet-managed `/etc/hosts`, `/etc/hostname`, volumes (configMap, emptyDir, hostPath,
-//! projected, service-account tokens included) and the service-account files (a token bound
+//! kubelet-managed `/etc/hosts`, `/etc/hostname`, volumes (configMap, secret, emptyDir,
+//! hostPath, projected, service-account tokens included) and the service-account files (a token bound
 //! to the pod from [`crate::token_manager`], never the kubelet's credential) — all kept under `<root>/pods/<uid>/`.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ipnet::Ipv4Net;
-use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, ServiceAccount, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, ServiceAccount, Volume};
 use kube::Api;
 
 use super::Kubelet;
@@ -217,21 +217,28 @@ fn write_file(path: &Path, text: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
 }
 
-/// Writes `data` into a volume directory, with `items` selecting and renaming keys, and
-/// removes files of keys that are gone. Returns whether anything changed.
-pub fn write_key_files(
+/// Writes `data` (ConfigMap text or Secret bytes) into a volume directory, with `items`
+/// selecting and renaming keys, and removes files of keys that are gone. Files get `mode`,
+/// else 0644 (`defaultMode`'s default for both volume types in the API). A key an item names
+/// that `data` lacks is an error unless `optional` (the kubelet's rule in its configmap and
+/// secret volume plugins). Returns whether anything changed.
+pub fn write_key_files<V: AsRef<[u8]>>(
     dir: &Path,
-    data: &BTreeMap<String, String>,
+    data: &BTreeMap<String, V>,
     items: Option<&[KeyToPath]>,
     mode: Option<i32>,
+    optional: bool,
 ) -> Result<bool> {
     use std::os::unix::fs::PermissionsExt;
-    let mut wanted: BTreeMap<PathBuf, (&str, Option<i32>)> = BTreeMap::new();
+    let mut wanted: BTreeMap<PathBuf, (&[u8], Option<i32>)> = BTreeMap::new();
     match items {
         Some(items) if !items.is_empty() => {
             for it in items {
                 let Some(v) = data.get(&it.key) else {
-                    bail!("key {:?} is not in the ConfigMap", it.key);
+                    if optional {
+                        continue;
+                    }
+                    bail!("key {:?} not found", it.key);
                 };
                 if it.path.starts_with('/') || it.path.split('/').any(|c| c == "..") {
                     bail!(
@@ -239,12 +246,12 @@ pub fn write_key_files(
                         it.path
                     );
                 }
-                wanted.insert(PathBuf::from(&it.path), (v, it.mode.or(mode)));
+                wanted.insert(PathBuf::from(&it.path), (v.as_ref(), it.mode.or(mode)));
             }
         }
         _ => {
             for (k, v) in data {
-                wanted.insert(PathBuf::from(k), (v, mode));
+                wanted.insert(PathBuf::from(k), (v.as_ref(), mode));
             }
         }
     }
@@ -252,8 +259,8 @@ pub fn write_key_files(
     let mut changed = false;
     for (rel, (value, mode)) in &wanted {
         let path = dir.join(rel);
-        if std::fs::read(&path).ok().as_deref() != Some(value.as_bytes()) {
-            write_file(&path, value.as_bytes())?;
+        if std::fs::read(&path).ok().as_deref() != Some(*value) {
+            write_file(&path, value)?;
             changed = true;
         }
         let mode = mode.unwrap_or(0o644) as u32 & 0o777;
@@ -295,7 +302,27 @@ pub async fn fetch_config_map(
     Ok(cm.map(|cm| cm.data.unwrap_or_default()))
 }
 
-/// Writes (or refreshes) the files of the pod's ConfigMap and projected volumes. Run at
+/// A Secret's data (bytes, decoded from the API's base64), None if it does not exist.
+pub async fn fetch_secret(
+    k: &Kubelet,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
+    let api: Api<Secret> = Api::namespaced(k.client.clone(), namespace);
+    let s = api
+        .get_opt(name)
+        .await
+        .with_context(|| format!("reading secret {namespace}/{name}"))?;
+    Ok(s.map(|s| {
+        s.data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()
+    }))
+}
+
+/// Writes (or refreshes) the files of the pod's ConfigMap, Secret and projected volumes. Run at
 /// sandbox creation and then periodically, as the kubelet's volume manager does, so that
 /// `reload` in cluster-dns sees an edited Corefile.
 pub async fn sync_volumes(k: &Kubelet, pod: &Pod, dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
@@ -311,16 +338,32 @@ pub async fn sync_volumes(k: &Kubelet, pod: &Pod, dir: &Path) -> Result<BTreeMap
         let path = if let Some(cm) = &v.config_map {
             match fetch_config_map(k, ns, &cm.name).await? {
                 Some(data) => {
-                    write_key_files(&vdir, &data, cm.items.as_deref(), cm.default_mode)
-                        .with_context(|| {
-                            format!("volume {:?} (configmap {:?})", v.name, cm.name)
-                        })?;
+                    let optional = cm.optional == Some(true);
+                    write_key_files(&vdir, &data, cm.items.as_deref(), cm.default_mode, optional)
+                        .with_context(|| format!("volume {:?} (configmap {:?})", v.name, cm.name))?;
                 }
                 None if cm.optional == Some(true) => {
                     std::fs::create_dir_all(&vdir)
                         .with_context(|| format!("creating {}", vdir.display()))?;
                 }
                 None => bail!("volume {:?}: configmap {:?} not found", v.name, cm.name),
+            }
+            vdir
+        } else if let Some(sv) = &v.secret {
+            // Files on the pod's directory like ConfigMap volumes (no tmpfs: the node's /var
+            // holds them), refreshed by the same periodic sync.
+            let name = sv.secret_name.as_deref().unwrap_or_default();
+            let optional = sv.optional == Some(true);
+            match fetch_secret(k, ns, name).await? {
+                Some(data) => {
+                    write_key_files(&vdir, &data, sv.items.as_deref(), sv.default_mode, optional)
+                        .with_context(|| format!("volume {:?} (secret {name:?})", v.name))?;
+                }
+                None if optional => {
+                    std::fs::create_dir_all(&vdir)
+                        .with_context(|| format!("creating {}", vdir.display()))?;
+                }
+                None => bail!("volume {:?}: secret {name:?} not found", v.name),
             }
             vdir
         } else if v.empty_dir.is_some() {
@@ -388,25 +431,39 @@ pub async fn sync_volumes(k: &Kubelet, pod: &Pod, dir: &Path) -> Result<BTreeMap
                         }
                     }
                 }
-                if src.secret.is_some() {
-                    bail!(
-                        "volume {:?}: secrets are not served by minikind's API",
-                        v.name
-                    );
+                if let Some(sp) = &src.secret {
+                    let data = match fetch_secret(k, ns, &sp.name).await? {
+                        Some(d) => d,
+                        None if sp.optional == Some(true) => BTreeMap::new(),
+                        None => bail!("volume {:?}: secret {:?} not found", v.name, sp.name),
+                    };
+                    let mut any_item = false;
+                    for it in sp.items.iter().flatten() {
+                        any_item = true;
+                        match data.get(&it.key) {
+                            Some(val) => write_key_bytes_merge(&vdir, &it.path, val)?,
+                            None if sp.optional == Some(true) => {}
+                            None => bail!(
+                                "volume {:?}: key {:?} of secret {:?} not found",
+                                v.name,
+                                it.key,
+                                sp.name
+                            ),
+                        }
+                    }
+                    if !any_item {
+                        for (key, val) in &data {
+                            write_key_bytes_merge(&vdir, key, val)?;
+                        }
+                    }
                 }
             }
             std::fs::create_dir_all(&vdir)
                 .with_context(|| format!("creating {}", vdir.display()))?;
             vdir
-        } else if let Some(s) = &v.secret {
-            bail!(
-                "volume {:?}: secret {:?}: secrets are not served by minikind's API",
-                v.name,
-                s.secret_name.as_deref().unwrap_or("")
-            );
         } else {
             bail!(
-                "volume {:?}: this volume type is not supported (configMap, emptyDir, hostPath and projected are)",
+                "volume {:?}: this volume type is not supported (configMap, secret, emptyDir, hostPath and projected are)",
                 v.name
             );
         };
@@ -416,12 +473,16 @@ pub async fn sync_volumes(k: &Kubelet, pod: &Pod, dir: &Path) -> Result<BTreeMap
 }
 
 fn write_key_files_merge(dir: &Path, rel: &str, value: &str) -> Result<()> {
+    write_key_bytes_merge(dir, rel, value.as_bytes())
+}
+
+fn write_key_bytes_merge(dir: &Path, rel: &str, value: &[u8]) -> Result<()> {
     if rel.starts_with('/') || rel.split('/').any(|c| c == "..") {
         bail!("projected path {rel:?} must be relative and stay inside the volume");
     }
     let path = dir.join(rel);
-    if std::fs::read(&path).ok().as_deref() != Some(value.as_bytes()) {
-        write_file(&path, value.as_bytes())?;
+    if std::fs::read(&path).ok().as_deref() != Some(value) {
+        write_file(&path, value)?;
     }
     Ok(())
 }
@@ -714,7 +775,8 @@ mod tests {
                 &vol,
                 &data,
                 Some(&[item("Corefile", "Corefile")]),
-                Some(0o420)
+                Some(0o420),
+                false
             )
             .unwrap()
         );
@@ -735,20 +797,53 @@ mod tests {
                 &vol,
                 &data,
                 Some(&[item("Corefile", "Corefile")]),
-                Some(0o420)
+                Some(0o420),
+                false
             )
             .unwrap()
         );
         // All keys, then one removed.
-        assert!(write_key_files(&vol, &data, None, None).unwrap());
+        assert!(write_key_files(&vol, &data, None, None, false).unwrap());
         data.remove("other");
-        assert!(write_key_files(&vol, &data, None, None).unwrap());
+        assert!(write_key_files(&vol, &data, None, None, false).unwrap());
         assert!(!vol.join("other").exists());
-        let e = write_key_files(&vol, &data, Some(&[item("missing", "m")]), None).unwrap_err();
-        assert!(e.to_string().contains("missing"), "{e}");
         let e =
-            write_key_files(&vol, &data, Some(&[item("Corefile", "../escape")]), None).unwrap_err();
+            write_key_files(&vol, &data, Some(&[item("missing", "m")]), None, false).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+        let e = write_key_files(
+            &vol,
+            &data,
+            Some(&[item("Corefile", "../escape")]),
+            None,
+            false,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("inside the volume"), "{e}");
+    }
+
+    #[test]
+    fn secret_bytes_default_mode_and_optional_items() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let vol = dir.path().join("tls");
+        let data = BTreeMap::from([("tls.key".to_string(), vec![0u8, 0xff, b'k'])]);
+        assert!(write_key_files(&vol, &data, None, None, false).unwrap());
+        assert_eq!(
+            std::fs::read(vol.join("tls.key")).unwrap(),
+            vec![0u8, 0xff, b'k']
+        );
+        let mode = std::fs::metadata(vol.join("tls.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o644);
+        // An optional source's missing key is skipped, a required one's is an error.
+        let items = [item("tls.key", "key.pem"), item("ca.crt", "ca.pem")];
+        assert!(write_key_files(&vol, &data, Some(&items), Some(0o400), true).unwrap());
+        assert!(vol.join("key.pem").exists() && !vol.join("ca.pem").exists());
+        let e = write_key_files(&vol, &data, Some(&items), None, false).unwrap_err();
+        assert!(e.to_string().contains("\"ca.crt\" not found"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The default RBAC policy kube-apiserver creates at start (`rbac/bootstrap-roles`), the
 //! minimal part a KIND cluster's users and add-ons rely on, and kubeadm's CoreDNS role.
 //! The roles the real server aggregates (`admin`, `edit`, `view`) list the resources
-//! minikind serves directly.
+//! minikind serves directly; as upstream's, `edit` and `admin` may read and write Secrets and
+//! `view` may not see them (reading a Secret can escalate to its service account).
 
 use crate::resources::idx;
 use serde_json::{Value, json};
@@ -64,6 +65,7 @@ pub fn bootstrap_objects() -> Vec<(usize, Value)> {
     rw.extend(WRITE);
     let mut edit = workload_rules(&rw);
     if let Some(a) = edit.as_array_mut() {
+        a.push(json!({"apiGroups": [""], "resources": ["secrets"], "verbs": rw}));
         a.push(json!({"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]}));
         a.push(
             json!({"apiGroups": [""], "resources": ["serviceaccounts/token"],
