@@ -195,6 +195,22 @@ impl FakeUpstream {
                 break (Arc::new(udp), tcp, addr);
             }
         };
+        Self::serve(b, udp, tcp, addr)
+    }
+
+    /// On a given address (UDP and TCP), e.g. port 53 in a test's own network namespace.
+    pub async fn start_at(b: Behaviour, addr: SocketAddr) -> FakeUpstream {
+        let udp = Arc::new(UdpSocket::bind(addr).await.expect("bind udp"));
+        let tcp = TcpListener::bind(addr).await.expect("bind tcp");
+        Self::serve(b, udp, tcp, addr)
+    }
+
+    fn serve(
+        b: Behaviour,
+        udp: Arc<UdpSocket>,
+        tcp: TcpListener,
+        addr: SocketAddr,
+    ) -> FakeUpstream {
         let (uq, tq) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let tcp_conns = Arc::new(AtomicUsize::new(0));
         let udp_sources = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
