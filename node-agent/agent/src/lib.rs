@@ -27,7 +27,9 @@ use crate::builtin_resolver::ResolverOptions;
 use minikind_contract::{
     BOOT_COMPLETE, CONTROL_PLANE_READY, KUBELET_SERVING_PEM, NODE_KUBECONFIG, env,
 };
-use minikind_control_plane::{self as control_plane, ControlPlaneConfig, dns_addon};
+use minikind_control_plane::{
+    self as control_plane, ControlPlaneConfig, dns_addon, node_local_dns,
+};
 use minikind_kube_proxy::{self as kube_proxy, KubeProxyConfig};
 use minikind_kubelet::{self as kubelet, ApiCredentials, KubeletConfig};
 use minikind_network_magic::{self as network_magic, MagicOptions};
@@ -52,6 +54,9 @@ pub struct NodeSettings {
     pub dns_servers: Vec<String>,
     /// The node's own labels (checked by the CLI as the kubelet checks `--node-labels`).
     pub node_labels: std::collections::BTreeMap<String, String>,
+    /// `dns.nodeLocalDNS`: the add-on to install (control plane) and, in local mode, the
+    /// kubelet's cluster DNS.
+    pub node_local_dns: Option<node_local_dns::NodeLocalDns>,
 }
 
 impl NodeSettings {
@@ -107,7 +112,15 @@ impl NodeSettings {
                 .with_context(|| format!("{}: {pair:?} is not key=value", env::NODE_LABELS))?;
             node_labels.insert(k.to_string(), v.to_string());
         }
+        let node_local_dns = match get(env::NODE_LOCAL_DNS) {
+            None => None,
+            Some(v) => Some(
+                node_local_dns::NodeLocalDns::from_env(CLUSTER_DOMAIN, &v)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", env::NODE_LOCAL_DNS))?,
+            ),
+        };
         Ok(NodeSettings {
+            node_local_dns,
             node_labels,
             builtin_resolver,
             dns_servers,
@@ -280,6 +293,12 @@ async fn serve(settings: NodeSettings) -> Result<()> {
             .await
             .context("installing the DNS add-on")?;
         println!("minikind node agent: DNS add-on: {created} object(s) created");
+        if let Some(nl) = &settings.node_local_dns {
+            let created = node_local_dns::install(&client, settings.service_subnet, nl)
+                .await
+                .context("installing the NodeLocal DNSCache add-on")?;
+            println!("minikind node agent: NodeLocal DNSCache add-on: {created} object(s) created");
+        }
         println!("{CONTROL_PLANE_READY}");
         Some(running)
     } else {
@@ -298,7 +317,11 @@ async fn serve(settings: NodeSettings) -> Result<()> {
     };
     let client = kubelet::client_from_kubeconfig(&kubeconfig).await?;
     let mut kcfg = KubeletConfig::new(&node_name, node_ip);
-    kcfg.cluster_dns = dns_addon::cluster_dns_ip(settings.service_subnet);
+    // With NodeLocal DNSCache in local mode, pods are pointed at the node's cache.
+    kcfg.cluster_dns = match &settings.node_local_dns {
+        Some(nl) => nl.pod_nameserver(settings.service_subnet),
+        None => dns_addon::cluster_dns_ip(settings.service_subnet),
+    };
     kcfg.cluster_domain = CLUSTER_DOMAIN.to_string();
     kcfg.cluster_cidr = settings.pod_subnet;
     let credentials = ApiCredentials::from_kubeconfig(&kubeconfig)?;

@@ -101,6 +101,25 @@ impl NodeLocalDns {
         }
     }
 
+    /// The value of the node variable `MINIKIND_NODE_LOCAL_DNS`: `<mode>,<address>`.
+    pub fn to_env(&self) -> String {
+        format!("{},{}", self.mode.as_str(), self.address)
+    }
+
+    /// Reads [`Self::to_env`]'s format back, for a cluster domain.
+    pub fn from_env(domain: &str, value: &str) -> Result<Self, String> {
+        let (mode, address) = value
+            .split_once(',')
+            .ok_or_else(|| format!("{value:?} is not <mode>,<address>"))?;
+        Ok(NodeLocalDns {
+            domain: domain.to_string(),
+            address: address
+                .parse()
+                .map_err(|_| format!("{value:?}: {address:?} is not an IPv4 address"))?,
+            mode: Mode::parse(mode).map_err(|e| format!("{value:?}: {e}"))?,
+        })
+    }
+
     /// The address pods' resolv.conf names: the local one, or kube-dns's in iptables mode.
     pub fn pod_nameserver(&self, service_subnet: Ipv4Net) -> Ipv4Addr {
         match self.mode {
@@ -530,6 +549,15 @@ mod tests {
         assert_eq!(up.selector.unwrap()["k8s-app"], "kube-dns");
         assert_eq!(up.cluster_ip, None, "allocated by the API server");
         assert_eq!(Mode::parse("local"), Ok(Mode::Local));
+        let a = addon(Mode::Local);
+        assert_eq!(a.to_env(), "local,169.254.20.10");
+        assert_eq!(NodeLocalDns::from_env("cluster.local", &a.to_env()), Ok(a));
+        assert!(NodeLocalDns::from_env("cluster.local", "local").is_err());
+        assert!(
+            NodeLocalDns::from_env("cluster.local", "ipvs,1.2.3.4")
+                .unwrap_err()
+                .contains("ipvs")
+        );
         assert!(
             Mode::parse("ipvs")
                 .unwrap_err()

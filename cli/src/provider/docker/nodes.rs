@@ -148,6 +148,9 @@ pub fn node_container(
             embedded_servers.join(",")
         ));
     }
+    if let Some(nl) = &cfg.dns.node_local_dns {
+        env.push(format!("{}={}", agent_env::NODE_LOCAL_DNS, nl.to_env()));
+    }
     // Like KIND_DNS_SEARCH: unset keeps the search lines, set-but-empty drops them.
     if let Some(search) = &cfg.networking.dns_search {
         env.push(format!("{}={}", agent_env::DNS_SEARCH, search.join(" ")));
