@@ -193,11 +193,11 @@ async fn status(docker: &Docker, client: &kube::Client, cluster: &str) -> Result
                 "NodeLocal DNSCache: on (addresses {locals}; pods desired {}, ready {})",
                 st.desired_number_scheduled, st.number_ready
             );
-            locals.split(',').filter(|s| !s.is_empty()).count() * RULES_PER_ADDRESS
+            Some(locals.split(',').filter(|s| !s.is_empty()).count() * RULES_PER_ADDRESS)
         }
         None => {
             println!("NodeLocal DNSCache: off");
-            0
+            None
         }
     };
     let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE)
@@ -229,8 +229,9 @@ async fn status(docker: &Docker, client: &kube::Client, cluster: &str) -> Result
     Ok(())
 }
 
-/// The per-node table.
-pub fn status_table(rows: &[(String, NodeCacheState)], expected: usize) -> String {
+/// The per-node table; `expected` is how many rules the add-on's addresses call for (None: the
+/// add-on is off, so any rule found is one left behind).
+pub fn status_table(rows: &[(String, NodeCacheState)], expected: Option<usize>) -> String {
     let header = ["NODE", "INTERFACE", "RULES", "POD"];
     let cells: Vec<[String; 4]> = rows
         .iter()
@@ -240,7 +241,10 @@ pub fn status_table(rows: &[(String, NodeCacheState)], expected: usize) -> Strin
                 Some(a) if a.is_empty() => "no address".to_string(),
                 Some(a) => a.join(","),
             };
-            let mut rules = format!("{}/{expected}", s.rules);
+            let mut rules = match expected {
+                Some(n) => format!("{}/{n}", s.rules),
+                None => s.rules.to_string(),
+            };
             if s.pod.is_none() && s.rules > 0 {
                 // What a killed cache leaves: queries to its addresses go nowhere.
                 rules.push_str(" (left behind)");
@@ -308,7 +312,7 @@ mod tests {
                 },
             ),
         ];
-        let t = status_table(&rows, 12);
+        let t = status_table(&rows, Some(12));
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
@@ -319,5 +323,7 @@ mod tests {
             "{t}"
         );
         assert!(lines[2].ends_with("12/12 (left behind)   -"), "{t}");
+        let off = status_table(&rows[1..], None);
+        assert!(off.contains("   12 (left behind)   -"), "{off}");
     }
 }

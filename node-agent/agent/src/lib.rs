@@ -568,6 +568,27 @@ mod tests {
     }
 
     #[test]
+    fn node_local_dns_from_the_environment() {
+        let base = [
+            (env::CLUSTER, "c"),
+            (env::ROLE, "worker"),
+            (env::NETWORK_MAGIC, "true"),
+        ];
+        assert_eq!(settings(&base).unwrap().node_local_dns, None);
+        let mut with = base.to_vec();
+        with.push((env::NODE_LOCAL_DNS, "local,169.254.20.10"));
+        let nl = settings(&with).unwrap().node_local_dns.unwrap();
+        assert_eq!(nl.mode, node_local_dns::Mode::Local);
+        assert_eq!(
+            nl.pod_nameserver(minikind_contract::DEFAULT_SERVICE_SUBNET.parse().unwrap()),
+            node_local_dns::DEFAULT_ADDRESS
+        );
+        with[3] = (env::NODE_LOCAL_DNS, "ipvs,169.254.20.10");
+        let e = settings(&with).unwrap_err().to_string();
+        assert!(e.contains(env::NODE_LOCAL_DNS) && e.contains("ipvs"), "{e}");
+    }
+
+    #[test]
     fn the_node_address_is_eth0s() {
         let line = "45: eth0    inet 172.18.0.3/16 brd 172.18.255.255 scope global eth0\\       valid_lft forever preferred_lft forever";
         assert_eq!(parse_inet(line), Some("172.18.0.3".parse().unwrap()));
