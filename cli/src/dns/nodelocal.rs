@@ -133,7 +133,8 @@ pub fn count_cache_rules(save: &str) -> usize {
         .count()
 }
 
-async fn node_state(docker: &Docker, node: &str) -> Result<NodeCacheState> {
+/// The node's interface and rules (the pod is filled in by the caller that lists pods).
+pub async fn node_state(docker: &Docker, node: &str) -> Result<NodeCacheState> {
     let link = exec_in(
         docker,
         node,
@@ -229,6 +230,17 @@ async fn status(docker: &Docker, client: &kube::Client, cluster: &str) -> Result
     Ok(())
 }
 
+/// One cell for another table (`dns magic status`): `off`, or the interface's addresses and
+/// how many of node-cache's rules the node holds.
+pub fn summary(s: &NodeCacheState) -> String {
+    match (&s.interface, s.rules) {
+        (None, 0) => "off".to_string(),
+        (None, n) => format!("no interface, {n} rules"),
+        (Some(a), n) if a.is_empty() => format!("no address, {n} rules"),
+        (Some(a), n) => format!("{} ({n} rules)", a.join(",")),
+    }
+}
+
 /// The per-node table; `expected` is how many rules the add-on's addresses call for (None: the
 /// add-on is off, so any rule found is one left behind).
 pub fn status_table(rows: &[(String, NodeCacheState)], expected: Option<usize>) -> String {
@@ -290,6 +302,22 @@ mod tests {
             .chain(["-A OUTPUT -j KUBE-SERVICES\n".to_string()])
             .collect();
         assert_eq!(count_cache_rules(&save), RULES_PER_ADDRESS);
+    }
+
+    #[test]
+    fn one_cell_summaries() {
+        assert_eq!(summary(&NodeCacheState::default()), "off");
+        let on = NodeCacheState {
+            interface: Some(vec!["169.254.20.10/32".into()]),
+            rules: 12,
+            pod: None,
+        };
+        assert_eq!(summary(&on), "169.254.20.10/32 (12 rules)");
+        let rules_only = NodeCacheState {
+            interface: None,
+            ..on
+        };
+        assert_eq!(summary(&rules_only), "no interface, 12 rules");
     }
 
     #[test]
