@@ -1,0 +1,170 @@
+//! NodeLocal DNSCache on a real node (issue 16), replaying
+//! `examples/seed-001-nodelocal-dnscache`: lookups from a pod to the kube-dns ClusterIP leave
+//! one conntrack entry each without the cache and none with it (iptables mode: the cache holds
+//! 10.96.0.10 behind NOTRACK); a SIGKILLed cache leaves its rules and addresses behind and the
+//! address refuses queries until the kubelet restarts it; a graceful stop removes them and
+//! kube-proxy's path answers again. Hermetic: lab upstream, queries only from the node and a pod.
+//!
+//! Until minikind's API server serves DaemonSets, `dns nodelocal on` creates the add-on's other
+//! objects and the test places the DaemonSet's pod on the node itself, from the example's
+//! stand-in manifest (as the walk-through does).
+
+use std::time::Duration;
+
+use minikind_test_support::{
+    Cluster, Run, cluster_body, eventually, example, minikind_stdin, pod_ip,
+};
+
+/// Entries in the node's conntrack table for `pod → 10.96.0.10:53`.
+fn entries(c: &Cluster, node: &str, pod: &str) -> usize {
+    let out = c.exec_ok(node, &["cat", "/proc/net/nf_conntrack"]);
+    out.lines()
+        .filter(|l| l.contains(&format!("src={pod} dst=10.96.0.10 ")))
+        .count()
+}
+
+/// `n` lookups of kubernetes.default from the client pod, one `dig` each (a new socket, so a
+/// new source port, each time), all answered.
+fn lookups(c: &Cluster, n: usize) {
+    let script = format!(
+        "i=0; ok=0; while [ $i -lt {n} ]; do \
+         [ \"$(dig @10.96.0.10 kubernetes.default.svc.cluster.local +short +time=2 +tries=1)\" = 10.96.0.1 ] && ok=$((ok+1)); \
+         i=$((i+1)); done; echo $ok"
+    );
+    let r = c.pod_exec("client", &["sh", "-c", &script]);
+    assert!(r.ok, "lookups failed: {} {}", r.stdout, r.stderr);
+    assert_eq!(r.stdout.trim(), n.to_string(), "every lookup answered");
+}
+
+fn status(c: &Cluster) -> String {
+    c.minikind_ok(&["dns", "nodelocal", "status"])
+}
+
+fn node_dig(c: &Cluster, node: &str) -> Run {
+    c.exec(
+        node,
+        &[
+            "dig",
+            "@10.96.0.10",
+            "kubernetes.default.svc.cluster.local",
+            "+short",
+            "+time=1",
+            "+tries=1",
+        ],
+    )
+}
+
+#[test]
+fn node_cache_skips_conntrack_and_leaves_its_rules_when_killed() {
+    let c = Cluster::create(
+        "e2e-nl",
+        &cluster_body("seed-001-nodelocal-dnscache/cluster.yaml"),
+    );
+    let node = c.node("control-plane");
+    c.minikind_ok(&[
+        "apply",
+        "-f",
+        &example("seed-001-nodelocal-dnscache/client.yaml"),
+    ]);
+    let pod = pod_ip(&c.wait_pod_ready("default", "client"));
+
+    // Without the cache: one entry per lookup (a few may reuse a tracked 5-tuple).
+    let before = entries(&c, &node, &pod);
+    lookups(&c, 200);
+    let without = entries(&c, &node, &pod) - before;
+    println!("without the cache: {without} new conntrack entries per 200 lookups");
+    assert!(without >= 180, "{without} entries for 200 lookups");
+
+    // The add-on's objects; the DaemonSet's pod placed by hand (see the module comment).
+    let _ = c.minikind(&["dns", "nodelocal", "on"]);
+    let svc = c.minikind_ok(&[
+        "get",
+        "svc",
+        "kube-dns-upstream",
+        "-n",
+        "kube-system",
+        "-o",
+        "json",
+    ]);
+    let svc: serde_json::Value = serde_json::from_str(&svc).unwrap();
+    let upstream = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let manifest =
+        std::fs::read_to_string(example("seed-001-nodelocal-dnscache/node-cache-pod.yaml"))
+            .unwrap()
+            .replace("NODE", &node)
+            .replace("UPSTREAM_IP", &upstream);
+    let r = minikind_stdin(&["apply", "-f", "-", "--name", &c.name], &manifest);
+    assert!(r.ok, "{} {}", r.stdout, r.stderr);
+    let cache_pod = format!("node-local-dns-{node}");
+    c.wait_pod_ready("kube-system", &cache_pod);
+    eventually(
+        "the cache's interface and 24 rules",
+        Duration::from_secs(30),
+        || {
+            let s = status(&c);
+            (s.contains("169.254.20.10/32,10.96.0.10/32") && s.contains(" 24 ")).then_some(())
+        },
+    );
+    let magic = c.minikind_ok(&["dns", "magic", "status"]);
+    assert!(
+        magic.contains("169.254.20.10/32,10.96.0.10/32 (24 rules)"),
+        "{magic}"
+    );
+
+    // With the cache: the same lookups leave nothing in the table.
+    let before = entries(&c, &node, &pod);
+    lookups(&c, 200);
+    let with = entries(&c, &node, &pod).saturating_sub(before);
+    println!("with the cache: {with} new conntrack entries per 200 lookups");
+    assert_eq!(with, 0);
+    let trace = c.minikind_ok(&["dns", "trace", "client", "kubernetes.default"]);
+    assert!(trace.contains("node-local cache"), "{trace}");
+
+    // SIGKILL: rules and addresses stay; 10.96.0.10 is refused on the node until the kubelet
+    // has restarted the cache (the second kill waits out the restart back-off).
+    for kill in 0..2 {
+        let r = c.exec(
+            &node,
+            &["sh", "-c", "for p in /proc/[0-9]*; do [ ${p#/proc/} = $$ ] && continue; grep -q node-cache $p/cmdline 2>/dev/null && kill -9 ${p#/proc/}; done; true"],
+        );
+        assert!(r.ok, "{}", r.stderr);
+        if kill == 1 {
+            let refused = node_dig(&c, &node);
+            assert!(
+                refused.stdout.trim() != "10.96.0.1",
+                "answered right after the kill: {} {}",
+                refused.stdout,
+                refused.stderr
+            );
+            let s = status(&c);
+            assert!(
+                s.contains("169.254.20.10/32,10.96.0.10/32") && s.contains(" 24 "),
+                "{s}"
+            );
+        }
+        eventually(
+            "the restarted cache to answer",
+            Duration::from_secs(60),
+            || (node_dig(&c, &node).stdout.trim() == "10.96.0.1").then_some(()),
+        );
+    }
+
+    // A graceful stop removes the rules and the interface; kube-proxy's path answers again.
+    c.minikind_ok(&["delete", "pod", &cache_pod, "-n", "kube-system"]);
+    eventually(
+        "the cache's rules and interface gone",
+        Duration::from_secs(30),
+        || {
+            let s = status(&c);
+            let row = s
+                .lines()
+                .find(|l| l.starts_with(node.as_str()))?
+                .to_string();
+            (row.split_whitespace().nth(1) == Some("-")
+                && row.split_whitespace().nth(2) == Some("0"))
+            .then_some(())
+        },
+    );
+    assert_eq!(node_dig(&c, &node).stdout.trim(), "10.96.0.1");
+    c.minikind_ok(&["dns", "nodelocal", "off"]);
+}
