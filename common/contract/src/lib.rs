@@ -32,7 +32,14 @@ pub mod env {
     /// NodeLocal DNSCache (`dns.nodeLocalDNS`): `<mode>,<address>` (`iptables,169.254.20.10`
     /// or `local,…`); unset: off. The format is `minikind_control_plane::node_local_dns`'s.
     pub const NODE_LOCAL_DNS: &str = "MINIKIND_NODE_LOCAL_DNS";
+    /// The taints the node registers with, as the kubelet's `--register-with-taints` takes
+    /// them: `key[=value]:Effect` separated by commas. Unset: none.
+    pub const NODE_TAINTS: &str = "MINIKIND_NODE_TAINTS";
 }
+
+/// The key of the taint kubeadm puts on control-plane nodes (effect `NoSchedule`). KIND keeps
+/// it in clusters of more than one node; minikind's own system pods tolerate it as KIND's do.
+pub const CONTROL_PLANE_TAINT_KEY: &str = "node-role.kubernetes.io/control-plane";
 
 /// Printed once the node has booted; `minikind create` waits for it in the container's log.
 pub const BOOT_COMPLETE: &str = "minikind node agent: boot complete";

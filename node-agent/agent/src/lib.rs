@@ -57,6 +57,8 @@ pub struct NodeSettings {
     /// `dns.nodeLocalDNS`: the add-on to install (control plane) and, in local mode, the
     /// kubelet's cluster DNS.
     pub node_local_dns: Option<node_local_dns::NodeLocalDns>,
+    /// The taints it registers with (`--register-with-taints`).
+    pub node_taints: Vec<kubelet::Taint>,
 }
 
 impl NodeSettings {
@@ -119,9 +121,18 @@ impl NodeSettings {
                     .map_err(|e| anyhow::anyhow!("{}: {e}", env::NODE_LOCAL_DNS))?,
             ),
         };
+        let node_taints = get(env::NODE_TAINTS)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                kubelet::Taint::parse(t).with_context(|| format!("{}: {t:?}", env::NODE_TAINTS))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(NodeSettings {
             node_local_dns,
             node_labels,
+            node_taints,
             builtin_resolver,
             dns_servers,
             internal_network,
@@ -341,6 +352,7 @@ async fn serve(settings: NodeSettings) -> Result<()> {
     )?);
     kcfg.tunnel_pod_routes = settings.internal_network;
     kcfg.node_labels.extend(settings.node_labels.clone());
+    kcfg.register_taints = settings.node_taints.clone();
     if settings.role == "control-plane" {
         kcfg.node_labels.insert(
             "node-role.kubernetes.io/control-plane".into(),

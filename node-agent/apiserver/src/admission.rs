@@ -28,14 +28,14 @@ pub struct Admission {
     pub services: Arc<ServiceAllocator>,
 }
 
-fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+pub(crate) fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
     if !v.get(key).is_some_and(Value::is_object) {
         v[key] = json!({});
     }
     v[key].as_object_mut().expect("just made an object")
 }
 
-fn default_str(m: &mut Map<String, Value>, key: &str, val: &str) {
+pub(crate) fn default_str(m: &mut Map<String, Value>, key: &str, val: &str) {
     if m.get(key)
         .is_none_or(|v| v.is_null() || v.as_str() == Some(""))
     {
@@ -43,7 +43,7 @@ fn default_str(m: &mut Map<String, Value>, key: &str, val: &str) {
     }
 }
 
-fn default_val(m: &mut Map<String, Value>, key: &str, val: Value) {
+pub(crate) fn default_val(m: &mut Map<String, Value>, key: &str, val: Value) {
     if m.get(key).is_none_or(Value::is_null) {
         m.insert(key.into(), val);
     }
@@ -85,6 +85,8 @@ impl Admission {
             validate_pod_spec(obj.get("spec"), "spec", &mut causes);
         } else if res == idx::deployments() {
             self.deployment(obj, old, &mut causes);
+        } else if resources::is_workload(res) {
+            crate::workload_admission::admit(res, obj, old, &mut causes);
         } else if res == idx::namespaces() {
             let spec = obj_mut(obj, "spec");
             default_val(spec, "finalizers", json!(["kubernetes"]));
@@ -427,7 +429,7 @@ fn check_labels(obj: &Value, causes: &mut Vec<FieldCause>) {
 }
 
 /// Pod spec defaults, also applied to Deployment templates.
-fn default_pod_spec(spec: &mut Map<String, Value>) {
+pub(crate) fn default_pod_spec(spec: &mut Map<String, Value>) {
     default_str(spec, "restartPolicy", "Always");
     default_str(spec, "dnsPolicy", "ClusterFirst");
     default_str(spec, "schedulerName", "default-scheduler");
@@ -459,7 +461,7 @@ fn default_pod_spec(spec: &mut Map<String, Value>) {
     }
 }
 
-fn validate_pod_spec(spec: Option<&Value>, at: &str, causes: &mut Vec<FieldCause>) {
+pub(crate) fn validate_pod_spec(spec: Option<&Value>, at: &str, causes: &mut Vec<FieldCause>) {
     let Some(spec) = spec else {
         causes.push(required(at.to_string()));
         return;

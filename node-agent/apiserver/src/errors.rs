@@ -160,7 +160,7 @@ impl ApiError {
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format ({content_type}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Namespace, ConfigMap, Service, Deployment, ServiceAccount, the RBAC kinds, TokenRequest and the auth reviews only)"
+                "the body of the request was in an unknown format ({content_type}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Namespace, ConfigMap, Service, Deployment, Job, CronJob, ServiceAccount, the RBAC kinds, TokenRequest and the auth reviews only)"
             ),
         )
     }

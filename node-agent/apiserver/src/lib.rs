@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod auth;
 pub mod clusterip;
+pub mod cron;
 pub mod errors;
 pub mod kubeconfig;
 pub mod memory;
@@ -32,6 +33,8 @@ pub mod proxy;
 pub mod strict;
 pub mod tables;
 pub mod watch;
+pub mod workload_admission;
+mod workload_tables;
 
 use crate::admission::Admission;
 use crate::errors::{ApiError, ApiResult};

@@ -284,10 +284,13 @@ pub fn list(st: &ApiState, ctx: &Ctx, res: ResIdx) -> ApiResult<Response> {
 }
 
 /// Fills server-set metadata on a new object, and drops a client-sent status where the real
-/// server's create strategy does (pods, services, deployments; nodes keep theirs, as the
+/// server's create strategy does (pods, services, the workload kinds; nodes keep theirs, as the
 /// kubelet registers with one).
 fn init_metadata(res: ResIdx, v: &mut Value) {
-    if (res == idx::pods() || res == idx::services() || res == idx::deployments())
+    if (res == idx::pods()
+        || res == idx::services()
+        || res == idx::deployments()
+        || resources::is_workload(res))
         && let Some(m) = v.as_object_mut()
     {
         m.remove("status");
@@ -298,7 +301,7 @@ fn init_metadata(res: ResIdx, v: &mut Value) {
     m.remove("deletionTimestamp");
     m.remove("deletionGracePeriodSeconds");
     m.remove("selfLink");
-    if res == idx::deployments() || res == idx::pods() {
+    if res == idx::deployments() || res == idx::pods() || resources::is_workload(res) {
         m.insert("generation".into(), json!(1));
     } else {
         m.remove("generation");
@@ -690,7 +693,7 @@ pub async fn patch(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> Ap
     }
 }
 
-/// The `autoscaling/v1` Scale view of a Deployment.
+/// The `autoscaling/v1` Scale view of a Deployment, ReplicaSet or StatefulSet.
 fn scale_of(v: &Value) -> Value {
     json!({
         "kind": "Scale",
@@ -744,6 +747,10 @@ struct DeleteOpts {
     uid: Option<String>,
     /// `propagationPolicy: Orphan` (kubectl `--cascade=orphan`): dependents are kept.
     orphan: bool,
+    /// `propagationPolicy: Foreground` (kubectl `--cascade=foreground`): the object stays,
+    /// marked deleted with the `foregroundDeletion` finalizer, until the garbage collector has
+    /// removed its blocking dependents.
+    foreground: bool,
     /// `dryRun: ["All"]` in the body (kubectl) or the query.
     dry: bool,
 }
@@ -775,7 +782,9 @@ fn delete_opts(ctx: &Ctx) -> ApiResult<DeleteOpts> {
             )));
         }
     } || body.get("orphanDependents").and_then(Value::as_bool) == Some(true);
+    let foreground = !orphan && policy.as_deref() == Some("Foreground");
     Ok(DeleteOpts {
+        foreground,
         grace,
         rv: meta::str_at(&body, "/preconditions/resourceVersion").map(String::from),
         uid: meta::str_at(&body, "/preconditions/uid").map(String::from),
@@ -925,6 +934,29 @@ pub async fn delete(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> A
             .ok_or_else(|| ApiError::not_found(r.group, r.plural, name))?;
         return Ok(item_response(200, ctx, &obj));
     }
+    if o.orphan && res != idx::namespaces() && res != idx::pods() {
+        // As with the `orphan` finalizer: marked deleted first, so that no controller adopts
+        // back what is being orphaned, then its dependents let go, then removed.
+        let marked = mark_deleting(st, res, &ns, name, ORPHAN_FINALIZER, o.rv, o.uid).await?;
+        let uid = meta::str_at(&marked, "/metadata/uid")
+            .unwrap_or_default()
+            .to_string();
+        orphan_dependents(st, &ns, &uid).await?;
+        let out = update_internal(st, res, &ns, name, "garbage-collector", false, |v| {
+            let Some(a) = v
+                .pointer_mut("/metadata/finalizers")
+                .and_then(Value::as_array_mut)
+            else {
+                return false;
+            };
+            let before = a.len();
+            a.retain(|f| f.as_str() != Some(ORPHAN_FINALIZER));
+            a.len() != before
+        })
+        .await?;
+        let v = out.map(|o| o.value()).unwrap_or(marked);
+        return Ok(value_response(200, &v));
+    }
     if o.orphan
         && let Some(owner) = st.store.get(res, &ns, name)
     {
@@ -933,8 +965,94 @@ pub async fn delete(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> A
             .to_string();
         orphan_dependents(st, &ns, &uid).await?;
     }
+    if o.foreground && res != idx::namespaces() && res != idx::pods() {
+        let v = delete_foreground(st, res, &ns, name, o.rv, o.uid).await?;
+        return Ok(value_response(200, &v));
+    }
     let v = delete_one(st, res, &ns, name, o.grace, o.rv, o.uid).await?;
     Ok(value_response(200, &v))
+}
+
+/// The finalizer of a foreground cascading deletion (`metav1.FinalizerDeleteDependents`).
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// The finalizer of an orphaning deletion (`metav1.FinalizerOrphanDependents`).
+pub const ORPHAN_FINALIZER: &str = "orphan";
+
+/// Marks an object deleted with the `foregroundDeletion` finalizer, as the API server's
+/// `deletionFinalizersForGarbageCollection` does; the garbage collector deletes its dependents
+/// and then removes the finalizer, which removes the object.
+pub async fn delete_foreground(
+    st: &Arc<ApiState>,
+    res: ResIdx,
+    ns: &str,
+    name: &str,
+    pre_rv: Option<String>,
+    pre_uid: Option<String>,
+) -> ApiResult<Value> {
+    mark_deleting(st, res, ns, name, FOREGROUND_FINALIZER, pre_rv, pre_uid).await
+}
+
+/// Sets the deletion timestamp and adds `finalizer`, checking the preconditions.
+async fn mark_deleting(
+    st: &Arc<ApiState>,
+    res: ResIdx,
+    ns: &str,
+    name: &str,
+    finalizer: &str,
+    pre_rv: Option<String>,
+    pre_uid: Option<String>,
+) -> ApiResult<Value> {
+    let r = resources::get(res);
+    let out = st
+        .store
+        .mutate(res, ns, name, |cur| {
+            let Some(old) = cur else {
+                return Err(ApiError::not_found(r.group, r.plural, name));
+            };
+            for (want, at, what) in [
+                (&pre_rv, "/metadata/resourceVersion", "ResourceVersion"),
+                (&pre_uid, "/metadata/uid", "UID"),
+            ] {
+                if let Some(want) = want
+                    && meta::str_at(&old, at) != Some(want.as_str())
+                {
+                    return Err(ApiError::conflict_msg(
+                        r.group,
+                        r.plural,
+                        name,
+                        &format!(
+                            "the {what} in the precondition ({want}) does not match the {what} in record ({}). The object might have been modified",
+                            meta::str_at(&old, at).unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+            let mut new = old.clone();
+            let m = metadata_mut(&mut new);
+            let fins = m.entry("finalizers").or_insert(json!([]));
+            let mut changed = false;
+            if let Some(a) = fins.as_array_mut()
+                && !a.iter().any(|f| f == finalizer)
+            {
+                a.push(json!(finalizer));
+                changed = true;
+            }
+            if m.get("deletionTimestamp").is_none_or(Value::is_null) {
+                m.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
+                m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                changed = true;
+            }
+            Ok(if changed { Change::Put(new) } else { Change::Keep })
+        })
+        .await?;
+    Ok(match out.object() {
+        Some(o) => o.value(),
+        None => st
+            .store
+            .get(res, ns, name)
+            .map(|o| o.value())
+            .unwrap_or(Value::Null),
+    })
 }
 
 /// Removes the owner references to `uid` from the objects in `ns` (all namespaces when the

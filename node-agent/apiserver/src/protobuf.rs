@@ -1,5 +1,5 @@
 //! Decoding of the Kubernetes protobuf envelope (`k8s\0` + `runtime.Unknown`) for the few
-//! kinds kubectl's `create namespace|configmap|service|deployment`, `create token` and
+//! kinds kubectl's `create namespace|configmap|service|deployment|job|cronjob`, `create token` and
 //! `auth whoami|can-i` send that way. Other kinds get a 415
 //! that names the accepted formats.
 
@@ -355,6 +355,114 @@ fn deployment_spec(b: &[u8]) -> ApiResult<Value> {
     Ok(Value::Object(s))
 }
 
+// --- batch/v1 (`kubectl create job|cronjob`) ---
+
+/// A `PodTemplateSpec`: metadata = 1, spec = 2.
+fn pod_template(b: &[u8]) -> ApiResult<Value> {
+    let mut t = Map::new();
+    for (n, f) in fields(b)? {
+        match (n, f) {
+            (1, Field::Bytes(y)) => {
+                t.insert("metadata".into(), object_meta(y)?);
+            }
+            (2, Field::Bytes(y)) => {
+                t.insert("spec".into(), pod_spec(y)?);
+            }
+            _ => {}
+        }
+    }
+    Ok(Value::Object(t))
+}
+
+/// A `JobSpec` (batch/v1 `generated.proto` field numbers).
+fn job_spec(b: &[u8]) -> ApiResult<Value> {
+    let mut s = Map::new();
+    for (n, f) in fields(b)? {
+        match (n, f) {
+            (1, Field::Varint(v)) => {
+                s.insert("parallelism".into(), json!(v));
+            }
+            (2, Field::Varint(v)) => {
+                s.insert("completions".into(), json!(v));
+            }
+            (3, Field::Varint(v)) => {
+                s.insert("activeDeadlineSeconds".into(), json!(v));
+            }
+            (4, Field::Bytes(x)) => {
+                s.insert("selector".into(), label_selector(x)?);
+            }
+            (5, Field::Varint(v)) => {
+                s.insert("manualSelector".into(), json!(v != 0));
+            }
+            (6, Field::Bytes(x)) => {
+                s.insert("template".into(), pod_template(x)?);
+            }
+            (7, Field::Varint(v)) => {
+                s.insert("backoffLimit".into(), json!(v));
+            }
+            (8, Field::Varint(v)) => {
+                s.insert("ttlSecondsAfterFinished".into(), json!(v));
+            }
+            (9, Field::Bytes(x)) => {
+                s.insert("completionMode".into(), json!(string(x)?));
+            }
+            (10, Field::Varint(v)) => {
+                s.insert("suspend".into(), json!(v != 0));
+            }
+            _ => {}
+        }
+    }
+    Ok(Value::Object(s))
+}
+
+/// A `CronJobSpec`.
+fn cronjob_spec(b: &[u8]) -> ApiResult<Value> {
+    let mut s = Map::new();
+    for (n, f) in fields(b)? {
+        match (n, f) {
+            (1, Field::Bytes(x)) => {
+                s.insert("schedule".into(), json!(string(x)?));
+            }
+            (2, Field::Varint(v)) => {
+                s.insert("startingDeadlineSeconds".into(), json!(v));
+            }
+            (3, Field::Bytes(x)) => {
+                s.insert("concurrencyPolicy".into(), json!(string(x)?));
+            }
+            (4, Field::Varint(v)) => {
+                s.insert("suspend".into(), json!(v != 0));
+            }
+            (5, Field::Bytes(x)) => {
+                // JobTemplateSpec: metadata = 1, spec = 2.
+                let mut t = Map::new();
+                for (n2, f2) in fields(x)? {
+                    match (n2, f2) {
+                        (1, Field::Bytes(y)) => {
+                            t.insert("metadata".into(), object_meta(y)?);
+                        }
+                        (2, Field::Bytes(y)) => {
+                            t.insert("spec".into(), job_spec(y)?);
+                        }
+                        _ => {}
+                    }
+                }
+                s.insert("jobTemplate".into(), Value::Object(t));
+            }
+            (6, Field::Varint(v)) => {
+                s.insert("successfulJobsHistoryLimit".into(), json!(v));
+            }
+            (7, Field::Varint(v)) => {
+                s.insert("failedJobsHistoryLimit".into(), json!(v));
+            }
+            (8, Field::Bytes(x)) => {
+                s.insert("timeZone".into(), json!(string(x)?));
+            }
+            _ => {}
+        }
+    }
+    Ok(Value::Object(s))
+}
+
 /// Strings of a message's fields, by field number: (number, JSON name).
 fn string_fields(buf: &[u8], names: &[(u64, &str)]) -> ApiResult<Map<String, Value>> {
     let mut m = Map::new();
@@ -610,6 +718,21 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
                     }
                     (2, Field::Bytes(x)) => {
                         obj.insert("spec".into(), deployment_spec(x)?);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        ("batch/v1", "Job" | "CronJob") => {
+            let cron = kind == "CronJob";
+            for (n, f) in fields(raw)? {
+                match (n, f) {
+                    (1, Field::Bytes(x)) => {
+                        obj.insert("metadata".into(), object_meta(x)?);
+                    }
+                    (2, Field::Bytes(x)) => {
+                        let spec = if cron { cronjob_spec(x)? } else { job_spec(x)? };
+                        obj.insert("spec".into(), spec);
                     }
                     _ => {}
                 }

@@ -191,6 +191,80 @@ pub static RESOURCES: &[Resource] = &[
         subresources: &["status", "scale"],
         selectable_fields: &[],
     },
+    // The workload kinds beside Deployment (kube-controller-manager's replicaset, daemonset,
+    // statefulset, job and cronjob controllers in `minikind-controllers` reconcile them).
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "replicasets",
+        singular: "replicaset",
+        kind: "ReplicaSet",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: ALL,
+        subresources: &["status", "scale"],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "statefulsets",
+        singular: "statefulset",
+        kind: "StatefulSet",
+        namespaced: true,
+        short_names: &["sts"],
+        categories: ALL,
+        subresources: &["status", "scale"],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "daemonsets",
+        singular: "daemonset",
+        kind: "DaemonSet",
+        namespaced: true,
+        short_names: &["ds"],
+        categories: ALL,
+        subresources: &["status"],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "controllerrevisions",
+        singular: "controllerrevision",
+        kind: "ControllerRevision",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "batch",
+        version: "v1",
+        plural: "jobs",
+        singular: "job",
+        kind: "Job",
+        namespaced: true,
+        short_names: &[],
+        categories: ALL,
+        subresources: &["status"],
+        selectable_fields: &[],
+    },
+    Resource {
+        group: "batch",
+        version: "v1",
+        plural: "cronjobs",
+        singular: "cronjob",
+        kind: "CronJob",
+        namespaced: true,
+        short_names: &["cj"],
+        categories: ALL,
+        subresources: &["status"],
+        selectable_fields: &[],
+    },
     Resource {
         group: "discovery.k8s.io",
         version: "v1",
@@ -314,6 +388,14 @@ pub static RESOURCES: &[Resource] = &[
     },
 ];
 
+/// The kinds with a spec the API server counts generations of (`metadata.generation` set on
+/// create, bumped on each spec change, as their registry strategies do), and whose client-sent
+/// status is dropped on create.
+pub fn is_workload(res: ResIdx) -> bool {
+    let r = get(res);
+    (r.group == "apps" || r.group == "batch") && r.kind != "ControllerRevision"
+}
+
 /// Index of a resource in [`RESOURCES`]; cheap to copy and compare.
 pub type ResIdx = usize;
 
@@ -393,5 +475,24 @@ pub mod idx {
     }
     pub fn endpointslices() -> ResIdx {
         by_path("discovery.k8s.io", "v1", "endpointslices").expect("endpointslices registered")
+    }
+    // The workload kinds (one block, see the table).
+    pub fn replicasets() -> ResIdx {
+        by_path("apps", "v1", "replicasets").expect("replicasets registered")
+    }
+    pub fn statefulsets() -> ResIdx {
+        by_path("apps", "v1", "statefulsets").expect("statefulsets registered")
+    }
+    pub fn daemonsets() -> ResIdx {
+        by_path("apps", "v1", "daemonsets").expect("daemonsets registered")
+    }
+    pub fn controllerrevisions() -> ResIdx {
+        by_path("apps", "v1", "controllerrevisions").expect("controllerrevisions registered")
+    }
+    pub fn jobs() -> ResIdx {
+        by_path("batch", "v1", "jobs").expect("jobs registered")
+    }
+    pub fn cronjobs() -> ResIdx {
+        by_path("batch", "v1", "cronjobs").expect("cronjobs registered")
     }
 }

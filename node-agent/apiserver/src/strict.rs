@@ -7,7 +7,7 @@
 
 use crate::errors::{ApiError, ApiResult};
 use crate::resources::{self, ResIdx};
-use k8s_openapi::api::{apps, core, discovery};
+use k8s_openapi::api::{apps, batch, core, discovery};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -56,6 +56,12 @@ pub fn check(res: ResIdx, v: &Value) -> ApiResult<()> {
         "ConfigMap" => round_trip::<core::v1::ConfigMap>(v),
         "Event" => round_trip::<core::v1::Event>(v),
         "Deployment" => round_trip::<apps::v1::Deployment>(v),
+        "ReplicaSet" => round_trip::<apps::v1::ReplicaSet>(v),
+        "StatefulSet" => round_trip::<apps::v1::StatefulSet>(v),
+        "DaemonSet" => round_trip::<apps::v1::DaemonSet>(v),
+        "ControllerRevision" => round_trip::<apps::v1::ControllerRevision>(v),
+        "Job" => round_trip::<batch::v1::Job>(v),
+        "CronJob" => round_trip::<batch::v1::CronJob>(v),
         "EndpointSlice" => round_trip::<discovery::v1::EndpointSlice>(v),
         _ => return Ok(()),
     };

@@ -5,14 +5,19 @@ use crate::meta::{age, str_at};
 use crate::resources::{self, ResIdx};
 use serde_json::{Value, json};
 
-struct Col {
+pub(crate) struct Col {
     name: &'static str,
     ty: &'static str,
     priority: u8,
     desc: &'static str,
 }
 
-const fn c(name: &'static str, ty: &'static str, priority: u8, desc: &'static str) -> Col {
+pub(crate) const fn c(
+    name: &'static str,
+    ty: &'static str,
+    priority: u8,
+    desc: &'static str,
+) -> Col {
     Col {
         name,
         ty,
@@ -261,6 +266,7 @@ fn columns(kind: &str) -> Vec<Col> {
                 "A human-readable description of the status of this operation.",
             ),
         ],
+        k if crate::workload_tables::serves(k) => crate::workload_tables::columns(k, name, age_col),
         _ => vec![name, age_col],
     }
 }
@@ -282,18 +288,18 @@ pub fn column_definitions(res: ResIdx) -> Value {
     )
 }
 
-fn s(v: &Value, p: &str) -> String {
+pub(crate) fn s(v: &Value, p: &str) -> String {
     str_at(v, p).unwrap_or_default().to_string()
 }
 
-fn arr<'a>(v: &'a Value, p: &str) -> &'a [Value] {
+pub(crate) fn arr<'a>(v: &'a Value, p: &str) -> &'a [Value] {
     v.pointer(p)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[])
 }
 
-fn or_none(x: String) -> String {
+pub(crate) fn or_none(x: String) -> String {
     if x.is_empty() { "<none>".into() } else { x }
 }
 
@@ -308,7 +314,7 @@ fn selector_string(m: Option<&Value>) -> String {
         .unwrap_or_default()
 }
 
-fn label_selector_string(sel: Option<&Value>) -> String {
+pub(crate) fn label_selector_string(sel: Option<&Value>) -> String {
     let Some(sel) = sel else {
         return String::new();
     };
@@ -559,6 +565,7 @@ pub fn cells(res: ResIdx, v: &Value) -> Vec<Value> {
                 json!(s(v, "/message")),
             ]
         }
+        k if crate::workload_tables::serves(k) => crate::workload_tables::cells(k, v, name),
         _ => vec![json!(name), json!(age(v))],
     }
 }

@@ -45,9 +45,9 @@ pub const DEFAULT_REPLICAS: i32 = 2;
 pub const SERVICE: &str = "kube-dns";
 /// The label CoreDNS keeps from kube-dns: the Deployment's selector and the Service's.
 pub const APP_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
-/// The taint kubeadm puts on control-plane nodes; CoreDNS tolerates it so that a cluster of
-/// one tainted node still gets DNS.
-const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
+/// The taint kubeadm puts on control-plane nodes; CoreDNS tolerates it (as kubeadm's manifest
+/// does) so that a cluster of one tainted node still gets DNS.
+use minikind_contract::CONTROL_PLANE_TAINT_KEY as CONTROL_PLANE_TAINT;
 
 /// kubeadm's Corefile for a cluster domain.
 pub fn corefile(domain: &str) -> String {

@@ -1,13 +1,13 @@
 //! The controllers on the in-process server: node IPAM, scheduler spreading over ready nodes,
 //! ClusterIP allocation, EndpointSlices (ready, hostname only under the service's subdomain,
-//! named ports), Deployments (naming, scaling, template change), `default/kubernetes`
+//! named ports), Deployments (naming, scaling, template change, through ReplicaSets), `default/kubernetes`
 //! (following the server to a new port), namespace deletion, owner GC, pod GC.
 //! The tests play the kubelet's part by patching pod status.
 
 mod control_plane_common;
-use control_plane_common::{eventually, server};
+use control_plane_common::{eventually, mark_running, register_node, register_node_with, server};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -16,40 +16,6 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use minikind_control_plane::{ControlPlaneConfig, start};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-
-async fn register_node(client: &Client, name: &str, ip: &str) {
-    register_node_with(client, name, ip, "True").await
-}
-
-/// A node whose Ready condition has `ready` as its status (`True`, `False`, `Unknown`).
-async fn register_node_with(client: &Client, name: &str, ip: &str, ready: &str) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let n: Node = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-    }))
-    .unwrap();
-    nodes.create(&PostParams::default(), &n).await.unwrap();
-    let status = json!({"status": {
-        "conditions": [{"type": "Ready", "status": ready, "reason": "KubeletReady", "message": "ok"}],
-        "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
-    }});
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .unwrap();
-}
-
-/// What a kubelet does when a pod runs: IP, phase, Ready condition.
-async fn mark_running(client: &Client, ns: &str, name: &str, ip: &str, ready: bool) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let status = json!({"status": {
-        "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
-    }});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .unwrap();
-}
 
 fn pod(name: &str, labels: serde_json::Value, extra_spec: serde_json::Value) -> Pod {
     let mut spec = json!({"containers": [{"name": "app", "image": "busybox:1", "ports": [{"name": "http", "containerPort": 8080}]}]});
@@ -648,16 +614,26 @@ async fn control_plane_controllers_orphan_deletion_keeps_pods() {
     .await;
     deps.delete("keep", &DeleteParams::orphan()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The Deployment's dependent, its ReplicaSet, is orphaned and keeps its pods.
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let left_rs = rss
+        .list(&ListParams::default().labels("app=keep"))
+        .await
+        .unwrap();
+    assert_eq!(left_rs.items.len(), 1);
+    assert!(left_rs.items[0].metadata.owner_references.is_none());
+    let rs_uid = left_rs.items[0].metadata.uid.clone().unwrap();
     let left = pods
         .list(&ListParams::default().labels("app=keep"))
         .await
         .unwrap();
     assert_eq!(left.items.len(), 2);
-    assert!(
-        left.items
-            .iter()
-            .all(|p| p.metadata.owner_references.is_none())
-    );
+    assert!(left.items.iter().all(|p| {
+        p.metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| o.len() == 1 && o[0].uid == rs_uid)
+    }));
     assert!(deps.get_opt("keep").await.unwrap().is_none());
     cp.shutdown().await.unwrap();
 }

@@ -1,6 +1,8 @@
 //! The controllers, run inside the API server process against the store: node IPAM,
-//! scheduler, EndpointSlices (and legacy Endpoints), Deployments, the `default/kubernetes`
-//! service, the `default` ServiceAccount of each namespace, namespace deletion, owner-reference garbage collection and pod GC.
+//! scheduler, EndpointSlices (and legacy Endpoints), the workload controllers (Deployments
+//! owning ReplicaSets, ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs), the
+//! `default/kubernetes` service, the `default` ServiceAccount of each namespace, namespace
+//! deletion, owner-reference garbage collection (background, foreground, orphan) and pod GC.
 //!
 //! This crate owns the reconcile loops and nothing they reconcile against: objects, the store
 //! and admission belong to `minikind-apiserver` (ClusterIP allocation too: it is synchronous
@@ -11,13 +13,20 @@
 //! Each controller reacts to store events for the keys they touch and also resyncs
 //! everything periodically, so a missed event (a lagging receiver) only delays convergence.
 
+pub mod cronjobs;
+pub mod daemonsets;
 pub mod deployments;
 pub mod endpointslices;
+pub mod jobs;
 pub mod kubernetes_service;
 pub mod lifecycle;
 pub mod node_ipam;
+pub mod pods_of;
+pub mod replicasets;
+pub mod revisions;
 pub mod scheduler;
 pub mod serviceaccounts;
+pub mod statefulsets;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -143,6 +152,37 @@ pub fn spawn_all(st: Arc<ApiState>, cfg: &ControllerConfig, cancel: Cancellation
         st.clone(),
         deployments::Deployments,
         s,
+        cancel.clone(),
+    ));
+    tokio::spawn(run_loop(
+        st.clone(),
+        replicasets::ReplicaSets,
+        s,
+        cancel.clone(),
+    ));
+    tokio::spawn(run_loop(
+        st.clone(),
+        statefulsets::StatefulSets,
+        s,
+        cancel.clone(),
+    ));
+    tokio::spawn(run_loop(
+        st.clone(),
+        daemonsets::DaemonSets,
+        s,
+        cancel.clone(),
+    ));
+    // Deadlines, TTLs and schedules are times, not events: these look every second.
+    tokio::spawn(run_loop(
+        st.clone(),
+        jobs::Jobs,
+        Duration::from_secs(1),
+        cancel.clone(),
+    ));
+    tokio::spawn(run_loop(
+        st.clone(),
+        cronjobs::CronJobs,
+        Duration::from_secs(1),
         cancel.clone(),
     ));
     tokio::spawn(run_loop(

@@ -95,8 +95,14 @@ pub async fn force_delete(st: &ApiState, res: usize, ns: &str, name: &str) {
     }
 }
 
-/// Deletes objects whose owners are all gone (background cascading deletion). A deletion
-/// marks its namespace for a look at the dependents there; the resync sweeps everything.
+/// The garbage collector (kube-controller-manager's `pkg/controller/garbagecollector`, by
+/// scanning instead of a dependency graph): deletes objects whose owners are all gone
+/// (background cascading deletion), and finishes foreground deletions — an owner marked
+/// deleted with the `foregroundDeletion` finalizer has its dependents deleted (those that own
+/// others in the foreground too) and loses the finalizer, and with it its existence, once no
+/// dependent with `blockOwnerDeletion` is left. Orphan deletion is done by the API server
+/// before the owner goes. A deletion, or a write to an object in foreground deletion, marks its
+/// namespace for a look; the resync sweeps everything.
 #[derive(Default)]
 pub struct GarbageCollector;
 
@@ -127,7 +133,7 @@ fn owner_alive(st: &ApiState, ns: &str, owner: &Value) -> bool {
 
 impl Reconciler for GarbageCollector {
     fn keys_for(&mut self, _st: &ApiState, ev: &Event) -> Vec<Key> {
-        if ev.ty == EventType::Deleted {
+        if ev.ty == EventType::Deleted || ev.obj.json_contains(FOREGROUND_NEEDLE.as_bytes()) {
             vec![(ev.obj.namespace.to_string(), String::new())]
         } else {
             vec![]
@@ -139,6 +145,115 @@ impl Reconciler for GarbageCollector {
     }
 
     async fn reconcile(&mut self, st: &Arc<ApiState>, key: Key) {
+        self.collect_orphans(st, &key).await;
+        // Owners in foreground deletion: in the event's namespace (everywhere on a resync),
+        // and the cluster-scoped ones, which own namespaced objects too.
+        let ns = (key.1 != "*" && !key.0.is_empty()).then_some(key.0.as_str());
+        for (i, r) in resources::RESOURCES.iter().enumerate() {
+            let scope = if r.namespaced { ns } else { None };
+            let (owners, _, _) = st.store.list(i, scope, None, 0, |o| {
+                o.json_contains(FOREGROUND_NEEDLE.as_bytes())
+            });
+            for o in owners {
+                foreground_step(st, i, &o.namespace, &o.value()).await;
+            }
+        }
+    }
+}
+
+const FOREGROUND_NEEDLE: &str = "\"foregroundDeletion\"";
+
+fn has_finalizer(v: &Value, f: &str) -> bool {
+    v.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(f)))
+}
+
+fn deleting(v: &Value) -> bool {
+    v.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|x| !x.is_null())
+}
+
+/// One pass over an owner in foreground deletion.
+async fn foreground_step(st: &Arc<ApiState>, res: usize, ns: &str, owner: &Value) {
+    if !deleting(owner) || !has_finalizer(owner, objects::FOREGROUND_FINALIZER) {
+        return;
+    }
+    let Some(uid) = str_at(owner, "/metadata/uid").map(String::from) else {
+        return;
+    };
+    let name = str_at(owner, "/metadata/name")
+        .unwrap_or_default()
+        .to_string();
+    let scope = resources::get(res).namespaced.then_some(ns);
+    let needle = format!("\"uid\":\"{uid}\"");
+    let mut blocked = false;
+    for (j, r) in resources::RESOURCES.iter().enumerate() {
+        if !r.namespaced {
+            continue;
+        }
+        let (deps, _, _) = st
+            .store
+            .list(j, scope, None, 0, |o| o.json_contains(needle.as_bytes()));
+        for d in deps {
+            let dv = d.value();
+            let Some(oref) = dv
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|a| {
+                    a.iter()
+                        .find(|o| o.get("uid").and_then(Value::as_str) == Some(uid.as_str()))
+                })
+            else {
+                continue;
+            };
+            if oref.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true) {
+                blocked = true;
+            }
+            if deleting(&dv) {
+                continue;
+            }
+            // Pods own nothing here; everything else may, so it goes in the foreground too.
+            let r = if j == idx::pods() {
+                objects::delete_one(st, j, &d.namespace, &d.name, None, None, None).await
+            } else {
+                objects::delete_foreground(st, j, &d.namespace, &d.name, None, None).await
+            };
+            if let Err(e) = r
+                && e.code != 404
+            {
+                tracing::warn!(
+                    "deleting dependent {}/{} of {name}: {e}",
+                    d.namespace,
+                    d.name
+                );
+            }
+        }
+    }
+    if blocked {
+        return;
+    }
+    let r = objects::update_internal(st, res, ns, &name, "garbage-collector", false, |v| {
+        let Some(a) = v
+            .pointer_mut("/metadata/finalizers")
+            .and_then(Value::as_array_mut)
+        else {
+            return false;
+        };
+        let before = a.len();
+        a.retain(|f| f.as_str() != Some(objects::FOREGROUND_FINALIZER));
+        a.len() != before
+    })
+    .await;
+    if let Err(e) = r
+        && e.code != 404
+    {
+        tracing::warn!("finishing the foreground deletion of {name}: {e}");
+    }
+}
+
+impl GarbageCollector {
+    async fn collect_orphans(&mut self, st: &Arc<ApiState>, key: &Key) {
         // A cluster-scoped owner that went away (empty namespace) means a look everywhere.
         let ns = (key.1 != "*" && !key.0.is_empty()).then_some(key.0.as_str());
         for (i, r) in resources::RESOURCES.iter().enumerate() {

@@ -1,6 +1,6 @@
 //! The scheduler: binds each pending pod (no `spec.nodeName`, `schedulerName:
 //! default-scheduler`) to a ready, schedulable node whose taints it tolerates and whose labels
-//! match its `nodeSelector`. Among those it prefers, first, the node where its preferred pod
+//! (and name) match its `nodeSelector` and required node affinity. Among those it prefers, first, the node where its preferred pod
 //! anti-affinity terms (kube-scheduler's InterPodAffinity score: each term's weight for each
 //! matching pod in the node's topology domain) cost least — kubeadm's CoreDNS asks for that
 //! so its replicas land on different nodes — then the node running the fewest pods.
@@ -37,7 +37,7 @@ pub fn node_is_ready(n: &Value) -> bool {
         })
 }
 
-fn tolerates_taints(pod: &Value, node: &Value) -> bool {
+pub fn tolerates_taints(pod: &Value, node: &Value) -> bool {
     let taints = node
         .pointer("/spec/taints")
         .and_then(Value::as_array)
@@ -71,6 +71,82 @@ fn tolerates_taints(pod: &Value, node: &Value) -> bool {
             key_ok && val_ok && (te.is_empty() || te == effect)
         })
     })
+}
+
+/// Whether the pod's `nodeSelector` and required node affinity
+/// (`requiredDuringSchedulingIgnoredDuringExecution`: any term whose `matchExpressions` on
+/// labels and `matchFields` on `metadata.name` all hold) admit the node. The DaemonSet
+/// controller pins its pods to their node with such a `matchFields` term.
+pub fn node_matches(pod: &Value, node: &Value) -> bool {
+    let labels = node.pointer("/metadata/labels");
+    let selector_ok = pod
+        .pointer("/spec/nodeSelector")
+        .and_then(Value::as_object)
+        .is_none_or(|sel| {
+            sel.iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        });
+    if !selector_ok {
+        return false;
+    }
+    let Some(terms) = pod
+        .pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        .and_then(Value::as_array)
+    else {
+        return true;
+    };
+    let name = str_at(node, "/metadata/name").unwrap_or_default();
+    terms.iter().any(|t| {
+        let exprs = t.get("matchExpressions").and_then(Value::as_array);
+        let fields = t.get("matchFields").and_then(Value::as_array);
+        if exprs.is_none_or(Vec::is_empty) && fields.is_none_or(Vec::is_empty) {
+            return false;
+        }
+        let holds = |e: &Value, value: Option<&str>| {
+            let op = e
+                .get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let vals: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match op {
+                "In" => value.is_some_and(|v| vals.contains(&v)),
+                "NotIn" => value.is_none_or(|v| !vals.contains(&v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                "Gt" | "Lt" => {
+                    let (Some(v), Some(bound)) = (
+                        value.and_then(|v| v.parse::<i64>().ok()),
+                        vals.first().and_then(|b| b.parse::<i64>().ok()),
+                    ) else {
+                        return false;
+                    };
+                    if op == "Gt" { v > bound } else { v < bound }
+                }
+                _ => false,
+            }
+        };
+        exprs.into_iter().flatten().all(|e| {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+            holds(e, labels.and_then(|l| l.get(key)).and_then(Value::as_str))
+        }) && fields.into_iter().flatten().all(|e| {
+            e.get("key").and_then(Value::as_str) == Some("metadata.name") && holds(e, Some(name))
+        })
+    })
+}
+
+/// Whether the pod may go to a node marked unschedulable: only when it tolerates the
+/// `node.kubernetes.io/unschedulable:NoSchedule` taint (kube-scheduler's NodeUnschedulable).
+fn unschedulable_ok(pod: &Value, node: &Value) -> bool {
+    if node.pointer("/spec/unschedulable").and_then(Value::as_bool) != Some(true) {
+        return true;
+    }
+    let taint = serde_json::json!({"spec": {"taints": [
+        {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}});
+    tolerates_taints(pod, &taint)
 }
 
 /// The pod's `preferredDuringSchedulingIgnoredDuringExecution` anti-affinity terms as
@@ -182,20 +258,13 @@ impl Reconciler for Scheduler {
                 })
                 .sum()
         };
-        let selector = pod.pointer("/spec/nodeSelector").and_then(Value::as_object);
         let best = nodes
             .iter()
             .map(|n| n.value())
             .filter(node_is_ready)
-            .filter(|n| n.pointer("/spec/unschedulable").and_then(Value::as_bool) != Some(true))
+            .filter(|n| unschedulable_ok(&pod, n))
             .filter(|n| tolerates_taints(&pod, n))
-            .filter(|n| {
-                selector.is_none_or(|sel| {
-                    sel.iter().all(|(k, v)| {
-                        n.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v)
-                    })
-                })
-            })
+            .filter(|n| node_matches(&pod, n))
             .map(|n| {
                 let name = str_at(&n, "/metadata/name").unwrap_or_default().to_string();
                 (penalty(&n), load.get(&name).copied().unwrap_or(0), name)

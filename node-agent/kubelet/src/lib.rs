@@ -62,6 +62,7 @@ pub use auth::KubeletTls;
 pub use backoff::BackoffConfig;
 use handles::PodHandle;
 use ipam::PodIpam;
+pub use node::Taint;
 use pod_worker::Outcome;
 
 /// What pods get of the kubelet's kubeconfig in their service-account files: the cluster CA
@@ -146,6 +147,8 @@ pub struct KubeletConfig {
     pub tls: Option<KubeletTls>,
     /// Extra labels for the Node (`node-role.kubernetes.io/control-plane` …).
     pub node_labels: BTreeMap<String, String>,
+    /// Taints the Node gets when this kubelet creates it (`--register-with-taints`).
+    pub register_taints: Vec<Taint>,
     /// Credentials for pods' service-account files; None = pods get none.
     pub credentials: Option<ApiCredentials>,
     /// The node's resolv.conf (the base of `dnsPolicy: Default`).
@@ -185,6 +188,7 @@ impl KubeletConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 10250)),
             tls: None,
             node_labels: BTreeMap::new(),
+            register_taints: Vec::new(),
             credentials: None,
             node_resolv_conf: PathBuf::from("/etc/resolv.conf"),
             node_hosts: PathBuf::from("/etc/hosts"),

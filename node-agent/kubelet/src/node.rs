@@ -30,6 +30,45 @@ fn labels(cfg: &KubeletConfig) -> Value {
     Value::Object(l)
 }
 
+/// A taint the Node registers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taint {
+    pub key: String,
+    pub value: String,
+    pub effect: String,
+}
+
+impl Taint {
+    /// `key[=value]:Effect`, as the kubelet's `--register-with-taints` takes it.
+    pub fn parse(s: &str) -> Result<Taint> {
+        let (kv, effect) = s
+            .rsplit_once(':')
+            .with_context(|| format!("taint {s:?} has no :Effect"))?;
+        if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+            bail!(
+                "taint {s:?}: effect {effect:?} is not NoSchedule, PreferNoSchedule or NoExecute"
+            );
+        }
+        let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+        if key.is_empty() {
+            bail!("taint {s:?} has no key");
+        }
+        Ok(Taint {
+            key: key.into(),
+            value: value.into(),
+            effect: effect.into(),
+        })
+    }
+
+    fn to_json(&self) -> Value {
+        let mut t = json!({"key": self.key, "effect": self.effect});
+        if !self.value.is_empty() {
+            t["value"] = json!(self.value);
+        }
+        t
+    }
+}
+
 fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -85,8 +124,9 @@ fn cpus() -> String {
         .to_string()
 }
 
-/// Creates the Node, or updates the labels of the one a previous kubelet registered, then
-/// posts its status.
+/// Creates the Node (with its registration taints), or updates the labels of the one a
+/// previous kubelet registered (its taints are the cluster's business by then, as with the
+/// kubelet's `--register-with-taints`), then posts its status.
 pub async fn register(client: &kube::Client, cfg: &KubeletConfig, kubelet_port: u16) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());
     let since = api_time(jiff::Timestamp::now());
@@ -100,7 +140,11 @@ pub async fn register(client: &kube::Client, cfg: &KubeletConfig, kubelet_port: 
                 "apiVersion": "v1",
                 "kind": "Node",
                 "metadata": {"name": cfg.node_name, "labels": labels(cfg)},
-                "spec": {},
+                "spec": if cfg.register_taints.is_empty() {
+                    json!({})
+                } else {
+                    json!({"taints": cfg.register_taints.iter().map(Taint::to_json).collect::<Vec<_>>()})
+                },
             }))
             .context("building the Node object")?;
             match api.create(&PostParams::default(), &node).await {
@@ -199,6 +243,23 @@ pub async fn wait_pod_cidr(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn taints_parse_as_register_with_taints_takes_them() {
+        let t = Taint::parse("node-role.kubernetes.io/control-plane:NoSchedule").unwrap();
+        assert_eq!(
+            t.to_json(),
+            json!({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"})
+        );
+        let t = Taint::parse("dedicated=gpu:NoExecute").unwrap();
+        assert_eq!(
+            t.to_json(),
+            json!({"key": "dedicated", "value": "gpu", "effect": "NoExecute"})
+        );
+        assert!(Taint::parse("x").is_err());
+        assert!(Taint::parse("x:Sometimes").is_err());
+        assert!(Taint::parse(":NoSchedule").is_err());
+    }
 
     #[test]
     fn status_names_the_address_port_and_ready() {

@@ -163,6 +163,15 @@ pub fn node_container(
             .collect();
         env.push(format!("{}={}", agent_env::NODE_LABELS, labels.join(",")));
     }
+    // kubeadm taints the control plane `NoSchedule`; KIND removes the taint only when the
+    // cluster is that one node (its `kubeadminit` action), so workloads go to the workers.
+    if role == NodeRole::ControlPlane && cfg.nodes.len() > 1 {
+        env.push(format!(
+            "{}={}:NoSchedule",
+            agent_env::NODE_TAINTS,
+            minikind_contract::CONTROL_PLANE_TAINT_KEY
+        ));
+    }
 
     let mut hc = HostConfig {
         network_mode: Some(network_name(cluster)),

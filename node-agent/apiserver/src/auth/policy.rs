@@ -42,10 +42,18 @@ fn workload_rules(verbs: &[&str]) -> Value {
     json!([
         {"apiGroups": [""], "resources": ["pods", "services", "endpoints", "configmaps",
                                           "serviceaccounts"], "verbs": verbs},
-        {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale"], "verbs": verbs},
+        {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale", "replicasets",
+                                              "replicasets/scale", "statefulsets",
+                                              "statefulsets/scale", "daemonsets"], "verbs": verbs},
+        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": verbs},
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": READ},
         {"apiGroups": [""], "resources": ["pods/log", "pods/status", "services/status",
-                                          "deployments/status", "events", "namespaces"],
+                                          "events", "namespaces"], "verbs": READ},
+        {"apiGroups": ["apps"], "resources": ["deployments/status", "replicasets/status",
+                                              "statefulsets/status", "daemonsets/status",
+                                              "controllerrevisions"],
+         "verbs": READ},
+        {"apiGroups": ["batch"], "resources": ["jobs/status", "cronjobs/status"],
          "verbs": READ},
     ])
 }

@@ -81,3 +81,44 @@ impl Kubectl {
         out
     }
 }
+
+// --- Playing the kubelet's part: nodes that register, pods that run. ---
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+pub async fn register_node(client: &Client, name: &str, ip: &str) {
+    register_node_with(client, name, ip, "True").await
+}
+
+/// A node whose Ready condition has `ready` as its status (`True`, `False`, `Unknown`).
+pub async fn register_node_with(client: &Client, name: &str, ip: &str, ready: &str) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let n: Node = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &n).await.unwrap();
+    let status = json!({"status": {
+        "conditions": [{"type": "Ready", "status": ready, "reason": "KubeletReady", "message": "ok"}],
+        "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+    }});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
+
+/// What a kubelet does when a pod runs: IP, phase, Ready condition.
+pub async fn mark_running(client: &Client, ns: &str, name: &str, ip: &str, ready: bool) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let status = json!({"status": {
+        "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+    }});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
