@@ -4,16 +4,12 @@
 //! 10.96.0.10 behind NOTRACK); a SIGKILLed cache leaves its rules and addresses behind and the
 //! address refuses queries until the kubelet restarts it; a graceful stop removes them and
 //! kube-proxy's path answers again. Hermetic: lab upstream, queries only from the node and a pod.
-//!
-//! Until minikind's API server serves DaemonSets, `dns nodelocal on` creates the add-on's other
-//! objects and the test places the DaemonSet's pod on the node itself, from the example's
-//! stand-in manifest (as the walk-through does).
+//! The add-on is switched on and off live (`minikind dns nodelocal on|off`); its DaemonSet
+//! runs the cache.
 
 use std::time::Duration;
 
-use minikind_test_support::{
-    Cluster, Run, cluster_body, eventually, example, minikind_stdin, pod_ip,
-};
+use minikind_test_support::{Cluster, Run, cluster_body, eventually, example, pod_ip};
 
 /// Entries in the node's conntrack table for `pod → 10.96.0.10:53`.
 fn entries(c: &Cluster, node: &str, pod: &str) -> usize {
@@ -75,34 +71,30 @@ fn node_cache_skips_conntrack_and_leaves_its_rules_when_killed() {
     println!("without the cache: {without} new conntrack entries per 200 lookups");
     assert!(without >= 180, "{without} entries for 200 lookups");
 
-    // The add-on's objects; the DaemonSet's pod placed by hand (see the module comment).
-    let _ = c.minikind(&["dns", "nodelocal", "on"]);
-    let svc = c.minikind_ok(&[
-        "get",
-        "svc",
-        "kube-dns-upstream",
-        "-n",
-        "kube-system",
-        "-o",
-        "json",
-    ]);
-    let svc: serde_json::Value = serde_json::from_str(&svc).unwrap();
-    let upstream = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
-    let manifest =
-        std::fs::read_to_string(example("seed-001-nodelocal-dnscache/node-cache-pod.yaml"))
-            .unwrap()
-            .replace("NODE", &node)
-            .replace("UPSTREAM_IP", &upstream);
-    let r = minikind_stdin(&["apply", "-f", "-", "--name", &c.name], &manifest);
-    assert!(r.ok, "{} {}", r.stdout, r.stderr);
-    let cache_pod = format!("node-local-dns-{node}");
-    c.wait_pod_ready("kube-system", &cache_pod);
+    // The add-on, live: its DaemonSet puts a cache on the node.
+    c.minikind_ok(&["dns", "nodelocal", "on"]);
+    eventually(
+        "the node's cache pod ready",
+        Duration::from_secs(60),
+        || {
+            let pods = c.pods("kube-system", "k8s-app=node-local-dns");
+            let p = pods.first()?;
+            let ready = p["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            (ready && p["spec"]["nodeName"] == node.as_str()).then_some(())
+        },
+    );
     eventually(
         "the cache's interface and 24 rules",
         Duration::from_secs(30),
         || {
             let s = status(&c);
-            (s.contains("169.254.20.10/32,10.96.0.10/32") && s.contains(" 24 ")).then_some(())
+            (s.contains("NodeLocal DNSCache: on")
+                && s.contains("169.254.20.10/32,10.96.0.10/32")
+                && s.contains(" 24/24 "))
+            .then_some(())
         },
     );
     let magic = c.minikind_ok(&["dns", "magic", "status"]);
@@ -138,7 +130,7 @@ fn node_cache_skips_conntrack_and_leaves_its_rules_when_killed() {
             );
             let s = status(&c);
             assert!(
-                s.contains("169.254.20.10/32,10.96.0.10/32") && s.contains(" 24 "),
+                s.contains("169.254.20.10/32,10.96.0.10/32") && s.contains(" 24/24 "),
                 "{s}"
             );
         }
@@ -149,22 +141,22 @@ fn node_cache_skips_conntrack_and_leaves_its_rules_when_killed() {
         );
     }
 
-    // A graceful stop removes the rules and the interface; kube-proxy's path answers again.
-    c.minikind_ok(&["delete", "pod", &cache_pod, "-n", "kube-system"]);
+    // Switched off: the DaemonSet's pod stops gracefully and removes the rules and the
+    // interface; kube-proxy's path answers again.
+    c.minikind_ok(&["dns", "nodelocal", "off"]);
     eventually(
         "the cache's rules and interface gone",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || {
             let s = status(&c);
             let row = s
                 .lines()
                 .find(|l| l.starts_with(node.as_str()))?
                 .to_string();
-            (row.split_whitespace().nth(1) == Some("-")
-                && row.split_whitespace().nth(2) == Some("0"))
-            .then_some(())
+            let w: Vec<&str> = row.split_whitespace().collect();
+            (w.get(1) == Some(&"-") && w.get(2) == Some(&"0")).then_some(())
         },
     );
+    assert!(c.pods("kube-system", "k8s-app=node-local-dns").is_empty());
     assert_eq!(node_dig(&c, &node).stdout.trim(), "10.96.0.1");
-    c.minikind_ok(&["dns", "nodelocal", "off"]);
 }
