@@ -5,7 +5,7 @@
 //! address refuses queries until the kubelet restarts it; a graceful stop removes them and
 //! kube-proxy's path answers again. Hermetic: lab upstream, queries only from the node and a pod.
 //! The add-on is switched on and off live (`minikind dns nodelocal on|off`); its DaemonSet
-//! runs the cache.
+//! runs the cache. The local mode (pods' nameserver 169.254.20.10) comes from the cluster config.
 
 use std::time::Duration;
 
@@ -159,4 +159,59 @@ fn node_cache_skips_conntrack_and_leaves_its_rules_when_killed() {
     );
     assert!(c.pods("kube-system", "k8s-app=node-local-dns").is_empty());
     assert_eq!(node_dig(&c, &node).stdout.trim(), "10.96.0.1");
+}
+
+/// The local mode, from the cluster config: the kubelet points pods at the node's cache, which
+/// binds only the link-local address and forwards cluster names to kube-dns-upstream.
+#[test]
+fn local_mode_from_the_config_points_pods_at_the_cache() {
+    let c = Cluster::create(
+        "e2e-nll",
+        "dns:\n  upstream: lab\n  nodeLocalDNS:\n    mode: local\n",
+    );
+    let node = c.node("control-plane");
+    c.minikind_ok(&[
+        "apply",
+        "-f",
+        &example("seed-001-nodelocal-dnscache/client.yaml"),
+    ]);
+    c.wait_pod_ready("default", "client");
+    let resolv = c.pod_exec("client", &["cat", "/etc/resolv.conf"]).stdout;
+    assert!(resolv.contains("nameserver 169.254.20.10"), "{resolv}");
+    let s = status(&c);
+    assert!(
+        s.contains("NodeLocal DNSCache: on (addresses 169.254.20.10;"),
+        "{s}"
+    );
+    let row = s.lines().find(|l| l.starts_with(node.as_str())).unwrap();
+    assert!(
+        row.contains("169.254.20.10/32") && row.contains("12/12"),
+        "{s}"
+    );
+    // Cluster names and the lab upstream's, through the cache.
+    let r = c.pod_exec(
+        "client",
+        &["dig", "+short", "kubernetes.default.svc.cluster.local"],
+    );
+    assert_eq!(r.stdout.trim(), "10.96.0.1", "{}", r.stderr);
+    let r = c.pod_exec("client", &["dig", "+short", "www.example.test"]);
+    assert!(
+        r.ok && !r.stdout.trim().is_empty(),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    // kube-dns's address is not the cache's in this mode: it still goes through kube-proxy.
+    let r = c.exec(
+        &node,
+        &[
+            "dig",
+            "@10.96.0.10",
+            "+short",
+            "kubernetes.default.svc.cluster.local",
+        ],
+    );
+    assert_eq!(r.stdout.trim(), "10.96.0.1");
+    let save = c.exec_ok(&node, &["iptables-save", "-t", "raw"]);
+    assert!(!save.contains("-d 10.96.0.10/32"), "{save}");
 }
