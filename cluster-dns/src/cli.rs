@@ -86,6 +86,9 @@ pub fn cli_main(args: Vec<OsString>) -> i32 {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    if args.first().map(String::as_str) == Some("node-cache") {
+        return node_cache_main(&args[1..]);
+    }
     let flags = match parse_flags(&args) {
         Ok(f) => f,
         Err(e) => {
@@ -146,6 +149,34 @@ async fn serve(flags: Flags) -> i32 {
     wait_for_signals(inst.clone()).await;
     inst.shutdown().await;
     0
+}
+
+/// `cluster-dns node-cache FLAGS`: NodeLocal DNSCache's node-cache (`crate::nodecache`).
+fn node_cache_main(args: &[String]) -> i32 {
+    let flags = match crate::nodecache::flags::parse(args) {
+        Ok(f) => f,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("{e}");
+            }
+            eprintln!("{}", crate::nodecache::flags::USAGE);
+            return 2;
+        }
+    };
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(crate::nodecache::run(
+            flags,
+            minikind_iptables::Commands::default(),
+            wait_for_signals,
+        )),
+        Err(e) => {
+            eprintln!("cluster-dns: cannot start the runtime: {e}");
+            1
+        }
+    }
 }
 
 /// Waits for SIGTERM/SIGINT; SIGUSR1 triggers an immediate reload check, as in CoreDNS.

@@ -10,7 +10,11 @@
 //! - [`chain`]: a server block's plugins and the chain that runs them.
 //! - [`zones`], [`query`] (the general path), [`fastpath`] (answers already on the wire),
 //!   [`packet`] (one or the other), [`udp`] and [`server`] (the listeners): serving DNS.
-//! - [`http`] (the plugins' endpoints), [`run`] (a running server and its reloads), [`cli`].
+//! - [`http`] (the plugins' endpoints), [`run`] (a running server and its reloads).
+//! - [`nodecache`]: NodeLocal DNSCache's node-cache mode (`cluster-dns node-cache`): a server
+//!   from node-cache's Corefile template on addresses of its own interface, and node-cache's
+//!   NOTRACK/ACCEPT rules (run through `minikind_iptables`), kept and removed as node-cache does.
+//! - [`cli`]: the command line of both modes.
 //!
 //! The query-log line, rcode/type names and the transport are shared with minikind's other DNS
 //! servers and its trace through `minikind_dns_log`.
@@ -22,6 +26,7 @@ pub mod dnsmsg;
 pub mod fastpath;
 pub mod http;
 pub mod metrics;
+pub mod nodecache;
 pub mod packet;
 pub mod pkg;
 pub mod plugins;

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
+use minikind_agent::CLUSTER_DOMAIN;
+use minikind_control_plane::node_local_dns::{self, NodeLocalDns};
 use serde::Deserialize;
 
 #[allow(unused_imports)]
@@ -96,6 +98,8 @@ pub struct DnsOptions {
     pub network_magic: bool,
     pub upstream: Upstream,
     pub embedded: EmbeddedDns,
+    /// `dns.nodeLocalDNS`: the NodeLocal DNSCache add-on (None: off).
+    pub node_local_dns: Option<NodeLocalDns>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +180,7 @@ impl Default for ClusterConfig {
                 network_magic: true,
                 upstream: Upstream::Host,
                 embedded: EmbeddedDns::Docker,
+                node_local_dns: None,
             },
         }
     }
@@ -233,6 +238,45 @@ struct RawDns {
     network_magic: Option<bool>,
     upstream: Option<String>,
     embedded: Option<String>,
+    /// `true`/`false`, or `{address: IP, mode: iptables|local}`.
+    #[serde(rename = "nodeLocalDNS")]
+    node_local_dns: Option<serde_yaml::Value>,
+}
+
+/// `dns.nodeLocalDNS`: `true` (the add-on's defaults: 169.254.20.10, iptables mode), `false`,
+/// or a mapping with `address` and `mode` (each optional).
+fn parse_node_local_dns(v: &serde_yaml::Value) -> Result<Option<NodeLocalDns>, String> {
+    use serde_yaml::Value;
+    let mut nl = NodeLocalDns {
+        domain: CLUSTER_DOMAIN.to_string(),
+        address: node_local_dns::DEFAULT_ADDRESS,
+        mode: node_local_dns::Mode::Iptables,
+    };
+    match v {
+        Value::Bool(false) => return Ok(None),
+        Value::Bool(true) => {}
+        Value::Mapping(m) => {
+            for (k, val) in m {
+                let key = k.as_str().ok_or("keys must be strings")?;
+                if key != "address" && key != "mode" {
+                    return Err(format!("unknown field `{key}` (expected address or mode)"));
+                }
+                let text = val
+                    .as_str()
+                    .ok_or_else(|| format!("{key}: expected a string"))?;
+                if key == "address" {
+                    nl.address = text
+                        .parse()
+                        .map_err(|_| format!("address: {text:?} is not an IPv4 address"))?;
+                } else {
+                    nl.mode =
+                        node_local_dns::Mode::parse(text).map_err(|e| format!("mode: {e}"))?;
+                }
+            }
+        }
+        _ => return Err("expected true, false or a mapping with address and mode".into()),
+    }
+    Ok(Some(nl))
 }
 
 fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -522,6 +566,10 @@ impl ClusterConfig {
                         )
                     })?),
                 };
+            }
+            if let Some(v) = dns.node_local_dns {
+                cfg.dns.node_local_dns =
+                    parse_node_local_dns(&v).map_err(|e| field("dns.nodeLocalDNS", e))?;
             }
             if let Some(e) = dns.embedded {
                 cfg.dns.embedded = match e.as_str() {
@@ -1000,5 +1048,49 @@ nodes:
             e.contains("field `dns`") && e.contains(MINIKIND_API_VERSION),
             "{e}"
         );
+    }
+
+    #[test]
+    fn node_local_dns_true_a_mapping_or_off() {
+        let base = "kind: Cluster\napiVersion: minikind.dev/v1alpha1\ndns:\n  nodeLocalDNS: ";
+        assert_eq!(
+            parse(&format!("{base}false\n")).unwrap().dns.node_local_dns,
+            None
+        );
+        assert_eq!(
+            parse("kind: Cluster\napiVersion: minikind.dev/v1alpha1\n")
+                .unwrap()
+                .dns
+                .node_local_dns,
+            None
+        );
+        let on = parse(&format!("{base}true\n"))
+            .unwrap()
+            .dns
+            .node_local_dns
+            .unwrap();
+        assert_eq!(on.address, node_local_dns::DEFAULT_ADDRESS);
+        assert_eq!(on.mode, node_local_dns::Mode::Iptables);
+        let local = parse(&format!(
+            "{base}\n    address: 169.254.0.53\n    mode: local\n"
+        ))
+        .unwrap()
+        .dns
+        .node_local_dns
+        .unwrap();
+        assert_eq!(local.address, Ipv4Addr::new(169, 254, 0, 53));
+        assert_eq!(local.mode, node_local_dns::Mode::Local);
+        for (bad, says) in [
+            ("yes-please", "expected true, false"),
+            ("{address: nope}", "not an IPv4 address"),
+            ("{mode: ipvs}", "iptables or local"),
+            ("{port: 53}", "unknown field `port`"),
+        ] {
+            let e = parse(&format!("{base}{bad}\n")).unwrap_err().to_string();
+            assert!(
+                e.contains("dns.nodeLocalDNS") && e.contains(says),
+                "{bad}: {e}"
+            );
+        }
     }
 }

@@ -13,6 +13,7 @@ use clap::{Args, ValueEnum};
 use minikind_contract::MINIKIND_PATH;
 use serde::Deserialize;
 
+use crate::dns::nodelocal::NodeCacheState;
 use crate::provider::docker;
 use crate::provider::docker::exec::exec_in;
 use crate::provider::docker::list;
@@ -52,7 +53,8 @@ pub async fn run(args: MagicArgs) -> Result<()> {
             let mut rows = Vec::new();
             for node in nodes {
                 let status = node_status(&docker, &node).await?;
-                rows.push((node, status));
+                let cache = crate::dns::nodelocal::node_state(&docker, &node).await?;
+                rows.push((node, status, cache));
             }
             print!("{}", status_table(&rows));
             Ok(())
@@ -161,8 +163,9 @@ async fn node_status(docker: &Docker, node: &str) -> Result<NodeMagic> {
         .with_context(|| format!("{node} answered the status with {:?}", r.stdout.trim()))
 }
 
-/// The per-node table `dns magic status` prints.
-pub fn status_table(rows: &[(String, NodeMagic)]) -> String {
+/// The per-node table `dns magic status` prints, with the node-local cache's state last
+/// (`crate::dns::nodelocal`).
+pub fn status_table(rows: &[(String, NodeMagic, NodeCacheState)]) -> String {
     let header = [
         "NODE",
         "MAGIC",
@@ -170,11 +173,12 @@ pub fn status_table(rows: &[(String, NodeMagic)]) -> String {
         "RESOLV.CONF",
         "PREROUTING",
         "DNAT TO",
+        "NODELOCAL DNS",
     ];
     let none = || "-".to_string();
-    let cells: Vec<[String; 6]> = rows
+    let cells: Vec<[String; 7]> = rows
         .iter()
-        .map(|(node, m)| {
+        .map(|(node, m, cache)| {
             let or_none = |v: &[String]| {
                 if v.is_empty() { none() } else { v.join(",") }
             };
@@ -189,6 +193,7 @@ pub fn status_table(rows: &[(String, NodeMagic)]) -> String {
                 or_none(&m.resolv_conf_nameservers),
                 or_none(&m.prerouting_jumps),
                 or_none(&m.dnat_targets),
+                crate::dns::nodelocal::summary(cache),
             ]
         })
         .collect();
@@ -305,14 +310,19 @@ mod tests {
         assert_eq!(half.state(), "partial");
         let mut switched = magic(false);
         switched.live_switch = Some("off".into());
+        let cache = NodeCacheState {
+            interface: Some(vec!["169.254.20.10/32".into()]),
+            rules: 12,
+            pod: None,
+        };
         let table = status_table(&[
-            ("lab-control-plane".into(), magic(true)),
-            ("lab-worker".into(), switched),
+            ("lab-control-plane".into(), magic(true), cache),
+            ("lab-worker".into(), switched, NodeCacheState::default()),
         ]);
         let want = [
-            "NODE                MAGIC                RESOLVER   RESOLV.CONF   PREROUTING      DNAT TO",
-            "lab-control-plane   on                   builtin    172.18.0.1    172.18.0.1/32   127.0.0.11:38405,127.0.0.11:41553",
-            "lab-worker          off (switched off)   builtin    127.0.0.11    -               127.0.0.11:38405,127.0.0.11:41553",
+            "NODE                MAGIC                RESOLVER   RESOLV.CONF   PREROUTING      DNAT TO                             NODELOCAL DNS",
+            "lab-control-plane   on                   builtin    172.18.0.1    172.18.0.1/32   127.0.0.11:38405,127.0.0.11:41553   169.254.20.10/32 (12 rules)",
+            "lab-worker          off (switched off)   builtin    127.0.0.11    -               127.0.0.11:38405,127.0.0.11:41553   off",
         ];
         assert_eq!(table, format!("{}\n", want.join("\n")));
     }

@@ -1,6 +1,7 @@
 //! `minikind dns …`: a cluster's DNS path, made visible and switchable for teaching.
 //!
 //! - `dns magic (status|on|off)`: KIND's network magic on the nodes ([`magic`]).
+//! - `dns nodelocal (status|on|off)`: the NodeLocal DNSCache add-on ([`nodelocal`]).
 //! - `dns trace POD NAME`: one lookup from a pod and the path each attempt took ([`trace`]).
 //! - `dns test -f CHECKS.yaml`: declarative DNS expectations for CI ([`test`]).
 //! - `dns conformance`: the Kubernetes e2e DNS tests, on the same runner and report
@@ -8,6 +9,7 @@
 
 pub mod conformance;
 pub mod magic;
+pub mod nodelocal;
 pub mod test;
 pub mod trace;
 
@@ -18,6 +20,10 @@ use clap::Subcommand;
 pub enum Dns {
     /// KIND's network magic on the nodes: show whether it is in place, or switch it live.
     Magic(magic::MagicArgs),
+    /// NodeLocal DNSCache: show each node's cache (interface, rules, pod), or switch the
+    /// add-on on or off live.
+    #[command(name = "nodelocal")]
+    NodeLocal(nodelocal::NodeLocalArgs),
     /// Run one lookup in a pod and show each search-list attempt's path, hop by hop, as the
     /// cluster's rules and logs show it.
     Trace(trace::TraceArgs),
@@ -33,6 +39,7 @@ pub enum Dns {
 pub async fn run(cmd: Dns) -> Result<()> {
     match cmd {
         Dns::Magic(args) => magic::run(args).await,
+        Dns::NodeLocal(args) => nodelocal::run(args).await,
         Dns::Trace(args) => trace::run(args).await,
         Dns::Test(args) => test::run(args).await,
         Dns::Conformance(args) => conformance::run(args).await,

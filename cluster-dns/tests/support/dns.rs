@@ -123,6 +123,13 @@ pub struct FakeUpstream {
     pub addr: SocketAddr,
     pub udp_queries: Arc<AtomicUsize>,
     pub tcp_queries: Arc<AtomicUsize>,
+    /// TCP connections accepted.
+    pub tcp_conns: Arc<AtomicUsize>,
+    /// Distinct source addresses UDP queries came from (one per client socket).
+    pub udp_sources: Arc<std::sync::Mutex<std::collections::HashSet<SocketAddr>>>,
+    /// Closes every TCP connection after its first answer (an upstream that does not keep
+    /// connections open).
+    pub close_after_answer: Arc<std::sync::atomic::AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -188,9 +195,29 @@ impl FakeUpstream {
                 break (Arc::new(udp), tcp, addr);
             }
         };
+        Self::serve(b, udp, tcp, addr)
+    }
+
+    /// On a given address (UDP and TCP), e.g. port 53 in a test's own network namespace.
+    pub async fn start_at(b: Behaviour, addr: SocketAddr) -> FakeUpstream {
+        let udp = Arc::new(UdpSocket::bind(addr).await.expect("bind udp"));
+        let tcp = TcpListener::bind(addr).await.expect("bind tcp");
+        Self::serve(b, udp, tcp, addr)
+    }
+
+    fn serve(
+        b: Behaviour,
+        udp: Arc<UdpSocket>,
+        tcp: TcpListener,
+        addr: SocketAddr,
+    ) -> FakeUpstream {
         let (uq, tq) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tcp_conns = Arc::new(AtomicUsize::new(0));
+        let udp_sources = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let close_after_answer = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tasks = Vec::new();
         let uq2 = uq.clone();
+        let sources = udp_sources.clone();
         tasks.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 65535];
             loop {
@@ -201,6 +228,7 @@ impl FakeUpstream {
                     continue;
                 };
                 uq2.fetch_add(1, Ordering::SeqCst);
+                sources.lock().expect("lock").insert(from);
                 let udp = udp.clone();
                 tokio::spawn(async move {
                     match b {
@@ -214,11 +242,14 @@ impl FakeUpstream {
             }
         }));
         let tq2 = tq.clone();
+        let (conns2, close2) = (tcp_conns.clone(), close_after_answer.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = tcp.accept().await else {
                     continue;
                 };
+                conns2.fetch_add(1, Ordering::SeqCst);
+                let close = close2.clone();
                 let tq = tq2.clone();
                 tokio::spawn(async move {
                     while let Ok(len) = s.read_u16().await {
@@ -239,6 +270,9 @@ impl FakeUpstream {
                         if s.write_all(&framed).await.is_err() {
                             return;
                         }
+                        if close.load(Ordering::SeqCst) {
+                            return;
+                        }
                     }
                 });
             }
@@ -247,6 +281,9 @@ impl FakeUpstream {
             addr,
             udp_queries: uq,
             tcp_queries: tq,
+            tcp_conns,
+            udp_sources,
+            close_after_answer,
             tasks,
         }
     }

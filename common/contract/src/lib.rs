@@ -50,6 +50,9 @@ pub mod env {
     /// The node's own labels (KIND's `labels` and kubeadm `node-labels`), as the kubelet's
     /// `--node-labels` takes them: `key=value` pairs separated by commas. Unset: none.
     pub const NODE_LABELS: &str = "MINIKIND_NODE_LABELS";
+    /// NodeLocal DNSCache (`dns.nodeLocalDNS`): `<mode>,<address>` (`iptables,169.254.20.10`
+    /// or `local,…`); unset: off. The format is `minikind_control_plane::node_local_dns`'s.
+    pub const NODE_LOCAL_DNS: &str = "MINIKIND_NODE_LOCAL_DNS";
     /// The taints the node registers with, as the kubelet's `--register-with-taints` takes
     /// them: `key[=value]:Effect` separated by commas. Unset: none.
     pub const NODE_TAINTS: &str = "MINIKIND_NODE_TAINTS";

@@ -27,7 +27,9 @@ use crate::builtin_resolver::ResolverOptions;
 use minikind_contract::{
     BOOT_COMPLETE, CONTROL_PLANE_READY, KUBELET_SERVING_PEM, NODE_KUBECONFIG, env,
 };
-use minikind_control_plane::{self as control_plane, ControlPlaneConfig, dns_addon};
+use minikind_control_plane::{
+    self as control_plane, ControlPlaneConfig, dns_addon, node_local_dns,
+};
 use minikind_kube_proxy::{self as kube_proxy, KubeProxyConfig};
 use minikind_kubelet::{self as kubelet, ApiCredentials, KubeletConfig};
 use minikind_network_magic::{self as network_magic, MagicOptions};
@@ -52,6 +54,9 @@ pub struct NodeSettings {
     pub dns_servers: Vec<String>,
     /// The node's own labels (checked by the CLI as the kubelet checks `--node-labels`).
     pub node_labels: std::collections::BTreeMap<String, String>,
+    /// `dns.nodeLocalDNS`: the add-on to install (control plane) and, in local mode, the
+    /// kubelet's cluster DNS.
+    pub node_local_dns: Option<node_local_dns::NodeLocalDns>,
     /// The taints it registers with (`--register-with-taints`).
     pub node_taints: Vec<kubelet::Taint>,
 }
@@ -109,6 +114,13 @@ impl NodeSettings {
                 .with_context(|| format!("{}: {pair:?} is not key=value", env::NODE_LABELS))?;
             node_labels.insert(k.to_string(), v.to_string());
         }
+        let node_local_dns = match get(env::NODE_LOCAL_DNS) {
+            None => None,
+            Some(v) => Some(
+                node_local_dns::NodeLocalDns::from_env(CLUSTER_DOMAIN, &v)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", env::NODE_LOCAL_DNS))?,
+            ),
+        };
         let node_taints = get(env::NODE_TAINTS)
             .unwrap_or_default()
             .split(',')
@@ -118,6 +130,7 @@ impl NodeSettings {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(NodeSettings {
+            node_local_dns,
             node_labels,
             node_taints,
             builtin_resolver,
@@ -291,6 +304,12 @@ async fn serve(settings: NodeSettings) -> Result<()> {
             .await
             .context("installing the DNS add-on")?;
         println!("minikind node agent: DNS add-on: {created} object(s) created");
+        if let Some(nl) = &settings.node_local_dns {
+            let created = node_local_dns::install(&client, settings.service_subnet, nl)
+                .await
+                .context("installing the NodeLocal DNSCache add-on")?;
+            println!("minikind node agent: NodeLocal DNSCache add-on: {created} object(s) created");
+        }
         println!("{CONTROL_PLANE_READY}");
         Some(running)
     } else {
@@ -309,7 +328,11 @@ async fn serve(settings: NodeSettings) -> Result<()> {
     };
     let client = kubelet::client_from_kubeconfig(&kubeconfig).await?;
     let mut kcfg = KubeletConfig::new(&node_name, node_ip);
-    kcfg.cluster_dns = dns_addon::cluster_dns_ip(settings.service_subnet);
+    // With NodeLocal DNSCache in local mode, pods are pointed at the node's cache.
+    kcfg.cluster_dns = match &settings.node_local_dns {
+        Some(nl) => nl.pod_nameserver(settings.service_subnet),
+        None => dns_addon::cluster_dns_ip(settings.service_subnet),
+    };
     kcfg.cluster_domain = CLUSTER_DOMAIN.to_string();
     kcfg.cluster_cidr = settings.pod_subnet;
     let credentials = ApiCredentials::from_kubeconfig(&kubeconfig)?;
@@ -554,6 +577,27 @@ mod tests {
             settings(&with).unwrap().dns_search,
             Some(vec!["a.test".to_string(), "b.test".to_string()])
         );
+    }
+
+    #[test]
+    fn node_local_dns_from_the_environment() {
+        let base = [
+            (env::CLUSTER, "c"),
+            (env::ROLE, "worker"),
+            (env::NETWORK_MAGIC, "true"),
+        ];
+        assert_eq!(settings(&base).unwrap().node_local_dns, None);
+        let mut with = base.to_vec();
+        with.push((env::NODE_LOCAL_DNS, "local,169.254.20.10"));
+        let nl = settings(&with).unwrap().node_local_dns.unwrap();
+        assert_eq!(nl.mode, node_local_dns::Mode::Local);
+        assert_eq!(
+            nl.pod_nameserver(minikind_contract::DEFAULT_SERVICE_SUBNET.parse().unwrap()),
+            node_local_dns::DEFAULT_ADDRESS
+        );
+        with[3] = (env::NODE_LOCAL_DNS, "ipvs,169.254.20.10");
+        let e = settings(&with).unwrap_err().to_string();
+        assert!(e.contains(env::NODE_LOCAL_DNS) && e.contains("ipvs"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The control plane assembled: the API server (`minikind-apiserver`) and its controllers
 //! (`minikind-controllers`) started together in one process, and the cluster DNS add-on
-//! installed through the API (control-plane node only; also runnable standalone on a host as
+//! installed through the API, with the optional NodeLocal DNSCache add-on (`node_local_dns`)
+//! (control-plane node only; also runnable standalone on a host as
 //! `minikind apiserver`, the way the tests and benchmarks use it).
 //!
 //! It owns the start-up order (store, PKI, initial objects, controllers, serving), the
@@ -8,6 +9,7 @@
 //! its own: those belong to the two crates it wires together.
 
 pub mod dns_addon;
+pub mod node_local_dns;
 
 use anyhow::{Context, bail};
 use ipnet::Ipv4Net;

@@ -375,6 +375,16 @@ pub async fn sync_volumes(k: &Kubelet, pod: &Pod, dir: &Path) -> Result<BTreeMap
             match hp.type_.as_deref().unwrap_or("") {
                 "DirectoryOrCreate" => std::fs::create_dir_all(&p)
                     .with_context(|| format!("creating hostPath {}", p.display()))?,
+                // An empty file, its folder made first (e.g. `/run/xtables.lock`, shared by
+                // everything that runs iptables on the node).
+                "FileOrCreate" if !p.exists() => {
+                    if let Some(dir) = p.parent() {
+                        std::fs::create_dir_all(dir)
+                            .with_context(|| format!("creating {}", dir.display()))?;
+                    }
+                    std::fs::File::create(&p)
+                        .with_context(|| format!("creating hostPath {}", p.display()))?;
+                }
                 "" => {}
                 _ if p.exists() => {}
                 t => bail!(

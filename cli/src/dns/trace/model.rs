@@ -62,6 +62,9 @@ pub struct TracedAttempt {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "hop", rename_all = "snake_case")]
 pub enum Hop {
+    /// NodeLocal DNSCache's NOTRACK rule on the client's node caught the query: the node's
+    /// cache answers it before kube-proxy's DNAT.
+    NodeLocal(NodeLocalHop),
     ServiceRule(ServiceRuleHop),
     Endpoint(EndpointHop),
     /// The replica behind the endpoint, known by its address alone (its log says nothing).
@@ -72,6 +75,13 @@ pub enum Hop {
     Upstream(UpstreamHop),
     /// The path ends here, or can't be followed further: where and why.
     Stop(StopHop),
+}
+
+/// The node-local cache's rule that caught the query.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NodeLocalHop {
+    pub node: String,
+    pub rule: String,
 }
 
 /// kube-proxy's `KUBE-SERVICES` rule on the client's node that caught the query.

@@ -12,7 +12,7 @@ use minikind_pod_tools::attempt::{Attempt, AttemptResult};
 use super::conntrack::{self, Flow};
 use super::model::{
     Answered, ClusterDnsHop, EmbeddedHop, EmbeddedMode, EndpointHop, ForwardFlow, ForwardHop, Hop,
-    PodRef, ReplicaHop, ServiceRuleHop, StopHop, UpstreamHop,
+    NodeLocalHop, PodRef, ReplicaHop, ServiceRuleHop, StopHop, UpstreamHop,
 };
 use super::querylog::{LoggedError, LoggedQuery};
 use super::rules::{Endpoint, Ruleset};
@@ -184,6 +184,19 @@ pub fn assemble(attempt: &Attempt, ev: &Evidence) -> Vec<Hop> {
     };
     let proto = attempt.transport.as_proto();
     let server = attempt.server;
+
+    if let Some(r) = rules.node_local_rule(server, proto) {
+        hops.push(Hop::NodeLocal(NodeLocalHop {
+            node: node.to_string(),
+            rule: r.text.clone(),
+        }));
+        hops.push(stop(
+            format!("the node-local cache on {node}"),
+            "node-cache's Corefile has no `log`: whether the answer came from its cache, and its \
+             TCP forward to kube-dns-upstream, are not recorded",
+        ));
+        return hops;
+    }
 
     if let Some(svc) = rules.service_rule(server, proto) {
         let chain = svc.target().unwrap_or_default().to_string();

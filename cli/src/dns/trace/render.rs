@@ -35,6 +35,11 @@ pub fn ndots_explanation(name: &str, ndots: u8) -> String {
 /// One hop: a label, a summary and the lines of evidence under it.
 pub(super) fn hop_lines(hop: &Hop) -> (&'static str, String, Vec<String>) {
     match hop {
+        Hop::NodeLocal(h) => (
+            "node-local cache",
+            format!("on {}: NOTRACK, no DNAT", h.node),
+            vec![h.rule.clone()],
+        ),
         Hop::ServiceRule(h) => (
             "service rule",
             format!(

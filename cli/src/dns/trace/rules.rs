@@ -169,6 +169,18 @@ impl Ruleset {
         })
     }
 
+    /// NodeLocal DNSCache's raw PREROUTING NOTRACK rule for `dst`/`proto`
+    /// (`minikind_cluster_dns::nodecache::rules`): the query is answered by the node's cache
+    /// and never reaches kube-proxy's DNAT.
+    pub fn node_local_rule(&self, dst: SocketAddr, proto: &str) -> Option<&Rule> {
+        use minikind_cluster_dns::nodecache::rules::COMMENT_SKIP_CONNTRACK;
+        self.chain("raw", "PREROUTING").find(|r| {
+            r.matches(dst, proto)
+                && r.target() == Some("NOTRACK")
+                && r.comment() == Some(COMMENT_SKIP_CONNTRACK)
+        })
+    }
+
     /// kube-proxy's filter-table REJECT for a service with no endpoints.
     pub fn no_endpoints_rule(&self, dst: SocketAddr, proto: &str) -> Option<&Rule> {
         self.chain("filter", "KUBE-SERVICES")

@@ -148,6 +148,9 @@ pub fn node_container(
             embedded_servers.join(",")
         ));
     }
+    if let Some(nl) = &cfg.dns.node_local_dns {
+        env.push(format!("{}={}", agent_env::NODE_LOCAL_DNS, nl.to_env()));
+    }
     // Like KIND_DNS_SEARCH: unset keeps the search lines, set-but-empty drops them.
     if let Some(search) = &cfg.networking.dns_search {
         env.push(format!("{}={}", agent_env::DNS_SEARCH, search.join(" ")));
@@ -920,5 +923,21 @@ mod tests {
         let builtin = env(&cfg, &["172.18.0.2".to_string(), "192.0.2.53".to_string()]);
         assert!(builtin.contains(&format!("{}=builtin", agent_env::DNS_EMBEDDED)));
         assert!(builtin.contains(&format!("{}=172.18.0.2,192.0.2.53", agent_env::DNS_SERVERS)));
+        assert!(
+            !builtin
+                .iter()
+                .any(|e| e.starts_with(agent_env::NODE_LOCAL_DNS)),
+            "NodeLocal DNSCache is off unless configured: {builtin:?}"
+        );
+        cfg.dns.node_local_dns = Some(minikind_control_plane::node_local_dns::NodeLocalDns {
+            domain: "cluster.local".into(),
+            address: minikind_control_plane::node_local_dns::DEFAULT_ADDRESS,
+            mode: minikind_control_plane::node_local_dns::Mode::Local,
+        });
+        let nl = env(&cfg, &[]);
+        assert!(nl.contains(&format!(
+            "{}=local,169.254.20.10",
+            agent_env::NODE_LOCAL_DNS
+        )));
     }
 }

@@ -1,6 +1,8 @@
 //! `forward FROM TO... { options }`: sends queries to upstream servers with CoreDNS's policies,
-//! health checks, concurrency limit and deadline.
+//! health checks, concurrency limit and deadline, over connections kept per upstream and
+//! reused until idle for `expire` (`pool`).
 
+mod pool;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -15,7 +17,7 @@ use rand::seq::SliceRandom;
 use crate::corefile::{CorefileError, Directive, address::normalize_zone};
 use crate::dnsmsg::{Reply, Request, in_zone};
 use crate::metrics::registry;
-pub use upstream::Upstream;
+pub use upstream::{HealthCheck, Upstream};
 
 /// Overall time a query may spend across upstreams.
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -237,9 +239,18 @@ impl Forward {
             .map(|a| {
                 Arc::new(Upstream::new(
                     *a,
-                    opts.health_check,
-                    opts.hc_domain.clone(),
-                    opts.hc_recursion_desired,
+                    opts.expire,
+                    HealthCheck {
+                        interval: opts.health_check,
+                        domain: opts.hc_domain.clone(),
+                        recursion_desired: opts.hc_recursion_desired,
+                        // coredns plugin/forward/setup.go: with force_tcp the checks use TCP.
+                        proto: if opts.force_tcp {
+                            Proto::Tcp
+                        } else {
+                            Proto::Udp
+                        },
+                    },
                 ))
             })
             .collect();
@@ -382,6 +393,26 @@ fn matches_question(req: &Request, ret: &Message) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forward(text: &str) -> Forward {
+        let cf = crate::corefile::parse_str(text, "Corefile", None, &|_| None).unwrap();
+        let d = cf.blocks[0]
+            .directives
+            .iter()
+            .find(|d| d.name.text == "forward")
+            .unwrap();
+        Forward::new(ForwardOptions::parse(d).unwrap())
+    }
+
+    #[test]
+    fn health_checks_use_tcp_under_force_tcp() {
+        let f = forward(". {\n forward . 10.0.0.1 {\n  force_tcp\n  expire 3s\n }\n}\n");
+        assert_eq!(f.upstreams[0].health_check().proto, Proto::Tcp);
+        assert_eq!(f.opts.expire, Duration::from_secs(3));
+        let f = forward(". {\n forward . 10.0.0.1\n}\n");
+        assert_eq!(f.upstreams[0].health_check().proto, Proto::Udp);
+        assert_eq!(f.opts.expire, Duration::from_secs(10), "CoreDNS's default");
+    }
 
     #[test]
     fn to_addresses() {

@@ -129,6 +129,8 @@ pub fn render() -> String {
     render_counters(&mut out, &r.forward_healthcheck_failures);
     render_counters(&mut out, &r.forward_healthcheck_broken);
     render_counters(&mut out, &r.forward_max_concurrent_rejects);
+    render_counters(&mut out, &r.proxy_conn_cache_hits);
+    render_counters(&mut out, &r.proxy_conn_cache_misses);
     render_counters(&mut out, &r.reload_failed);
     render_hist(&mut out, &r.health_request_duration, |h| h);
     render_gauges(&mut out, &r.hosts_entries);

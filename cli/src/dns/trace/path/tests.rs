@@ -106,6 +106,7 @@ fn attempts(probe: &str) -> Vec<Attempt> {
 fn kinds(hops: &[Hop]) -> Vec<&'static str> {
     hops.iter()
         .map(|h| match h {
+            Hop::NodeLocal(_) => "node_local",
             Hop::ServiceRule(_) => "service_rule",
             Hop::Endpoint(_) => "endpoint",
             Hop::Replica(_) => "replica",
@@ -681,4 +682,37 @@ fn the_text_tree_of_a_traced_lookup() {
     );
     assert_eq!(last["hops"][5]["duration_us"], 209);
     assert_eq!(last["hops"][2]["answered"], "forwarded");
+}
+
+#[test]
+fn a_node_local_cache_catches_the_query_before_the_dnat() {
+    use minikind_cluster_dns::nodecache::rules::rules;
+    let cache: String = rules(
+        &[
+            "169.254.20.10".parse().unwrap(),
+            "10.96.0.10".parse().unwrap(),
+        ],
+        53,
+        8080,
+    )
+    .iter()
+    .filter(|r| r.table == minikind_cluster_dns::nodecache::rules::Table::Raw)
+    .map(|r| r.save_line() + "\n")
+    .collect();
+    let save = format!("*raw\n:PREROUTING ACCEPT [0:0]\n{cache}COMMIT\n{WORKER}");
+    let ev = evidence(&save, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
+    let attempt = attempts(PROBE_REC1).remove(0);
+    let hops = assemble(&attempt, &ev);
+    assert_eq!(kinds(&hops), ["node_local", "stop"], "{hops:#?}");
+    let Hop::NodeLocal(h) = &hops[0] else {
+        unreachable!()
+    };
+    assert!(
+        h.rule.starts_with("-A PREROUTING -d 10.96.0.10/32 -p udp"),
+        "{}",
+        h.rule
+    );
+    // Without the cache's rules the same attempt goes through kube-proxy's service rule.
+    let plain = evidence(WORKER, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
+    assert_eq!(kinds(&assemble(&attempt, &plain))[0], "service_rule");
 }
