@@ -319,6 +319,15 @@ fn restarting_every_node_leaves_objects_rules_pods_and_dns_as_they_were() {
         assert!(r.ok, "apply {item}: {}", r.stderr);
     }
     c.wait_coredns_rolled_out();
+    // kubeadm's preferred anti-affinity honoured: the create installs the add-on once every
+    // node is Ready, so the two CoreDNS replicas sit on different nodes and the restart of
+    // any one node leaves a replica answering.
+    let dns_nodes: std::collections::BTreeSet<String> = c
+        .coredns_pods()
+        .iter()
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(dns_nodes.len(), 2, "CoreDNS replicas on {dns_nodes:?}");
     c.minikind_ok(&["rollout", "status", "deployment/web", "--timeout", "60s"]);
     eventually("every pod ready", Duration::from_secs(60), || {
         all_pods_ready(&c).ok()
