@@ -177,7 +177,9 @@ fn main() {
                 "  first CoreDNS scale 2 → 4 until 4 ready       {}",
                 stats(scale_ups)
             );
-            println!("  CoreDNS's 2 replicas on different nodes       {spread} of {rounds} creates");
+            println!(
+                "  CoreDNS's 2 replicas on different nodes       {spread} of {rounds} creates"
+            );
         }
         println!("load: {}", uptime());
     }
@@ -214,12 +216,15 @@ fn get_json(cluster: &str, args: &[&str]) -> Option<serde_json::Value> {
 
 /// The nodes the CoreDNS pods run on (one entry per pod).
 fn coredns_nodes(cluster: &str) -> Vec<String> {
-    get_json(cluster, &["pods", "-n", "kube-system", "-l", "k8s-app=kube-dns"])
-        .and_then(|l| l["items"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
-        .collect()
+    get_json(
+        cluster,
+        &["pods", "-n", "kube-system", "-l", "k8s-app=kube-dns"],
+    )
+    .and_then(|l| l["items"].as_array().cloned())
+    .unwrap_or_default()
+    .iter()
+    .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+    .collect()
 }
 
 /// Scales CoreDNS and returns the time until the Deployment reports every replica ready.

@@ -83,7 +83,10 @@ pub fn listing(
             }
             (nat, false)
         }
-        None => (minikind_iptables::save(iptables_save, &["-t", "nat"])?, true),
+        None => (
+            minikind_iptables::save(iptables_save, &["-t", "nat"])?,
+            true,
+        ),
     };
     Ok(Listing {
         filter,
@@ -289,10 +292,7 @@ COMMIT
         let input = repair_input(&gone, &listing).unwrap();
         let lines: Vec<&str> = input.lines().collect();
         // Each missing chain created once, before the jumps; existing ones left alone.
-        let created: Vec<&str> = lines
-            .iter()
-            .filter_map(|l| l.strip_prefix("-N "))
-            .collect();
+        let created: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("-N ")).collect();
         assert_eq!(
             created,
             [
@@ -306,9 +306,15 @@ COMMIT
             ]
         );
         assert!(!input.contains("-N KUBE-FIREWALL"), "{input}");
-        assert!(!input.contains(":KUBE"), "a chain line would flush: {input}");
+        assert!(
+            !input.contains(":KUBE"),
+            "a chain line would flush: {input}"
+        );
         // Every jump inserted, comments quoted as iptables-save prints them, one table each.
-        assert_eq!(lines.iter().filter(|l| l.starts_with("-I ")).count(), rules.len());
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("-I ")).count(),
+            rules.len()
+        );
         assert!(lines.contains(
             &"-I INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES"
         ));
