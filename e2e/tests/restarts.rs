@@ -54,7 +54,7 @@ fn kubectl_run(c: &Cluster, args: &[&str], stdin: Option<&str>) -> std::process:
 }
 
 /// The workload: a pod pinned to every node (tolerating the control plane's taint) to ask
-/// DNS from, and a Deployment whose replicas the scheduler spreads over the workers.
+/// DNS from, and a Deployment of two replicas (asking for different nodes).
 fn workload(nodes: &[String]) -> Vec<Value> {
     let mut items: Vec<Value> = nodes
         .iter()
@@ -332,15 +332,17 @@ fn restarting_every_node_leaves_objects_rules_pods_and_dns_as_they_were() {
     eventually("every pod ready", Duration::from_secs(60), || {
         all_pods_ready(&c).ok()
     });
-    // The Deployment's replicas sit on the workers (required anti-affinity, the control
-    // plane's taint), so the restart of each worker stops one.
+    // Both of the Deployment's replicas are scheduled. Which nodes they sit on does not matter
+    // here: every node is restarted below, so each replica is stopped once either way (they
+    // used to land on the workers only because both CoreDNS replicas made the control plane
+    // the busiest node).
     let web_nodes: Vec<String> = c
         .pods("default", "app=web")
         .iter()
         .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(web_nodes.len(), 2, "{web_nodes:?}");
-    assert!(!web_nodes.contains(&nodes[0]), "{web_nodes:?}");
+    assert!(web_nodes.iter().all(|n| nodes.contains(n)), "{web_nodes:?}");
 
     let kubernetes_ip = kubectl_ok(
         &c,
