@@ -220,15 +220,10 @@ impl Instance {
         path: Option<PathBuf>,
         opts: Options,
     ) -> anyhow::Result<Arc<Instance>> {
-        let config = Config::build(&cf, text.clone(), &opts)?;
-        config.start().await?;
+        let config = Arc::new(Config::build(&cf, text.clone(), &opts)?);
         let inst = Arc::new(Instance {
             shared: Arc::new(Shared {
-                current: RwLock::new(Arc::new(Config {
-                    blocks: vec![],
-                    tables: BTreeMap::new(),
-                    text: String::new(),
-                })),
+                current: RwLock::new(config.clone()),
                 shutting_down: AtomicBool::new(false),
             }),
             listeners: Mutex::new(HashMap::new()),
@@ -238,7 +233,14 @@ impl Instance {
             opts,
             attempted: Mutex::new(text),
         });
-        inst.apply(Arc::new(config)).await?;
+        // As in CoreDNS, whose `ready`, `health` and `prometheus` plugins start listening
+        // before the `kubernetes` plugin waits for its first sync (they come before it in its
+        // plugin.cfg, and caddy runs the start-up hooks in that order): meanwhile `/ready`
+        // answers 503 naming the plugin, `/health` 200. DNS is served once the sync is done
+        // (or its startup timeout passed).
+        inst.restart_http(&config).await?;
+        config.start().await?;
+        inst.apply(config).await?;
         if let Some(r) = inst.current().reload() {
             let weak = Arc::downgrade(&inst);
             let h = r.spawn(move || {

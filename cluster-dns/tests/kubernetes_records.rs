@@ -821,6 +821,37 @@ async fn unsynced_is_servfail_and_not_ready() {
     );
 }
 
+/// While the kubernetes plugin still waits for its first sync at start, `/ready` already
+/// answers (503, naming the plugin) and `/health` 200, as CoreDNS's plugins do: a kubelet's
+/// first readiness probe meets a server that is starting, not a refused connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_ready_answer_while_the_first_sync_is_awaited() {
+    let dead = free_port();
+    let port = free_port();
+    let ready = free_port();
+    let health = free_port();
+    let corefile = format!(
+        "cluster.local:{port} {{\n bind 127.0.0.1\n health 127.0.0.1:{health}\n ready 127.0.0.1:{ready}\n kubernetes {{\n  endpoint http://127.0.0.1:{dead}\n  startup_timeout 30s\n }}\n}}\n"
+    );
+    let starting = tokio::spawn(async move { start_server(&corefile).await });
+    let lo = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(lo(ready)).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/ready not listening while the sync is awaited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, body) = http_get(lo(ready), "/ready").await;
+    assert_eq!(code, 503);
+    assert!(body.contains("kubernetes"), "{body}");
+    assert_eq!(http_get(lo(health), "/health").await.0, 200);
+    // Still starting: the 30 s wait for the sync has not passed.
+    assert!(!starting.is_finished());
+    starting.abort();
+}
+
 /// `kubeconfig PATH CONTEXT`: the named context's cluster and user are used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_with_context() {

@@ -7,7 +7,8 @@
 //! warm image the wall time of `create cluster` until every node's agent reported the network
 //! magic applied, the cluster-DNS wait alone and the whole create (which ends with cluster DNS
 //! answering from a pod on every node), and `delete cluster`; on each 3-node cluster the first
-//! scale of CoreDNS from 2 to 4 replicas until all 4 are ready. Clusters are hermetic (internal
+//! scale of CoreDNS from 2 to 4 replicas until all 4 are ready, and on how many of them the
+//! two CoreDNS replicas were on different nodes. Clusters are hermetic (internal
 //! network, lab upstream) and deleted at the end of each round.
 //!
 //! Then, on one 3-node cluster published on the host's loopback (so that the kubeconfig
@@ -119,6 +120,8 @@ fn main() {
         let mut creates = Vec::new();
         let mut deletes = Vec::new();
         let mut scale_ups = Vec::new();
+        // Rounds whose two CoreDNS replicas were on different nodes after the create.
+        let mut spread = 0;
         for _ in 0..rounds {
             let name = unique_name("bench");
             let cfg = config(&name, true, nodes);
@@ -138,6 +141,10 @@ fn main() {
                 }
             }
             if nodes == 3 {
+                let mut on = coredns_nodes(&name);
+                on.sort();
+                on.dedup();
+                spread += usize::from(on.len() >= 2);
                 match scale_coredns(&name, 4) {
                     Ok(t) => scale_ups.push(t),
                     Err(e) => eprintln!("scale-up of CoreDNS in {name}: {e}"),
@@ -169,6 +176,9 @@ fn main() {
             println!(
                 "  first CoreDNS scale 2 → 4 until 4 ready       {}",
                 stats(scale_ups)
+            );
+            println!(
+                "  CoreDNS's 2 replicas on different nodes       {spread} of {rounds} creates"
             );
         }
         println!("load: {}", uptime());
@@ -202,6 +212,19 @@ fn get_json(cluster: &str, args: &[&str]) -> Option<serde_json::Value> {
     full.extend(["-o", "json", "--name", cluster]);
     let r = minikind(&full);
     r.ok.then(|| serde_json::from_str(&r.stdout).ok()).flatten()
+}
+
+/// The nodes the CoreDNS pods run on (one entry per pod).
+fn coredns_nodes(cluster: &str) -> Vec<String> {
+    get_json(
+        cluster,
+        &["pods", "-n", "kube-system", "-l", "k8s-app=kube-dns"],
+    )
+    .and_then(|l| l["items"].as_array().cloned())
+    .unwrap_or_default()
+    .iter()
+    .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+    .collect()
 }
 
 /// Scales CoreDNS and returns the time until the Deployment reports every replica ready.
@@ -306,6 +329,10 @@ fn restarts() {
         assert!(ok.is_some(), "{what}: the cluster did not settle");
     };
     settle("after create");
+    println!(
+        "restart cluster: CoreDNS replicas on {:?}",
+        coredns_nodes(&name)
+    );
     let mut results: Vec<(&str, Vec<Duration>, Vec<Duration>)> = Vec::new();
     for kind in ["docker restart", "docker kill + start", "agent crash"] {
         let mut api = Vec::new();

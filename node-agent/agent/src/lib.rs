@@ -267,7 +267,7 @@ fn boot(settings: &NodeSettings) -> Result<()> {
 }
 
 /// The node's long-running duties: on the control-plane node the API server with its store and
-/// controllers (and, once, the DNS add-on); on every node the kubelet. They run until the
+/// controllers; on every node the kubelet. They run until the
 /// container is stopped.
 async fn serve(settings: NodeSettings) -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -298,18 +298,10 @@ async fn serve(settings: NodeSettings) -> Result<()> {
         write_private(Path::new(KUBELET_SERVING_PEM), &serving.combined_pem())?;
         write_file(Path::new(NODE_KUBECONFIG), &running.kubeconfig)?;
         println!("minikind node agent: API server on {}", running.addr);
-        let client = running.client().await?;
-        let addon = dns_addon::DnsAddon::for_domain(CLUSTER_DOMAIN);
-        let created = dns_addon::install(&client, settings.service_subnet, &addon)
-            .await
-            .context("installing the DNS add-on")?;
-        println!("minikind node agent: DNS add-on: {created} object(s) created");
-        if let Some(nl) = &settings.node_local_dns {
-            let created = node_local_dns::install(&client, settings.service_subnet, nl)
-                .await
-                .context("installing the NodeLocal DNSCache add-on")?;
-            println!("minikind node agent: NodeLocal DNSCache add-on: {created} object(s) created");
-        }
+        // The DNS add-on is installed by `minikind create` once every node is Ready (its
+        // `dns_addon` step, with the NodeLocal DNSCache add-on when the config asks for it), not
+        // here: installed now, both CoreDNS replicas would be scheduled on this node, the only
+        // Ready one.
         println!("{CONTROL_PLANE_READY}");
         Some(running)
     } else {

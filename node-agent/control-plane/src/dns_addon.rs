@@ -5,13 +5,15 @@
 //! service address. The CoreDNS pods run minikind's cluster-dns (the kubelet maps CoreDNS
 //! images to it).
 //!
-//! This is the one implementation: the node agent calls [`install`] once the control plane on
-//! the control-plane node is up, and the standalone `minikind apiserver --dns-addon` calls it
-//! through `ControlPlaneConfig::dns_addon`. Both go through the API like kubeadm does, so the
-//! objects get the same admission (defaults, ClusterIP claim) as anything a user creates.
+//! This is the one implementation: `minikind create` calls [`install`] once every node is
+//! Ready (so that the replicas can spread over the nodes), and the standalone `minikind
+//! apiserver --dns-addon` calls it through `ControlPlaneConfig::dns_addon`. Both go through the
+//! API like kubeadm does, so the objects get the same admission (defaults, ClusterIP claim) as
+//! anything a user creates.
 //!
 //! Objects that already exist are left as they are, so a user's `kubectl scale deployment
-//! coredns` or edited Corefile survives a node restart.
+//! coredns` or edited Corefile survives a second install (the standalone API server installs
+//! at every start, on a store that may hold them already).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

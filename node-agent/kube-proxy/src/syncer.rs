@@ -133,17 +133,29 @@ impl Syncer {
             // kube-proxy re-ensures its jumps on full syncs only: they live in chains owned by
             // others (PREROUTING, OUTPUT, …) that a restore must not replace. A listing of
             // the built-in chains is much cheaper than ensure_jumps' command per jump.
-            let missing = jumps::check(
+            let repair = jumps::check(
                 &self.commands.iptables,
                 &self.commands.save,
                 nft,
                 nat_save.as_deref(),
             )
             .context("listing kube-proxy's jump rules")?;
-            if !missing.is_empty() {
-                tracing::info!("kube-proxy: adding jump rules: {}", missing.join(", "));
-                service_rules::ensure_jumps(&self.commands.iptables)
-                    .context("ensuring kube-proxy's jump rules")?;
+            if !repair.missing.is_empty() {
+                tracing::info!(
+                    "kube-proxy: adding jump rules: {}",
+                    repair.missing.join(", ")
+                );
+                match &repair.restore_input {
+                    Some(input) => minikind_iptables::restore(
+                        &self.commands.restore,
+                        &["-w", "--noflush"],
+                        input,
+                        "kube-proxy's jump rules",
+                    )
+                    .context("adding kube-proxy's jump rules")?,
+                    None => service_rules::ensure_jumps(&self.commands.iptables)
+                        .context("ensuring kube-proxy's jump rules")?,
+                }
             }
         }
         let setup_time = started.elapsed();

@@ -9,6 +9,7 @@ mod boot;
 mod cluster_dns;
 mod context;
 mod control_plane;
+mod dns_addon;
 mod embedded_names;
 mod join_workers;
 mod kubeconfig;
@@ -171,6 +172,8 @@ enum Action {
     /// Only when the config has workers.
     JoinWorkers,
     NodesReady,
+    /// After every node is Ready, so that CoreDNS's replicas can spread (see [`dns_addon`]).
+    DnsAddon,
     ClusterDns,
     Kubeconfig,
 }
@@ -188,6 +191,7 @@ impl Action {
             Action::ControlPlane => control_plane::execute(ctx).await,
             Action::JoinWorkers => join_workers::execute(ctx).await,
             Action::NodesReady => nodes_ready::execute(ctx).await,
+            Action::DnsAddon => dns_addon::execute(ctx).await,
             Action::ClusterDns => cluster_dns::execute(ctx).await,
             Action::Kubeconfig => kubeconfig::execute(ctx).await,
         }
@@ -208,7 +212,12 @@ fn actions(cfg: &ClusterConfig) -> Vec<Action> {
     if cfg.roles().contains(&NodeRole::Worker) {
         list.push(Action::JoinWorkers);
     }
-    list.extend([Action::NodesReady, Action::ClusterDns, Action::Kubeconfig]);
+    list.extend([
+        Action::NodesReady,
+        Action::DnsAddon,
+        Action::ClusterDns,
+        Action::Kubeconfig,
+    ]);
     list
 }
 
@@ -240,6 +249,7 @@ mod tests {
                 Boot,
                 ControlPlane,
                 NodesReady,
+                DnsAddon,
                 ClusterDns,
                 Kubeconfig
             ]
@@ -262,6 +272,7 @@ mod tests {
                 ControlPlane,
                 JoinWorkers,
                 NodesReady,
+                DnsAddon,
                 ClusterDns,
                 Kubeconfig
             ]

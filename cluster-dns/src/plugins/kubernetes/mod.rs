@@ -73,11 +73,22 @@ impl Kubernetes {
         Ok(())
     }
 
-    /// Waits up to the startup timeout for the first sync; warns when it has not come
-    /// (coredns plugin/kubernetes/kubernetes.go, `startupTimeout`).
+    /// Waits up to the startup timeout for the first sync, saying every half second that it
+    /// waits; warns when it has not come (the start-up hook of coredns plugin/kubernetes/
+    /// kubernetes.go's `InitKubeCache`, with its `startupTimeout`).
     pub async fn wait_synced(&self) {
+        const SAY_EVERY: Duration = Duration::from_millis(500);
         let until = Instant::now() + self.opts.startup_timeout;
+        let mut say_at = Instant::now() + SAY_EVERY;
         while !self.synced() && Instant::now() < until {
+            if Instant::now() >= say_at {
+                log(
+                    "INFO",
+                    "kubernetes",
+                    "waiting for Kubernetes API before starting server",
+                );
+                say_at += SAY_EVERY;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if !self.synced() {
