@@ -2,7 +2,9 @@
 //! `busybox-static` (the engine's import endpoint) goes into a two-node cluster with
 //! `load docker-image`, is listed per node, reloaded (re-tag only: no transfer), refused
 //! intact when the archive is corrupt, kept across a node restart, run by a pod (and a pod
-//! whose image no node has waits in `ImagePullBackOff`), and deleted.
+//! whose image no node has waits in `ImagePullBackOff`), and deleted. The node image's own
+//! images (minikind's tools, CoreDNS under kubeadm's name) are real images in every node's
+//! store from the start, and pods run from their files, not the node's.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -14,6 +16,8 @@ use minikind_test_support::{
 };
 
 const HERMETIC: &str = "networking:\n  internal: true\ndns:\n  upstream: lab\n";
+/// kubeadm's CoreDNS image, pre-loaded in every node (the DNS add-on's Deployment names it).
+const COREDNS: &str = "registry.k8s.io/coredns/coredns:v1.12.0";
 
 /// A host image this test made; removed when dropped.
 struct HostImage(String);
@@ -57,6 +61,12 @@ fn images_load_list_survive_a_restart_and_go() {
     let nodes = [c.node("control-plane"), c.node("worker")];
     let full = format!("docker.io/library/{tag}");
     let short = &id[7..19];
+    // What the nodes' stores hold before anything is loaded: the pre-loaded images.
+    let preloaded_layers: Vec<String> = nodes
+        .iter()
+        .map(|n| c.exec_ok(n, &["ls", "/var/lib/minikind/images/layers"]))
+        .collect();
+    preloaded_images_are_real_images(&c, &nodes);
 
     let t = Instant::now();
     let out = c.minikind_ok(&["load", "docker-image", &tag]);
@@ -217,7 +227,65 @@ fn images_load_list_survive_a_restart_and_go() {
     }
     let listed = c.minikind_ok(&["get", "images"]);
     assert!(!listed.contains(&full), "{listed}");
-    for n in &nodes {
-        assert_eq!(c.exec_ok(n, &["ls", "/var/lib/minikind/images/layers"]), "");
+    for (n, before) in nodes.iter().zip(&preloaded_layers) {
+        assert_eq!(
+            &c.exec_ok(n, &["ls", "/var/lib/minikind/images/layers"]),
+            before,
+            "{n}: only the pre-loaded images' layers are left"
+        );
     }
+}
+
+/// Every node lists the tools image and kubeadm's CoreDNS image; the CoreDNS pods run from the
+/// latter (status `image`/`imageID` as the store names it), and a tools pod sees the image's
+/// files only (none of the node's: no iptables, no image store).
+fn preloaded_images_are_real_images(c: &Cluster, nodes: &[String]) {
+    let tools = format!("docker.io/{}", minikind_contract::TOOLS_IMAGE);
+    let listed = c.minikind_ok(&["get", "images"]);
+    for n in nodes {
+        for name in [tools.as_str(), COREDNS] {
+            assert!(
+                listed
+                    .lines()
+                    .any(|l| l.starts_with(n.as_str()) && l.contains(name)),
+                "{n} lacks {name}:\n{listed}"
+            );
+        }
+    }
+    let store: serde_json::Value = serde_json::from_str(&c.exec_ok(
+        &nodes[0],
+        &["minikind", "node", "images", "list", "-o", "json"],
+    ))
+    .unwrap();
+    let coredns_id = store
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["repo_tags"].as_array().unwrap().iter().any(|t| t == COREDNS))
+        .unwrap_or_else(|| panic!("no {COREDNS} in {store}"))["id"]
+        .clone();
+    for p in c.coredns_pods() {
+        let st = &p["status"]["containerStatuses"][0];
+        assert_eq!(st["image"], COREDNS, "{st}");
+        assert_eq!(st["imageID"], coredns_id, "{st}");
+    }
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "tools", "namespace": "default"},
+        "spec": {"nodeName": nodes[1], "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": minikind_contract::TOOLS_IMAGE,
+                            "command": ["sleep", "3600"]}]}});
+    let r = minikind_stdin(&["apply", "-f", "-", "--name", &c.name], &pod.to_string());
+    assert!(r.ok, "{}", r.stderr);
+    let p = c.wait_pod_ready("default", "tools");
+    assert_eq!(p["status"]["containerStatuses"][0]["image"], tools.as_str());
+    // busybox's applets and minikind's tools are there; the node's own files are not.
+    let r = c.pod_exec("tools", &["sh", "-c", "hostname"]);
+    assert!(r.ok && r.stdout.trim() == "tools", "{r:?}");
+    for absent in ["/usr/sbin/xtables-nft-multi", "/var/lib/minikind"] {
+        let r = c.pod_exec("tools", &["ls", absent]);
+        assert!(!r.ok, "{absent} is visible in the tools pod: {}", r.stdout);
+    }
+    let r = c.pod_exec("tools", &["getent", "hosts", "localhost"]);
+    assert!(r.ok && r.stdout.contains("127.0.0.1"), "{r:?}");
+    c.minikind_ok(&["delete", "pods", "tools"]);
 }

@@ -16,6 +16,7 @@
 //! network magic, kubelet, kube-proxy, control plane); logic that grows here belongs there.
 
 pub mod builtin_resolver;
+pub mod preload;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -254,6 +255,15 @@ async fn serve(settings: NodeSettings) -> Result<()> {
         .into_owned();
     let node_ip = node_ipv4().context("finding the node's address")?;
     let shutdown = CancellationToken::new();
+    // The node's own images go into its store while the control plane starts; the kubelet
+    // waits for them (the CoreDNS pods and the create's checks run from them).
+    let preloading = tokio::task::spawn_blocking(|| {
+        preload::preload(
+            Path::new(minikind_contract::IMAGES_DIR),
+            &minikind_images::preloaded::Sources::node(),
+            dns_addon::COREDNS_IMAGE,
+        )
+    });
 
     let control_plane = if settings.role == "control-plane" {
         let cfg = ControlPlaneConfig::for_node(
@@ -309,11 +319,15 @@ async fn serve(settings: NodeSettings) -> Result<()> {
         client_ca_pem: credentials.ca_crt.clone(),
     });
     kcfg.credentials = Some(credentials);
-    // Containers get their roots from the node's image store (what `minikind load` filled),
-    // and the node image's pre-loaded names from its tools (see the kubelet's `image_roots`).
+    let report = preloading
+        .await
+        .context("the pre-load task")?
+        .context("pre-loading the node's images")?;
+    println!("minikind node agent: {report}");
+    // Containers get their roots from the node's image store (pre-loaded above, and what
+    // `minikind load` fills).
     kcfg.roots = std::sync::Arc::new(kubelet::image_roots::StoreRoots::open(
         Path::new(minikind_contract::IMAGES_DIR),
-        kubelet::rootfs::NodeToolsRoots::default(),
         &settings.cluster,
     )?);
     kcfg.tunnel_pod_routes = settings.internal_network;
