@@ -285,7 +285,7 @@ fn preloaded_images_are_real_images(c: &Cluster, nodes: &[String]) {
         let r = c.pod_exec("tools", &["ls", absent]);
         assert!(!r.ok, "{absent} is visible in the tools pod: {}", r.stdout);
     }
-    let r = c.pod_exec("tools", &["getent", "hosts", "localhost"]);
+    let r = c.pod_exec("tools", &["getent", "ahostsv4", "localhost"]);
     assert!(r.ok && r.stdout.contains("127.0.0.1"), "{r:?}");
     c.minikind_ok(&["delete", "pods", "tools"]);
 }
