@@ -67,7 +67,10 @@ fn glibc_and_musl_resolve_differently_as_the_real_libraries_do() {
     glibc_probe_image(GLIBC);
     musl_probe_image(MUSL);
     let _images = HostImages;
-    let c = Cluster::create("e2e-resolvers", &cluster_body(&format!("{DIR}/cluster.yaml")));
+    let c = Cluster::create(
+        "e2e-resolvers",
+        &cluster_body(&format!("{DIR}/cluster.yaml")),
+    );
     c.minikind_ok(&["load", "docker-image", GLIBC, MUSL]);
 
     // One replica that logs every query (seed 001's Corefile with `log`).
@@ -105,7 +108,11 @@ fn glibc_and_musl_resolve_differently_as_the_real_libraries_do() {
     // Both find a service through the search list and an upstream name, and both fail on `abc`.
     for pod in pods {
         let r = resolve(pod, "kubernetes.default");
-        assert_eq!(lines(&r.stdout), vec!["10.96.0.1".to_string()], "{pod}: {r:?}");
+        assert_eq!(
+            lines(&r.stdout),
+            vec!["10.96.0.1".to_string()],
+            "{pod}: {r:?}"
+        );
         let r = resolve(pod, "www.example.test");
         let mut got = lines(&r.stdout);
         got.sort();
@@ -131,18 +138,26 @@ fn glibc_and_musl_resolve_differently_as_the_real_libraries_do() {
     }
 
     let ip = |pod: &str| pod_ip(&c.pod_json("default", pod).unwrap());
-    let log = eventually("every probe's queries in the log", Duration::from_secs(30), || {
-        let r = c.minikind(&["logs", "-n", "kube-system", &replica]);
-        let log = r.stdout;
-        let done = ["glibc-2", "musl-2"]
-            .iter()
-            .all(|p| queries_from(&log, &ip(p)).iter().any(|q| q.name == "abc.123.def."))
-            && queries_from(&log, &ip("musl"))
+    let log = eventually(
+        "every probe's queries in the log",
+        Duration::from_secs(30),
+        || {
+            let r = c.minikind(&["logs", "-n", "kube-system", &replica]);
+            let log = r.stdout;
+            let done = ["glibc-2", "musl-2"].iter().all(|p| {
+                queries_from(&log, &ip(p))
+                    .iter()
+                    .any(|q| q.name == "abc.123.def.")
+            }) && queries_from(&log, &ip("musl"))
                 .iter()
                 .any(|q| q.name == "big.example.test.");
-        done.then_some(log)
-    });
-    let (glibc, musl) = (queries_from(&log, &ip("glibc")), queries_from(&log, &ip("musl")));
+            done.then_some(log)
+        },
+    );
+    let (glibc, musl) = (
+        queries_from(&log, &ip("glibc")),
+        queries_from(&log, &ip("musl")),
+    );
     let (glibc2, musl2) = (
         queries_from(&log, &ip("glibc-2")),
         queries_from(&log, &ip("musl-2")),
@@ -191,6 +206,10 @@ fn glibc_and_musl_resolve_differently_as_the_real_libraries_do() {
         "glibc-2:\n{log}"
     );
     assert!(glibc2.iter().all(|q| q.proto == "tcp"), "glibc-2:\n{log}");
-    assert_eq!(names(&musl2, "abc.123.def"), ["abc.123.def."], "musl-2:\n{log}");
+    assert_eq!(
+        names(&musl2, "abc.123.def"),
+        ["abc.123.def."],
+        "musl-2:\n{log}"
+    );
     assert!(musl2.iter().all(|q| q.proto == "udp"), "musl-2:\n{log}");
 }

@@ -165,7 +165,12 @@ pub fn glibc_probe_image(tag: &str) -> String {
     .expect("the probe's shared libraries");
     let lib_names: Vec<(std::path::PathBuf, String)> = libs
         .iter()
-        .map(|l| (l.clone(), l.display().to_string().trim_start_matches('/').to_string()))
+        .map(|l| {
+            (
+                l.clone(),
+                l.display().to_string().trim_start_matches('/').to_string(),
+            )
+        })
         .collect();
     let mut files = busybox_files();
     files.push(ImageFile::Host(&probe, "usr/local/bin/resolve"));

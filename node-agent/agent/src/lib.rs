@@ -355,6 +355,7 @@ async fn serve(settings: NodeSettings) -> Result<()> {
     }
     let kubelet = tokio::spawn(kubelet::run_kubelet(kcfg, client, shutdown.clone()));
     println!("minikind node agent: kubelet started");
+    tokio::spawn(image_gc(shutdown.clone()));
 
     tokio::select! {
         _ = term.recv() => {}
@@ -369,6 +370,40 @@ async fn serve(settings: NodeSettings) -> Result<()> {
         }
     }
     stop(control_plane).await
+}
+
+/// The kubelet's image GC loop: every `ImageGCPeriod` (5 minutes), one pass with its default
+/// thresholds (`minikind_image_store::gc`) over the node's store.
+async fn image_gc(shutdown: CancellationToken) {
+    use minikind_image_store::gc::{DiskUsage, GcPolicy};
+    const PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PERIOD) => {}
+        }
+        let pass = tokio::task::spawn_blocking(|| {
+            let dir = Path::new(minikind_contract::IMAGES_DIR);
+            let store = minikind_image_store::Store::open(dir)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            store.gc(&GcPolicy::default(), DiskUsage::of(dir)?, now)
+        })
+        .await;
+        match pass {
+            Ok(Ok(r)) if !r.removed.is_empty() => println!(
+                "minikind node agent: image GC at {}% disk use freed {} bytes: removed {}",
+                r.used_percent,
+                r.freed,
+                r.removed.join(", ")
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => eprintln!("minikind node agent: image GC: {e:#}"),
+            Err(e) => eprintln!("minikind node agent: image GC task: {e}"),
+        }
+    }
 }
 
 async fn stop(control_plane: Option<control_plane::RunningControlPlane>) -> Result<()> {

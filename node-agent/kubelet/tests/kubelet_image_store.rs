@@ -126,7 +126,8 @@ fn images_come_from_the_store_and_missing_ones_fail_as_pulls_do() {
 
         // The tag the store has is `busybox:1.36`; `busybox` (`:latest`) is another image,
         // not in the store, and nothing stands in for it.
-        lab.create(image_pod("latest", "busybox", Some("Never"))).await;
+        lab.create(image_pod("latest", "busybox", Some("Never")))
+            .await;
         let p = lab
             .wait_pod("latest", 20, "ErrImageNeverPull", |p| {
                 waiting_reason(p).is_some_and(|(r, _)| r == "ErrImageNeverPull")
