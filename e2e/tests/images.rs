@@ -385,7 +385,7 @@ fn bad_images_and_names_are_refused_clearly_and_leave_the_node_unharmed() {
     let layer = raw_layer(&[("hello", None, b"hi\n")]);
     let r = load_archive_stdin(
         &c,
-        &docker_save(b"{not json", &[layer.clone()], "bad/config:1"),
+        &docker_save(b"{not json", std::slice::from_ref(&layer), "bad/config:1"),
     );
     assert!(!r.ok, "{}", r.stdout);
     assert!(
