@@ -14,7 +14,7 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use serde_json::json;
 
-use minikind_contract::TOOLS_IMAGE;
+pub use minikind_contract::TOOLS_IMAGE;
 use minikind_control_plane::dns_addon::{APP_LABEL, NAMESPACE, SERVICE};
 
 /// The name every check asks for, as in kubeadm's and KIND's own smoke tests.
