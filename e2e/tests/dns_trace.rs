@@ -106,6 +106,28 @@ fn dns_trace_follows_each_search_attempt_to_the_lab_upstream() {
     assert_eq!(notes.len(), 1, "{v:#}");
     assert!(notes[0].contains("no restart needed"), "{}", notes[0]);
 
+    // Still without `log`, a lab name goes past the replica: its node's conntrack table shows
+    // the forward DNATed to the embedded resolver, the lab upstream's log the query.
+    let r = trace(&c, &["busybox", "www.example.test.", "-o", "json"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let last = v["attempts"].as_array().unwrap().last().unwrap();
+    let fwd = hop(last, "forward").unwrap_or_else(|| panic!("no forward hop: {last:#}"));
+    let seen = &fwd["conntrack"];
+    assert_eq!(seen["answered_by"], fwd["dnat_to"], "{fwd:#}");
+    assert!(
+        seen["answered_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.11:"),
+        "{fwd:#}"
+    );
+    assert!(
+        seen["line"].as_str().unwrap().contains("dport=53"),
+        "{fwd:#}"
+    );
+    assert!(hop(last, "upstream").is_some(), "{last:#}");
+
     // Seed 001's logging Corefile, and new replicas that read it: the replicas' own view.
     c.minikind_ok(&[
         "apply",

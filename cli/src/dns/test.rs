@@ -15,11 +15,11 @@
 //! A minikind cluster (`--name`) is traced hop by hop; a cluster reached by `--kubeconfig` /
 //! `--context` only from the pod's side, since its nodes cannot be read.
 
-mod answers;
-mod checks;
-mod probe;
+pub mod answers;
+pub mod checks;
+pub mod probe;
 mod report;
-mod run;
+pub mod run;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ use futures::StreamExt;
 use crate::dns::trace::Target;
 use crate::interrupt::{Interrupted, StopSignals};
 use checks::{Check, ProbeSpec, Source};
-use run::{Outcome, PodAt};
+pub use run::{Outcome, PodAt};
 
 /// Most checks run at once.
 const MAX_PARALLEL: usize = 64;
@@ -44,12 +44,9 @@ pub enum Output {
     Json,
 }
 
-/// `minikind dns test`.
+/// Which cluster a DNS check command runs against (`dns test`, `dns conformance`).
 #[derive(Debug, Clone, clap::Args)]
-pub struct TestArgs {
-    /// The checks file (YAML; see docs/dns-test.md).
-    #[arg(short = 'f', long = "filename")]
-    pub file: PathBuf,
+pub struct ClusterArgs {
     /// Cluster name (default: $MINIKIND_CLUSTER_NAME, else "minikind"); not with --kubeconfig
     /// or --context.
     #[arg(long = "name", conflicts_with_all = ["kubeconfig", "context"])]
@@ -61,12 +58,29 @@ pub struct TestArgs {
     /// The kubeconfig context to use (of --kubeconfig, else of $KUBECONFIG or ~/.kube/config).
     #[arg(long)]
     pub context: Option<String>,
+}
+
+/// How a DNS check command reports.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
     /// Write a JUnit XML report to this file.
     #[arg(long)]
     pub junit: Option<PathBuf>,
     /// `table`, or `json` (the results with each failure's trace, as data).
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: Output,
+}
+
+/// `minikind dns test`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TestArgs {
+    /// The checks file (YAML; see docs/dns-test.md).
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
     /// How many checks run at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=MAX_PARALLEL as i64))]
     pub parallel: u16,
@@ -77,7 +91,7 @@ pub struct TestArgs {
 
 /// The API client and trace target for the flags: a minikind cluster by name, or any
 /// cluster by kubeconfig/context.
-async fn target(args: &TestArgs) -> Result<Target> {
+pub async fn target(args: &ClusterArgs) -> Result<Target> {
     if args.kubeconfig.is_none() && args.context.is_none() {
         let cluster = crate::cluster::access::resolve_name(args.cluster.clone(), None)?;
         let docker = crate::provider::docker::connect().await?;
@@ -113,6 +127,30 @@ async fn target(args: &TestArgs) -> Result<Target> {
     })
 }
 
+/// Writes the JUnit file if asked, prints the results, and fails when any check failed.
+/// `command` and `suite` name the JUnit testsuites and testsuite.
+pub fn report(
+    args: &ReportArgs,
+    command: &str,
+    suite: &str,
+    outcomes: &[Outcome],
+    total: Duration,
+) -> Result<()> {
+    if let Some(path) = &args.junit {
+        let xml = report::junit(command, suite, outcomes, total)?;
+        std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))?;
+    }
+    match args.output {
+        Output::Table => print!("{}", report::table(outcomes)),
+        Output::Json => println!("{}", report::json(outcomes)?),
+    }
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    if failed > 0 {
+        bail!("{failed} of {} DNS checks failed", outcomes.len());
+    }
+    Ok(())
+}
+
 fn read_checks(args: &TestArgs) -> Result<Vec<Check>> {
     let path = &args.file;
     let size = std::fs::metadata(path)
@@ -137,7 +175,7 @@ fn read_checks(args: &TestArgs) -> Result<Vec<Check>> {
 
 /// Runs every check (after making the probe pods it needs) and gives the outcomes in file
 /// order, UDP before TCP.
-async fn run_checks(
+pub async fn run_checks(
     target: &Target,
     all: &[Check],
     parallel: usize,
@@ -171,9 +209,9 @@ async fn run_checks(
         .map(|(s, r)| (s, r.map_err(|e| format!("{e:#}"))))
         .collect();
 
-    let jobs: Vec<(&Check, checks::Transport)> = all
+    let jobs: Vec<(&Check, Option<checks::Transport>)> = all
         .iter()
-        .flat_map(|c| c.protocol.transports().iter().map(move |t| (c, *t)))
+        .flat_map(|c| c.runs().into_iter().map(move |t| (c, t)))
         .collect();
     let started = Arc::new(started);
     let mut outcomes: Vec<Outcome> = futures::stream::iter(jobs)
@@ -214,11 +252,18 @@ async fn run_checks(
 }
 
 /// The failed outcome of a check whose probe pod never ran.
-fn unrun(check: &Check, transport: checks::Transport, namespace: &str, why: &str) -> Outcome {
+fn unrun(
+    check: &Check,
+    transport: Option<checks::Transport>,
+    namespace: &str,
+    why: &str,
+) -> Outcome {
     Outcome {
+        test: None,
         index: check.index,
         name: check.name.clone(),
         rtype: check.rtype.clone(),
+        tool: check.via.name().into(),
         protocol: transport,
         from: format!("{namespace}/(probe pod)"),
         passed: false,
@@ -233,7 +278,7 @@ fn unrun(check: &Check, transport: checks::Transport, namespace: &str, why: &str
 
 pub async fn run(args: TestArgs) -> Result<()> {
     let all = read_checks(&args)?;
-    let target = target(&args).await?;
+    let target = target(&args.cluster).await?;
     let probes = probe::Probes::new();
     let mut signals = StopSignals::install().context("installing the signal handlers")?;
     let clock = Instant::now();
@@ -244,21 +289,13 @@ pub async fn run(args: TestArgs) -> Result<()> {
     };
     probe::remove_all(&target.client, &probes).await;
     let outcomes = result?;
-    let total = clock.elapsed();
-
-    if let Some(path) = &args.junit {
-        let xml = report::junit(&args.file.display().to_string(), &outcomes, total)?;
-        std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))?;
-    }
-    match args.output {
-        Output::Table => print!("{}", report::table(&outcomes)),
-        Output::Json => println!("{}", report::json(&outcomes)?),
-    }
-    let failed = outcomes.iter().filter(|o| !o.passed).count();
-    if failed > 0 {
-        bail!("{failed} of {} DNS checks failed", outcomes.len());
-    }
-    Ok(())
+    report(
+        &args.report,
+        "minikind dns test",
+        &args.file.display().to_string(),
+        &outcomes,
+        clock.elapsed(),
+    )
 }
 
 #[cfg(test)]
@@ -280,12 +317,12 @@ mod tests {
         .unwrap()
         .args;
         assert_eq!(a.file, PathBuf::from("c.yaml"));
-        assert_eq!(a.cluster.as_deref(), Some("lab"));
-        assert_eq!(a.junit, Some(PathBuf::from("r.xml")));
-        assert_eq!((a.output, a.parallel), (Output::Json, 3));
+        assert_eq!(a.cluster.cluster.as_deref(), Some("lab"));
+        assert_eq!(a.report.junit, Some(PathBuf::from("r.xml")));
+        assert_eq!((a.report.output, a.parallel), (Output::Json, 3));
         assert_eq!(a.timeout, Some(Duration::from_secs(60)));
         let d = Cli::try_parse_from(["test", "-f", "c.yaml"]).unwrap().args;
-        assert_eq!((d.output, d.parallel), (Output::Table, 8));
+        assert_eq!((d.report.output, d.parallel), (Output::Table, 8));
         assert_eq!(d.timeout, None);
         assert!(Cli::try_parse_from(["test"]).is_err());
         assert!(Cli::try_parse_from(["test", "-f", "c", "--parallel", "0"]).is_err());
@@ -293,6 +330,6 @@ mod tests {
         let k = Cli::try_parse_from(["test", "-f", "c", "--kubeconfig", "k", "--context", "x"])
             .unwrap()
             .args;
-        assert_eq!(k.context.as_deref(), Some("x"));
+        assert_eq!(k.cluster.context.as_deref(), Some("x"));
     }
 }

@@ -10,8 +10,10 @@
 //! 3. which endpoint was taken: the cluster-dns replica whose `log` shows that client port, id
 //!    and name (its log read through the kubelet, as `minikind logs` does);
 //! 4. for names cluster-dns forwards: its forward target, Docker's DNS rules on the replica's
-//!    node as the network magic rewrote them, the embedded resolver (its query log in builtin
-//!    mode; Docker's keeps none), and the lab upstream's log line.
+//!    node as the network magic rewrote them and that node's conntrack flow of the forward
+//!    (answered from `127.0.0.11:<port>`: the DNAT to the embedded resolver), the embedded
+//!    resolver (its query log in builtin mode; Docker's keeps none), and the lab upstream's
+//!    log line. Without `log` the endpoint and the forward come from the conntrack tables.
 //!
 //! Where the evidence ends (no rule, no log line) the path says so instead of guessing.
 

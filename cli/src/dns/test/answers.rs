@@ -120,6 +120,22 @@ pub fn parse_dig(output: &str, rtype: &str) -> Option<Reply> {
     Some(Reply { rcode, answers })
 }
 
+/// What `getent hosts NAME` printed (`ADDRESS NAME ALIASES…` a line; the C library's
+/// answer, from /etc/hosts or DNS) as a reply: the addresses of `rtype`'s family. getent
+/// prints nothing and exits 2 for a name it cannot find; that is no reply at all here.
+pub fn parse_getent(output: &str, rtype: &str) -> Option<Reply> {
+    let answers: Vec<Answer> = output
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|addr| Answer::canonical(rtype, addr))
+        .collect();
+    let any = output.lines().any(|l| !l.trim().is_empty());
+    any.then(|| Reply {
+        rcode: "NOERROR".into(),
+        answers,
+    })
+}
+
 /// Whether two answer lists hold the same data, as sets.
 pub fn same_set(a: &[Answer], b: &[Answer]) -> bool {
     a.iter().collect::<BTreeSet<_>>() == b.iter().collect::<BTreeSet<_>>()
@@ -196,6 +212,19 @@ mod tests {
             srv.answers,
             [a("SRV", "0 100 53 Kube-DNS.kube-system.svc.cluster.local")]
         );
+    }
+
+    #[test]
+    fn getent_output_gives_the_families_addresses() {
+        let out =
+            "10.244.1.5      dns-querier-1.dns-test-service.ns.svc.cluster.local dns-querier-1\n";
+        let r = parse_getent(out, "A").unwrap();
+        assert_eq!(
+            (r.rcode.as_str(), &r.answers[..]),
+            ("NOERROR", &[a("A", "10.244.1.5")][..])
+        );
+        assert!(parse_getent(out, "AAAA").unwrap().answers.is_empty());
+        assert_eq!(parse_getent("", "A"), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::answers::Answer;
 
@@ -41,6 +41,8 @@ struct RawCheck {
     /// dig's `+search`: walk the pod's search list as a stub resolver would.
     #[serde(default)]
     search: bool,
+    /// Which tool asks: `dig` (the default) or `getent` (the C library's resolver).
+    via: Option<Via>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +84,28 @@ impl Protocol {
             Protocol::Udp => &[Transport::Udp],
             Protocol::Tcp => &[Transport::Tcp],
             Protocol::Both => &[Transport::Udp, Transport::Tcp],
+        }
+    }
+}
+
+/// The tool a check asks with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// `dig`: one DNS query to the pod's nameserver, over the check's transports.
+    #[default]
+    Dig,
+    /// `getent hosts`: the pod's C library resolver — /etc/hosts, then DNS through its
+    /// search list — as applications see names; its transport is the library's own choice.
+    Getent,
+}
+
+impl Via {
+    /// The tool's name, as results show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Dig => "dig",
+            Via::Getent => "getent",
         }
     }
 }
@@ -172,9 +196,25 @@ pub struct Check {
     /// How long the check keeps retrying (`within`, when it is shorter).
     pub timeout: Duration,
     pub search: bool,
+    pub via: Via,
 }
 
 impl Check {
+    /// The runs the check makes: one per transport for dig, one for getent (whose transport
+    /// is not the check's to choose: `None`).
+    pub fn runs(&self) -> Vec<Option<Transport>> {
+        match self.via {
+            Via::Dig => self
+                .protocol
+                .transports()
+                .iter()
+                .copied()
+                .map(Some)
+                .collect(),
+            Via::Getent => vec![None],
+        }
+    }
+
     /// When the check gives up: its `within`, else its timeout.
     pub fn deadline(&self) -> Duration {
         self.expect
@@ -300,6 +340,27 @@ fn check(
         Some(w) => Some(duration("expect.within", w)?),
         None => None,
     };
+    let via = raw.via.unwrap_or_default();
+    if via == Via::Getent {
+        if raw.protocol.is_some() {
+            return Err((
+                "protocol",
+                "getent asks as the C library chooses; `protocol` is for dig".into(),
+            ));
+        }
+        if raw.search {
+            return Err((
+                "search",
+                "getent always walks the search list; `search` is for dig".into(),
+            ));
+        }
+        if rtype != "A" && rtype != "AAAA" {
+            return Err((
+                "type",
+                format!("getent hosts gives addresses: A or AAAA, not {rtype}"),
+            ));
+        }
+    }
     let from = source(raw.from, probe_image)?;
     Ok(Check {
         index,
@@ -314,6 +375,7 @@ fn check(
         protocol: raw.protocol.unwrap_or_default(),
         timeout,
         search: raw.search,
+        via,
     })
 }
 
@@ -393,6 +455,29 @@ mod tests {
             "{:#}",
             parse(text, "checks.yaml", DEFAULT_TIMEOUT, IMAGE).unwrap_err()
         )
+    }
+
+    #[test]
+    fn getent_checks_run_once_and_refuse_dig_fields() {
+        let c = parse(
+            "checks:\n- name: dns-querier-1\n  via: getent\n",
+            "f",
+            DEFAULT_TIMEOUT,
+            "tools",
+        )
+        .unwrap();
+        assert_eq!((c[0].via, c[0].runs()), (Via::Getent, vec![None]));
+        for (extra, field) in [
+            ("  protocol: tcp\n", "protocol"),
+            ("  search: true\n", "search"),
+            ("  type: SRV\n", "type"),
+        ] {
+            let text = format!("checks:\n- name: a.test\n  via: getent\n{extra}");
+            let e = parse(&text, "f", DEFAULT_TIMEOUT, "tools")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("checks[0].{field}")), "{e}");
+        }
     }
 
     #[test]

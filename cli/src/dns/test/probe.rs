@@ -111,19 +111,24 @@ pub async fn start(
         .await
         .with_context(|| format!("creating a probe pod in namespace {}", spec.namespace))?;
     let name = created.metadata.name.unwrap_or_default();
+    wait_running(&api, &spec.namespace, &name, &spec.image).await?;
+    Ok(name)
+}
+
+/// Waits until pod `namespace/name` runs (at most [`START_LIMIT`]) and gives it back; an error
+/// says what it waits for (`what`: its image, for the message) or how it ended.
+pub async fn wait_running(api: &Api<Pod>, namespace: &str, name: &str, what: &str) -> Result<Pod> {
     let deadline = tokio::time::Instant::now() + START_LIMIT;
     loop {
         let pod = api
-            .get(&name)
+            .get(name)
             .await
-            .with_context(|| format!("reading probe pod {}/{name}", spec.namespace))?;
-        let status = pod.status.unwrap_or_default();
+            .with_context(|| format!("reading pod {namespace}/{name}"))?;
+        let status = pod.status.clone().unwrap_or_default();
         match status.phase.as_deref() {
-            Some("Running") => return Ok(name),
+            Some("Running") => return Ok(pod),
             Some(phase @ ("Succeeded" | "Failed")) => bail!(
-                "probe pod {}/{name} ({}) ended {phase} before the checks ran: {}",
-                spec.namespace,
-                spec.image,
+                "pod {namespace}/{name} ({what}) ended {phase} before the checks ran: {}",
                 status.message.unwrap_or_default()
             ),
             _ => {}
@@ -144,9 +149,7 @@ pub async fn start(
                 .collect::<Vec<_>>()
                 .join("; ");
             bail!(
-                "probe pod {}/{name} ({}) is not running after {}s ({}{waiting})",
-                spec.namespace,
-                spec.image,
+                "pod {namespace}/{name} ({what}) is not running after {}s ({}{waiting})",
                 START_LIMIT.as_secs(),
                 status.phase.as_deref().unwrap_or("Pending"),
             );

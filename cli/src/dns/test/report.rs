@@ -12,22 +12,27 @@ use serde::Serialize;
 
 use super::run::Outcome;
 
-/// The testcase name of an outcome: which check, its name, type and transport.
+/// How an outcome asked: dig's transport, or the tool's name.
+fn how(o: &Outcome) -> &str {
+    o.protocol.map_or(o.tool.as_str(), |t| t.as_proto())
+}
+
+/// The testcase name of an outcome: which check, its name, type and transport (or tool);
+/// within its test when it belongs to one.
 pub fn case_name(o: &Outcome) -> String {
-    format!(
-        "checks[{}] {} {} {}",
-        o.index,
-        o.name,
-        o.rtype,
-        o.protocol.as_proto()
-    )
+    let case = format!("{} {} {}", o.name, o.rtype, how(o));
+    match &o.test {
+        Some(test) => format!("{test}: [{}] {case}", o.index),
+        None => format!("checks[{}] {case}", o.index),
+    }
 }
 
 fn secs(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
 }
 
-/// The table: one row per check and transport, then each failure's message and trace.
+/// The table: one row per check and transport (under a line naming its test, for outcomes
+/// that belong to one), then each failure's message and trace.
 pub fn table(outcomes: &[Outcome]) -> String {
     let mut rows = vec![
         [
@@ -35,12 +40,17 @@ pub fn table(outcomes: &[Outcome]) -> String {
         ]
         .map(String::from),
     ];
+    // A test's name goes on a line of its own before its first row.
+    let mut headings = Vec::new();
     for o in outcomes {
+        if o.test.is_some() && headings.last().map(|(_, t)| t) != Some(&o.test) {
+            headings.push((rows.len(), o.test.clone()));
+        }
         rows.push([
             format!("{} {}", o.index, o.name),
             o.from.clone(),
             o.rtype.clone(),
-            o.protocol.as_proto().to_string(),
+            how(o).to_string(),
             if o.passed { "pass" } else { "FAIL" }.to_string(),
             o.attempts.to_string(),
             format!("{}s", secs(o.time)),
@@ -50,7 +60,10 @@ pub fn table(outcomes: &[Outcome]) -> String {
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
-    for r in &rows {
+    for (i, r) in rows.iter().enumerate() {
+        if let Some((_, Some(test))) = headings.iter().find(|(at, _)| *at == i) {
+            let _ = writeln!(out, "=== {test}");
+        }
         let line: Vec<String> = r
             .iter()
             .zip(&widths)
@@ -104,8 +117,9 @@ fn xml_text(text: &str) -> String {
         .collect()
 }
 
-/// The JUnit XML report; `suite` names the testsuite (the checks file).
-pub fn junit(suite: &str, outcomes: &[Outcome], total: Duration) -> Result<String> {
+/// The JUnit XML report; `command` names the testsuites (`minikind dns test`), `suite` the
+/// testsuite (the checks file).
+pub fn junit(command: &str, suite: &str, outcomes: &[Outcome], total: Duration) -> Result<String> {
     let failed = outcomes.iter().filter(|o| !o.passed).count().to_string();
     let tests = outcomes.len().to_string();
     let time = secs(total);
@@ -113,7 +127,7 @@ pub fn junit(suite: &str, outcomes: &[Outcome], total: Duration) -> Result<Strin
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
     w.create_element("testsuites")
         .with_attributes([
-            ("name", "minikind dns test"),
+            ("name", command),
             ("tests", tests.as_str()),
             ("failures", failed.as_str()),
             ("errors", "0"),
@@ -131,8 +145,12 @@ pub fn junit(suite: &str, outcomes: &[Outcome], total: Duration) -> Result<Strin
                 ])
                 .write_inner_content(|w| {
                     for o in outcomes {
+                        let class = match &o.test {
+                            Some(t) => xml_text(t),
+                            None => "minikind.dns.test".into(),
+                        };
                         let case = w.create_element("testcase").with_attributes([
-                            ("classname", "minikind.dns.test"),
+                            ("classname", class.as_str()),
                             ("name", xml_text(&case_name(o)).as_str()),
                             ("time", secs(o.time).as_str()),
                         ]);
@@ -175,14 +193,16 @@ mod tests {
 
     fn outcome(index: usize, passed: bool) -> Outcome {
         Outcome {
+            test: None,
             index,
             name: "www.example.test".into(),
             rtype: "A".into(),
-            protocol: if index == 0 {
+            tool: "dig".into(),
+            protocol: Some(if index == 0 {
                 Transport::Udp
             } else {
                 Transport::Tcp
-            },
+            }),
             from: "default/dns-test-x".into(),
             passed,
             message: if passed {
@@ -246,7 +266,13 @@ mod tests {
     #[test]
     fn junit_has_one_testcase_per_result_and_the_failures_trace() {
         let outcomes = [outcome(0, true), outcome(1, false)];
-        let xml = junit("checks.yaml", &outcomes, Duration::from_secs(2)).unwrap();
+        let xml = junit(
+            "minikind dns test",
+            "checks.yaml",
+            &outcomes,
+            Duration::from_secs(2),
+        )
+        .unwrap();
         assert!(
             xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
             "{xml}"
@@ -275,6 +301,43 @@ mod tests {
         assert_eq!(attr(&tags[4], "message"), message);
         assert_eq!(texts[0], message);
         assert!(texts[1].contains("service rule <KUBE-SVC>"), "{texts:?}");
+    }
+
+    #[test]
+    fn outcomes_of_a_test_are_shown_under_its_name() {
+        let mut outcomes = [outcome(0, true), outcome(1, false)];
+        for o in &mut outcomes {
+            o.test = Some("[sig-network] DNS should provide DNS for services".into());
+        }
+        outcomes[1].protocol = None;
+        outcomes[1].tool = "getent".into();
+        let t = table(&outcomes);
+        assert_eq!(
+            t.matches("=== [sig-network] DNS should provide DNS for services\n")
+                .count(),
+            1,
+            "{t}"
+        );
+        assert!(
+            t.contains("--- FAIL [sig-network] DNS should provide DNS for services: [1] www.example.test A getent:"),
+            "{t}"
+        );
+        let xml = junit(
+            "minikind dns conformance",
+            "dns.go",
+            &outcomes,
+            Duration::ZERO,
+        )
+        .unwrap();
+        let (tags, _) = read_back(&xml);
+        assert_eq!(attr(&tags[0], "name"), "minikind dns conformance");
+        assert_eq!(
+            attr(&tags[2], "classname"),
+            "[sig-network] DNS should provide DNS for services"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json(&outcomes).unwrap()).unwrap();
+        assert_eq!(v["results"][1]["protocol"], serde_json::Value::Null);
+        assert_eq!(v["results"][1]["tool"], "getent");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::answers::{self, Reply};
-use super::checks::{Check, Transport};
+use super::checks::{Check, Transport, Via};
 use crate::dns::trace;
 
 /// The pause between two tries of a check.
@@ -30,20 +30,30 @@ pub struct PodAt {
 }
 
 impl PodAt {
+    /// `namespace/pod`, and the container when one is named.
     pub fn display(&self) -> String {
-        format!("{}/{}", self.namespace, self.pod)
+        match &self.container {
+            Some(c) => format!("{}/{} ({c})", self.namespace, self.pod),
+            None => format!("{}/{}", self.namespace, self.pod),
+        }
     }
 }
 
 /// A check's result over one transport.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
-    /// The check's index in the file.
+    /// The test the check belongs to (`dns conformance`: the upstream e2e test's name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+    /// The check's index in the file (or in its test).
     pub index: usize,
     pub name: String,
     #[serde(rename = "type")]
     pub rtype: String,
-    pub protocol: Transport,
+    /// What asked: dig, getent, or (`dns conformance`) a command whose output is checked.
+    pub tool: String,
+    /// dig's transport (`None` for the other tools).
+    pub protocol: Option<Transport>,
     /// The pod asked from (`namespace/name`).
     pub from: String,
     pub passed: bool,
@@ -66,6 +76,15 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The command line of one try: dig's over `transport` (`None`: UDP, dig's default), or
+/// getent's.
+pub fn command(check: &Check, transport: Option<Transport>, time: u64) -> Vec<String> {
+    match check.via {
+        Via::Dig => dig_command(check, transport.unwrap_or(Transport::Udp), time),
+        Via::Getent => vec!["getent".into(), "hosts".into(), check.name.clone()],
+    }
+}
+
 /// dig's command line for one try: only the header and the answers printed, one query of at
 /// most `time` seconds, over `transport`.
 pub fn dig_command(check: &Check, transport: Transport, time: u64) -> Vec<String> {
@@ -86,7 +105,7 @@ pub fn dig_command(check: &Check, transport: Transport, time: u64) -> Vec<String
 /// The name the trace looks up: as the check asked it (absolute unless the check walks the
 /// search list, so the trace shows the same one query).
 fn trace_name(check: &Check) -> String {
-    if check.search || check.name.ends_with('.') {
+    if check.search || check.via == Via::Getent || check.name.ends_with('.') {
         check.name.clone()
     } else {
         format!("{}.", check.name)
@@ -105,7 +124,7 @@ enum Try {
 async fn one_try(
     pods: &Api<Pod>,
     at: &PodAt,
-    argv: &[String],
+    (via, argv): (Via, &[String]),
     rtype: &str,
     limit: Duration,
 ) -> Try {
@@ -113,6 +132,20 @@ async fn one_try(
     match tokio::time::timeout(limit, run).await {
         Err(_) => Try::Again(format!("dig did not finish within {}s", limit.as_secs())),
         Ok(Err(e)) => Try::Again(format!("{e:#}")),
+        Ok(Ok(out)) if via == Via::Getent => match out.code {
+            // 0: found; 2: not found (getent's exit codes).
+            0 => match answers::parse_getent(&out.stdout, rtype) {
+                Some(reply) => Try::Reply(reply),
+                None => Try::Again("getent found the name but printed nothing".into()),
+            },
+            2 => Try::Again(format!("{}: not found", argv.join(" "))),
+            code => Try::Broken(format!(
+                "getent exited {code} in pod {}: {}{}",
+                at.display(),
+                out.stdout.trim(),
+                out.stderr.trim()
+            )),
+        },
         Ok(Ok(out)) => match out.code {
             // 0: a reply (whatever its code); 9: no reply (dig's exit codes).
             0 => match answers::parse_dig(&out.stdout, rtype) {
@@ -137,7 +170,7 @@ async fn one_try(
 pub async fn run(
     client: &kube::Client,
     check: &Check,
-    transport: Transport,
+    transport: Option<Transport>,
     at: &PodAt,
 ) -> Outcome {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &at.namespace);
@@ -149,8 +182,9 @@ pub async fn run(
         attempts += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let time = remaining.as_secs().clamp(1, QUERY_TIME);
-        let argv = dig_command(check, transport, time);
-        let why = match one_try(&pods, at, &argv, &check.rtype, remaining + EXEC_SLACK).await {
+        let argv = command(check, transport, time);
+        let tried = (check.via, argv.as_slice());
+        let why = match one_try(&pods, at, tried, &check.rtype, remaining + EXEC_SLACK).await {
             Try::Broken(why) => break (false, why),
             Try::Again(why) => why,
             Try::Reply(reply) => {
@@ -188,9 +222,11 @@ pub async fn run(
         tokio::time::sleep(RETRY_PAUSE).await;
     };
     Outcome {
+        test: None,
         index: check.index,
         name: check.name.clone(),
         rtype: check.rtype.clone(),
+        tool: check.via.name().into(),
         protocol: transport,
         from: at.display(),
         passed,
@@ -218,10 +254,16 @@ pub async fn add_trace(target: &trace::Target, check: &Check, at: &PodAt, outcom
     match traced {
         Ok(t) => {
             let mut text = trace::render_text(&t);
-            if outcome.protocol == Transport::Tcp {
-                text.push_str(
+            match outcome.protocol {
+                Some(Transport::Tcp) => text.push_str(
                     "(the trace's lookup is nslookup's, over UDP; the check asked over TCP)\n",
-                );
+                ),
+                None => text.push_str(&format!(
+                    "(the trace's lookup is nslookup's, over DNS; the check asked {}, which \
+                     reads /etc/hosts first)\n",
+                    outcome.tool
+                )),
+                Some(Transport::Udp) => {}
             }
             if t.attempts.is_empty() {
                 text.push_str(&format!("lookup: {}\n", t.outcome));
@@ -267,6 +309,20 @@ mod tests {
             ["+time=1", "+search", "-t", "A", "abc"]
         );
         assert_eq!(trace_name(&c[0]), "www.example.test.");
+        let g = &checks::parse(
+            "checks:\n- name: dns-querier-1\n  via: getent\n",
+            "f",
+            checks::DEFAULT_TIMEOUT,
+            "tools",
+        )
+        .unwrap()[0];
+        assert_eq!(command(g, None, 2), ["getent", "hosts", "dns-querier-1"]);
+        assert_eq!(
+            trace_name(g),
+            "dns-querier-1",
+            "getent walks the search list"
+        );
+        assert_eq!(command(&c[0], Some(Transport::Tcp), 2)[6], "+tcp");
         assert_eq!(trace_name(&c[1]), "abc");
     }
 }

@@ -18,6 +18,8 @@ pub struct Flow {
     pub proto: String,
     pub original: (SocketAddr, SocketAddr),
     pub reply: (SocketAddr, SocketAddr),
+    /// Seconds the flow has left to live (its timer restarts with each packet).
+    pub ttl: u64,
     /// The line as the kernel printed it, for the evidence.
     pub line: String,
 }
@@ -35,6 +37,25 @@ impl Flow {
     }
 }
 
+/// The flows over `proto` from `from` (that address, and that port when given) to `server`:
+/// the forwards of one client to one server. The newest first (the most seconds left to live:
+/// a flow's timer restarts with each packet).
+pub fn from_to<'a>(
+    flows: &'a [Flow],
+    proto: &str,
+    from: IpAddr,
+    port: Option<u16>,
+    server: SocketAddr,
+) -> Vec<&'a Flow> {
+    let mut found: Vec<&Flow> = flows
+        .iter()
+        .filter(|f| f.proto == proto && f.original.1 == server && f.original.0.ip() == from)
+        .filter(|f| port.is_none_or(|p| f.original.0.port() == p))
+        .collect();
+    found.sort_by_key(|f| std::cmp::Reverse(f.ttl));
+    found
+}
+
 /// Every TCP and UDP flow of the table; lines of other protocols or that do not parse are
 /// skipped (the kernel's format has not changed since 2.6, but a table is no place to fail).
 pub fn parse(text: &str) -> Vec<Flow> {
@@ -43,13 +64,16 @@ pub fn parse(text: &str) -> Vec<Flow> {
 
 fn parse_line(line: &str) -> Option<Flow> {
     let mut words = line.split_whitespace();
-    // `ipv4 2 udp 17 27 src=…`: family, its number, protocol, its number, then the rest.
+    // `ipv4 2 udp 17 27 src=…`: family, its number, protocol, its number, seconds left, then
+    // the rest.
     let _family = words.next()?;
     let _family_number = words.next()?;
     let proto = words.next()?;
     if proto != "udp" && proto != "tcp" {
         return None;
     }
+    let _proto_number = words.next()?;
+    let ttl: u64 = words.next()?.parse().ok()?;
     let mut fields: Vec<(&str, &str)> = Vec::new();
     for w in words {
         if let Some((k, v)) = w.split_once('=') {
@@ -73,6 +97,7 @@ fn parse_line(line: &str) -> Option<Flow> {
         proto: proto.to_string(),
         original: (addr(0, "src", "sport")?, addr(0, "dst", "dport")?),
         reply: (addr(1, "src", "sport")?, addr(1, "dst", "dport")?),
+        ttl,
         line: line.trim().to_string(),
     })
 }
@@ -95,6 +120,25 @@ garbage
     }
 
     #[test]
+    fn a_forwards_flows_are_found_newest_first() {
+        let table = "\
+ipv4     2 udp      17 12 src=10.244.1.2 dst=172.26.0.1 sport=40001 dport=53 src=127.0.0.11 dst=10.244.1.2 sport=51869 dport=40001 mark=0 use=1
+ipv4     2 udp      17 29 src=10.244.1.2 dst=172.26.0.1 sport=40002 dport=53 src=127.0.0.11 dst=10.244.1.2 sport=51869 dport=40002 mark=0 use=1
+ipv4     2 udp      17 29 src=10.244.1.9 dst=172.26.0.1 sport=40003 dport=53 src=127.0.0.11 dst=10.244.1.9 sport=51869 dport=40003 mark=0 use=1
+";
+        let flows = parse(table);
+        let server = sa("172.26.0.1:53");
+        let from: IpAddr = "10.244.1.2".parse().unwrap();
+        let all = from_to(&flows, "udp", from, None, server);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].original.0.port(), 40002);
+        assert_eq!(all[0].answered_by(), sa("127.0.0.11:51869"));
+        let one = from_to(&flows, "udp", from, Some(40001), server);
+        assert_eq!((one.len(), one[0].ttl), (1, 12));
+        assert!(from_to(&flows, "tcp", from, None, server).is_empty());
+    }
+
+    #[test]
     fn the_reply_direction_names_the_endpoint_the_dnat_chose() {
         let flows = parse(TABLE);
         assert_eq!(flows.len(), 3, "udp and tcp only: {flows:?}");
@@ -108,6 +152,7 @@ garbage
             .find(|f| f.is("tcp", sa("10.244.0.4:40000"), sa("10.96.0.10:53")))
             .unwrap();
         assert_eq!(tcp.answered_by(), sa("10.244.1.3:53"));
+        assert_eq!((q.ttl, tcp.ttl), (27, 431999));
         // Not rewritten: the server answered itself.
         let direct = &flows[1];
         assert_eq!(direct.answered_by(), direct.original.1);

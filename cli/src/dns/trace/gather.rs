@@ -263,26 +263,24 @@ pub async fn evidence(
                 None
             }
         };
-        // Only the client's node DNATs its queries; its table is read right after the lookup.
-        let conntrack = if pod.node.as_deref() == Some(c.name.as_str()) {
-            match exec_in(docker, &c.name, &["cat", conntrack::PROC_PATH]).await {
-                Ok(r) if r.ok() => conntrack::parse(&r.stdout),
-                Ok(r) => {
-                    notes.push(format!(
-                        "{} on {}: {}",
-                        conntrack::PROC_PATH,
-                        c.name,
-                        r.stderr.trim()
-                    ));
-                    Vec::new()
-                }
-                Err(e) => {
-                    notes.push(format!("{} on {}: {e:#}", conntrack::PROC_PATH, c.name));
-                    Vec::new()
-                }
+        // Every node's table: the client's node DNATs its queries to an endpoint, a
+        // replica's node DNATs the replica's forwards to the embedded resolver. Read right
+        // after the lookup (UDP flows live 30 s).
+        let conntrack = match exec_in(docker, &c.name, &["cat", conntrack::PROC_PATH]).await {
+            Ok(r) if r.ok() => conntrack::parse(&r.stdout),
+            Ok(r) => {
+                notes.push(format!(
+                    "{} on {}: {}",
+                    conntrack::PROC_PATH,
+                    c.name,
+                    r.stderr.trim()
+                ));
+                Vec::new()
             }
-        } else {
-            Vec::new()
+            Err(e) => {
+                notes.push(format!("{} on {}: {e:#}", conntrack::PROC_PATH, c.name));
+                Vec::new()
+            }
         };
         nodes.insert(
             c.name.clone(),

@@ -146,6 +146,21 @@ pub struct ForwardHop {
     pub prerouting_rule: String,
     pub dnat_rule: String,
     pub dnat_to: Option<SocketAddr>,
+    /// The node's conntrack table: the flow(s) of this forward and where the DNAT sent them
+    /// (`None`: no such flow in the table).
+    pub conntrack: Option<ForwardFlow>,
+}
+
+/// What a node's conntrack table says about a forward to the embedded resolver.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ForwardFlow {
+    /// The address the flow's replies came from: the DNAT's target, `127.0.0.11:<port>`.
+    pub answered_by: SocketAddr,
+    /// The flow's line; with `flows` > 1, the newest of them.
+    pub line: String,
+    /// How many flows from the same source address to the same server the table holds (one
+    /// when the client port is known; a forwarder that reuses sockets has one per socket).
+    pub flows: usize,
 }
 
 /// Which resolver serves 127.0.0.11 in the node.

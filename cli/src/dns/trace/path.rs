@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use minikind_pod_tools::attempt::{Attempt, AttemptResult};
 
-use super::conntrack::Flow;
+use super::conntrack::{self, Flow};
 use super::model::{
-    Answered, ClusterDnsHop, EmbeddedHop, EmbeddedMode, EndpointHop, ForwardHop, Hop, PodRef,
-    ReplicaHop, ServiceRuleHop, StopHop, UpstreamHop,
+    Answered, ClusterDnsHop, EmbeddedHop, EmbeddedMode, EndpointHop, ForwardFlow, ForwardHop, Hop,
+    PodRef, ReplicaHop, ServiceRuleHop, StopHop, UpstreamHop,
 };
 use super::querylog::{LoggedError, LoggedQuery};
 use super::rules::{Endpoint, Ruleset};
@@ -235,7 +235,9 @@ pub fn assemble(attempt: &Attempt, ev: &Evidence) -> Vec<Hop> {
                         node: r.node.clone(),
                         ip: to,
                     }));
-                    hops.push(stop(r.name.clone(), unlogged_reason(attempt, ev, &r.name)));
+                    if !unlogged_forward(&mut hops, attempt, r, to, ev) {
+                        hops.push(stop(r.name.clone(), unlogged_reason(attempt, ev, &r.name)));
+                    }
                 }
                 None => hops.push(stop(
                     to.to_string(),
@@ -287,6 +289,14 @@ pub fn assemble(attempt: &Attempt, ev: &Evidence) -> Vec<Hop> {
                 prerouting_rule: prerouting.text.clone(),
                 dnat_rule: dnat.text.clone(),
                 dnat_to: dnat.dnat_to(),
+                conntrack: forward_flow(
+                    ev,
+                    node,
+                    proto,
+                    from,
+                    attempt.local.map(|l| l.port()),
+                    server,
+                ),
             }));
             let exact = |q: &&LoggedQuery| Some(q.client) == attempt.local;
             let window = Window::run(ev.window);
@@ -369,8 +379,9 @@ fn unlogged_reason(attempt: &Attempt, ev: &Evidence, replica: &str) -> String {
 /// The note a trace carries once when cluster-dns does not log: what `log` adds and how it
 /// is switched on without a restart.
 pub const NO_LOG_NOTE: &str = "cluster-dns does not log queries (the Corefile in ConfigMap \
-kube-system/coredns has no `log`): endpoints are read from the nodes' conntrack tables, but what \
-a replica did with a query is not. Add `log` to the Corefile (e.g. \
+kube-system/coredns has no `log`): the endpoint each query was DNATed to and the forward's DNAT \
+to the embedded resolver are read from the nodes' conntrack tables, but how a replica answered \
+(its cache, its own zone) is not. Add `log` to the Corefile (e.g. \
 examples/seed-001-coredns-scaling-and-ndots/coredns-log.yaml): the `reload` plugin picks the \
 edit up by itself once the kubelet has updated the mounted ConfigMap (within a minute or two), \
 no restart needed";
@@ -449,6 +460,38 @@ fn replica_hops(hops: &mut Vec<Hop>, replica: &Replica, q: &LoggedQuery, ev: &Ev
         return;
     }
 
+    forward_path(
+        hops,
+        replica,
+        (node, ip),
+        question,
+        q.proto.as_str(),
+        window,
+        &from_replica,
+        Some(q.rcode.as_str()),
+        &replica_error(replica, q, window),
+        ev,
+    );
+}
+
+/// The forward of a replica at `ip` on `node` to the first server it forwards to: Docker's
+/// rules that redirect it to the embedded resolver, the node's conntrack flow that shows where
+/// it went, then the embedded resolver and the upstream. `failed` is the replica's own word on
+/// a failed forward, for the stop when nothing redirects it.
+#[allow(clippy::too_many_arguments)]
+fn forward_path(
+    hops: &mut Vec<Hop>,
+    replica: &Replica,
+    (node, ip): (&str, IpAddr),
+    question: (&str, &str),
+    proto: &str,
+    window: Window,
+    from_replica: &dyn Fn(&&LoggedQuery) -> bool,
+    rcode: Option<&str>,
+    failed: &str,
+    ev: &Evidence,
+) {
+    let at = replica.name.clone();
     let Some(&target) = replica.forward_to.first() else {
         hops.push(stop(
             at,
@@ -460,7 +503,7 @@ fn replica_hops(hops: &mut Vec<Hop>, replica: &Replica, q: &LoggedQuery, ev: &Ev
         hops.push(stop(node, "the node's iptables rules could not be read"));
         return;
     };
-    let docker = rules.docker_dns(target, q.proto.as_str());
+    let docker = rules.docker_dns(target, proto);
     let (Some(prerouting), Some(dnat)) = (docker.prerouting, docker.dnat) else {
         hops.push(stop(
             node,
@@ -468,22 +511,27 @@ fn replica_hops(hops: &mut Vec<Hop>, replica: &Replica, q: &LoggedQuery, ev: &Ev
                 "{} forwards to {target}:53, but no rule on {node} redirects it to the \
                  embedded resolver: there is no `-A PREROUTING -d {target}/32 -j DOCKER_OUTPUT` \
                  with its DNAT, the network magic is off{}; the forward reaches nothing, hence \
-                 {}{}",
+                 {}{failed}",
                 replica.name,
                 docker_output_says(rules),
-                q.rcode,
-                replica_error(replica, q, window)
+                rcode.unwrap_or("no reply"),
             ),
         ));
         return;
     };
+    // The embedded resolver's log (builtin mode) names the forward's source port, and so
+    // its one flow; without it, the flows from the replica to that server.
+    let (embedded, _) = downstream(node, question, window, from_replica, ev);
+    let port = embedded.map(|e| e.client.port());
+    let to = SocketAddr::new(target, 53);
     hops.push(Hop::Forward(ForwardHop {
         node: node.to_string(),
         from: ip,
-        to: SocketAddr::new(target, 53),
+        to,
         prerouting_rule: prerouting.text.clone(),
         dnat_rule: dnat.text.clone(),
         dnat_to: dnat.dnat_to(),
+        conntrack: forward_flow(ev, node, proto, ip, port, to),
     }));
     resolver_hops(
         hops,
@@ -491,11 +539,72 @@ fn replica_hops(hops: &mut Vec<Hop>, replica: &Replica, q: &LoggedQuery, ev: &Ev
         ip,
         question,
         window,
-        &from_replica,
-        Some(q.rcode.as_str()),
+        from_replica,
+        rcode,
         ev,
         dnat.dnat_to(),
     );
+}
+
+/// The flow(s) of a forward from `from` (and `port`, when known) to `to` in `node`'s conntrack
+/// table, and where the DNAT sent them.
+fn forward_flow(
+    ev: &Evidence,
+    node: &str,
+    proto: &str,
+    from: IpAddr,
+    port: Option<u16>,
+    to: SocketAddr,
+) -> Option<ForwardFlow> {
+    let table = &ev.nodes.get(node)?.conntrack;
+    let flows = conntrack::from_to(table, proto, from, port, to);
+    let newest = flows.first()?;
+    Some(ForwardFlow {
+        answered_by: newest.answered_by(),
+        line: newest.line.clone(),
+        flows: flows.len(),
+    })
+}
+
+/// For a replica known only by its address (no `log`): the forward of a name outside its
+/// zones, when its node's conntrack table holds a flow from it to the server it forwards to.
+/// The flow shows the DNAT to the embedded resolver; the upstream's log, whether this name
+/// went out. `false` when there is no such forward to show.
+fn unlogged_forward(
+    hops: &mut Vec<Hop>,
+    attempt: &Attempt,
+    replica: &Replica,
+    ip: IpAddr,
+    ev: &Evidence,
+) -> bool {
+    let (Some(node), Some(&target)) = (replica.node.as_deref(), replica.forward_to.first()) else {
+        return false;
+    };
+    if zone_of(&attempt.name, &replica.zones).is_some() {
+        return false;
+    }
+    let proto = attempt.transport.as_proto();
+    if forward_flow(ev, node, proto, ip, None, SocketAddr::new(target, 53)).is_none() {
+        return false;
+    }
+    let reply = match &attempt.result {
+        AttemptResult::Reply { rcode, .. } => Some(rcode.as_str()),
+        AttemptResult::Failed { .. } => None,
+    };
+    let from_replica = |l: &&LoggedQuery| l.client.ip() == ip;
+    forward_path(
+        hops,
+        replica,
+        (node, ip),
+        (&attempt.name, &attempt.rtype),
+        proto,
+        Window::run(ev.window),
+        &from_replica,
+        reply,
+        "",
+        ev,
+    );
+    true
 }
 
 /// The embedded resolver's and the upstream's log lines for a query forwarded by `from` on

@@ -33,7 +33,7 @@ pub fn ndots_explanation(name: &str, ndots: u8) -> String {
 }
 
 /// One hop: a label, a summary and the lines of evidence under it.
-fn hop_lines(hop: &Hop) -> (&'static str, String, Vec<String>) {
+pub(super) fn hop_lines(hop: &Hop) -> (&'static str, String, Vec<String>) {
     match hop {
         Hop::ServiceRule(h) => (
             "service rule",
@@ -105,17 +105,35 @@ fn hop_lines(hop: &Hop) -> (&'static str, String, Vec<String>) {
                 vec![h.log_line.clone()],
             )
         }
-        Hop::Forward(h) => (
-            "forward",
-            format!(
-                "{} → {} on {}: PREROUTING → DOCKER_OUTPUT DNAT → {}",
-                h.from,
-                h.to,
-                h.node,
-                h.dnat_to.map_or_else(|| "?".to_string(), |t| t.to_string())
-            ),
-            vec![h.prerouting_rule.clone(), h.dnat_rule.clone()],
-        ),
+        Hop::Forward(h) => {
+            let mut evidence = vec![h.prerouting_rule.clone(), h.dnat_rule.clone()];
+            let seen = match &h.conntrack {
+                Some(c) => {
+                    let which = if c.flows > 1 {
+                        format!("the newest of {} flows", c.flows)
+                    } else {
+                        "the flow".to_string()
+                    };
+                    evidence.push(format!("conntrack ({which}): {}", c.line));
+                    format!(
+                        ", answered from {} (conntrack of {})",
+                        c.answered_by, h.node
+                    )
+                }
+                None => String::new(),
+            };
+            (
+                "forward",
+                format!(
+                    "{} → {} on {}: PREROUTING → DOCKER_OUTPUT DNAT → {}{seen}",
+                    h.from,
+                    h.to,
+                    h.node,
+                    h.dnat_to.map_or_else(|| "?".to_string(), |t| t.to_string())
+                ),
+                evidence,
+            )
+        }
         Hop::EmbeddedResolver(h) => {
             let who = match h.mode {
                 EmbeddedMode::Docker => "Docker's",

@@ -6,6 +6,7 @@
 //! the magic was switched off on trc1-worker.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use minikind_pod_tools::attempt::{Attempt, parse_line};
@@ -245,6 +246,7 @@ fn the_upstream_name_goes_through_the_magic_to_the_lab_upstream() {
         "-A PREROUTING -d 172.26.0.1/32 -j DOCKER_OUTPUT"
     );
     assert_eq!(fwd.dnat_to, Some("127.0.0.11:51869".parse().unwrap()));
+    assert_eq!(fwd.conntrack, None, "no table read");
     let Hop::EmbeddedResolver(emb) = &hops[4] else {
         unreachable!()
     };
@@ -261,6 +263,104 @@ fn the_upstream_name_goes_through_the_magic_to_the_lab_upstream() {
     assert!(
         up.log_line
             .contains("\"A IN rec-1.wild.example.test. udp 41 false 512\"")
+    );
+}
+
+/// The conntrack lines of a query from `client` to `server` that the DNAT sent to
+/// `answered_by`, as the kernel prints them.
+fn flow_line(client: SocketAddr, server: SocketAddr, answered_by: SocketAddr, ttl: u32) -> String {
+    format!(
+        "ipv4     2 udp      17 {ttl} src={} dst={} sport={} dport={} src={} dst={} sport={} \
+         dport={} mark=0 zone=0 use=2\n",
+        client.ip(),
+        server.ip(),
+        client.port(),
+        server.port(),
+        answered_by.ip(),
+        client.ip(),
+        answered_by.port(),
+        client.port()
+    )
+}
+
+/// Without `log`, an external name is still followed past the replica: the client node's
+/// table names the endpoint, the replica node's table the forward's DNAT to 127.0.0.11, the
+/// upstream's log the query that went out.
+#[test]
+fn without_log_the_forward_to_the_embedded_resolver_is_read_from_conntrack() {
+    let mut ev = evidence(WORKER, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
+    for r in &mut ev.replicas {
+        r.queries.clear();
+    }
+    ev.corefile_logs = Some(false);
+    let last = attempts(PROBE_REC1).pop().unwrap();
+    let sa = |t: &str| -> SocketAddr { t.parse().unwrap() };
+    let embedded = sa("127.0.0.11:51869");
+    let table = [
+        flow_line(last.local.unwrap(), last.server, sa("10.244.2.3:53"), 28),
+        flow_line(sa("10.244.2.3:40001"), sa("172.26.0.1:53"), embedded, 12),
+        flow_line(sa("10.244.2.3:40002"), sa("172.26.0.1:53"), embedded, 29),
+    ]
+    .concat();
+    ev.nodes.get_mut("trc1-worker").unwrap().conntrack =
+        crate::dns::trace::conntrack::parse(&table);
+    let hops = assemble(&last, &ev);
+    assert_eq!(
+        kinds(&hops),
+        [
+            "service_rule",
+            "endpoint",
+            "replica",
+            "forward",
+            "embedded_resolver",
+            "upstream"
+        ],
+        "{hops:#?}"
+    );
+    let Hop::Forward(fwd) = &hops[3] else {
+        unreachable!()
+    };
+    let seen = fwd.conntrack.as_ref().unwrap();
+    assert_eq!((seen.answered_by, seen.flows), (embedded, 2));
+    assert!(
+        seen.line.contains("sport=40002"),
+        "the newest: {}",
+        seen.line
+    );
+    assert_eq!(fwd.dnat_to, Some(embedded));
+    let Hop::Upstream(up) = &hops[5] else {
+        unreachable!()
+    };
+    assert_eq!(up.client, sa("172.26.0.3:48478"));
+    let text: String = hops
+        .iter()
+        .map(|h| {
+            let (_, summary, evidence) = crate::dns::trace::render::hop_lines(h);
+            format!("{summary}\n{}\n", evidence.join("\n"))
+        })
+        .collect();
+    assert!(
+        text.contains("answered from 127.0.0.11:51869 (conntrack of trc1-worker)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("conntrack (the newest of 2 flows): ipv4"),
+        "{text}"
+    );
+
+    // A name of the replica's own zone is not followed: nothing was forwarded.
+    let first = &attempts(PROBE_REC1)[0];
+    let table = flow_line(first.local.unwrap(), first.server, sa("10.244.2.3:53"), 28);
+    ev.nodes.get_mut("trc1-worker").unwrap().conntrack = crate::dns::trace::conntrack::parse(
+        &[
+            table,
+            flow_line(sa("10.244.2.3:40002"), sa("172.26.0.1:53"), embedded, 29),
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        kinds(&assemble(first, &ev)),
+        ["service_rule", "endpoint", "replica", "stop"]
     );
 }
 
