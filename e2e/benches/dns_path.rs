@@ -50,7 +50,7 @@ fn run_mode(mode: &str) {
         std::env::temp_dir().join(format!("minikind-bench-path-{}.yaml", std::process::id()));
     std::fs::write(
         &manifest,
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: client\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [sleep, \"3600\"]\n",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: client\nspec:\n  containers:\n  - name: c\n    image: minikind/tools\n    command: [sleep, \"3600\"]\n",
     )
     .unwrap();
     c.minikind_ok(&["apply", "-f", manifest.to_str().unwrap()]);

@@ -312,7 +312,7 @@ fn restarts() {
                 "nodeName": node,
                 "tolerations": [{"operator": "Exists"}],
                 "terminationGracePeriodSeconds": 0,
-                "containers": [{"name": "sleep", "image": "busybox", "command": ["sleep", "100000"]}],
+                "containers": [{"name": "sleep", "image": "minikind/tools", "command": ["sleep", "100000"]}],
             },
         });
         let r = minikind_stdin(

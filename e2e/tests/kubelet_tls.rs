@@ -32,7 +32,7 @@ fn workers_get_a_kubelet_serving_certificate_and_exec_reaches_their_pods() {
         &manifest,
         format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: on-worker\nspec:\n  nodeName: {worker}\n  \
-             containers:\n  - name: main\n    image: busybox\n    command: [sleep, \"3600\"]\n"
+             containers:\n  - name: main\n    image: minikind/tools\n    command: [sleep, \"3600\"]\n"
         ),
     )
     .unwrap();

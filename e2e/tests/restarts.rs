@@ -68,7 +68,7 @@ fn workload(nodes: &[String]) -> Vec<Value> {
                     "nodeName": node,
                     "tolerations": [{"operator": "Exists"}],
                     "terminationGracePeriodSeconds": 0,
-                    "containers": [{"name": "sleep", "image": "busybox", "command": ["sleep", "100000"]}],
+                    "containers": [{"name": "sleep", "image": "minikind/tools", "command": ["sleep", "100000"]}],
                 },
             })
         })
@@ -87,7 +87,7 @@ fn workload(nodes: &[String]) -> Vec<Value> {
                     "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
                         {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}
                     ]}},
-                    "containers": [{"name": "web", "image": "busybox", "command": ["sleep", "100000"]}],
+                    "containers": [{"name": "web", "image": "minikind/tools", "command": ["sleep", "100000"]}],
                 },
             },
         },

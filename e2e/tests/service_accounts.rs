@@ -48,7 +48,7 @@ fn pods_get_their_own_token_and_rbac_refuses_what_it_does_not_grant() {
     apply(
         "pod.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: probe\nspec:\n  containers:\n  - name: main\n    \
-         image: busybox\n    command: [sleep, \"3600\"]\n",
+         image: minikind/tools\n    command: [sleep, \"3600\"]\n",
     );
     c.wait_pod_ready("default", "probe");
     let r = c.pod_exec("probe", &["cat", &format!("{SA_DIR}/token")]);

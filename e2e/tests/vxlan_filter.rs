@@ -119,7 +119,7 @@ fn vxlan_is_admitted_from_the_nodes_only() {
     assert_eq!(nodes[server_node], dns_node);
     let manifest = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: vxlan-client\n  namespace: default\n\
-         spec:\n  nodeName: {}\n  containers:\n  - name: c\n    image: busybox\n    \
+         spec:\n  nodeName: {}\n  containers:\n  - name: c\n    image: minikind/tools\n    \
          command: [sleep, \"3600\"]\n",
         nodes[client_node]
     );

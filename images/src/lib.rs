@@ -11,6 +11,7 @@ pub mod elf_deps;
 pub mod import;
 pub mod lock;
 pub mod node_rootfs;
+pub mod preloaded;
 pub mod prune;
 pub mod rootfs;
 

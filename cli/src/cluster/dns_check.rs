@@ -14,6 +14,7 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use serde_json::json;
 
+pub use minikind_contract::TOOLS_IMAGE;
 use minikind_control_plane::dns_addon::{APP_LABEL, NAMESPACE, SERVICE};
 
 /// The name every check asks for, as in kubeadm's and KIND's own smoke tests.
@@ -23,11 +24,6 @@ const NAME: &str = "kubernetes.default";
 /// per query (`timeout:1 attempts:1`, so one try made while the path is still black-holed
 /// cannot use up the whole wait).
 const TRY_LIMIT: Duration = Duration::from_secs(15);
-
-/// The image pods that run minikind's own tools (`getent`, `dig`, `nslookup`, `sleep`) are
-/// made from: the create's checks and `minikind dns test`'s probe pods. The node image ships
-/// it pre-loaded (see the kubelet's `image_roots::PRELOADED`).
-pub const TOOLS_IMAGE: &str = concat!("minikind/tools:", env!("CARGO_PKG_VERSION"));
 
 /// Label on the check pods, so a reader of `get pods -A` during a create sees what they are.
 const LABEL: (&str, &str) = ("app.kubernetes.io/name", "minikind-dns-check");

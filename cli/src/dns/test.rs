@@ -169,7 +169,7 @@ fn read_checks(args: &TestArgs) -> Result<Vec<Check>> {
         &text,
         &path.display().to_string(),
         args.timeout.unwrap_or(checks::DEFAULT_TIMEOUT),
-        crate::cluster::dns_check::TOOLS_IMAGE,
+        minikind_contract::TOOLS_IMAGE,
     )
 }
 

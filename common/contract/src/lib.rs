@@ -97,6 +97,11 @@ pub const MINIKIND_PATH: &str = "/usr/local/bin/minikind";
 /// `minikind-image-store` crate owns what is inside; the CLI only runs `minikind node images …`.
 pub const IMAGES_DIR: &str = "/var/lib/minikind/images";
 
+/// minikind's own tools image (`dig`, `nslookup`, `getent`, `sleep`, busybox's applets), which
+/// every node pre-loads into its image store at boot (`minikind_images::preloaded`): what the
+/// create's DNS checks, `minikind dns test`'s probe pods and the walk-throughs run.
+pub const TOOLS_IMAGE: &str = concat!("minikind/tools:", env!("CARGO_PKG_VERSION"));
+
 /// The Docker label that says which cluster an object belongs to; listing and deleting go by
 /// it only.
 pub const CLUSTER_LABEL: &str = "dev.minikind.cluster";

@@ -117,3 +117,90 @@ pub fn busybox_image(tag: &str, padding: usize) -> String {
     }
     build_image(tag, &files, &["/bin/sh"])
 }
+
+/// Compiles the resolver probe (`examples/resolver-libraries/resolve.c`: one `getaddrinfo`
+/// lookup, printing each address) with `compiler` and `flags` into a temporary directory.
+fn compile_probe(compiler: &str, flags: &[&str], package: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = dir.path().join("resolve");
+    let r = std::process::Command::new(compiler)
+        .args(flags)
+        .arg("-O2")
+        .arg("-o")
+        .arg(&out)
+        .arg(crate::example("resolver-libraries/resolve.c"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {compiler}: {e} (`apt-get install {package}`)"));
+    let run = Run::from(r);
+    assert!(run.ok, "{compiler} resolve.c: {}", run.stderr);
+    dir
+}
+
+/// busybox (`sh`, `sleep`, `cat`) for a probe image.
+fn busybox_files() -> Vec<ImageFile<'static>> {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.is_file(),
+        "/bin/busybox is missing: `apt-get install busybox-static` (`.ci/run` installs it)"
+    );
+    vec![
+        ImageFile::Host(busybox, "bin/busybox"),
+        ImageFile::Symlink("bin/sh", "busybox"),
+        ImageFile::Symlink("bin/sleep", "busybox"),
+        ImageFile::Symlink("bin/cat", "busybox"),
+    ]
+}
+
+/// A glibc image: the resolver probe built with the host's C compiler against its glibc, with
+/// every shared library it loads (found from its ELF dependencies, as the node image's are), an
+/// `nsswitch.conf` (`hosts: files dns`) and busybox — glibc's own resolver, as a Debian-based
+/// image has it. Needs `gcc` (`apt-get install gcc`).
+pub fn glibc_probe_image(tag: &str) -> String {
+    let dir = compile_probe("cc", &[], "gcc");
+    let probe = dir.path().join("resolve");
+    let libs = minikind_images::elf_deps::closure(
+        std::slice::from_ref(&probe),
+        &minikind_images::elf_deps::host_library_dirs(),
+    )
+    .expect("the probe's shared libraries");
+    let lib_names: Vec<(std::path::PathBuf, String)> = libs
+        .iter()
+        .map(|l| {
+            (
+                l.clone(),
+                l.display().to_string().trim_start_matches('/').to_string(),
+            )
+        })
+        .collect();
+    let mut files = busybox_files();
+    files.push(ImageFile::Host(&probe, "usr/local/bin/resolve"));
+    for (host, path) in &lib_names {
+        files.push(ImageFile::Host(host, path));
+    }
+    files.push(ImageFile::Bytes(
+        "etc/nsswitch.conf",
+        b"hosts: files dns\n".to_vec(),
+        0o644,
+    ));
+    files.push(ImageFile::Bytes(
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
+        0o644,
+    ));
+    build_image(tag, &files, &["/bin/sh"])
+}
+
+/// A musl image: the same probe linked statically against musl (`musl-gcc -static`, Debian's
+/// `musl-tools`) and busybox — musl's resolver, as an Alpine-based image has it.
+pub fn musl_probe_image(tag: &str) -> String {
+    let dir = compile_probe("musl-gcc", &["-static"], "musl-tools");
+    let probe = dir.path().join("resolve");
+    let mut files = busybox_files();
+    files.push(ImageFile::Host(&probe, "usr/local/bin/resolve"));
+    files.push(ImageFile::Bytes(
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
+        0o644,
+    ));
+    build_image(tag, &files, &["/bin/sh"])
+}

@@ -16,6 +16,7 @@
 //! network magic, kubelet, kube-proxy, control plane); logic that grows here belongs there.
 
 pub mod builtin_resolver;
+pub mod preload;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -278,6 +279,15 @@ async fn serve(settings: NodeSettings) -> Result<()> {
         .into_owned();
     let node_ip = node_ipv4().context("finding the node's address")?;
     let shutdown = CancellationToken::new();
+    // The node's own images go into its store while the control plane starts; the kubelet
+    // waits for them (the CoreDNS pods and the create's checks run from them).
+    let preloading = tokio::task::spawn_blocking(|| {
+        preload::preload(
+            Path::new(minikind_contract::IMAGES_DIR),
+            &minikind_images::preloaded::Sources::node(),
+            dns_addon::COREDNS_IMAGE,
+        )
+    });
 
     let control_plane = if settings.role == "control-plane" {
         let cfg = ControlPlaneConfig::for_node(
@@ -335,11 +345,15 @@ async fn serve(settings: NodeSettings) -> Result<()> {
         client_ca_pem: credentials.ca_crt.clone(),
     });
     kcfg.credentials = Some(credentials);
-    // Containers get their roots from the node's image store (what `minikind load` filled),
-    // and the node image's pre-loaded names from its tools (see the kubelet's `image_roots`).
+    let report = preloading
+        .await
+        .context("the pre-load task")?
+        .context("pre-loading the node's images")?;
+    println!("minikind node agent: {report}");
+    // Containers get their roots from the node's image store (pre-loaded above, and what
+    // `minikind load` fills).
     kcfg.roots = std::sync::Arc::new(kubelet::image_roots::StoreRoots::open(
         Path::new(minikind_contract::IMAGES_DIR),
-        kubelet::rootfs::NodeToolsRoots::default(),
         &settings.cluster,
     )?);
     kcfg.tunnel_pod_routes = settings.internal_network;
@@ -368,6 +382,7 @@ async fn serve(settings: NodeSettings) -> Result<()> {
     }
     let kubelet = tokio::spawn(kubelet::run_kubelet(kcfg, client, shutdown.clone()));
     println!("minikind node agent: kubelet started");
+    tokio::spawn(image_gc(shutdown.clone()));
 
     tokio::select! {
         _ = term.recv() => {}
@@ -382,6 +397,40 @@ async fn serve(settings: NodeSettings) -> Result<()> {
         }
     }
     stop(control_plane).await
+}
+
+/// The kubelet's image GC loop: every `ImageGCPeriod` (5 minutes), one pass with its default
+/// thresholds (`minikind_image_store::gc`) over the node's store.
+async fn image_gc(shutdown: CancellationToken) {
+    use minikind_image_store::gc::{DiskUsage, GcPolicy};
+    const PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PERIOD) => {}
+        }
+        let pass = tokio::task::spawn_blocking(|| {
+            let dir = Path::new(minikind_contract::IMAGES_DIR);
+            let store = minikind_image_store::Store::open(dir)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            store.gc(&GcPolicy::default(), DiskUsage::of(dir)?, now)
+        })
+        .await;
+        match pass {
+            Ok(Ok(r)) if !r.removed.is_empty() => println!(
+                "minikind node agent: image GC at {}% disk use freed {} bytes: removed {}",
+                r.used_percent,
+                r.freed,
+                r.removed.join(", ")
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => eprintln!("minikind node agent: image GC: {e:#}"),
+            Err(e) => eprintln!("minikind node agent: image GC task: {e}"),
+        }
+    }
 }
 
 async fn stop(control_plane: Option<control_plane::RunningControlPlane>) -> Result<()> {

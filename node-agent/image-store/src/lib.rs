@@ -36,12 +36,15 @@
 //! and bigger, same result; [`Prepared::mode`] says which one was used and a warning is
 //! logged. [`Store::release`] unmounts and deletes it.
 //!
-//! Not done yet: an image GC above a disk threshold (the kubelet's `imageGCHighThresholdPercent`,
-//! least recently used first); `last_used` is recorded for it. Extended attributes of layer
-//! entries (e.g. `security.capability`) are not applied.
+//! **Image GC.** [`Store::gc`] removes unused images, least recently used first, when the disk
+//! holding the store is used above a threshold, as the kubelet does ([`gc`]).
+//!
+//! Not done yet: extended attributes of layer entries (e.g. `security.capability`) are not
+//! applied.
 
 mod archive;
 pub mod digest;
+pub mod gc;
 mod index;
 mod tree;
 pub mod unpack;
@@ -444,6 +447,61 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// One pass of the kubelet's image GC at `usage` (see [`gc`]); `now` in Unix seconds.
+    pub fn gc(
+        &self,
+        policy: &gc::GcPolicy,
+        usage: gc::DiskUsage,
+        now: u64,
+    ) -> Result<gc::GcReport> {
+        policy.check()?;
+        let mut report = gc::GcReport {
+            used_percent: usage.used_percent(),
+            to_free: gc::bytes_to_free(policy, usage),
+            ..Default::default()
+        };
+        if report.to_free == 0 {
+            return Ok(report);
+        }
+        let _lock = self.lock()?;
+        let mut index = Index::load(&self.index_path())?;
+        let mut candidates: Vec<ImageRecord> = Vec::new();
+        for image in &index.images {
+            if self.containers_using(&image.id)?.is_empty()
+                && now.saturating_sub(image.imported_at) >= policy.min_age.as_secs()
+            {
+                candidates.push(image.clone());
+            }
+        }
+        candidates.sort_by_key(|i| (i.last_used, i.imported_at));
+        for image in candidates {
+            if report.freed >= report.to_free {
+                break;
+            }
+            index.images.retain(|i| i.id != image.id);
+            report.freed += image.size;
+            report.removed.push(image.id);
+        }
+        if !report.removed.is_empty() {
+            index.save(&self.index_path())?;
+            self.collect_garbage(&index)?;
+        }
+        if report.freed < report.to_free {
+            bail!(
+                "failed to garbage collect required amount of images: attempted to free {} \
+                 bytes, but only found {} bytes eligible to free (removed {})",
+                report.to_free,
+                report.freed,
+                if report.removed.is_empty() {
+                    "none".to_string()
+                } else {
+                    report.removed.join(", ")
+                }
+            );
+        }
+        Ok(report)
     }
 
     fn containers_using(&self, image_id: &str) -> Result<Vec<String>> {

@@ -598,3 +598,74 @@ fn references_are_normalised_as_containerd_names_them() {
     );
     assert!(normalize_reference("UPPER").is_err());
 }
+
+#[test]
+fn gc_above_the_high_threshold_removes_unused_images_least_recently_used_first() {
+    use crate::gc::{DiskUsage, GcPolicy};
+    let (_d, store) = store();
+    let file = |name: &'static str| layer(&[E::File(name, "some bytes of content", 0o644, 0)]);
+    for (tag, name) in [("a:1", "a"), ("b:1", "b"), ("c:1", "c")] {
+        store
+            .import(&docker_save(&[tag], &[file(name)]).0[..])
+            .unwrap();
+    }
+    let id = |t: &str| store.find(t).unwrap().unwrap();
+    let (a, b, c) = (id("a:1"), id("b:1"), id("c:1"));
+    // b is in use; c was used (later than a, which never was).
+    store.prepare_with("uses-b", "b:1", false).unwrap();
+    store.prepare_with("used-c", "c:1", false).unwrap();
+    store.release("used-c").unwrap();
+    let later = a.imported_at + 1000;
+    let policy = GcPolicy::default();
+
+    // Below the high threshold: nothing to do.
+    let calm = DiskUsage {
+        capacity: 1_000_000,
+        available: 200_000,
+    };
+    let r = store.gc(&policy, calm, later).unwrap();
+    assert_eq!((r.used_percent, r.to_free, r.removed.len()), (80, 0, 0));
+
+    // 85 % used or more, 80 % wanted: exactly a's size to free (a disk of 20 such images);
+    // a goes (least recently used), c stays.
+    let capacity = a.size * 20 / 100 * 100;
+    let busy = DiskUsage {
+        capacity,
+        available: capacity / 100 * 20 - a.size,
+    };
+    assert!(busy.used_percent() >= 85);
+    // Too young to collect: nothing eligible, and the error says so.
+    let e = format!("{:#}", store.gc(&policy, busy, a.imported_at).unwrap_err());
+    assert!(e.contains("only found 0 bytes eligible"), "{e}");
+    let r = store.gc(&policy, busy, later).unwrap();
+    assert_eq!(r.removed, vec![a.id.clone()]);
+    assert_eq!(r.freed, a.size);
+    assert!(store.find("a:1").unwrap().is_none());
+    assert!(store.find("c:1").unwrap().is_some());
+    assert!(!store.layer_dir(&a.chain_ids[0]).unwrap().exists());
+
+    // Needing more than every unused image holds: c goes, b (in use) stays, and the error
+    // says how much could be freed.
+    let full = DiskUsage {
+        capacity,
+        available: 0,
+    };
+    let e = format!("{:#}", store.gc(&policy, full, later).unwrap_err());
+    assert!(
+        e.contains(&format!("only found {} bytes eligible", c.size)) && e.contains(&c.id),
+        "{e}"
+    );
+    assert!(store.find("c:1").unwrap().is_none());
+    assert_eq!(store.find("b:1").unwrap().unwrap().id, b.id);
+
+    // The kubelet's validation of the thresholds.
+    let bad = GcPolicy {
+        low_threshold_percent: 90,
+        ..GcPolicy::default()
+    };
+    let e = store.gc(&bad, full, later).unwrap_err().to_string();
+    assert!(
+        e.contains("must be less than imageGCHighThresholdPercent"),
+        "{e}"
+    );
+}

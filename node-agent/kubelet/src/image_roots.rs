@@ -7,11 +7,9 @@
 //! `ErrImageNeverPull` or `ErrImagePull`/`ImagePullBackOff`, as the kubelet does when a pull
 //! fails — nothing can be pulled into a minikind node.
 //!
-//! **The node image's pre-loaded images.** A KIND node image ships the images its cluster needs
-//! (CoreDNS under kubeadm's name, kindnet, …) in containerd's store. minikind's node image
-//! ships their equivalent as one image: its own tools ([`NodeToolsRoots`]). It answers to
-//! exactly the names of [`PRELOADED`] and to no other name; an image `minikind load`ed under
-//! one of these names replaces it, as loading an image replaces a tag in containerd.
+//! The node image's own images (minikind's tools, CoreDNS under kubeadm's name) are in the
+//! store like any other: the node agent pre-loads them at boot (its `preload` module), as a
+//! KIND node image ships its images in containerd's store. No name is treated specially here.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,28 +18,7 @@ use anyhow::{Context, Result};
 use minikind_image_store::{Store, normalize_reference};
 use sha2::{Digest, Sha256};
 
-use super::rootfs::{ContainerRoot, NodeToolsRoots, RootProvider, RootRequest};
-
-/// The names under which the node image ships its tools image, normalised. A name ending in
-/// `:` stands for every tag of that repository.
-pub const PRELOADED: &[&str] = &[
-    // minikind's own tools image.
-    "docker.io/minikind/tools:",
-    // The image the examples, tests and `create cluster`'s DNS check name for the tools.
-    "docker.io/library/busybox:latest",
-    // The CoreDNS add-on's image under kubeadm's name (its entrypoint is `cluster-dns`).
-    "registry.k8s.io/coredns/coredns:",
-];
-
-/// Whether a normalised reference is one of [`PRELOADED`].
-pub fn is_preloaded(normalized: &str) -> bool {
-    PRELOADED.iter().any(|p| match p.strip_suffix(':') {
-        Some(repo) => normalized
-            .strip_prefix(repo)
-            .is_some_and(|rest| rest.starts_with(':') && !rest.contains('@')),
-        None => normalized == *p,
-    })
-}
+use super::rootfs::{ContainerRoot, RootProvider, RootRequest};
 
 /// The image is not in the node's store (and nothing can be pulled).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,10 +60,9 @@ impl std::fmt::Display for InvalidImageName {
 
 impl std::error::Error for InvalidImageName {}
 
-/// Roots from the node's image store; the pre-loaded names from the node's tools.
+/// Roots from the node's image store.
 pub struct StoreRoots {
     store: Arc<Store>,
-    tools: NodeToolsRoots,
     cluster: String,
 }
 
@@ -94,7 +70,6 @@ impl std::fmt::Debug for StoreRoots {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreRoots")
             .field("store", &self.store.root())
-            .field("tools", &self.tools)
             .field("cluster", &self.cluster)
             .finish()
     }
@@ -102,12 +77,11 @@ impl std::fmt::Debug for StoreRoots {
 
 impl StoreRoots {
     /// The store at `dir` (`minikind_contract::IMAGES_DIR` on a node) of cluster `cluster`.
-    pub fn open(dir: &Path, tools: NodeToolsRoots, cluster: &str) -> Result<StoreRoots> {
+    pub fn open(dir: &Path, cluster: &str) -> Result<StoreRoots> {
         let store = Store::open(dir)
             .with_context(|| format!("opening the image store {}", dir.display()))?;
         Ok(StoreRoots {
             store: Arc::new(store),
-            tools,
             cluster: cluster.to_string(),
         })
     }
@@ -135,11 +109,6 @@ impl RootProvider for StoreRoots {
                 image_id: p.image_id,
             });
         }
-        if is_preloaded(&normalized) {
-            let mut root = self.tools.prepare(req)?;
-            root.image_ref = normalized;
-            return Ok(root);
-        }
         Err(ImageNotPresent {
             image: req.image.to_string(),
             cluster: self.cluster.clone(),
@@ -147,12 +116,8 @@ impl RootProvider for StoreRoots {
         .into())
     }
 
-    fn release(&self, req: &RootRequest<'_>, root: &ContainerRoot) -> Result<()> {
-        if root.node_binds.is_empty() && root.rootfs.starts_with(self.store.root()) {
-            self.store.release(&Self::container_id(req))
-        } else {
-            self.tools.release(req, root)
-        }
+    fn release(&self, req: &RootRequest<'_>, _root: &ContainerRoot) -> Result<()> {
+        self.store.release(&Self::container_id(req))
     }
 }
 
@@ -160,26 +125,4 @@ impl RootProvider for StoreRoots {
 pub fn config_digest(config: &oci_spec::image::ImageConfiguration) -> Result<String> {
     let bytes = serde_json::to_vec(config).context("serialising an image configuration")?;
     Ok(format!("sha256:{:x}", Sha256::digest(&bytes)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_listed_names_are_preloaded() {
-        let n = |s: &str| normalize_reference(s).unwrap();
-        assert!(is_preloaded(&n("busybox")));
-        assert!(is_preloaded(&n("busybox:latest")));
-        assert!(is_preloaded(&n("minikind/tools:0.1.0")));
-        assert!(is_preloaded(&n("registry.k8s.io/coredns/coredns:v1.12.0")));
-        assert!(!is_preloaded(&n("busybox:1.36")));
-        assert!(!is_preloaded(&n("nginx")));
-        assert!(!is_preloaded(&n(
-            "registry.k8s.io/coredns/coredns-extra:v1"
-        )));
-        assert!(!is_preloaded(&n(
-            "busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000"
-        )));
-    }
 }

@@ -171,8 +171,8 @@ pub struct KubeletConfig {
     /// A stopping kubelet gives containers at most this long after SIGTERM.
     pub shutdown_grace: Duration,
     /// Where containers' root filesystems come from: a node's agent sets the image store
-    /// (`image_roots::StoreRoots`); the default, the tools image's roots for every name, serves
-    /// tests.
+    /// (`image_roots::StoreRoots`); the default (`rootfs::NodeToolsRoots`, the test machine's
+    /// own programs for every name) serves the kubelet's tests.
     pub roots: Arc<dyn rootfs::RootProvider>,
 }
 

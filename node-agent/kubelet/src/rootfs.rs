@@ -5,12 +5,11 @@
 //! starts from a clean copy, as a new containerd container gets a new snapshot) and gives it
 //! back when the run ended. A provider backed by the node's image store hands out an overlay
 //! mount of the image's layers plus the image's OCI configuration: that is
-//! [`super::image_roots::StoreRoots`], what a node's kubelet uses. [`NodeToolsRoots`] builds,
-//! explicitly, the root of minikind's own tools image (the node's `/usr`, `/bin`, `/sbin`,
-//! `/lib*` read-only, an `/etc` with the node's user and name-service files, everything else
-//! empty); `StoreRoots` hands it out for the node image's pre-loaded names only. Alone (the
-//! default of `KubeletConfig::new`, kept for the kubelet's own tests) it answers for every
-//! image name.
+//! [`super::image_roots::StoreRoots`], what a node's kubelet uses. [`NodeToolsRoots`] is the
+//! default of `KubeletConfig::new`, for the kubelet's own tests (which run without an image
+//! store): a root showing the test machine's `/usr`, `/bin`, `/sbin`, `/lib*` read-only, an
+//! `/etc` with its user and name-service files, everything else empty, for every image name.
+//! A node never uses it: its tools are a real image in its store.
 
 use std::path::{Component, Path, PathBuf};
 

@@ -2,7 +2,8 @@
 //! runs in a root of its own files, with the status's `image`/`imageID` as the kubelet fills
 //! them, and its root is given back when the pod goes; an image the store lacks fails as a
 //! pull does (`ErrImageNeverPull`, `ErrImagePull` then `ImagePullBackOff`) with an event
-//! saying how to load it; the node image's pre-loaded names run the node's tools.
+//! saying how to load it. No name is special: `busybox` not in the store fails like any other
+//! (the node image's own images are pre-loaded into the store by the node agent).
 
 mod kubelet_common;
 
@@ -13,7 +14,6 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kubelet_common::*;
 use minikind_image_store::Store;
 use minikind_kubelet::image_roots::StoreRoots;
-use minikind_kubelet::rootfs::NodeToolsRoots;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -95,7 +95,7 @@ fn images_come_from_the_store_and_missing_ones_fail_as_pulls_do() {
             .unwrap()
             .import(archive.as_slice())
             .unwrap();
-        let roots = StoreRoots::open(store_dir.path(), NodeToolsRoots::default(), "lab").unwrap();
+        let roots = StoreRoots::open(store_dir.path(), "lab").unwrap();
         let lab = Lab::start_with(|cfg| cfg.roots = Arc::new(roots)).await;
 
         // From the store: the image's files only, the status naming it as containerd does.
@@ -124,12 +124,16 @@ fn images_come_from_the_store_and_missing_ones_fail_as_pulls_do() {
             .count();
         assert_eq!(in_use, 1, "one container root in the store");
 
-        // A pre-loaded name: the node's tools (its /usr), under the normalised name.
-        lab.create(image_pod("tools", "busybox", None)).await;
-        let p = lab.wait_running("tools").await;
-        let st = status_of(&p).unwrap();
-        assert_eq!(st.image, "docker.io/library/busybox:latest");
-        assert!(st.image_id.starts_with("sha256:"), "{}", st.image_id);
+        // The tag the store has is `busybox:1.36`; `busybox` (`:latest`) is another image,
+        // not in the store, and nothing stands in for it.
+        lab.create(image_pod("latest", "busybox", Some("Never")))
+            .await;
+        let p = lab
+            .wait_pod("latest", 20, "ErrImageNeverPull", |p| {
+                waiting_reason(p).is_some_and(|(r, _)| r == "ErrImageNeverPull")
+            })
+            .await;
+        assert!(status_of(&p).unwrap().image_id.is_empty());
 
         // Not in the store, pull policy Never.
         lab.create(image_pod("never", "example.com/team/app:v1", Some("Never")))
