@@ -29,13 +29,10 @@ pub async fn execute(ctx: &mut Context<'_>) -> Result<()> {
     .context("installing the DNS add-on")?;
     tracing::debug!(created, "DNS add-on installed");
     if let Some(nl) = &ctx.config.dns.node_local_dns {
-        let created = node_local_dns::install(
-            &ctx.api()?.client,
-            ctx.config.networking.service_subnet,
-            nl,
-        )
-        .await
-        .context("installing the NodeLocal DNSCache add-on")?;
+        let created =
+            node_local_dns::install(&ctx.api()?.client, ctx.config.networking.service_subnet, nl)
+                .await
+                .context("installing the NodeLocal DNSCache add-on")?;
         tracing::debug!(created, "NodeLocal DNSCache add-on installed");
     }
     step.done();
