@@ -163,15 +163,26 @@ fn node_cache_main(args: &[String]) -> i32 {
             return 2;
         }
     };
+    // k8s-dns-node-cache's image calls iptables through iptables-wrapper, which on first use
+    // picks legacy or nft from the rules the node already holds and links the plain names to
+    // it. The tools image these pods run carries both flavours and no plain names, so the same
+    // choice (KIND's rule, `minikind_iptables::select`) is made here; on a node, where the
+    // names are linked at boot, nothing changes.
+    let cmds = minikind_iptables::Commands::default();
+    if flags.setup_iptables && !cmds.save.exists() {
+        match minikind_iptables::select(std::path::Path::new("/")) {
+            Ok(sel) => println!("[INFO] {sel}"),
+            Err(e) => {
+                eprintln!("cluster-dns: choosing the iptables mode: {e:#}");
+                return 1;
+            }
+        }
+    }
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(crate::nodecache::run(
-            flags,
-            minikind_iptables::Commands::default(),
-            wait_for_signals,
-        )),
+        Ok(rt) => rt.block_on(crate::nodecache::run(flags, cmds, wait_for_signals)),
         Err(e) => {
             eprintln!("cluster-dns: cannot start the runtime: {e}");
             1

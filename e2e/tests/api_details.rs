@@ -6,37 +6,14 @@
 //! health and metrics ports, and the URL `kubectl cluster-info` prints for CoreDNS answers;
 //! and kubectl sees no version skew.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use minikind_test_support::{Cluster, Run, eventually, kubectl, test_kubeconfig};
+use minikind_test_support::{Cluster, eventually};
 
 const HERMETIC: &str = "networking:\n  internal: true\ndns:\n  upstream: lab\n";
 
-fn k(c: &Cluster, args: &[&str], stdin: Option<&str>) -> Run {
-    use std::io::Write;
-    let mut child = Command::new(kubectl())
-        .env("KUBECONFIG", test_kubeconfig())
-        .arg("--context")
-        .arg(format!("minikind-{}", c.name))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running kubectl");
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    child.wait_with_output().expect("kubectl output").into()
-}
-
 fn k_ok(c: &Cluster, args: &[&str], stdin: Option<&str>) -> String {
-    let r = k(c, args, stdin);
+    let r = c.kubectl(args, stdin);
     assert!(r.ok, "kubectl {args:?}:\n{}\n{}", r.stdout, r.stderr);
     r.stdout
 }
@@ -53,7 +30,7 @@ metadata: {name: consumer}
 spec:
   containers:
   - name: main
-    image: busybox
+    image: minikind/tools
     command: [sleep, "3600"]
     env:
     - name: DB_USER
@@ -88,7 +65,7 @@ fn secrets_protobuf_leases_events_and_version_on_a_real_cluster() {
     let node = c.node("control-plane");
 
     // No skew warning with the pinned kubectl.
-    let v = k(&c, &["version"], None);
+    let v = c.kubectl(&["version"], None);
     assert!(v.ok, "{}", v.stderr);
     assert!(!v.stderr.contains("WARNING"), "{}", v.stderr);
 
@@ -163,7 +140,7 @@ fn secrets_protobuf_leases_events_and_version_on_a_real_cluster() {
             "create",
             "deployment",
             "sleeper",
-            "--image=busybox",
+            "--image=minikind/tools",
             "--",
             "sleep",
             "3600",
@@ -188,8 +165,7 @@ fn secrets_protobuf_leases_events_and_version_on_a_real_cluster() {
     // The node's Lease, renewed every 10 s.
     let lease = |c: &Cluster| json(c, &["get", "lease", "-n", "kube-node-lease", &node]);
     let l = eventually("the node lease", Duration::from_secs(30), || {
-        let r = k(
-            &c,
+        let r = c.kubectl(
             &["get", "lease", "-n", "kube-node-lease", &node, "-o", "json"],
             None,
         );
@@ -210,7 +186,7 @@ fn secrets_protobuf_leases_events_and_version_on_a_real_cluster() {
         &[
             "run",
             "flaky",
-            "--image=busybox",
+            "--image=minikind/tools",
             "--",
             "sh",
             "-c",
@@ -277,7 +253,7 @@ fn secrets_protobuf_leases_events_and_version_on_a_real_cluster() {
         .next()
         .unwrap()
         .to_string();
-    let r = k(&c, &["get", "--raw", &path], None);
+    let r = c.kubectl(&["get", "--raw", &path], None);
     assert!(
         r.stderr.contains("ServiceUnavailable") && r.stderr.contains("error trying to reach"),
         "{path}: {} {}",

@@ -9,12 +9,9 @@
 //! port is the one that must survive; the lab upstream keeps every query on the machine.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use minikind_test_support::{
-    Cluster, docker, eventually, kubectl, minikind_stdin, test_kubeconfig,
-};
+use minikind_test_support::{Cluster, docker, eventually, minikind_stdin};
 use serde_json::{Value, json};
 
 const CONFIG: &str =
@@ -22,36 +19,6 @@ const CONFIG: &str =
 
 /// The name every lookup asks for, and the Service it names.
 const NAME: &str = "kubernetes.default.svc.cluster.local";
-
-/// `kubectl --context minikind-<cluster> …` on the tests' kubeconfig; panics unless it succeeds.
-fn kubectl_ok(c: &Cluster, args: &[&str]) -> String {
-    let out = kubectl_run(c, args, None);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn kubectl_run(c: &Cluster, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    use std::io::Write;
-    let mut cmd = Command::new(kubectl());
-    cmd.arg("--kubeconfig")
-        .arg(test_kubeconfig())
-        .args(["--context", &format!("minikind-{}", c.name)])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("running kubectl");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).expect("writing to kubectl");
-    }
-    drop(input);
-    child.wait_with_output().expect("waiting for kubectl")
-}
 
 /// The workload: a pod pinned to every node (tolerating the control plane's taint) to ask
 /// DNS from, and a Deployment of two replicas (asking for different nodes).
@@ -167,18 +134,16 @@ fn normalise(mut o: Value) -> (String, Value) {
 /// Every API object the cluster serves a list of, normalised, by identity. Events are left
 /// out: they are the record of what happened, and a restart happening is news they report.
 fn api_objects(c: &Cluster) -> BTreeMap<String, Value> {
-    let resources = kubectl_ok(c, &["api-resources", "--verbs=list", "-o", "name"]);
+    let resources = c.kubectl_ok(&["api-resources", "--verbs=list", "-o", "name"]);
     let resources: Vec<&str> = resources
         .lines()
         .map(str::trim)
         .filter(|r| !r.is_empty() && !r.starts_with("events"))
         .collect();
     assert!(resources.contains(&"pods"), "{resources:?}");
-    let list: Value = serde_json::from_str(&kubectl_ok(
-        c,
-        &["get", &resources.join(","), "-A", "-o", "json"],
-    ))
-    .expect("kubectl's JSON");
+    let list: Value =
+        serde_json::from_str(&c.kubectl_ok(&["get", &resources.join(","), "-A", "-o", "json"]))
+            .expect("kubectl's JSON");
     list["items"]
         .as_array()
         .expect("a List")
@@ -248,7 +213,7 @@ fn mask_resolver_ports(rule: &str) -> String {
 /// Restart counts by pod and container.
 fn restart_counts(c: &Cluster) -> BTreeMap<String, u64> {
     let list: Value =
-        serde_json::from_str(&kubectl_ok(c, &["get", "pods", "-A", "-o", "json"])).unwrap();
+        serde_json::from_str(&c.kubectl_ok(&["get", "pods", "-A", "-o", "json"])).unwrap();
     let mut out = BTreeMap::new();
     for p in list["items"].as_array().unwrap() {
         for cs in p["status"]["containerStatuses"]
@@ -272,11 +237,11 @@ fn restart_counts(c: &Cluster) -> BTreeMap<String, u64> {
 
 /// Whether every pod is Running with every container ready.
 fn all_pods_ready(c: &Cluster) -> Result<(), String> {
-    let out = kubectl_run(c, &["get", "pods", "-A", "-o", "json"], None);
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    let out = c.kubectl(&["get", "pods", "-A", "-o", "json"], None);
+    if !out.ok {
+        return Err(out.stderr);
     }
-    let list: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let list: Value = serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
     for p in list["items"].as_array().into_iter().flatten() {
         let ready = p["status"]["conditions"]
             .as_array()
@@ -344,28 +309,22 @@ fn restarting_every_node_leaves_objects_rules_pods_and_dns_as_they_were() {
     assert_eq!(web_nodes.len(), 2, "{web_nodes:?}");
     assert!(web_nodes.iter().all(|n| nodes.contains(n)), "{web_nodes:?}");
 
-    let kubernetes_ip = kubectl_ok(
-        &c,
-        &[
-            "get",
-            "svc",
-            "kubernetes",
-            "-o",
-            "jsonpath={.spec.clusterIP}",
-        ],
-    );
-    let dns_ip = kubectl_ok(
-        &c,
-        &[
-            "get",
-            "svc",
-            "kube-dns",
-            "-n",
-            "kube-system",
-            "-o",
-            "jsonpath={.spec.clusterIP}",
-        ],
-    );
+    let kubernetes_ip = c.kubectl_ok(&[
+        "get",
+        "svc",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let dns_ip = c.kubectl_ok(&[
+        "get",
+        "svc",
+        "kube-dns",
+        "-n",
+        "kube-system",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
     let want: Vec<(String, String)> = nodes
         .iter()
         .flat_map(|n| [format!("pod on {n}"), format!("node {n}")])
@@ -387,16 +346,13 @@ fn restarting_every_node_leaves_objects_rules_pods_and_dns_as_they_were() {
     }
     let counts = restart_counts(&c);
     assert!(counts.len() >= 6, "{counts:?}");
-    let server = kubectl_ok(
-        &c,
-        &[
-            "config",
-            "view",
-            "--minify",
-            "-o",
-            "jsonpath={.clusters[0].cluster.server}",
-        ],
-    );
+    let server = c.kubectl_ok(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
 
     // Every node, one after the other (the control plane first, as the worst case for the
     // others: their agents lose the API while it is down).
@@ -411,22 +367,18 @@ fn restarting_every_node_leaves_objects_rules_pods_and_dns_as_they_were() {
         "the API through the kubeconfig",
         Duration::from_secs(60),
         || {
-            kubectl_run(&c, &["get", "--raw", "/readyz"], None)
-                .status
-                .success()
+            c.kubectl(&["get", "--raw", "/readyz"], None)
+                .ok
                 .then_some(())
         },
     );
-    let server_after = kubectl_ok(
-        &c,
-        &[
-            "config",
-            "view",
-            "--minify",
-            "-o",
-            "jsonpath={.clusters[0].cluster.server}",
-        ],
-    );
+    let server_after = c.kubectl_ok(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
     assert_eq!(server_after, server);
 
     // Every pod Running and ready again, each container restarted once more.

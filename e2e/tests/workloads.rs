@@ -6,8 +6,7 @@
 //! (`rollout restart/history/undo`), `kubectl create job` runs to completion, and a foreground
 //! deletion removes a StatefulSet after its pods.
 
-use minikind_test_support::{Cluster, eventually, kubectl, test_kubeconfig};
-use std::process::Command;
+use minikind_test_support::{Cluster, Run, eventually};
 use std::time::Duration;
 
 const CONFIG: &str = "networking:\n  internal: true\ndns:\n  upstream: lab\nnodes:\n- role: \
@@ -39,7 +38,7 @@ spec:
       terminationGracePeriodSeconds: 1
       containers:
       - name: c
-        image: busybox
+        image: minikind/tools
         command: [sleep, "100000"]
 ---
 apiVersion: apps/v1
@@ -56,7 +55,7 @@ spec:
       terminationGracePeriodSeconds: 1
       containers:
       - name: c
-        image: busybox
+        image: minikind/tools
         command: [sleep, "100000"]
 ---
 apiVersion: apps/v1
@@ -74,39 +73,9 @@ spec:
       terminationGracePeriodSeconds: 1
       containers:
       - name: c
-        image: busybox
+        image: minikind/tools
         command: [sleep, "100000"]
 "#;
-
-fn kubectl_run(c: &Cluster, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    use std::io::Write;
-    let mut cmd = Command::new(kubectl());
-    cmd.arg("--kubeconfig")
-        .arg(test_kubeconfig())
-        .args(["--context", &format!("minikind-{}", c.name)])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("running kubectl");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).expect("writing to kubectl");
-    }
-    drop(input);
-    let out = child.wait_with_output().expect("waiting for kubectl");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn k(c: &Cluster, args: &[&str]) -> String {
-    let (ok, out, err) = kubectl_run(c, args, None);
-    assert!(ok, "kubectl {args:?}:\n{out}\n{err}");
-    out
-}
 
 fn revisions(history: &str) -> Vec<String> {
     history
@@ -124,34 +93,37 @@ fn workloads_statefulset_dns_daemonset_rollout_job_on_a_tainted_control_plane() 
     let workers = [c.node("worker"), c.node("worker2")];
 
     // kubeadm's taint on the control plane; CoreDNS runs regardless (it tolerates it).
-    let taints = k(&c, &["get", "node", &cp, "-o", "jsonpath={.spec.taints}"]);
+    let taints = c.kubectl_ok(&["get", "node", &cp, "-o", "jsonpath={.spec.taints}"]);
     assert!(
         taints.contains("node-role.kubernetes.io/control-plane") && taints.contains("NoSchedule"),
         "{taints}"
     );
     c.wait_coredns_rolled_out();
 
-    let (ok, out, err) = kubectl_run(&c, &["apply", "-f", "-"], Some(MANIFEST));
+    let Run {
+        ok,
+        stdout: out,
+        stderr: err,
+        ..
+    } = c.kubectl(&["apply", "-f", "-"], Some(MANIFEST));
     assert!(ok, "{out}\n{err}");
     for what in ["statefulset/web", "daemonset/agent", "deployment/front"] {
-        k(&c, &["rollout", "status", what, "--timeout=120s"]);
+        c.kubectl_ok(&["rollout", "status", what, "--timeout=120s"]);
     }
     // Nothing of ours on the control plane; one agent per worker.
     let placed = |sel: &str| -> Vec<String> {
-        let mut v: Vec<String> = k(
-            &c,
-            &[
+        let mut v: Vec<String> = c
+            .kubectl_ok(&[
                 "get",
                 "pods",
                 "-l",
                 sel,
                 "-o",
                 "jsonpath={.items[*].spec.nodeName}",
-            ],
-        )
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+            ])
+            .split_whitespace()
+            .map(String::from)
+            .collect();
         v.sort();
         v
     };
@@ -161,17 +133,15 @@ fn workloads_statefulset_dns_daemonset_rollout_job_on_a_tainted_control_plane() 
     }
 
     // Stable names, resolved through cluster DNS from a pod.
-    let ip1 = k(
-        &c,
-        &["get", "pod", "web-1", "-o", "jsonpath={.status.podIP}"],
-    );
+    let ip1 = c.kubectl_ok(&["get", "pod", "web-1", "-o", "jsonpath={.status.podIP}"]);
     assert!(!ip1.is_empty());
     let answer = eventually(
         "web-1.nginx resolves from web-0",
         Duration::from_secs(30),
         || {
-            let (ok, out, _) = kubectl_run(
-                &c,
+            let Run {
+                ok, stdout: out, ..
+            } = c.kubectl(
                 &[
                     "exec",
                     "web-0",
@@ -186,58 +156,43 @@ fn workloads_statefulset_dns_daemonset_rollout_job_on_a_tainted_control_plane() 
     );
     assert!(answer.contains(&ip1), "{answer}");
     // The pod's UTS name is its hostname (busybox runs minikind's tools: `cat` is one).
-    let hostname = k(
-        &c,
-        &["exec", "web-2", "--", "cat", "/proc/sys/kernel/hostname"],
-    );
+    let hostname = c.kubectl_ok(&["exec", "web-2", "--", "cat", "/proc/sys/kernel/hostname"]);
     assert_eq!(hostname.trim(), "web-2");
 
     // A Deployment rolls forward and back through its ReplicaSets.
-    k(&c, &["rollout", "restart", "deployment/front"]);
-    k(
-        &c,
-        &["rollout", "status", "deployment/front", "--timeout=120s"],
-    );
-    let rs = k(&c, &["get", "rs", "-l", "app=front", "-o", "name"]);
+    c.kubectl_ok(&["rollout", "restart", "deployment/front"]);
+    c.kubectl_ok(&["rollout", "status", "deployment/front", "--timeout=120s"]);
+    let rs = c.kubectl_ok(&["get", "rs", "-l", "app=front", "-o", "name"]);
     assert_eq!(rs.lines().count(), 2, "{rs}");
     assert_eq!(
-        revisions(&k(&c, &["rollout", "history", "deployment/front"])),
+        revisions(&c.kubectl_ok(&["rollout", "history", "deployment/front"])),
         ["1", "2"]
     );
-    let out = k(&c, &["rollout", "undo", "deployment/front"]);
+    let out = c.kubectl_ok(&["rollout", "undo", "deployment/front"]);
     assert!(out.contains("rolled back"), "{out}");
-    k(
-        &c,
-        &["rollout", "status", "deployment/front", "--timeout=120s"],
-    );
+    c.kubectl_ok(&["rollout", "status", "deployment/front", "--timeout=120s"]);
     assert_eq!(
-        revisions(&k(&c, &["rollout", "history", "deployment/front"])),
+        revisions(&c.kubectl_ok(&["rollout", "history", "deployment/front"])),
         ["2", "3"]
     );
 
     // A Job from `kubectl create job` runs to completion.
-    k(
-        &c,
-        &[
-            "create",
-            "job",
-            "once",
-            "--image=busybox",
-            "--",
-            "sleep",
-            "1",
-        ],
-    );
-    k(
-        &c,
-        &[
-            "wait",
-            "--for=condition=complete",
-            "job/once",
-            "--timeout=120s",
-        ],
-    );
-    let jobs = k(&c, &["get", "jobs"]);
+    c.kubectl_ok(&[
+        "create",
+        "job",
+        "once",
+        "--image=minikind/tools",
+        "--",
+        "sleep",
+        "1",
+    ]);
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/once",
+        "--timeout=120s",
+    ]);
+    let jobs = c.kubectl_ok(&["get", "jobs"]);
     assert!(
         jobs.lines()
             .any(|l| l.starts_with("once") && l.contains("Complete") && l.contains("1/1")),
@@ -245,16 +200,13 @@ fn workloads_statefulset_dns_daemonset_rollout_job_on_a_tainted_control_plane() 
     );
 
     // Foreground deletion: the StatefulSet goes after its pods.
-    k(
-        &c,
-        &[
-            "delete",
-            "statefulset",
-            "web",
-            "--cascade=foreground",
-            "--timeout=120s",
-        ],
-    );
-    let left = k(&c, &["get", "pods", "-l", "app=web", "-o", "name"]);
+    c.kubectl_ok(&[
+        "delete",
+        "statefulset",
+        "web",
+        "--cascade=foreground",
+        "--timeout=120s",
+    ]);
+    let left = c.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
     assert!(left.trim().is_empty(), "{left}");
 }

@@ -46,7 +46,7 @@ pub enum NodeRootfsError {
 }
 
 /// Host directories searched for programs, as root's PATH would.
-const HOST_BIN_DIRS: &[&str] = &[
+pub(crate) const HOST_BIN_DIRS: &[&str] = &[
     "/usr/sbin",
     "/usr/bin",
     "/sbin",
@@ -59,6 +59,96 @@ fn find_program_in(dirs: &[&str], name: &str) -> Option<PathBuf> {
     dirs.iter()
         .map(|d| Path::new(d).join(name))
         .find(|p| p.is_file())
+}
+
+/// Adds iptables (both back ends, with KIND's names), iproute2's `ip` and everything they load
+/// — shared libraries of `elf_roots` and of themselves, the dlopen()ed xtables extensions — to
+/// `fs`, from the programs found in `bin_dirs`. The node image holds them, and so does the tools
+/// image a node builds from its own files (node-cache's pods set up their rules with them, as
+/// k8s-dns-node-cache's image carries iptables).
+pub(crate) fn add_network_tools(
+    fs: &mut Rootfs,
+    bin_dirs: &[&str],
+    mut elf_roots: Vec<PathBuf>,
+) -> Result<(), NodeRootfsError> {
+    // iptables: both back ends, with KIND's names. The plain `iptables*` names are left to the
+    // node agent, which points them at whichever flavour Docker used (as KIND's entrypoint does).
+    for flavour in IPTABLES_FLAVOURS {
+        let multi = format!("xtables-{flavour}-multi");
+        let host =
+            find_program_in(bin_dirs, &multi).ok_or_else(|| NodeRootfsError::MissingIptables {
+                binary: multi.clone(),
+                searched: bin_dirs.join(", "),
+            })?;
+        fs.copy_host_file_to(&host, Path::new("/usr/sbin").join(&multi))?;
+        tracing::debug!(binary = %host.display(), %flavour, "iptables");
+        elf_roots.push(host);
+        for family in ["iptables", "ip6tables"] {
+            for suffix in ["", "-save", "-restore"] {
+                fs.symlink(
+                    format!("/usr/sbin/{family}-{flavour}{suffix}"),
+                    multi.as_str(),
+                )?;
+            }
+        }
+    }
+    // iproute2's `ip`: the agent wires pod namespaces with it, and people poking around a
+    // node expect it as on a KIND node.
+    let ip =
+        find_program_in(bin_dirs, "ip").ok_or_else(|| NodeRootfsError::MissingHostProgram {
+            binary: "ip".into(),
+            package: "iproute2",
+            searched: bin_dirs.join(", "),
+        })?;
+    fs.copy_host_file_to(&ip, "/usr/sbin/ip")?;
+    elf_roots.push(ip);
+    if Path::new("/etc/iproute2").is_dir() {
+        for e in std::fs::read_dir("/etc/iproute2")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.path().is_file() {
+                fs.copy_host_path(e.path())?;
+            }
+        }
+    }
+
+    // xtables extensions (`-m statistic`, `-j DNAT`, …) are dlopen()ed, not DT_NEEDED: take
+    // the whole directory that sits beside libxtables.
+    let lib_dirs = elf_deps::host_library_dirs();
+    let all_libs = elf_deps::closure(&elf_roots, &lib_dirs)?;
+    let mut ext_files = Vec::new();
+    for lib in &all_libs {
+        if lib
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("libxtables.so"))
+        {
+            let real = std::fs::canonicalize(lib).unwrap_or(lib.clone());
+            if let Some(dir) = real.parent().map(|d| d.join("xtables"))
+                && let Ok(rd) = std::fs::read_dir(&dir)
+            {
+                ext_files.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    ext_files.sort();
+    let ext_libs = elf_deps::closure(&ext_files, &lib_dirs)?;
+    tracing::debug!(
+        libraries = all_libs.len(),
+        xtables_extensions = ext_files.len(),
+        extension_libraries = ext_libs.len(),
+        "iptables and ip: shared libraries from the ELF dependencies"
+    );
+    for path in all_libs
+        .iter()
+        .chain(ext_files.iter())
+        .chain(ext_libs.iter())
+    {
+        fs.copy_host_path(path)?;
+    }
+    Ok(())
 }
 
 /// Builds the node rootfs around the given minikind executable.
@@ -99,80 +189,7 @@ fn build_node_rootfs_from(
         fs.symlink(Path::new("/usr/local/bin").join(tool), "minikind")?;
     }
 
-    // iptables: both back ends, with KIND's names. The plain `iptables*` names are left to the
-    // node agent, which points them at whichever flavour Docker used (as KIND's entrypoint does).
-    for flavour in IPTABLES_FLAVOURS {
-        let multi = format!("xtables-{flavour}-multi");
-        let host = find_host_program(&multi).ok_or_else(|| NodeRootfsError::MissingIptables {
-            binary: multi.clone(),
-            searched: bin_dirs.join(", "),
-        })?;
-        fs.copy_host_file_to(&host, Path::new("/usr/sbin").join(&multi))?;
-        tracing::debug!(binary = %host.display(), %flavour, "node image: iptables");
-        elf_roots.push(host);
-        for family in ["iptables", "ip6tables"] {
-            for suffix in ["", "-save", "-restore"] {
-                fs.symlink(
-                    format!("/usr/sbin/{family}-{flavour}{suffix}"),
-                    multi.as_str(),
-                )?;
-            }
-        }
-    }
-    // iproute2's `ip`: the agent wires pod namespaces with it, and people poking around a
-    // node expect it as on a KIND node.
-    let ip = find_host_program("ip").ok_or_else(|| NodeRootfsError::MissingHostProgram {
-        binary: "ip".into(),
-        package: "iproute2",
-        searched: bin_dirs.join(", "),
-    })?;
-    fs.copy_host_file_to(&ip, "/usr/sbin/ip")?;
-    elf_roots.push(ip);
-    if Path::new("/etc/iproute2").is_dir() {
-        for e in std::fs::read_dir("/etc/iproute2")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if e.path().is_file() {
-                fs.copy_host_path(e.path())?;
-            }
-        }
-    }
-
-    // xtables extensions (`-m statistic`, `-j DNAT`, …) are dlopen()ed, not DT_NEEDED: take
-    // the whole directory that sits beside libxtables.
-    let all_libs = elf_deps::closure(&elf_roots, &lib_dirs)?;
-    let mut ext_files = Vec::new();
-    for lib in &all_libs {
-        if lib
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("libxtables.so"))
-        {
-            let real = std::fs::canonicalize(lib).unwrap_or(lib.clone());
-            if let Some(dir) = real.parent().map(|d| d.join("xtables"))
-                && let Ok(rd) = std::fs::read_dir(&dir)
-            {
-                ext_files.extend(rd.flatten().map(|e| e.path()));
-            }
-        }
-    }
-    ext_files.sort();
-    let ext_libs = elf_deps::closure(&ext_files, &lib_dirs)?;
-    tracing::debug!(
-        libraries = all_libs.len(),
-        xtables_extensions = ext_files.len(),
-        extension_libraries = ext_libs.len(),
-        "node image: shared libraries from the ELF dependencies"
-    );
-    for path in all_libs
-        .iter()
-        .chain(ext_files.iter())
-        .chain(ext_libs.iter())
-    {
-        fs.copy_host_path(path)?;
-    }
+    add_network_tools(&mut fs, bin_dirs, elf_roots)?;
 
     // busybox is a bonus for people poking around a node by hand; minikind has its own tools.
     let busybox = find_host_program("busybox");

@@ -22,7 +22,7 @@ use minikind_contract::{MINIKIND_PATH, TOOLS_IMAGE};
 use sha2::{Digest, Sha256};
 
 use crate::elf_deps::{self, ElfDepsError};
-use crate::node_rootfs::TOOL_LINKS;
+use crate::node_rootfs::{self, TOOL_LINKS};
 use crate::rootfs::{Rootfs, RootfsError, RootfsTar};
 
 /// The second tag of the tools image, for manifests that should not change with each release.
@@ -49,6 +49,8 @@ pub enum PreloadError {
     Elf(#[from] ElfDepsError),
     #[error("assembling the tools image: {0}")]
     Rootfs(#[from] RootfsError),
+    #[error("adding iptables and ip to the tools image: {0}")]
+    NetworkTools(#[from] node_rootfs::NodeRootfsError),
     #[error("serialising an image configuration: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -211,6 +213,9 @@ pub fn tools_layer(sources: &Sources) -> Result<RootfsTar, PreloadError> {
     for lib in elf_deps::closure(&roots, &elf_deps::host_library_dirs())? {
         fs.copy_host_path(lib)?;
     }
+    // iptables and `ip`, from the node's own programs: the NodeLocal DNSCache pods run
+    // `cluster-dns node-cache` from this image and set up their interface and rules with them.
+    node_rootfs::add_network_tools(&mut fs, node_rootfs::HOST_BIN_DIRS, Vec::new())?;
     for f in ETC_FILES {
         if Path::new(f).is_file() {
             fs.copy_host_path(f)?;

@@ -90,23 +90,28 @@ pub fn minikind(args: &[&str]) -> Run {
 }
 
 pub fn minikind_stdin(args: &[&str], stdin: &str) -> Run {
+    let mut cmd = minikind_command();
+    cmd.args(args);
+    run_with_stdin(cmd, Some(stdin))
+}
+
+/// Runs `cmd` to the end with `stdin` written to it (an empty input when None).
+pub fn run_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Run {
     use std::io::Write;
-    let mut child = minikind_command()
-        .args(args)
+    let mut child = cmd
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("running minikind");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("writing config");
+        .unwrap_or_else(|e| panic!("running {:?}: {e}", cmd.get_program()));
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("writing stdin");
+    }
+    drop(input);
     child
         .wait_with_output()
-        .expect("waiting for minikind")
+        .expect("waiting for the command")
         .into()
 }
 
@@ -221,6 +226,24 @@ impl Cluster {
             "minikind {args:?} failed:\n{}\n{}",
             r.stdout, r.stderr
         );
+        r.stdout
+    }
+
+    /// The pinned kubectl on this cluster's context (`minikind-<name>`) in the tests'
+    /// kubeconfig, with `stdin` fed to it.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        let mut cmd = Command::new(kubectl());
+        cmd.arg("--kubeconfig")
+            .arg(test_kubeconfig())
+            .args(["--context", &format!("minikind-{}", self.name)])
+            .args(args);
+        run_with_stdin(cmd, stdin)
+    }
+
+    /// Like [`Cluster::kubectl`] without input, but panics with the output unless it succeeds.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let r = self.kubectl(args, None);
+        assert!(r.ok, "kubectl {args:?} failed:\n{}\n{}", r.stdout, r.stderr);
         r.stdout
     }
 

@@ -122,6 +122,20 @@ pub fn namespace_of(v: &Value) -> &str {
 }
 
 /// `metadata` as a mutable map, created if missing.
+/// Removes `finalizer` from the object's `metadata.finalizers`; true if it was there (the
+/// update the finalizer's owner writes when its work is done).
+pub fn remove_finalizer(v: &mut Value, finalizer: &str) -> bool {
+    let Some(a) = v
+        .pointer_mut("/metadata/finalizers")
+        .and_then(Value::as_array_mut)
+    else {
+        return false;
+    };
+    let before = a.len();
+    a.retain(|f| f.as_str() != Some(finalizer));
+    a.len() != before
+}
+
 pub fn metadata_mut(v: &mut Value) -> &mut serde_json::Map<String, Value> {
     if !v.get("metadata").is_some_and(Value::is_object) {
         v["metadata"] = Value::Object(Default::default());

@@ -943,15 +943,7 @@ pub async fn delete(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> A
             .to_string();
         orphan_dependents(st, &ns, &uid).await?;
         let out = update_internal(st, res, &ns, name, "garbage-collector", false, |v| {
-            let Some(a) = v
-                .pointer_mut("/metadata/finalizers")
-                .and_then(Value::as_array_mut)
-            else {
-                return false;
-            };
-            let before = a.len();
-            a.retain(|f| f.as_str() != Some(ORPHAN_FINALIZER));
-            a.len() != before
+            meta::remove_finalizer(v, ORPHAN_FINALIZER)
         })
         .await?;
         let v = out.map(|o| o.value()).unwrap_or(marked);

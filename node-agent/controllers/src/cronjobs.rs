@@ -38,16 +38,11 @@ impl Reconciler for CronJobs {
     }
 
     fn all_keys(&mut self, st: &ApiState) -> Vec<Key> {
-        let (cs, _, _) = st.store.list(idx::cronjobs(), None, None, 0, |_| true);
-        cs.iter()
-            .map(|d| (d.namespace.to_string(), d.name.to_string()))
-            .collect()
+        crate::keys_of(st, idx::cronjobs())
     }
 
     async fn reconcile(&mut self, st: &Arc<ApiState>, key: Key) {
-        if let Err(e) = reconcile(st, &key.0, &key.1).await {
-            tracing::warn!(cronjob = %format!("{}/{}", key.0, key.1), "{e}");
-        }
+        crate::log_failure("cronjob", &key, reconcile(st, &key.0, &key.1).await);
     }
 }
 

@@ -130,16 +130,11 @@ impl Reconciler for DaemonSets {
     }
 
     fn all_keys(&mut self, st: &ApiState) -> Vec<Key> {
-        let (ds, _, _) = st.store.list(idx::daemonsets(), None, None, 0, |_| true);
-        ds.iter()
-            .map(|d| (d.namespace.to_string(), d.name.to_string()))
-            .collect()
+        crate::keys_of(st, idx::daemonsets())
     }
 
     async fn reconcile(&mut self, st: &Arc<ApiState>, key: Key) {
-        if let Err(e) = reconcile(st, &key.0, &key.1).await {
-            tracing::warn!(daemonset = %format!("{}/{}", key.0, key.1), "{e}");
-        }
+        crate::log_failure("daemonset", &key, reconcile(st, &key.0, &key.1).await);
     }
 }
 

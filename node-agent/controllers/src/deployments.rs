@@ -204,10 +204,7 @@ impl Reconciler for Deployments {
     }
 
     fn all_keys(&mut self, st: &ApiState) -> Vec<Key> {
-        let (ds, _, _) = st.store.list(idx::deployments(), None, None, 0, |_| true);
-        ds.iter()
-            .map(|d| (d.namespace.to_string(), d.name.to_string()))
-            .collect()
+        crate::keys_of(st, idx::deployments())
     }
 
     fn concurrency(&self) -> usize {
@@ -217,16 +214,12 @@ impl Reconciler for Deployments {
     fn reconcile_owned(&mut self, st: &Arc<ApiState>, key: Key) -> Option<BoxFuture<'static, ()>> {
         let st = st.clone();
         Some(Box::pin(async move {
-            if let Err(e) = reconcile(&st, &key.0, &key.1).await {
-                tracing::warn!(deployment = %format!("{}/{}", key.0, key.1), "{e}");
-            }
+            crate::log_failure("deployment", &key, reconcile(&st, &key.0, &key.1).await);
         }))
     }
 
     async fn reconcile(&mut self, st: &Arc<ApiState>, key: Key) {
-        if let Err(e) = reconcile(st, &key.0, &key.1).await {
-            tracing::warn!(deployment = %format!("{}/{}", key.0, key.1), "{e}");
-        }
+        crate::log_failure("deployment", &key, reconcile(st, &key.0, &key.1).await);
     }
 }
 

@@ -44,16 +44,11 @@ impl Reconciler for Jobs {
     /// Every Job not finished, and finished ones with a TTL (their deadline and TTL are
     /// checked on each resync).
     fn all_keys(&mut self, st: &ApiState) -> Vec<Key> {
-        let (js, _, _) = st.store.list(idx::jobs(), None, None, 0, |_| true);
-        js.iter()
-            .map(|d| (d.namespace.to_string(), d.name.to_string()))
-            .collect()
+        crate::keys_of(st, idx::jobs())
     }
 
     async fn reconcile(&mut self, st: &Arc<ApiState>, key: Key) {
-        if let Err(e) = reconcile(st, &key.0, &key.1).await {
-            tracing::warn!(job = %format!("{}/{}", key.0, key.1), "{e}");
-        }
+        crate::log_failure("job", &key, reconcile(st, &key.0, &key.1).await);
     }
 }
 

@@ -31,6 +31,8 @@ pub mod statefulsets;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use minikind_apiserver::ApiState;
+use minikind_apiserver::errors::ApiError;
+use minikind_apiserver::resources::ResIdx;
 use minikind_apiserver::store::Event;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -40,6 +42,23 @@ use tokio_util::sync::CancellationToken;
 
 /// A key a controller reconciles: (namespace, name).
 pub type Key = (String, String);
+
+/// The key of every stored object of resource `res`: the resync of a controller whose keys
+/// are its own objects.
+pub fn keys_of(st: &ApiState, res: ResIdx) -> Vec<Key> {
+    let (objs, _, _) = st.store.list(res, None, None, 0, |_| true);
+    objs.iter()
+        .map(|o| (o.namespace.to_string(), o.name.to_string()))
+        .collect()
+}
+
+/// Logs a failed reconcile of `key` under the controller's `kind`; the key is retried by the
+/// next event or resync, as kube-controller-manager's work queues requeue it.
+pub fn log_failure(kind: &str, key: &Key, result: Result<(), ApiError>) {
+    if let Err(e) = result {
+        tracing::warn!(kind, object = %format!("{}/{}", key.0, key.1), "{e}");
+    }
+}
 
 /// What a controller must implement to run in [`run_loop`].
 pub trait Reconciler: Send {

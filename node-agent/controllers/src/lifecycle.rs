@@ -234,15 +234,7 @@ async fn foreground_step(st: &Arc<ApiState>, res: usize, ns: &str, owner: &Value
         return;
     }
     let r = objects::update_internal(st, res, ns, &name, "garbage-collector", false, |v| {
-        let Some(a) = v
-            .pointer_mut("/metadata/finalizers")
-            .and_then(Value::as_array_mut)
-        else {
-            return false;
-        };
-        let before = a.len();
-        a.retain(|f| f.as_str() != Some(objects::FOREGROUND_FINALIZER));
-        a.len() != before
+        minikind_apiserver::meta::remove_finalizer(v, objects::FOREGROUND_FINALIZER)
     })
     .await;
     if let Err(e) = r

@@ -47,10 +47,7 @@ impl Reconciler for ReplicaSets {
     }
 
     fn all_keys(&mut self, st: &ApiState) -> Vec<Key> {
-        let (rs, _, _) = st.store.list(idx::replicasets(), None, None, 0, |_| true);
-        rs.iter()
-            .map(|r| (r.namespace.to_string(), r.name.to_string()))
-            .collect()
+        crate::keys_of(st, idx::replicasets())
     }
 
     fn concurrency(&self) -> usize {
@@ -60,16 +57,12 @@ impl Reconciler for ReplicaSets {
     fn reconcile_owned(&mut self, st: &Arc<ApiState>, key: Key) -> Option<BoxFuture<'static, ()>> {
         let st = st.clone();
         Some(Box::pin(async move {
-            if let Err(e) = reconcile(&st, &key.0, &key.1).await {
-                tracing::warn!(replicaset = %format!("{}/{}", key.0, key.1), "{e}");
-            }
+            crate::log_failure("replicaset", &key, reconcile(&st, &key.0, &key.1).await);
         }))
     }
 
     async fn reconcile(&mut self, st: &Arc<ApiState>, key: Key) {
-        if let Err(e) = reconcile(st, &key.0, &key.1).await {
-            tracing::warn!(replicaset = %format!("{}/{}", key.0, key.1), "{e}");
-        }
+        crate::log_failure("replicaset", &key, reconcile(st, &key.0, &key.1).await);
     }
 }
 

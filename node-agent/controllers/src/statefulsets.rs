@@ -46,16 +46,11 @@ impl Reconciler for StatefulSets {
     }
 
     fn all_keys(&mut self, st: &ApiState) -> Vec<Key> {
-        let (s, _, _) = st.store.list(idx::statefulsets(), None, None, 0, |_| true);
-        s.iter()
-            .map(|d| (d.namespace.to_string(), d.name.to_string()))
-            .collect()
+        crate::keys_of(st, idx::statefulsets())
     }
 
     async fn reconcile(&mut self, st: &Arc<ApiState>, key: Key) {
-        if let Err(e) = reconcile(st, &key.0, &key.1).await {
-            tracing::warn!(statefulset = %format!("{}/{}", key.0, key.1), "{e}");
-        }
+        crate::log_failure("statefulset", &key, reconcile(st, &key.0, &key.1).await);
     }
 }
 
