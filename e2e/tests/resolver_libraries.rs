@@ -74,29 +74,11 @@ fn glibc_and_musl_resolve_differently_as_the_real_libraries_do() {
     c.minikind_ok(&["load", "docker-image", GLIBC, MUSL]);
 
     // One replica that logs every query (seed 001's Corefile with `log`).
-    c.minikind_ok(&[
-        "apply",
-        "-f",
+    let replica = c.one_coredns_replica(
         &example("seed-001-coredns-scaling-and-ndots/coredns-log.yaml"),
-    ]);
-    c.minikind_ok(&[
-        "scale",
-        "deployment",
-        "coredns",
-        "--replicas",
-        "1",
-        "-n",
-        "kube-system",
-    ]);
-    c.restart_coredns();
-    let replica = eventually("one CoreDNS replica left", Duration::from_secs(60), || {
-        let pods = c.coredns_pods();
-        let [p] = pods.as_slice() else {
-            return None;
-        };
-        p["status"]["podIP"].as_str()?;
-        p["metadata"]["name"].as_str().map(str::to_string)
-    });
+        &["control-plane"],
+    );
+    let replica = replica["metadata"]["name"].as_str().unwrap().to_string();
 
     c.minikind_ok(&["apply", "-f", &example(&format!("{DIR}/pods.yaml"))]);
     let pods = ["glibc", "musl", "glibc-2", "musl-2"];

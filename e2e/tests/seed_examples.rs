@@ -168,30 +168,10 @@ fn seed_001_coredns_scaling_and_ndots_query_log() {
     }
 
     // Part 2: one replica that logs every query, then the seed's names at ndots 5 and 2.
-    c.minikind_ok(&["apply", "-f", &example(&format!("{dir}/coredns-log.yaml"))]);
-    c.minikind_ok(&[
-        "scale",
-        "deployment",
-        "coredns",
-        "--replicas",
-        "1",
-        "-n",
-        "kube-system",
-    ]);
-    c.restart_coredns();
-    // Only the new replica is left, and every node's rules send kube-dns traffic to it.
-    let replica = eventually("one CoreDNS replica left", Duration::from_secs(60), || {
-        let pods = c.coredns_pods();
-        let [p] = pods.as_slice() else {
-            return None;
-        };
-        let ip = p["status"]["podIP"].as_str()?;
-        let dnat_to_it = ["control-plane", "worker", "worker2"].iter().all(|n| {
-            let rules = c.kube_dns_endpoint_rules(&c.node(n));
-            rules.len() == 1 && rules[0].contains(&format!("{ip}:53"))
-        });
-        dnat_to_it.then(|| p.clone())
-    });
+    let replica = c.one_coredns_replica(
+        &example(&format!("{dir}/coredns-log.yaml")),
+        &["control-plane", "worker", "worker2"],
+    );
     let replica_name = replica["metadata"]["name"].as_str().unwrap().to_string();
 
     let names = ["abc", "abc.123", "abc.123.def", "www.example.test"];

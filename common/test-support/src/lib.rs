@@ -321,6 +321,40 @@ impl Cluster {
         self.wait_coredns_rolled_out();
     }
 
+    /// Applies `corefile_manifest` (a CoreDNS ConfigMap, e.g. one with `log`), scales CoreDNS to
+    /// one replica and restarts it, and waits until that replica is the only one and the
+    /// kube-dns rules of every node in `nodes` (suffixes, as [`Cluster::node`]) DNAT to it;
+    /// returns its pod.
+    pub fn one_coredns_replica(
+        &self,
+        corefile_manifest: &str,
+        nodes: &[&str],
+    ) -> serde_json::Value {
+        self.minikind_ok(&["apply", "-f", corefile_manifest]);
+        self.minikind_ok(&[
+            "scale",
+            "deployment",
+            "coredns",
+            "--replicas",
+            "1",
+            "-n",
+            "kube-system",
+        ]);
+        self.restart_coredns();
+        eventually("one CoreDNS replica left", Duration::from_secs(60), || {
+            let pods = self.coredns_pods();
+            let [p] = pods.as_slice() else {
+                return None;
+            };
+            let ip = p["status"]["podIP"].as_str()?;
+            let dnat_to_it = nodes.iter().all(|n| {
+                let rules = self.kube_dns_endpoint_rules(&self.node(n));
+                rules.len() == 1 && rules[0].contains(&format!("{ip}:53"))
+            });
+            dnat_to_it.then(|| p.clone())
+        })
+    }
+
     /// The `-A KUBE-SVC-… -j KUBE-SEP-…` rules of the kube-dns UDP port on a node: one per
     /// ready CoreDNS endpoint.
     pub fn kube_dns_endpoint_rules(&self, node: &str) -> Vec<String> {
