@@ -868,6 +868,10 @@ async fn control_plane_workloads_jobs_and_cronjobs() {
     // History limit 1 for successful Jobs: the next run's Job replaces the first. The next run
     // is at a minute half an hour away from the first's, three hours back, so it cannot have
     // the first one's name.
+    // Start times have one-second resolution and equal ones are ordered by name (upstream's
+    // `byJobStartTime`), so the next run must start in a later second than the first for the
+    // first to be the older one: on an idle machine both fall in the same second otherwise.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let minute = (jiff::Timestamp::now().as_second() / 60 + 30) % 60;
     let patch =
         format!(r#"{{"spec":{{"successfulJobsHistoryLimit":1,"schedule":"{minute} * * * *"}}}}"#);

@@ -130,11 +130,14 @@ async fn reconcile(st: &Arc<ApiState>, ns: &str, name: &str) -> Result<(), ApiEr
                 jobs::is_finished(j) && (jobs::finished_at(j).is_some() && is_failed(j) == failed)
             })
             .collect();
+        // Oldest first by start time, equal ones by name (upstream's `byJobStartTime`).
         done.sort_by_key(|j| {
-            str_at(j, "/status/startTime")
-                .or_else(|| str_at(j, "/metadata/creationTimestamp"))
-                .unwrap_or_default()
-                .to_string()
+            (
+                str_at(j, "/status/startTime")
+                    .or_else(|| str_at(j, "/metadata/creationTimestamp"))
+                    .and_then(meta::parse_time),
+                str_at(j, "/metadata/name").unwrap_or_default().to_string(),
+            )
         });
         let excess = done.len() as i64 - limit.max(0);
         for j in done.into_iter().take(excess.max(0) as usize) {
