@@ -287,22 +287,29 @@ pub fn deployment(addon: &DnsAddon) -> Deployment {
                         }]),
                         ..Default::default()
                     }],
-                    volumes: Some(vec![Volume {
-                        name: "config-volume".into(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: "coredns".into(),
-                            items: Some(vec![KeyToPath {
-                                key: "Corefile".into(),
-                                path: "Corefile".into(),
-                                ..Default::default()
-                            }]),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }]),
+                    volumes: Some(vec![corefile_volume("coredns", "Corefile")]),
                     ..Default::default()
                 }),
             },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The `config-volume` both DNS add-ons mount: key `Corefile` of ConfigMap `config_map` as
+/// the file `path` (kubeadm's CoreDNS reads `Corefile`; node-cache reads `Corefile.base` and
+/// writes the filled-in Corefile itself).
+pub(crate) fn corefile_volume(config_map: &str, path: &str) -> Volume {
+    Volume {
+        name: "config-volume".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.into(),
+            items: Some(vec![KeyToPath {
+                key: "Corefile".into(),
+                path: path.into(),
+                ..Default::default()
+            }]),
             ..Default::default()
         }),
         ..Default::default()

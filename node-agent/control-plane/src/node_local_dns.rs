@@ -24,10 +24,9 @@ use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
-    HTTPGetAction, HostPathVolumeSource, KeyToPath, PodSpec, PodTemplateSpec, Probe,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Toleration, Volume,
-    VolumeMount,
+    Capabilities, ConfigMap, Container, ContainerPort, EnvVar, HTTPGetAction, HostPathVolumeSource,
+    PodSpec, PodTemplateSpec, Probe, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -360,19 +359,7 @@ pub fn daemon_set(addon: &NodeLocalDns, service_subnet: Ipv4Net, upstream_ip: Ip
                             }),
                             ..Default::default()
                         },
-                        Volume {
-                            name: "config-volume".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: NAME.into(),
-                                items: Some(vec![KeyToPath {
-                                    key: "Corefile".into(),
-                                    path: "Corefile.base".into(),
-                                    ..Default::default()
-                                }]),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
+                        crate::dns_addon::corefile_volume(NAME, "Corefile.base"),
                     ]),
                     ..Default::default()
                 }),
