@@ -1,15 +1,20 @@
 //! `minikind dns conformance` on a real two-node cluster (issue 17, item 2): every test of
 //! kubernetes' test/e2e/network/dns.go passes, reported under its upstream name in the table and
 //! the JUnit file, and every namespace the run made is gone afterwards; two prober images give
-//! every lookup from a container of each; an external name the
+//! every lookup from a container of each (upstream's pair: a glibc and a
+//! musl image); an external name the
 //! lab upstream does not serve makes the external-resolution test fail with exit code 1 and a
 //! trace in the JSON (through `--kubeconfig`/`--context`: the pod's side only). Hermetic:
 //! internal network, lab upstream.
 
 use std::time::Duration;
 
+use minikind_test_support::images::{HostImages, glibc_probe_image, musl_probe_image};
 use minikind_test_support::{Cluster, eventually};
 use serde_json::Value;
+
+const GLIBC_PROBER: &str = "minikind-e2e/glibc-prober:1";
+const MUSL_PROBER: &str = "minikind-e2e/musl-prober:1";
 
 /// Namespaces the runs made (`dns-<n>-<run>`) that still exist.
 fn conformance_namespaces(c: &Cluster) -> Vec<String> {
@@ -82,35 +87,61 @@ fn dns_conformance_passes_on_minikind_reports_upstream_names_and_cleans_up() {
         || conformance_namespaces(&c).is_empty().then_some(()),
     );
 
-    // Two prober images (upstream's glibc and musl pair): one querier container per image,
-    // every lookup made from each. The tools image under two names stands in for the pair.
-    let tools = format!("minikind/tools:{}", env!("CARGO_PKG_VERSION"));
-    let tools_again = format!("docker.io/{tools}");
+    // Upstream's two probers, a glibc and a musl image (getent from each C library, ISC's dig
+    // in both): one querier container per image, every lookup of every test made from each,
+    // and all pass.
+    let _images = HostImages::new(&[GLIBC_PROBER, MUSL_PROBER]);
+    glibc_probe_image(GLIBC_PROBER);
+    musl_probe_image(MUSL_PROBER);
+    c.minikind_ok(&["load", "docker-image", GLIBC_PROBER, MUSL_PROBER]);
     let r = c.minikind(&[
         "dns",
         "conformance",
-        "--focus",
-        "/etc/hosts entries",
+        "--parallel",
+        "8",
         "--image",
-        &tools,
+        GLIBC_PROBER,
         "--image",
-        &tools_again,
+        MUSL_PROBER,
         "-o",
         "json",
     ]);
     assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    let from: Vec<&str> = v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["from"].as_str().unwrap())
-        .collect();
-    let first = from.iter().filter(|f| f.ends_with("(tools)")).count();
-    let second = from.iter().filter(|f| f.ends_with("(tools1)")).count();
+    let results = v["results"].as_array().unwrap();
+    let failed: Vec<&Value> = results.iter().filter(|o| o["passed"] != true).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let from = |container: &str| {
+        results
+            .iter()
+            .filter(|o| {
+                o["from"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("({container})"))
+            })
+            .count()
+    };
+    let (glibc, musl) = (from("glibc-prober"), from("musl-prober"));
     assert!(
-        first > 0 && first == second && first + second == from.len(),
-        "{from:?}"
+        glibc > 0 && glibc == musl && glibc + musl == results.len(),
+        "glibc {glibc}, musl {musl}, all {}",
+        results.len()
+    );
+    let tests: std::collections::BTreeSet<&str> =
+        results.iter().filter_map(|o| o["test"].as_str()).collect();
+    assert_eq!(tests.len(), 16, "{tests:?}");
+    for via in ["getent", "dig"] {
+        assert!(
+            results.iter().any(|o| o["tool"] == via
+                && o["from"].as_str().unwrap().ends_with("(musl-prober)")),
+            "no {via} lookup from the musl prober"
+        );
+    }
+    eventually(
+        "the prober run's namespaces to be deleted",
+        Duration::from_secs(60),
+        || conformance_namespaces(&c).is_empty().then_some(()),
     );
 
     // Through the kubeconfig: a name the lab upstream does not serve fails the external test.

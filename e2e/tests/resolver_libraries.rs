@@ -8,23 +8,14 @@
 
 use std::time::Duration;
 
-use minikind_test_support::images::{glibc_probe_image, musl_probe_image};
-use minikind_test_support::{Cluster, cluster_body, docker, eventually, example, lines, pod_ip};
+use minikind_test_support::images::{HostImages, glibc_probe_image, musl_probe_image};
+use minikind_test_support::{Cluster, cluster_body, eventually, example, lines, pod_ip};
 
 const DIR: &str = "resolver-libraries";
 const GLIBC: &str = "minikind-example/resolver-probe:glibc";
 const MUSL: &str = "minikind-example/resolver-probe:musl";
 /// `big.example.test`'s A records in the lab upstream's zone.
 const BIG: usize = 60;
-
-/// The host images this test made; removed when dropped.
-struct HostImages;
-
-impl Drop for HostImages {
-    fn drop(&mut self) {
-        let _ = docker(&["rmi", GLIBC, MUSL]);
-    }
-}
 
 /// One query of the log: type, name, protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +57,7 @@ fn names(qs: &[Query], contains: &str) -> Vec<String> {
 fn glibc_and_musl_resolve_differently_as_the_real_libraries_do() {
     glibc_probe_image(GLIBC);
     musl_probe_image(MUSL);
-    let _images = HostImages;
+    let _images = HostImages::new(&[GLIBC, MUSL]);
     let c = Cluster::create(
         "e2e-resolvers",
         &cluster_body(&format!("{DIR}/cluster.yaml")),

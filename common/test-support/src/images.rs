@@ -2,7 +2,7 @@
 //! `busybox-static`) and generated ones, imported with the engine's import endpoint
 //! (`POST /images/create?fromSrc=-`, what `docker import -` calls).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::Run;
 
@@ -88,6 +88,24 @@ pub fn build_image(tag: &str, files: &[ImageFile<'_>], cmd: &[&str]) -> String {
     run.stdout.trim().to_string()
 }
 
+/// Host images a test made, removed (`docker rmi`) when dropped — also when the test fails.
+pub struct HostImages(Vec<String>);
+
+impl HostImages {
+    /// Owns the images tagged `tags` (made or not yet made).
+    pub fn new(tags: &[&str]) -> HostImages {
+        HostImages(tags.iter().map(|t| t.to_string()).collect())
+    }
+}
+
+impl Drop for HostImages {
+    fn drop(&mut self) {
+        let mut args = vec!["rmi"];
+        args.extend(self.0.iter().map(String::as_str));
+        let _ = crate::docker(&args);
+    }
+}
+
 /// A busybox image from the host's `busybox-static` (`/bin/busybox`; `apt-get install
 /// busybox-static`), with `sh` and `sleep` linked to it, plus `padding` bytes of incompressible
 /// filler to reach a size.
@@ -118,21 +136,24 @@ pub fn busybox_image(tag: &str, padding: usize) -> String {
     build_image(tag, &files, &["/bin/sh"])
 }
 
-/// Compiles the resolver probe (`examples/resolver-libraries/resolve.c`: one `getaddrinfo`
-/// lookup, printing each address) with `compiler` and `flags` into a temporary directory.
-fn compile_probe(compiler: &str, flags: &[&str], package: &str) -> tempfile::TempDir {
+/// The prober programs (`examples/resolver-libraries/`): `resolve` (one `getaddrinfo` lookup,
+/// printing each address) and `getent` (the `hosts`/`ahosts` databases of glibc's getent), both
+/// compiled with `compiler` and `flags` into a temporary directory.
+fn compile_probes(compiler: &str, flags: &[&str], package: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let out = dir.path().join("resolve");
-    let r = std::process::Command::new(compiler)
-        .args(flags)
-        .arg("-O2")
-        .arg("-o")
-        .arg(&out)
-        .arg(crate::example("resolver-libraries/resolve.c"))
-        .output()
-        .unwrap_or_else(|e| panic!("running {compiler}: {e} (`apt-get install {package}`)"));
-    let run = Run::from(r);
-    assert!(run.ok, "{compiler} resolve.c: {}", run.stderr);
+    for program in ["resolve", "getent"] {
+        let out = dir.path().join(program);
+        let r = std::process::Command::new(compiler)
+            .args(flags)
+            .arg("-O2")
+            .arg("-o")
+            .arg(&out)
+            .arg(crate::example(&format!("resolver-libraries/{program}.c")))
+            .output()
+            .unwrap_or_else(|e| panic!("running {compiler}: {e} (`apt-get install {package}`)"));
+        let run = Run::from(r);
+        assert!(run.ok, "{compiler} {program}.c: {}", run.stderr);
+    }
     dir
 }
 
@@ -151,56 +172,63 @@ fn busybox_files() -> Vec<ImageFile<'static>> {
     ]
 }
 
-/// A glibc image: the resolver probe built with the host's C compiler against its glibc, with
-/// every shared library it loads (found from its ELF dependencies, as the node image's are), an
-/// `nsswitch.conf` (`hosts: files dns`) and busybox — glibc's own resolver, as a Debian-based
-/// image has it. Needs `gcc` (`apt-get install gcc`).
-pub fn glibc_probe_image(tag: &str) -> String {
-    let dir = compile_probe("cc", &[], "gcc");
-    let probe = dir.path().join("resolve");
-    let libs = minikind_images::elf_deps::closure(
-        std::slice::from_ref(&probe),
-        &minikind_images::elf_deps::host_library_dirs(),
-    )
-    .expect("the probe's shared libraries");
-    let lib_names: Vec<(std::path::PathBuf, String)> = libs
-        .iter()
+/// ISC's `dig` as Debian ships it (`bind9-dnsutils`), the prober images' DNS client.
+const ISC_DIG: &str = "/usr/bin/dig";
+
+/// The shared libraries `programs` load (their ELF dependencies, found as the node image's
+/// are), each with its path inside an image.
+fn libraries_of(programs: &[PathBuf]) -> Vec<(PathBuf, String)> {
+    minikind_images::elf_deps::closure(programs, &minikind_images::elf_deps::host_library_dirs())
+        .expect("the probe programs' shared libraries")
+        .into_iter()
         .map(|l| {
-            (
-                l.clone(),
-                l.display().to_string().trim_start_matches('/').to_string(),
-            )
+            let inside = l.display().to_string().trim_start_matches('/').to_string();
+            (l, inside)
         })
-        .collect();
+        .collect()
+}
+
+/// A prober image: busybox, the probes compiled into `probes`, ISC's `dig`, the shared
+/// libraries of every dynamically linked program among them, and `extra` files.
+fn probe_image(tag: &str, probes: &Path, extra: Vec<ImageFile<'_>>) -> String {
+    let dig = Path::new(ISC_DIG);
+    assert!(
+        dig.is_file(),
+        "{ISC_DIG} is missing: `apt-get install bind9-dnsutils` (`.ci/run` installs it)"
+    );
+    let (resolve, getent) = (probes.join("resolve"), probes.join("getent"));
+    // The closure of a static program is empty, so the musl image gets only dig's libraries.
+    let libs = libraries_of(&[resolve.clone(), getent.clone(), dig.to_path_buf()]);
     let mut files = busybox_files();
-    files.push(ImageFile::Host(&probe, "usr/local/bin/resolve"));
-    for (host, path) in &lib_names {
-        files.push(ImageFile::Host(host, path));
-    }
-    files.push(ImageFile::Bytes(
-        "etc/nsswitch.conf",
-        b"hosts: files dns\n".to_vec(),
-        0o644,
-    ));
+    files.push(ImageFile::Host(&resolve, "usr/local/bin/resolve"));
+    files.push(ImageFile::Host(&getent, "usr/bin/getent"));
+    files.push(ImageFile::Host(dig, "usr/bin/dig"));
+    files.extend(libs.iter().map(|(host, path)| ImageFile::Host(host, path)));
     files.push(ImageFile::Bytes(
         "etc/passwd",
         b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
         0o644,
     ));
+    files.extend(extra);
     build_image(tag, &files, &["/bin/sh"])
 }
 
-/// A musl image: the same probe linked statically against musl (`musl-gcc -static`, Debian's
-/// `musl-tools`) and busybox — musl's resolver, as an Alpine-based image has it.
+/// A glibc image: the resolver probes built with the host's C compiler against its glibc, an
+/// `nsswitch.conf` (`hosts: files dns`), ISC's `dig` and busybox — glibc's own resolver, as a
+/// Debian-based image with `dnsutils` has it (upstream's glibc prober). Needs `gcc` and
+/// `bind9-dnsutils`.
+pub fn glibc_probe_image(tag: &str) -> String {
+    let dir = compile_probes("cc", &[], "gcc");
+    let nsswitch = ImageFile::Bytes("etc/nsswitch.conf", b"hosts: files dns\n".to_vec(), 0o644);
+    probe_image(tag, dir.path(), vec![nsswitch])
+}
+
+/// A musl image: the same probes linked statically against musl (`musl-gcc -static`, Debian's
+/// `musl-tools`), ISC's `dig` and busybox — musl's resolver, as an Alpine-based image with
+/// `bind-tools` has it. `dig` brings glibc's libraries along for itself alone: it resolves with
+/// ISC's own library, never the C library's, so which libc runs it does not change its
+/// queries; `getent` and `resolve` are musl's.
 pub fn musl_probe_image(tag: &str) -> String {
-    let dir = compile_probe("musl-gcc", &["-static"], "musl-tools");
-    let probe = dir.path().join("resolve");
-    let mut files = busybox_files();
-    files.push(ImageFile::Host(&probe, "usr/local/bin/resolve"));
-    files.push(ImageFile::Bytes(
-        "etc/passwd",
-        b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
-        0o644,
-    ));
-    build_image(tag, &files, &["/bin/sh"])
+    let dir = compile_probes("musl-gcc", &["-static"], "musl-tools");
+    probe_image(tag, dir.path(), Vec::new())
 }
