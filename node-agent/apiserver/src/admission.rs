@@ -105,6 +105,10 @@ impl Admission {
         } else if res == idx::secrets() {
             crate::secrets::normalize(obj)?;
             crate::secrets::validate(obj, old, &mut causes);
+        } else if res == idx::crds() {
+            crate::crd::admit_definition(obj, old, &mut causes);
+        } else if res >= resources::RESOURCES.len() {
+            crate::crd::admit_custom(res, obj, &mut causes);
         } else if res == idx::endpointslices() {
             default_endpointslice(obj);
             validate_endpointslice(obj, &mut causes);

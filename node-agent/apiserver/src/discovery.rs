@@ -3,7 +3,7 @@
 //! the `/openapi/v3` documents kubectl fetches before create/apply to learn that the server
 //! validates fields itself (`fieldValidation` on every PATCH operation).
 
-use crate::resources::{RESOURCES, Resource, named_groups};
+use crate::resources::{self, Resource, named_groups};
 use minikind_contract::kubernetes;
 use serde_json::{Value, json};
 
@@ -57,12 +57,13 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
-fn group_json(group: &str, version: &str) -> Value {
-    let gv = format!("{group}/{version}");
+/// One group with its versions, the first being the preferred one.
+fn group_json(group: &str, versions: &[String]) -> Value {
+    let gv = |v: &str| json!({"groupVersion": format!("{group}/{v}"), "version": v});
     json!({
         "name": group,
-        "versions": [{"groupVersion": gv, "version": version}],
-        "preferredVersion": {"groupVersion": gv, "version": version},
+        "versions": versions.iter().map(|v| gv(v)).collect::<Vec<_>>(),
+        "preferredVersion": versions.first().map(|v| gv(v)).unwrap_or(Value::Null),
     })
 }
 
@@ -70,26 +71,26 @@ pub fn api_group_list() -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": named_groups().iter().map(|(g, v)| group_json(g, v)).collect::<Vec<_>>(),
+        "groups": named_groups().iter().map(|(g, vs)| group_json(g, vs)).collect::<Vec<_>>(),
     })
 }
 
 pub fn api_group(group: &str) -> Option<Value> {
     named_groups()
         .into_iter()
-        .find(|(g, _)| *g == group)
-        .map(|(g, v)| {
-            let mut j = group_json(g, v);
+        .find(|(g, _)| g == group)
+        .map(|(g, vs)| {
+            let mut j = group_json(&g, &vs);
             j["kind"] = json!("APIGroup");
             j["apiVersion"] = json!("v1");
             j
         })
 }
 
-fn in_gv<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static Resource> + 'a {
-    RESOURCES
-        .iter()
-        .filter(move |r| r.group == group && r.version == version)
+fn in_gv(group: &str, version: &str) -> impl Iterator<Item = &'static Resource> {
+    resources::in_group_version(group, version)
+        .into_iter()
+        .map(resources::get)
 }
 
 fn sub_verbs(sub: &str) -> Value {
@@ -161,7 +162,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     }))
 }
 
-fn aggregated_group(group: &str, version: &str) -> Value {
+fn aggregated_version_of(group: &str, version: &str) -> Value {
     let resources: Vec<Value> = in_gv(group, version)
         .map(|r| {
             json!({
@@ -183,20 +184,24 @@ fn aggregated_group(group: &str, version: &str) -> Value {
             })
         })
         .collect();
+    json!({"version": version, "resources": resources, "freshness": "Current"})
+}
+
+fn aggregated_group(group: &str, versions: &[String]) -> Value {
     json!({
         "metadata": {"name": group, "creationTimestamp": null},
-        "versions": [{"version": version, "resources": resources, "freshness": "Current"}],
+        "versions": versions.iter().map(|v| aggregated_version_of(group, v)).collect::<Vec<_>>(),
     })
 }
 
 /// Aggregated discovery for `/api` (legacy = true) or `/apis`.
 pub fn aggregated(legacy: bool, api_version: &str) -> Value {
     let items: Vec<Value> = if legacy {
-        vec![aggregated_group("", "v1")]
+        vec![aggregated_group("", &["v1".to_string()])]
     } else {
         named_groups()
             .iter()
-            .map(|(g, v)| aggregated_group(g, v))
+            .map(|(g, vs)| aggregated_group(g, vs))
             .collect()
     };
     json!({
@@ -218,9 +223,11 @@ fn gv_path(group: &str, version: &str) -> String {
 }
 
 /// All served group versions.
-fn group_versions() -> Vec<(&'static str, &'static str)> {
-    let mut out = vec![("", "v1")];
-    out.extend(named_groups());
+fn group_versions() -> Vec<(String, String)> {
+    let mut out = vec![(String::new(), "v1".to_string())];
+    for (g, vs) in named_groups() {
+        out.extend(vs.into_iter().map(|v| (g.clone(), v)));
+    }
     out
 }
 
@@ -237,8 +244,8 @@ fn hash(s: &str) -> String {
 pub fn openapi_root() -> Value {
     let mut paths = serde_json::Map::new();
     for (g, v) in group_versions() {
-        let p = gv_path(g, v);
-        let doc = openapi_gv(g, v).map(|d| d.to_string()).unwrap_or_default();
+        let p = gv_path(&g, &v);
+        let doc = openapi_gv(&g, &v).map(|d| d.to_string()).unwrap_or_default();
         paths.insert(
             p.clone(),
             json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}),

@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod auth;
 pub mod clusterip;
+pub mod crd;
 pub mod cron;
 pub mod errors;
 pub mod kubeconfig;

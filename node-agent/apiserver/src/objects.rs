@@ -143,11 +143,12 @@ fn namespace_accepts_new(st: &ApiState, ns: &str, res: ResIdx, name: &str) -> Ap
     Ok(())
 }
 
-fn item_response(code: u16, ctx: &Ctx, obj: &Obj) -> Response {
+fn item_response(code: u16, ctx: &Ctx, res: ResIdx, obj: &Obj) -> Response {
     if tables::wants_table(&ctx.accept) {
-        let v = obj.value();
+        let mut v = obj.value();
+        crate::crd::set_version(res, &mut v);
         let t = tables::table(
-            obj.res,
+            res,
             std::slice::from_ref(&v),
             obj.rv,
             None,
@@ -155,7 +156,7 @@ fn item_response(code: u16, ctx: &Ctx, obj: &Obj) -> Response {
         );
         return json_response(code, &t);
     }
-    raw_json_response(code, obj.json.clone())
+    raw_json_response(code, crate::crd::served_json(res, obj))
 }
 
 fn value_response(code: u16, v: &Value) -> Response {
@@ -172,7 +173,7 @@ pub fn get(st: &ApiState, ctx: &Ctx, res: ResIdx, name: &str) -> ApiResult<Respo
     if ctx.sub.as_deref() == Some("scale") {
         return Ok(value_response(200, &scale_of(&obj.value())));
     }
-    Ok(item_response(200, ctx, &obj))
+    Ok(item_response(200, ctx, res, &obj))
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -277,7 +278,7 @@ pub fn list(st: &ApiState, ctx: &Ctx, res: ResIdx) -> ApiResult<Response> {
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(&o.json);
+        body.extend_from_slice(&crate::crd::served_json(res, o));
     }
     body.extend_from_slice(b"]}");
     Ok(raw_json_response(200, body.into()))
@@ -287,9 +288,14 @@ pub fn list(st: &ApiState, ctx: &Ctx, res: ResIdx) -> ApiResult<Response> {
 /// server's create strategy does (pods, services, the workload kinds; nodes keep theirs, as the
 /// kubelet registers with one).
 fn init_metadata(res: ResIdx, v: &mut Value) {
+    // Custom objects with a status subresource, and CRDs, as their strategies'
+    // PrepareForCreate do.
+    let custom = res >= resources::RESOURCES.len();
     if (res == idx::pods()
         || res == idx::services()
         || res == idx::deployments()
+        || res == idx::crds()
+        || (custom && resources::get(res).has_status())
         || resources::is_workload(res))
         && let Some(m) = v.as_object_mut()
     {
@@ -301,7 +307,12 @@ fn init_metadata(res: ResIdx, v: &mut Value) {
     m.remove("deletionTimestamp");
     m.remove("deletionGracePeriodSeconds");
     m.remove("selfLink");
-    if res == idx::deployments() || res == idx::pods() || resources::is_workload(res) {
+    if res == idx::deployments()
+        || res == idx::pods()
+        || res == idx::crds()
+        || custom
+        || resources::is_workload(res)
+    {
         m.insert("generation".into(), json!(1));
     } else {
         m.remove("generation");
@@ -316,6 +327,7 @@ pub async fn create(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx) -> ApiResult<Res
     }
     let ns = check_namespace(res, ctx, &mut v)?;
     let r = resources::get(res);
+    crate::crd::check_create_allowed(&st.store, res)?;
     if r.namespaced {
         namespace_accepts_new(st, &ns, res, name_of(&v))?;
     }
@@ -362,7 +374,7 @@ pub async fn create(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx) -> ApiResult<Res
         return Ok(value_response(201, &p));
     }
     match out.object() {
-        Some(o) => Ok(item_response(201, ctx, o)),
+        Some(o) => Ok(item_response(201, ctx, res, o)),
         None => Err(ApiError::internal("create stored nothing")),
     }
 }
@@ -518,12 +530,12 @@ pub async fn update(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> A
     if let Some(p) = preview {
         return Ok(value_response(200, &p));
     }
-    written_response(ctx, out)
+    written_response(ctx, res, out)
 }
 
-fn written_response(ctx: &Ctx, out: Outcome) -> ApiResult<Response> {
+fn written_response(ctx: &Ctx, res: ResIdx, out: Outcome) -> ApiResult<Response> {
     match out.object() {
-        Some(o) => Ok(item_response(200, ctx, o)),
+        Some(o) => Ok(item_response(200, ctx, res, o)),
         None => Err(ApiError::internal("write returned no object")),
     }
 }
@@ -688,7 +700,7 @@ pub async fn patch(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> Ap
     }
     let created = matches!(&out, Outcome::Written(e) if e.ty == crate::store::EventType::Added);
     match out.object() {
-        Some(o) => Ok(item_response(if created { 201 } else { 200 }, ctx, o)),
+        Some(o) => Ok(item_response(if created { 201 } else { 200 }, ctx, res, o)),
         None => Err(ApiError::internal("patch returned no object")),
     }
 }
@@ -932,7 +944,7 @@ pub async fn delete(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> A
             .store
             .get(res, &ns, name)
             .ok_or_else(|| ApiError::not_found(r.group, r.plural, name))?;
-        return Ok(item_response(200, ctx, &obj));
+        return Ok(item_response(200, ctx, res, &obj));
     }
     if o.orphan && res != idx::namespaces() && res != idx::pods() {
         // As with the `orphan` finalizer: marked deleted first, so that no controller adopts
@@ -1054,8 +1066,8 @@ async fn orphan_dependents(st: &Arc<ApiState>, ns: &str, uid: &str) -> ApiResult
         return Ok(());
     }
     let needle = format!("\"uid\":\"{uid}\"");
-    for (i, r) in resources::RESOURCES.iter().enumerate() {
-        if !r.namespaced {
+    for i in resources::all() {
+        if !resources::get(i).namespaced {
             continue;
         }
         let scope = (!ns.is_empty()).then_some(ns);

@@ -8,6 +8,7 @@
 use crate::errors::{ApiError, ApiResult};
 use crate::resources::{self, ResIdx};
 use k8s_openapi::api::{apps, batch, coordination, core, discovery};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -65,15 +66,30 @@ pub fn check(res: ResIdx, v: &Value) -> ApiResult<()> {
         "Job" => round_trip::<batch::v1::Job>(v),
         "CronJob" => round_trip::<batch::v1::CronJob>(v),
         "EndpointSlice" => round_trip::<discovery::v1::EndpointSlice>(v),
+        "CustomResourceDefinition" if r.group == "apiextensions.k8s.io" => {
+            round_trip::<CustomResourceDefinition>(v)
+        }
+        _ if res >= resources::RESOURCES.len() => {
+            // A custom object: what its schema would prune is unknown.
+            return report(r, crate::crd::unknown_fields(res, v));
+        }
         _ => return Ok(()),
     };
-    let prefix = format!(
-        "{} in version \"{}\" cannot be handled as a {}",
-        r.kind, r.version, r.kind
-    );
-    let kept = kept.map_err(|e| ApiError::bad_request(format!("{prefix}: {e}")))?;
+    let kept = kept.map_err(|e| ApiError::bad_request(format!("{}: {e}", prefix(r))))?;
     let mut unknown = Vec::new();
     unknown_fields(v, &kept, "", &mut unknown);
+    report(r, unknown)
+}
+
+fn prefix(r: &resources::Resource) -> String {
+    format!(
+        "{} in version \"{}\" cannot be handled as a {}",
+        r.kind, r.version, r.kind
+    )
+}
+
+/// The strict decoding error naming every unknown field, if any.
+fn report(r: &resources::Resource, unknown: Vec<String>) -> ApiResult<()> {
     if unknown.is_empty() {
         return Ok(());
     }
@@ -82,7 +98,8 @@ pub fn check(res: ResIdx, v: &Value) -> ApiResult<()> {
         .map(|f| format!("unknown field \"{f}\""))
         .collect();
     Err(ApiError::bad_request(format!(
-        "{prefix}: strict decoding error: {}",
+        "{}: strict decoding error: {}",
+        prefix(r),
         list.join(", ")
     )))
 }

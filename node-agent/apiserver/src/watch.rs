@@ -45,7 +45,7 @@ impl Filter {
     }
 
     fn matches(&self, o: &Obj) -> bool {
-        o.res == self.res
+        o.res == resources::storage_of(self.res)
             && self.ns.as_deref().is_none_or(|ns| &*o.namespace == ns)
             && o.labels_match(&self.q.labels)
             && o.fields_match(&self.q.fields)
@@ -70,7 +70,7 @@ impl Encoder {
                 b.extend_from_slice(b"{\"type\":\"");
                 b.extend_from_slice(ty.as_bytes());
                 b.extend_from_slice(b"\",\"object\":");
-                b.extend_from_slice(&obj.json);
+                b.extend_from_slice(&crate::crd::served_json(self.res, obj));
                 b.extend_from_slice(b"}\n");
                 Bytes::from(b)
             }
