@@ -245,7 +245,9 @@ pub fn openapi_root() -> Value {
     let mut paths = serde_json::Map::new();
     for (g, v) in group_versions() {
         let p = gv_path(&g, &v);
-        let doc = openapi_gv(&g, &v).map(|d| d.to_string()).unwrap_or_default();
+        let doc = openapi_gv(&g, &v)
+            .map(|d| d.to_string())
+            .unwrap_or_default();
         paths.insert(
             p.clone(),
             json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}),

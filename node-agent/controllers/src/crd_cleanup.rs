@@ -32,7 +32,10 @@ impl Reconciler for CrdCleanup {
     }
 }
 
-async fn cleanup(st: &Arc<ApiState>, name: &str) -> Result<(), minikind_apiserver::errors::ApiError> {
+async fn cleanup(
+    st: &Arc<ApiState>,
+    name: &str,
+) -> Result<(), minikind_apiserver::errors::ApiError> {
     let Some(c) = st.store.get(idx::crds(), "", name) else {
         return Ok(());
     };
@@ -47,11 +50,23 @@ async fn cleanup(st: &Arc<ApiState>, name: &str) -> Result<(), minikind_apiserve
     if !deleting || !has_finalizer {
         return Ok(());
     }
-    objects::update_internal(st, idx::crds(), "", name, "apiextensions-apiserver", true, crd::mark_terminating)
-        .await?;
+    objects::update_internal(
+        st,
+        idx::crds(),
+        "",
+        name,
+        "apiextensions-apiserver",
+        true,
+        crd::mark_terminating,
+    )
+    .await?;
     // Every version shares one storage slot; deleting through it removes them all.
     let mut left = 0;
-    for slot in registry::of_crd(name).into_iter().map(resources::storage_of).collect::<std::collections::BTreeSet<_>>() {
+    for slot in registry::of_crd(name)
+        .into_iter()
+        .map(resources::storage_of)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
         let (objs, _, _) = st.store.list(slot, None, None, 0, |_| true);
         for o in objs {
             match objects::delete_one(st, slot, &o.namespace, &o.name, Some(0), None, None).await {
@@ -66,9 +81,15 @@ async fn cleanup(st: &Arc<ApiState>, name: &str) -> Result<(), minikind_apiserve
         // Objects with finalizers of their own: the next event or resync looks again.
         return Ok(());
     }
-    objects::update_internal(st, idx::crds(), "", name, "apiextensions-apiserver", false, |v| {
-        meta::remove_finalizer(v, CLEANUP_FINALIZER)
-    })
+    objects::update_internal(
+        st,
+        idx::crds(),
+        "",
+        name,
+        "apiextensions-apiserver",
+        false,
+        |v| meta::remove_finalizer(v, CLEANUP_FINALIZER),
+    )
     .await?;
     Ok(())
 }

@@ -150,7 +150,11 @@ impl Reconciler for GarbageCollector {
         // and the cluster-scoped ones, which own namespaced objects too.
         let ns = (key.1 != "*" && !key.0.is_empty()).then_some(key.0.as_str());
         for i in resources::all() {
-            let scope = if resources::get(i).namespaced { ns } else { None };
+            let scope = if resources::get(i).namespaced {
+                ns
+            } else {
+                None
+            };
             let (owners, _, _) = st.store.list(i, scope, None, 0, |o| {
                 o.json_contains(FOREGROUND_NEEDLE.as_bytes())
             });

@@ -42,7 +42,10 @@ pub fn cells(res: ResIdx, v: &Value) -> Option<Vec<Value>> {
     let cols = columns_of(res)?;
     let mut out = vec![json!(crate::meta::name_of(v))];
     for c in cols {
-        let path = c.get("jsonPath").and_then(Value::as_str).unwrap_or_default();
+        let path = c
+            .get("jsonPath")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let found = json_path(v, path);
         let cell = match (c.get("type").and_then(Value::as_str), found) {
             (_, None) => Value::Null,

@@ -51,9 +51,7 @@ pub fn version_priority(a: &str, b: &str) -> Ordering {
         Some((major, level, minor_s.parse().unwrap_or(0)))
     }
     match (parse(a), parse(b)) {
-        (Some((ma, la, na)), Some((mb, lb, nb))) => {
-            lb.cmp(&la).then(mb.cmp(&ma)).then(nb.cmp(&na))
-        }
+        (Some((ma, la, na)), Some((mb, lb, nb))) => lb.cmp(&la).then(mb.cmp(&ma)).then(nb.cmp(&na)),
         (Some(_), None) => Ordering::Less,
         (None, Some(_)) => Ordering::Greater,
         (None, None) => a.cmp(b),
@@ -105,7 +103,11 @@ fn validate_definition(crd: &Value, old: Option<&Value>, causes: &mut Vec<FieldC
     match s(crd, "/spec/scope") {
         "" => causes.push(required("spec.scope")),
         "Cluster" | "Namespaced" => {}
-        other => causes.push(not_supported("spec.scope", other, &["Cluster", "Namespaced"])),
+        other => causes.push(not_supported(
+            "spec.scope",
+            other,
+            &["Cluster", "Namespaced"],
+        )),
     }
     for (field, value) in [
         ("spec.names.plural", plural),
@@ -128,7 +130,11 @@ fn validate_definition(crd: &Value, old: Option<&Value>, causes: &mut Vec<FieldC
             "Webhook",
             "conversion webhooks are not served by minikind; use None",
         )),
-        other => causes.push(not_supported("spec.conversion.strategy", other, &["None", "Webhook"])),
+        other => causes.push(not_supported(
+            "spec.conversion.strategy",
+            other,
+            &["None", "Webhook"],
+        )),
     }
     let versions = crd
         .pointer("/spec/versions")
@@ -214,11 +220,12 @@ fn name_conflict(crd: &Value) -> Option<(&'static str, String)> {
         .iter()
         .filter(|r| r.group == group)
         .map(|r| (String::new(), r))
-        .chain(
-            registry::served_in_group(group)
-                .into_iter()
-                .map(|i| (registry::version(i).map(|v| v.crd).unwrap_or_default(), resources::get(i))),
-        );
+        .chain(registry::served_in_group(group).into_iter().map(|i| {
+            (
+                registry::version(i).map(|v| v.crd).unwrap_or_default(),
+                resources::get(i),
+            )
+        }));
     for (owner, r) in others {
         if owner == name {
             continue;
@@ -226,7 +233,10 @@ fn name_conflict(crd: &Value) -> Option<(&'static str, String)> {
         if r.kind == kind {
             return Some(("KindConflict", format!("{kind:?} is already in use")));
         }
-        if let Some(x) = short.iter().find(|x| r.short_names.contains(x) || r.plural == **x) {
+        if let Some(x) = short
+            .iter()
+            .find(|x| r.short_names.contains(x) || r.plural == **x)
+        {
             return Some(("ShortNamesConflict", format!("{x:?} is already in use")));
         }
     }
@@ -234,15 +244,29 @@ fn name_conflict(crd: &Value) -> Option<(&'static str, String)> {
 }
 
 /// Sets a condition, keeping its transition time when its status is unchanged.
-fn set_condition(status: &mut serde_json::Map<String, Value>, ty: &str, st: &str, reason: &str, message: &str) {
+fn set_condition(
+    status: &mut serde_json::Map<String, Value>,
+    ty: &str,
+    st: &str,
+    reason: &str,
+    message: &str,
+) {
     let conds = status.entry("conditions").or_insert(json!([]));
     if !conds.is_array() {
         *conds = json!([]);
     }
     let list = conds.as_array_mut().expect("just made an array");
-    let old = list.iter().position(|c| c.get("type").and_then(Value::as_str) == Some(ty));
+    let old = list
+        .iter()
+        .position(|c| c.get("type").and_then(Value::as_str) == Some(ty));
     let since = old
-        .and_then(|i| list[i].get("status").and_then(Value::as_str).filter(|x| *x == st).and(list[i].get("lastTransitionTime").cloned()))
+        .and_then(|i| {
+            list[i]
+                .get("status")
+                .and_then(Value::as_str)
+                .filter(|x| *x == st)
+                .and(list[i].get("lastTransitionTime").cloned())
+        })
         .unwrap_or_else(|| json!(meta::now_rfc3339()));
     let c = json!({"type": ty, "status": st, "lastTransitionTime": since, "reason": reason, "message": message});
     match old {
@@ -256,7 +280,13 @@ fn set_condition(status: &mut serde_json::Map<String, Value>, ty: &str, st: &str
 pub fn mark_terminating(crd: &mut Value) -> bool {
     let before = crd.get("status").cloned();
     let status = crate::admission::obj_mut(crd, "status");
-    set_condition(status, "Terminating", "True", "InstanceDeletionInProgress", "CustomResource deletion is in progress");
+    set_condition(
+        status,
+        "Terminating",
+        "True",
+        "InstanceDeletionInProgress",
+        "CustomResource deletion is in progress",
+    );
     crd.get("status") != before.as_ref()
 }
 
@@ -290,13 +320,33 @@ pub fn admit_definition(crd: &mut Value, old: Option<&Value>, causes: &mut Vec<F
     match &conflict {
         None => {
             status.insert("acceptedNames".into(), names);
-            set_condition(status, "NamesAccepted", "True", "NoConflicts", "no conflicts found");
-            set_condition(status, "Established", "True", "InitialNamesAccepted", "the initial names have been accepted");
+            set_condition(
+                status,
+                "NamesAccepted",
+                "True",
+                "NoConflicts",
+                "no conflicts found",
+            );
+            set_condition(
+                status,
+                "Established",
+                "True",
+                "InitialNamesAccepted",
+                "the initial names have been accepted",
+            );
         }
         Some((reason, message)) => {
-            status.entry("acceptedNames").or_insert(json!({"plural": "", "kind": ""}));
+            status
+                .entry("acceptedNames")
+                .or_insert(json!({"plural": "", "kind": ""}));
             set_condition(status, "NamesAccepted", "False", reason, message);
-            set_condition(status, "Established", "False", "NotAccepted", "not all names are accepted");
+            set_condition(
+                status,
+                "Established",
+                "False",
+                "NotAccepted",
+                "not all names are accepted",
+            );
         }
     }
     let stored = status.entry("storedVersions").or_insert(json!([]));
@@ -355,9 +405,11 @@ pub fn check_create_allowed(st: &crate::store::Store, res: ResIdx) -> ApiResult<
     let Some(v) = registry::version(res) else {
         return Ok(());
     };
-    let terminating = st
-        .get(resources::idx::crds(), "", &v.crd)
-        .is_some_and(|c| c.value().pointer("/metadata/deletionTimestamp").is_some_and(|x| !x.is_null()));
+    let terminating = st.get(resources::idx::crds(), "", &v.crd).is_some_and(|c| {
+        c.value()
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|x| !x.is_null())
+    });
     if terminating {
         return Err(ApiError::method_not_allowed(
             "create not allowed while custom resource definition is terminating",
@@ -372,7 +424,10 @@ pub fn set_version(res: ResIdx, v: &mut Value) {
     if res >= RESOURCES.len()
         && let Some(m) = v.as_object_mut()
     {
-        m.insert("apiVersion".into(), json!(resources::get(res).api_version()));
+        m.insert(
+            "apiVersion".into(),
+            json!(resources::get(res).api_version()),
+        );
     }
 }
 
@@ -404,8 +459,15 @@ mod tests {
 
     #[test]
     fn versions_sort_as_kubernetes_prefers_them() {
-        let mut v = vec!["v1alpha1", "foo", "v2beta1", "v1", "v1beta2", "v2", "v1beta1", "bar"];
+        let mut v = vec![
+            "v1alpha1", "foo", "v2beta1", "v1", "v1beta2", "v2", "v1beta1", "bar",
+        ];
         v.sort_by(|a, b| version_priority(a, b));
-        assert_eq!(v, ["v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "bar", "foo"]);
+        assert_eq!(
+            v,
+            [
+                "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "bar", "foo"
+            ]
+        );
     }
 }

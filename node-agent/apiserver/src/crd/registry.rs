@@ -120,10 +120,7 @@ pub fn by_kind(api_version: &str, kind: &str) -> Option<ResIdx> {
 
 /// The storage slot of a custom resource by its storage identifier (`<group>/<plural>`).
 pub fn by_id(id: &str) -> Option<ResIdx> {
-    read()
-        .iter()
-        .find(|v| v.res.id() == id)
-        .map(|v| v.slot)
+    read().iter().find(|v| v.res.id() == id).map(|v| v.slot)
 }
 
 /// Every storage slot ever registered.
@@ -180,7 +177,12 @@ pub fn register(crd: &Value) {
     let name = crate::meta::name_of(crd).to_string();
     let spec = crd.get("spec").cloned().unwrap_or(Value::Null);
     let names = spec.get("names").cloned().unwrap_or(Value::Null);
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let group = s(&spec, "group");
     let plural = s(&names, "plural");
     let kind = s(&names, "kind");
@@ -200,7 +202,7 @@ pub fn register(crd: &Value) {
         .cloned()
         .unwrap_or_default();
     let mut reg = write();
-    let slot = reg
+    let mut slot = reg
         .iter()
         .position(|v| v.res.group == group && v.res.plural == plural)
         .map(|i| i + base());
@@ -237,10 +239,22 @@ pub fn register(crd: &Value) {
                 && r.singular == singular
                 && r.kind == kind
                 && r.namespaced == namespaced
-                && r.short_names.iter().copied().eq(short_names.iter().map(String::as_str))
-                && r.categories.iter().copied().eq(categories.iter().map(String::as_str))
-                && r.subresources.iter().copied().eq(subresources.iter().map(String::as_str))
-                && r.selectable_fields.iter().copied().eq(selectable.iter().map(String::as_str))
+                && r.short_names
+                    .iter()
+                    .copied()
+                    .eq(short_names.iter().map(String::as_str))
+                && r.categories
+                    .iter()
+                    .copied()
+                    .eq(categories.iter().map(String::as_str))
+                && r.subresources
+                    .iter()
+                    .copied()
+                    .eq(subresources.iter().map(String::as_str))
+                && r.selectable_fields
+                    .iter()
+                    .copied()
+                    .eq(selectable.iter().map(String::as_str))
         };
         let res: &'static Resource = match pos.map(|i| reg[i].res) {
             Some(r) if fits(r) => r,
@@ -285,8 +299,9 @@ pub fn register(crd: &Value) {
             }
             None => {
                 let i = reg.len();
+                let first = *slot.get_or_insert(i + base());
                 reg.push(Version {
-                    slot: slot.unwrap_or(i + base()),
+                    slot: first,
                     ..entry
                 });
                 i

@@ -34,7 +34,10 @@ pub fn prune(schema: &Value, v: &mut Value) -> Vec<String> {
 fn prune_at(schema: &Value, v: &mut Value, path: &str, is_resource: bool, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
-            if flag(schema, "x-kubernetes-preserve-unknown-fields") && schema.get("properties").is_none() && schema.get("additionalProperties").is_none() {
+            if flag(schema, "x-kubernetes-preserve-unknown-fields")
+                && schema.get("properties").is_none()
+                && schema.get("additionalProperties").is_none()
+            {
                 return;
             }
             let props = schema.get("properties").and_then(Value::as_object);
@@ -67,7 +70,13 @@ fn prune_at(schema: &Value, v: &mut Value, path: &str, is_resource: bool, out: &
         Value::Array(a) => {
             if let Some(items) = schema.get("items") {
                 for (i, x) in a.iter_mut().enumerate() {
-                    prune_at(items, x, &format!("{path}[{i}]"), flag(items, "x-kubernetes-embedded-resource"), out);
+                    prune_at(
+                        items,
+                        x,
+                        &format!("{path}[{i}]"),
+                        flag(items, "x-kubernetes-embedded-resource"),
+                        out,
+                    );
                 }
             }
         }
@@ -153,8 +162,15 @@ pub fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<FieldCau
     let at = if path.is_empty() { "<root>" } else { path };
     if v.is_null() {
         if !flag(schema, "nullable") && schema.get("type").is_some() {
-            let ty = schema.get("type").and_then(Value::as_str).unwrap_or_default();
-            causes.push(invalid(path, v, format!("{at} in body must be of type {ty}: \"null\"")));
+            let ty = schema
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            causes.push(invalid(
+                path,
+                v,
+                format!("{at} in body must be of type {ty}: \"null\""),
+            ));
         }
         return;
     }
@@ -164,7 +180,10 @@ pub fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<FieldCau
             causes.push(invalid(
                 path,
                 v,
-                format!("{at} in body must be of type integer,string: \"{}\"", type_name(v)),
+                format!(
+                    "{at} in body must be of type integer,string: \"{}\"",
+                    type_name(v)
+                ),
             ));
             return;
         }
@@ -172,7 +191,11 @@ pub fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<FieldCau
         let actual = type_name(v);
         let ok = actual == ty || (ty == "number" && actual == "integer");
         if !ok {
-            causes.push(invalid(path, v, format!("{at} in body must be of type {ty}: \"{actual}\"")));
+            causes.push(invalid(
+                path,
+                v,
+                format!("{at} in body must be of type {ty}: \"{actual}\""),
+            ));
             return;
         }
     }
@@ -183,7 +206,11 @@ pub fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<FieldCau
         causes.push(FieldCause {
             reason: "FieldValueNotSupported",
             field: path.to_string(),
-            message: format!("Unsupported value: {}: supported values: {}", shown(v), list.join(", ")),
+            message: format!(
+                "Unsupported value: {}: supported values: {}",
+                shown(v),
+                list.join(", ")
+            ),
         });
     }
     match v {
@@ -192,23 +219,43 @@ pub fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<FieldCau
             let excl = |k: &str| flag(schema, k);
             if let Some(max) = schema.get("maximum").and_then(number) {
                 if excl("exclusiveMaximum") && x >= max {
-                    causes.push(invalid(path, v, format!("{at} in body should be less than {max}")));
+                    causes.push(invalid(
+                        path,
+                        v,
+                        format!("{at} in body should be less than {max}"),
+                    ));
                 } else if x > max {
-                    causes.push(invalid(path, v, format!("{at} in body should be less than or equal to {max}")));
+                    causes.push(invalid(
+                        path,
+                        v,
+                        format!("{at} in body should be less than or equal to {max}"),
+                    ));
                 }
             }
             if let Some(min) = schema.get("minimum").and_then(number) {
                 if excl("exclusiveMinimum") && x <= min {
-                    causes.push(invalid(path, v, format!("{at} in body should be greater than {min}")));
+                    causes.push(invalid(
+                        path,
+                        v,
+                        format!("{at} in body should be greater than {min}"),
+                    ));
                 } else if x < min {
-                    causes.push(invalid(path, v, format!("{at} in body should be greater than or equal to {min}")));
+                    causes.push(invalid(
+                        path,
+                        v,
+                        format!("{at} in body should be greater than or equal to {min}"),
+                    ));
                 }
             }
             if let Some(m) = schema.get("multipleOf").and_then(number)
                 && m > 0.0
                 && (x / m).fract() != 0.0
             {
-                causes.push(invalid(path, v, format!("{at} in body should be a multiple of {m}")));
+                causes.push(invalid(
+                    path,
+                    v,
+                    format!("{at} in body should be a multiple of {m}"),
+                ));
             }
         }
         Value::String(s) => {
@@ -225,7 +272,11 @@ pub fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<FieldCau
             if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
                 && len < min
             {
-                causes.push(invalid(path, v, format!("{at} in body should be at least {min} chars long")));
+                causes.push(invalid(
+                    path,
+                    v,
+                    format!("{at} in body should be at least {min} chars long"),
+                ));
             }
             if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
                 match regex::Regex::new(p) {
@@ -233,7 +284,11 @@ pub fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<FieldCau
                         causes.push(invalid(path, v, format!("{at} in body should match '{p}'")));
                     }
                     Ok(_) => {}
-                    Err(e) => causes.push(invalid(path, v, format!("the schema's pattern {p:?} does not compile: {e}"))),
+                    Err(e) => causes.push(invalid(
+                        path,
+                        v,
+                        format!("the schema's pattern {p:?} does not compile: {e}"),
+                    )),
                 }
             }
         }
@@ -250,9 +305,14 @@ pub fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<FieldCau
             if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
                 && (a.len() as u64) < min
             {
-                causes.push(invalid(path, v, format!("{at} in body should have at least {min} items")));
+                causes.push(invalid(
+                    path,
+                    v,
+                    format!("{at} in body should have at least {min} items"),
+                ));
             }
-            let set = flag(schema, "uniqueItems") || schema.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set");
+            let set = flag(schema, "uniqueItems")
+                || schema.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set");
             if set {
                 for (i, x) in a.iter().enumerate() {
                     if a[..i].contains(x) {
@@ -289,22 +349,45 @@ pub fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<FieldCau
         if each {
             causes.extend(results.into_iter().flatten());
         } else if k == "anyOf" && passing == 0 {
-            causes.push(invalid(path, v, format!("{at} in body must match at least one schema in anyOf")));
+            causes.push(invalid(
+                path,
+                v,
+                format!("{at} in body must match at least one schema in anyOf"),
+            ));
         } else if k == "oneOf" && passing != 1 {
-            causes.push(invalid(path, v, format!("{at} in body must match exactly one schema in oneOf")));
+            causes.push(invalid(
+                path,
+                v,
+                format!("{at} in body must match exactly one schema in oneOf"),
+            ));
         }
     }
     if let Some(not) = schema.get("not") {
         let mut c = Vec::new();
         validate(not, v, path, &mut c);
         if c.is_empty() {
-            causes.push(invalid(path, v, format!("{at} in body must not validate the schema (not)")));
+            causes.push(invalid(
+                path,
+                v,
+                format!("{at} in body must not validate the schema (not)"),
+            ));
         }
     }
 }
 
-fn validate_object(schema: &Value, m: &Map<String, Value>, path: &str, at: &str, causes: &mut Vec<FieldCause>) {
-    for r in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+fn validate_object(
+    schema: &Value,
+    m: &Map<String, Value>,
+    path: &str,
+    at: &str,
+    causes: &mut Vec<FieldCause>,
+) {
+    for r in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(k) = r.as_str()
             && m.get(k).is_none_or(Value::is_null)
         {
@@ -327,7 +410,11 @@ fn validate_object(schema: &Value, m: &Map<String, Value>, path: &str, at: &str,
     if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
         && (m.len() as u64) < min
     {
-        causes.push(invalid(path, &Value::Object(m.clone()), format!("{at} in body should have at least {min} properties")));
+        causes.push(invalid(
+            path,
+            &Value::Object(m.clone()),
+            format!("{at} in body should have at least {min} properties"),
+        ));
     }
     let props = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties").filter(|a| a.is_object());
@@ -352,7 +439,10 @@ pub fn check_structural(schema: &Value, path: &str, root: bool, causes: &mut Vec
         causes.push(FieldCause {
             reason: "FieldValueInvalid",
             field: join(path, "type"),
-            message: format!("Invalid value: {:?}: must be object at the root", ty.unwrap_or_default()),
+            message: format!(
+                "Invalid value: {:?}: must be object at the root",
+                ty.unwrap_or_default()
+            ),
         });
     }
     if ty.is_none()
@@ -382,7 +472,9 @@ pub fn check_structural(schema: &Value, path: &str, root: bool, causes: &mut Vec
         causes.push(FieldCause {
             reason: "FieldValueInvalid",
             field: join(path, "pattern"),
-            message: format!("Invalid value: {p:?}: must be a valid regular expression, but isn't: {e}"),
+            message: format!(
+                "Invalid value: {p:?}: must be a valid regular expression, but isn't: {e}"
+            ),
         });
     }
 }
@@ -436,7 +528,10 @@ mod tests {
             "tags": ["a", "b", "c"], "port": 1.5}});
         let mut c = Vec::new();
         validate(&schema(), &v, "", &mut c);
-        let got: Vec<String> = c.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+        let got: Vec<String> = c
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
         assert_eq!(
             got,
             [
@@ -450,19 +545,35 @@ mod tests {
         );
         let mut c = Vec::new();
         validate(&schema(), &json!({"spec": {"size": 11}}), "", &mut c);
-        assert_eq!(c[0].message, "Invalid value: 11: spec.size in body should be less than or equal to 10");
+        assert_eq!(
+            c[0].message,
+            "Invalid value: 11: spec.size in body should be less than or equal to 10"
+        );
         let mut c = Vec::new();
         validate(&schema(), &json!({"spec": {}}), "", &mut c);
-        assert_eq!((c[0].field.as_str(), c[0].message.as_str()), ("spec.size", "Required value"));
+        assert_eq!(
+            (c[0].field.as_str(), c[0].message.as_str()),
+            ("spec.size", "Required value")
+        );
         let mut c = Vec::new();
-        validate(&schema(), &json!({"spec": {"size": 3, "port": "http"}}), "", &mut c);
+        validate(
+            &schema(),
+            &json!({"spec": {"size": 3, "port": "http"}}),
+            "",
+            &mut c,
+        );
         assert!(c.is_empty(), "{c:?}");
     }
 
     #[test]
     fn structural_check_wants_types() {
         let mut c = Vec::new();
-        check_structural(&json!({"type": "object", "properties": {"a": {}}}), "s", true, &mut c);
+        check_structural(
+            &json!({"type": "object", "properties": {"a": {}}}),
+            "s",
+            true,
+            &mut c,
+        );
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].field, "s.properties[a].type");
         let mut c = Vec::new();
