@@ -30,6 +30,7 @@ pub mod validation;
 pub mod discovery;
 pub mod limits;
 pub mod objects;
+pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 #[rustfmt::skip]
@@ -37,6 +38,7 @@ mod protobuf_schema;
 pub mod proxy;
 pub mod strict;
 pub mod tables;
+pub mod typed;
 pub mod watch;
 pub mod workload_admission;
 mod workload_tables;
@@ -203,16 +205,24 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
                 .map(|l| json_response(200, &l))
                 .ok_or_else(|| ApiError::not_found_path(&path));
         }
-        ["openapi", "v3"] => return Ok(json_response(200, &discovery::openapi_root())),
+        ["openapi", "v3"] => return Ok(json_response(200, &openapi::v3_root())),
         ["openapi", "v3", "api", v] => {
-            return discovery::openapi_gv("", v)
-                .map(|d| json_response(200, &d))
+            return openapi::v3_document("", v)
+                .map(|(d, _)| json_response(200, &d))
                 .ok_or_else(|| ApiError::not_found_path(&path));
         }
         ["openapi", "v3", "apis", g, v] => {
-            return discovery::openapi_gv(g, v)
-                .map(|d| json_response(200, &d))
+            return openapi::v3_document(g, v)
+                .map(|(d, _)| json_response(200, &d))
                 .ok_or_else(|| ApiError::not_found_path(&path));
+        }
+        ["openapi", "v2"] => {
+            if !openapi::v2_accepts_json(&accept) {
+                return Err(ApiError::not_acceptable(
+                    "only application/json is served for /openapi/v2",
+                ));
+            }
+            return Ok(json_response(200, &openapi::v2()));
         }
         _ => {}
     }

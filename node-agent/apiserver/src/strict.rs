@@ -7,8 +7,6 @@
 
 use crate::errors::{ApiError, ApiResult};
 use crate::resources::{self, ResIdx};
-use k8s_openapi::api::{apps, batch, coordination, core, discovery};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -48,32 +46,22 @@ fn unknown_fields(sent: &Value, kept: &Value, path: &str, out: &mut Vec<String>)
 /// Checks `v` strictly as the resource's type.
 pub fn check(res: ResIdx, v: &Value) -> ApiResult<()> {
     let r = resources::get(res);
-    let kept = match r.kind {
-        "Namespace" => round_trip::<core::v1::Namespace>(v),
-        "Node" => round_trip::<core::v1::Node>(v),
-        "Pod" => round_trip::<core::v1::Pod>(v),
-        "Service" => round_trip::<core::v1::Service>(v),
-        "Endpoints" => round_trip::<core::v1::Endpoints>(v),
-        "ConfigMap" => round_trip::<core::v1::ConfigMap>(v),
-        "Secret" => round_trip::<core::v1::Secret>(v),
-        "Lease" => round_trip::<coordination::v1::Lease>(v),
-        "Event" => round_trip::<core::v1::Event>(v),
-        "Deployment" => round_trip::<apps::v1::Deployment>(v),
-        "ReplicaSet" => round_trip::<apps::v1::ReplicaSet>(v),
-        "StatefulSet" => round_trip::<apps::v1::StatefulSet>(v),
-        "DaemonSet" => round_trip::<apps::v1::DaemonSet>(v),
-        "ControllerRevision" => round_trip::<apps::v1::ControllerRevision>(v),
-        "Job" => round_trip::<batch::v1::Job>(v),
-        "CronJob" => round_trip::<batch::v1::CronJob>(v),
-        "EndpointSlice" => round_trip::<discovery::v1::EndpointSlice>(v),
-        "CustomResourceDefinition" if r.group == "apiextensions.k8s.io" => {
-            round_trip::<CustomResourceDefinition>(v)
+    struct RoundTrip<'a>(&'a Value);
+    impl crate::typed::Visit for RoundTrip<'_> {
+        type Out = Result<Value, String>;
+        fn visit<T: DeserializeOwned + Serialize + k8s_openapi::schemars::JsonSchema>(
+            self,
+        ) -> Self::Out {
+            round_trip::<T>(self.0)
         }
-        _ if res >= resources::RESOURCES.len() => {
-            // A custom object: what its schema would prune is unknown.
+    }
+    let kept = match crate::typed::with_type(r, RoundTrip(v)) {
+        Some(kept) => kept,
+        // A custom object: what its schema would prune is unknown.
+        None if res >= resources::RESOURCES.len() => {
             return report(r, crate::crd::unknown_fields(res, v));
         }
-        _ => return Ok(()),
+        None => return Ok(()),
     };
     let kept = kept.map_err(|e| ApiError::bad_request(format!("{}: {e}", prefix(r))))?;
     let mut unknown = Vec::new();
