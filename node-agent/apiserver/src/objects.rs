@@ -171,7 +171,7 @@ pub fn get(st: &ApiState, ctx: &Ctx, res: ResIdx, name: &str) -> ApiResult<Respo
         .get(res, ns, name)
         .ok_or_else(|| ApiError::not_found(r.group, r.plural, name))?;
     if ctx.sub.as_deref() == Some("scale") {
-        return Ok(value_response(200, &scale_of(&obj.value())));
+        return Ok(value_response(200, &scale_of(res, &obj.value())));
     }
     Ok(item_response(200, ctx, res, &obj))
 }
@@ -655,13 +655,13 @@ pub async fn patch(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> Ap
                 };
                 let mut new = old.clone();
                 if sub.as_deref() == Some("scale") {
-                    let mut sc = scale_of(&old);
+                    let mut sc = scale_of(res, &old);
                     patch::apply_patch(kind, &mut sc, &body)?;
                     let n = sc
                         .pointer("/spec/replicas")
                         .and_then(Value::as_i64)
                         .ok_or_else(|| ApiError::bad_request("spec.replicas must be an integer"))?;
-                    new["spec"]["replicas"] = json!(n);
+                    set_replicas(res, &mut new, n);
                 } else {
                     patch::apply_patch(kind, &mut new, &body)?;
                     if strict {
@@ -696,7 +696,7 @@ pub async fn patch(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> Ap
     if sub.as_deref() == Some("scale")
         && let Some(o) = out.object()
     {
-        return Ok(value_response(200, &scale_of(&o.value())));
+        return Ok(value_response(200, &scale_of(res, &o.value())));
     }
     let created = matches!(&out, Outcome::Written(e) if e.ty == crate::store::EventType::Added);
     match out.object() {
@@ -705,8 +705,48 @@ pub async fn patch(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> Ap
     }
 }
 
-/// The `autoscaling/v1` Scale view of a Deployment, ReplicaSet or StatefulSet.
-fn scale_of(v: &Value) -> Value {
+/// Where an object's replicas live: `/spec/replicas` and `/status/replicas` for the built-in
+/// kinds, the CRD's `subresources.scale` paths for a custom resource.
+fn replica_paths(res: ResIdx) -> (String, String, Option<String>) {
+    match crate::crd::scale_paths(res) {
+        Some(p) => p,
+        None => ("/spec/replicas".into(), "/status/replicas".into(), None),
+    }
+}
+
+fn set_replicas(res: ResIdx, v: &mut Value, n: i64) {
+    let (spec, _, _) = replica_paths(res);
+    let mut cur = v;
+    let parts: Vec<&str> = spec.split('/').skip(1).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let m = cur.as_object_mut().expect("just made an object");
+        if i + 1 == parts.len() {
+            m.insert((*part).to_string(), json!(n));
+            return;
+        }
+        cur = m.entry(*part).or_insert(json!({}));
+    }
+}
+
+/// The `autoscaling/v1` Scale view of a Deployment, ReplicaSet, StatefulSet or custom object.
+fn scale_of(res: ResIdx, v: &Value) -> Value {
+    let (spec, status, selector) = replica_paths(res);
+    let selector = match selector {
+        Some(p) => meta::str_at(v, &p).unwrap_or_default().to_string(),
+        None => v
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default(),
+    };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -717,12 +757,10 @@ fn scale_of(v: &Value) -> Value {
             "resourceVersion": meta::str_at(v, "/metadata/resourceVersion"),
             "creationTimestamp": meta::str_at(v, "/metadata/creationTimestamp"),
         },
-        "spec": {"replicas": v.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "spec": {"replicas": v.pointer(&spec).cloned().unwrap_or(json!(0))},
         "status": {
-            "replicas": v.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": v.pointer("/spec/selector/matchLabels").and_then(Value::as_object).map(|m| {
-                m.iter().map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",")
-            }).unwrap_or_default(),
+            "replicas": v.pointer(&status).cloned().unwrap_or(json!(0)),
+            "selector": selector,
         },
     })
 }
@@ -744,12 +782,12 @@ async fn scale(
                 return Err(ApiError::not_found(r.group, r.plural, name));
             };
             let mut new = old.clone();
-            new["spec"]["replicas"] = json!(replicas);
+            set_replicas(res, &mut new, replicas);
             finish_update(&st2, res, None, &old, new, "kube-controller-manager", true)
         })
         .await?;
     let v = out.object().map(|o| o.value()).unwrap_or(Value::Null);
-    Ok(value_response(200, &scale_of(&v)))
+    Ok(value_response(200, &scale_of(res, &v)))
 }
 
 /// `DeleteOptions` as sent in the body or the query.

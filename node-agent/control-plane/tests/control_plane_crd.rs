@@ -36,6 +36,9 @@ spec:
     storage: true
     subresources:
       status: {}
+      scale:
+        specReplicasPath: .spec.size
+        statusReplicasPath: .status.replicas
     additionalPrinterColumns:
     - name: Size
       type: integer
@@ -256,6 +259,34 @@ async fn control_plane_crd_custom_resources_through_kubectl() {
     assert_eq!(w["status"]["ready"], true);
     assert_eq!(w["metadata"]["generation"], 1);
 
+    // The scale subresource reads and writes the CRD's replica paths.
+    let out = k
+        .ok(&["scale", "widget", "small", "--replicas=5"], None)
+        .await;
+    assert_eq!(out.trim(), "widget.crd.minikind.dev/small scaled");
+    let sc = json_of(
+        &k,
+        &[
+            "get",
+            "--raw",
+            "/apis/crd.minikind.dev/v1/namespaces/default/widgets/small/scale",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (sc["kind"].as_str(), sc["spec"]["replicas"].as_i64()),
+        (Some("Scale"), Some(5))
+    );
+    let (ok, _, err) = k
+        .run(&["scale", "widget", "small", "--replicas=50"], None)
+        .await;
+    assert!(
+        !ok && err.contains("should be less than or equal to 10"),
+        "{err}"
+    );
+    k.ok(&["scale", "widget", "small", "--replicas=2"], None)
+        .await;
+
     // JSON patch and merge patch; a spec change bumps the generation.
     k.ok(
         &[
@@ -286,7 +317,7 @@ async fn control_plane_crd_custom_resources_through_kubectl() {
         (w["spec"]["size"].as_i64(), w["spec"]["color"].as_str()),
         (Some(3), Some("blue"))
     );
-    assert_eq!(w["metadata"]["generation"], 3);
+    assert_eq!(w["metadata"]["generation"], 5);
     let (ok, _, err) = k
         .run(
             &[
@@ -398,6 +429,20 @@ async fn control_plane_crd_custom_resources_through_kubectl() {
             "widget.crd.minikind.dev/ssa"
         ]
     );
+
+    // deletecollection, with a selector.
+    k.ok(&["apply", "-f", "-"], Some(&widget("extra", "  size: 1")))
+        .await;
+    k.ok(
+        &[
+            "delete", "--raw",
+            "/apis/crd.minikind.dev/v1/namespaces/default/widgets?fieldSelector=metadata.name%3Dextra",
+        ],
+        None,
+    )
+    .await;
+    let names = k.ok(&["get", "widgets", "-o", "name"], None).await;
+    assert_eq!(names.lines().count(), 2, "{names}");
 
     // Deleting the definition removes its objects and stops serving them.
     k.ok(

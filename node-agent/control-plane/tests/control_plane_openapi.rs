@@ -91,7 +91,10 @@ async fn control_plane_openapi_explain_validate_and_defaults() {
     assert!(out.contains("KIND:       Pod"), "{out}");
     assert!(out.contains("FIELD: livenessProbe <Probe>"), "{out}");
     assert!(out.contains("periodSeconds\t<integer>"), "{out}");
-    assert!(out.contains("How often (in seconds) to perform the probe"), "{out}");
+    assert!(
+        out.contains("How often (in seconds) to perform the probe"),
+        "{out}"
+    );
     let out = k.ok(&["explain", "deployment.spec.replicas"], None).await;
     assert!(out.contains("GROUP:      apps"), "{out}");
     assert!(out.contains("FIELD: replicas <integer>"), "{out}");
@@ -103,7 +106,10 @@ async fn control_plane_openapi_explain_validate_and_defaults() {
     assert_eq!(out.trim(), "deployment.apps/api created");
     // A second client-side apply computes a strategic merge patch from the schema.
     let out = k
-        .ok(&["apply", "-f", "-"], Some(&DEPLOY.replace("replicas: 1", "replicas: 2")))
+        .ok(
+            &["apply", "-f", "-"],
+            Some(&DEPLOY.replace("replicas: 1", "replicas: 2")),
+        )
         .await;
     assert_eq!(out.trim(), "deployment.apps/api configured");
     let out = k.ok(&["apply", "-f", "-"], Some(CRD)).await;
@@ -137,7 +143,11 @@ async fn control_plane_openapi_explain_validate_and_defaults() {
 
     // A custom resource is explained from its CRD's schema.
     k.ok(
-        &["wait", "--for=condition=Established", "crd/gizmos.openapi.minikind.dev"],
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/gizmos.openapi.minikind.dev",
+        ],
         None,
     )
     .await;

@@ -445,6 +445,24 @@ pub fn served_json(res: ResIdx, obj: &crate::store::Obj) -> Bytes {
     Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
 }
 
+/// A custom resource's `subresources.scale` paths as JSON pointers: (spec replicas, status
+/// replicas, label selector).
+pub fn scale_paths(res: ResIdx) -> Option<(String, String, Option<String>)> {
+    let scale = registry::version(res)?.scale?;
+    let pointer = |k: &str| {
+        scale
+            .get(k)
+            .and_then(Value::as_str)
+            .map(|p| p.trim_start_matches('.').replace('.', "/"))
+            .map(|p| format!("/{p}"))
+    };
+    Some((
+        pointer("specReplicasPath")?,
+        pointer("statusReplicasPath")?,
+        pointer("labelSelectorPath"),
+    ))
+}
+
 /// The version objects of `res` are written at: its resource's storage version.
 pub fn storage_version(res: ResIdx) -> ResIdx {
     if res < RESOURCES.len() {
