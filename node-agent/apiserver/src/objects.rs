@@ -543,6 +543,15 @@ fn written_response(ctx: &Ctx, res: ResIdx, out: Outcome) -> ApiResult<Response>
 pub async fn patch(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> ApiResult<Response> {
     let kind = PatchKind::from_content_type(&ctx.content_type)
         .ok_or_else(|| ApiError::unsupported_media_type(&ctx.content_type))?;
+    if kind == PatchKind::Strategic && res >= resources::RESOURCES.len() {
+        // Custom resources have no Go types to take patch strategies from; the real server
+        // offers them the other three patch types only.
+        return Err(ApiError::unsupported_patch(&[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ]));
+    }
     let r = resources::get(res);
     let ns = if r.namespaced {
         ctx.namespace.clone().unwrap_or_default()

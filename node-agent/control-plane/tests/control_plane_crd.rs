@@ -259,6 +259,25 @@ async fn control_plane_crd_custom_resources_through_kubectl() {
     assert_eq!(w["status"]["ready"], true);
     assert_eq!(w["metadata"]["generation"], 1);
 
+    // Strategic merge is not offered for custom resources (kubectl patch's default type).
+    let (ok, _, err) = k
+        .run(
+            &["patch", "widget", "small", "-p", r#"{"spec":{"size":3}}"#],
+            None,
+        )
+        .await;
+    assert!(!ok);
+    assert!(
+        err.contains("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"),
+        "{err}"
+    );
+
+    // Client-side apply again: kubectl sends a JSON merge patch for a custom resource.
+    let out = k
+        .ok(&["apply", "-f", "-"], Some(&widget("small", "  size: 4")))
+        .await;
+    assert_eq!(out.trim(), "widget.crd.minikind.dev/small configured");
+
     // The scale subresource reads and writes the CRD's replica paths.
     let out = k
         .ok(&["scale", "widget", "small", "--replicas=5"], None)
@@ -317,7 +336,7 @@ async fn control_plane_crd_custom_resources_through_kubectl() {
         (w["spec"]["size"].as_i64(), w["spec"]["color"].as_str()),
         (Some(3), Some("blue"))
     );
-    assert_eq!(w["metadata"]["generation"], 5);
+    assert_eq!(w["metadata"]["generation"], 6);
     let (ok, _, err) = k
         .run(
             &[
