@@ -216,9 +216,12 @@ fn build_v3(group: &str, version: &str) -> Option<Value> {
     }))
 }
 
+/// A document and its hash, by (group, version).
+type Documents = HashMap<(String, String), (Value, String)>;
+
 /// Built-in group versions never change: their documents are made once (with their hash).
-fn builtin_cache() -> &'static Mutex<HashMap<(String, String), (Value, String)>> {
-    static CACHE: OnceLock<Mutex<HashMap<(String, String), (Value, String)>>> = OnceLock::new();
+fn builtin_cache() -> &'static Mutex<Documents> {
+    static CACHE: OnceLock<Mutex<Documents>> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 

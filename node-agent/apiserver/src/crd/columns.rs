@@ -87,7 +87,7 @@ pub fn json_path(v: &Value, path: &str) -> Option<Value> {
                     .find(|x| {
                         x.get(k.trim()).is_some_and(|y| match y {
                             Value::String(s) => s == want,
-                            other => other.to_string() == want,
+                            other => serde_json::to_string(other).is_ok_and(|t| t == want),
                         })
                     })?
                     .clone();
@@ -117,5 +117,10 @@ mod tests {
             Some(json!("True"))
         );
         assert_eq!(json_path(&v, ".spec.missing"), None);
+        let ports = json!({"ports": [{"port": 53, "name": "dns"}, {"port": 80, "name": "web"}]});
+        assert_eq!(
+            json_path(&ports, ".ports[?(@.port==80)].name"),
+            Some(json!("web"))
+        );
     }
 }
