@@ -520,5 +520,54 @@ async fn control_plane_crd_bad_definitions_are_refused_with_the_field() {
     let (ok, _, err) = k.run(&["apply", "-f", "-"], Some(&untyped)).await;
     assert!(!ok);
     assert!(err.contains("spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[color].type: Required value"), "{err}");
+
+    // A second CRD wanting a kind its group already serves is stored but not established.
+    k.ok(&["apply", "-f", "-"], Some(CRD)).await;
+    let twin = CRD
+        .replace(
+            "name: widgets.crd.minikind.dev",
+            "name: gadgets.crd.minikind.dev",
+        )
+        .replace("plural: widgets", "plural: gadgets")
+        .replace("singular: widget", "singular: gadget")
+        .replace("shortNames: [wd]", "shortNames: [gd]");
+    k.ok(&["apply", "-f", "-"], Some(&twin)).await;
+    let crd: Value = serde_json::from_str(
+        &k.ok(
+            &["get", "crd", "gadgets.crd.minikind.dev", "-o", "json"],
+            None,
+        )
+        .await,
+    )
+    .unwrap();
+    let cond = |ty: &str| {
+        crd["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == ty)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            cond("NamesAccepted")["status"].as_str(),
+            cond("NamesAccepted")["reason"].as_str()
+        ),
+        (Some("False"), Some("KindConflict"))
+    );
+    assert_eq!(cond("Established")["status"], "False");
+    let resources = k
+        .ok(
+            &[
+                "api-resources",
+                "--api-group=crd.minikind.dev",
+                "-o",
+                "name",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(resources.trim(), "widgets.crd.minikind.dev");
     cp.shutdown().await.unwrap();
 }
