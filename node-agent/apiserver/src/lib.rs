@@ -1,7 +1,8 @@
 //! minikind's Kubernetes API server: the subset of the API a KIND-like cluster uses.
 //!
 //! It owns the object store (redb, with watch history), the HTTP(S) server — routing of
-//! Kubernetes-style paths, authentication and RBAC ([`auth`]), discovery, the object verbs, server-side
+//! Kubernetes-style paths, authentication and RBAC ([`auth`]), discovery, OpenAPI ([`openapi`]),
+//! CustomResourceDefinitions and their custom resources ([`crd`]), the object verbs, server-side
 //! tables, strict field validation, patches, protobuf bodies, the pod/service/node proxies —, admission
 //! (defaults, validation, and ClusterIP/NodePort allocation, which happens synchronously with
 //! the write, as in kube-apiserver), and the PKI and kubeconfig the server is reached with.
