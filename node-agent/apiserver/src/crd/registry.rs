@@ -334,3 +334,59 @@ pub fn served_in_group(group: &str) -> Vec<ResIdx> {
         .map(|(i, _)| i + base())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn crd(versions: &[(&str, bool, bool)]) -> Value {
+        json!({"metadata": {"name": "things.reg.minikind.dev"}, "spec": {
+            "group": "reg.minikind.dev", "scope": "Cluster",
+            "names": {"plural": "things", "kind": "Thing", "shortNames": ["th"]},
+            "versions": versions.iter().map(|(n, served, storage)| json!({
+                "name": n, "served": served, "storage": storage,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object"}},
+            })).collect::<Vec<_>>(),
+        }})
+    }
+
+    #[test]
+    fn versions_share_one_slot_and_keep_their_indices() {
+        register(&crd(&[("v1beta1", true, false), ("v1", true, true)]));
+        let beta = by_path("reg.minikind.dev", "v1beta1", "things").unwrap();
+        let ga = by_path("reg.minikind.dev", "v1", "things").unwrap();
+        assert_ne!(beta, ga);
+        assert_eq!(slot_of(beta), slot_of(ga));
+        assert_eq!(storage_version(beta), Some(ga));
+        assert_eq!(by_id("reg.minikind.dev/things"), Some(slot_of(ga)));
+        let r = resource(ga);
+        assert_eq!(
+            (r.kind, r.singular, r.namespaced),
+            ("Thing", "thing", false)
+        );
+        assert_eq!(
+            (r.short_names, r.subresources),
+            (&["th"][..], &["status"][..])
+        );
+        assert_eq!(
+            groups(),
+            [(
+                "reg.minikind.dev".to_string(),
+                vec!["v1".to_string(), "v1beta1".to_string()]
+            )]
+        );
+        // A version no longer served disappears from routing, the other stays.
+        register(&crd(&[("v1beta1", false, false), ("v1", true, true)]));
+        assert_eq!(by_path("reg.minikind.dev", "v1beta1", "things"), None);
+        assert_eq!(by_path("reg.minikind.dev", "v1", "things"), Some(ga));
+        // Removed, then made again: the same indices come back.
+        unregister("things.reg.minikind.dev");
+        assert_eq!(by_path("reg.minikind.dev", "v1", "things"), None);
+        assert!(groups().is_empty());
+        register(&crd(&[("v1beta1", true, false), ("v1", true, true)]));
+        assert_eq!(by_path("reg.minikind.dev", "v1beta1", "things"), Some(beta));
+        assert_eq!(by_path("reg.minikind.dev", "v1", "things"), Some(ga));
+    }
+}
