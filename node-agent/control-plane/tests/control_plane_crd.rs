@@ -415,26 +415,48 @@ async fn control_plane_crd_custom_resources_through_kubectl() {
             .all(|i| i["apiVersion"] == "crd.minikind.dev/v1beta1")
     );
 
-    // Watch sees changes.
+    // Watch sees changes, at either version.
     let mut watch = k.cmd(&["get", "widgets", "-w", "-o", "name", "--request-timeout=4s"]);
-    let kk = k.cmd(&["delete", "widget", "odd"]);
-    let (w_out, _) = tokio::join!(
+    let mut watch_beta = k.cmd(&[
+        "get",
+        "widgets.v1beta1.crd.minikind.dev",
+        "-w",
+        "-o",
+        "name",
+        "--request-timeout=4s",
+    ]);
+    let mut late = k.cmd(&["apply", "-f", "-"]);
+    let late_body = widget("late", "  size: 1");
+    let (w_out, b_out, _) = tokio::join!(
         tokio::task::spawn_blocking(move || watch.output()),
+        tokio::task::spawn_blocking(move || watch_beta.output()),
         tokio::task::spawn_blocking(move || {
             std::thread::sleep(std::time::Duration::from_millis(1500));
-            let mut kk = kk;
-            kk.output()
+            use std::io::Write;
+            let mut child = late
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(late_body.as_bytes())
+                .unwrap();
+            child.wait().unwrap()
         })
     );
-    let w_out = w_out.unwrap().unwrap();
-    let (w_out, w_err) = (
-        String::from_utf8_lossy(&w_out.stdout).into_owned(),
-        String::from_utf8_lossy(&w_out.stderr).into_owned(),
-    );
-    assert!(
-        w_out.contains("widget.crd.minikind.dev/small"),
-        "{w_out}\n{w_err}"
-    );
+    for out in [w_out, b_out] {
+        let out = out.unwrap().unwrap();
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(o.contains("widget.crd.minikind.dev/small"), "{o}\n{e}");
+        assert!(o.contains("widget.crd.minikind.dev/late"), "{o}\n{e}");
+    }
+    k.ok(&["delete", "widget", "odd", "late"], None).await;
 
     // Objects survive a restart (the definition is loaded before them).
     cp.shutdown().await.unwrap();
@@ -463,7 +485,14 @@ async fn control_plane_crd_custom_resources_through_kubectl() {
     let names = k.ok(&["get", "widgets", "-o", "name"], None).await;
     assert_eq!(names.lines().count(), 2, "{names}");
 
-    // Deleting the definition removes its objects and stops serving them.
+    // Deleting the definition removes its objects and stops serving them; its watches end.
+    let mut watcher = k
+        .cmd(&["get", "widgets", "-w", "-o", "name"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     k.ok(
         &["delete", "crd", "widgets.crd.minikind.dev", "--timeout=20s"],
         None,
@@ -478,6 +507,20 @@ async fn control_plane_crd_custom_resources_through_kubectl() {
         (!ok && err.contains("the server doesn't have a resource type \"widgets\"")).then_some(())
     })
     .await;
+    let ended = tokio::task::spawn_blocking(move || {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < until {
+            if watcher.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = watcher.kill();
+        false
+    })
+    .await
+    .unwrap();
+    assert!(ended, "the watch of the deleted resource did not end");
     assert!(
         cp.state
             .store
