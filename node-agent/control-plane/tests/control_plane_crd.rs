@@ -511,11 +511,13 @@ async fn control_plane_crd_custom_resources_through_kubectl() {
         let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while std::time::Instant::now() < until {
             if watcher.try_wait().unwrap().is_some() {
+                let _ = watcher.wait();
                 return true;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         let _ = watcher.kill();
+        let _ = watcher.wait();
         false
     })
     .await
