@@ -775,7 +775,7 @@ pub fn table_bytes(
             IncludeObject::None => {}
             IncludeObject::Object => {
                 out.extend_from_slice(b",\"object\":");
-                out.extend_from_slice(&o.json);
+                out.extend_from_slice(&crate::crd::served_json(res, o));
             }
             IncludeObject::Metadata => {
                 out.extend_from_slice(

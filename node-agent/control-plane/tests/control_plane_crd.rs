@@ -415,6 +415,23 @@ async fn control_plane_crd_custom_resources_through_kubectl() {
             .all(|i| i["apiVersion"] == "crd.minikind.dev/v1beta1")
     );
 
+    // Tables with whole objects carry them at the requested version too.
+    let client = cp.client().await.unwrap();
+    let req = http::Request::get(
+        "/apis/crd.minikind.dev/v1beta1/namespaces/default/widgets?includeObject=Object",
+    )
+    .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+    .body(Vec::new())
+    .unwrap();
+    let t: Value = serde_json::from_str(&client.request_text(req).await.unwrap()).unwrap();
+    let rows = t["rows"].as_array().unwrap();
+    assert!(!rows.is_empty(), "{t}");
+    assert!(
+        rows.iter()
+            .all(|r| r["object"]["apiVersion"] == "crd.minikind.dev/v1beta1"),
+        "{t}"
+    );
+
     // Watch sees changes, at either version.
     let mut watch = k.cmd(&["get", "widgets", "-w", "-o", "name", "--request-timeout=4s"]);
     let mut watch_beta = k.cmd(&[
