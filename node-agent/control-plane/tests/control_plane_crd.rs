@@ -415,6 +415,19 @@ async fn control_plane_crd_custom_resources_through_kubectl() {
             .all(|i| i["apiVersion"] == "crd.minikind.dev/v1beta1")
     );
 
+    // Written at v1beta1 (which keeps unknown fields), stored at v1: pruned by v1's schema,
+    // defaulted by it.
+    let beta = widget("beta", "  size: 1\n  bogus: 2")
+        .replace("crd.minikind.dev/v1", "crd.minikind.dev/v1beta1");
+    k.ok(&["apply", "-f", "-"], Some(&beta)).await;
+    let w = json_of(
+        &k,
+        &["get", "widgets.v1.crd.minikind.dev", "beta", "-o", "json"],
+    )
+    .await;
+    assert_eq!(w["spec"], serde_json::json!({"size": 1, "color": "red"}));
+    k.ok(&["delete", "widget", "beta"], None).await;
+
     // Tables with whole objects carry them at the requested version too.
     let client = cp.client().await.unwrap();
     let req = http::Request::get(

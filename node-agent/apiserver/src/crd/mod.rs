@@ -398,6 +398,16 @@ pub fn admit_custom(res: ResIdx, obj: &mut Value, causes: &mut Vec<FieldCause>) 
     schema::prune(&sch, obj);
     schema::default(&sch, obj);
     schema::validate(&sch, obj, "", causes);
+    // Converted to the storage version, the object is pruned by that version's schema too,
+    // as the storage codec's schema coercion does, and gets its defaults (kube-apiserver
+    // fills those when reading from storage; clients see the same object).
+    let stored = storage_version(res);
+    if stored != res
+        && let Some(storage_schema) = schema_of(stored)
+    {
+        schema::prune(&storage_schema, obj);
+        schema::default(&storage_schema, obj);
+    }
 }
 
 /// Refuses a new custom object while its CRD is being deleted, as the real handler does.
