@@ -167,6 +167,20 @@ fn operations(paths: &mut Map<String, Value>, res: ResIdx, schema_ref: &str) {
         if with_body {
             o["requestBody"] = json!({"content": {"application/json": {"schema": sref}}});
         }
+        if verb == "patch" {
+            // The patch types the resource takes, which kubectl reads to choose a strategic
+            // merge patch built from these schemas (custom resources take none).
+            let body = json!({"schema": {"type": "object"}});
+            let mut types = vec![
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/apply-patch+yaml",
+            ];
+            if res < resources::RESOURCES.len() {
+                types.insert(2, "application/strategic-merge-patch+json");
+            }
+            o["requestBody"] = json!({"content": types.iter().map(|t| (t.to_string(), body.clone())).collect::<Map<_, _>>()});
+        }
         o
     };
     let (coll, item) = if r.namespaced {
@@ -329,7 +343,16 @@ pub fn v2() -> Value {
                 if let Some(m) = ops.as_object_mut() {
                     for op in m.values_mut().filter_map(Value::as_object_mut) {
                         if let Some(body) = op.remove("requestBody") {
-                            let schema = body.pointer("/content/application~1json/schema").cloned();
+                            let consumes: Vec<String> = body
+                                .get("content")
+                                .and_then(Value::as_object)
+                                .map(|c| c.keys().cloned().collect())
+                                .unwrap_or_default();
+                            op.insert("consumes".into(), json!(consumes));
+                            let schema = body
+                                .pointer("/content/application~1json/schema")
+                                .cloned()
+                                .unwrap_or(json!({"type": "object"}));
                             if let Some(ps) = op.get_mut("parameters").and_then(Value::as_array_mut)
                             {
                                 ps.push(json!({"name": "body", "in": "body", "required": true, "schema": schema}));

@@ -104,14 +104,23 @@ async fn control_plane_openapi_explain_validate_and_defaults() {
     assert_eq!(out.trim(), "statefulset.apps/web created");
     let out = k.ok(&["apply", "-f", "-"], Some(DEPLOY)).await;
     assert_eq!(out.trim(), "deployment.apps/api created");
-    // A second client-side apply computes a strategic merge patch from the schema.
-    let out = k
-        .ok(
-            &["apply", "-f", "-"],
-            Some(&DEPLOY.replace("replicas: 1", "replicas: 2")),
+    // A second client-side apply computes a strategic merge patch from the v3 schema (merge
+    // key of `containers`), without falling back to the v2 document or kubectl's own types.
+    let (ok, out, err) = k
+        .run(
+            &["apply", "-f", "-", "-v=8"],
+            Some(
+                &DEPLOY
+                    .replace("replicas: 1", "replicas: 2")
+                    .replace("tools:1", "tools:2"),
+            ),
         )
         .await;
+    assert!(ok, "{err}");
     assert_eq!(out.trim(), "deployment.apps/api configured");
+    assert!(err.contains("$setElementOrder/containers"), "{err}");
+    assert!(!err.contains("/openapi/v2"), "{err}");
+    assert!(!err.contains("warning"), "{err}");
     let out = k.ok(&["apply", "-f", "-"], Some(CRD)).await;
     assert_eq!(
         out.trim(),
