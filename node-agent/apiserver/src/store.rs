@@ -47,7 +47,9 @@ pub struct Obj {
 }
 
 impl Obj {
-    fn build(res: ResIdx, value: &Value, rv: u64) -> ApiResult<Obj> {
+    /// An object of storage slot `res`; its selectable fields are those of `fields_of` (the
+    /// version it is written at).
+    fn build(res: ResIdx, fields_of: ResIdx, value: &Value, rv: u64) -> ApiResult<Obj> {
         let json = serde_json::to_vec(value)
             .map_err(|e| ApiError::internal(format!("serializing object: {e}")))?;
         let meta = value.get("metadata");
@@ -66,7 +68,7 @@ impl Obj {
                     .collect()
             })
             .unwrap_or_default();
-        let r = resources::get(res);
+        let r = resources::get(fields_of);
         let fields = r
             .selectable_fields
             .iter()
@@ -306,7 +308,7 @@ impl Store {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
                 objs.push(
-                    Obj::build(res, &value, orv)
+                    Obj::build(res, crate::crd::storage_version(res), &value, orv)
                         .map_err(|e| anyhow::anyhow!("store entry {key:?}: {}", e.message))?,
                 );
             }
@@ -528,7 +530,7 @@ impl Store {
             }
             let rv = inner.rv + 1;
             set_rv(&mut value, rv);
-            let obj = Arc::new(Obj::build(slot, &value, rv)?);
+            let obj = Arc::new(Obj::build(slot, stored_at, &value, rv)?);
             if obj.name.is_empty() || &*obj.name != name || &*obj.namespace != ns {
                 return Err(ApiError::internal(format!(
                     "stored object {:?}/{:?} does not match its key {ns:?}/{name:?}",

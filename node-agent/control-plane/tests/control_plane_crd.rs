@@ -39,6 +39,8 @@ spec:
       scale:
         specReplicasPath: .spec.size
         statusReplicasPath: .status.replicas
+    selectableFields:
+    - jsonPath: .spec.color
     additionalPrinterColumns:
     - name: Size
       type: integer
@@ -352,6 +354,28 @@ async fn control_plane_crd_custom_resources_through_kubectl() {
         .await;
     assert!(
         !ok && err.contains("should be greater than or equal to 1"),
+        "{err}"
+    );
+    // The CRD's selectable field works in field selectors.
+    let blue = k
+        .ok(
+            &[
+                "get",
+                "widgets",
+                "--field-selector",
+                "spec.color=blue",
+                "-o",
+                "name",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(blue.trim(), "widget.crd.minikind.dev/small");
+    let (ok, _, err) = k
+        .run(&["get", "widgets", "--field-selector", "spec.size=3"], None)
+        .await;
+    assert!(
+        !ok && err.contains("field label not supported: spec.size"),
         "{err}"
     );
 
