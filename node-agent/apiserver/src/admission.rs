@@ -105,6 +105,10 @@ impl Admission {
         } else if res == idx::secrets() {
             crate::secrets::normalize(obj)?;
             crate::secrets::validate(obj, old, &mut causes);
+        } else if res == idx::crds() {
+            crate::crd::admit_definition(obj, old, &mut causes);
+        } else if res >= resources::RESOURCES.len() {
+            crate::crd::admit_custom(res, obj, &mut causes);
         } else if res == idx::endpointslices() {
             default_endpointslice(obj);
             validate_endpointslice(obj, &mut causes);
@@ -462,8 +466,25 @@ pub(crate) fn default_pod_spec(spec: &mut Map<String, Value>) {
                         default_str(p, "protocol", "TCP");
                     }
                 }
+                for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                    if let Some(p) = c.get_mut(probe).and_then(Value::as_object_mut) {
+                        default_probe(p);
+                    }
+                }
             }
         }
+    }
+}
+
+/// `SetDefaults_Probe` and the defaults of its handlers (`SetDefaults_HTTPGetAction`).
+fn default_probe(p: &mut Map<String, Value>) {
+    default_val(p, "timeoutSeconds", json!(1));
+    default_val(p, "periodSeconds", json!(10));
+    default_val(p, "successThreshold", json!(1));
+    default_val(p, "failureThreshold", json!(3));
+    if let Some(h) = p.get_mut("httpGet").and_then(Value::as_object_mut) {
+        default_str(h, "path", "/");
+        default_str(h, "scheme", "HTTP");
     }
 }
 
@@ -654,4 +675,26 @@ pub fn service_account(store: &crate::store::Store, ns: &str, pod: &mut Value) -
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_get_the_api_defaults() {
+        let mut spec = json!({"containers": [{"name": "c", "image": "x:1",
+            "livenessProbe": {"httpGet": {"port": 80}},
+            "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 2}}]});
+        default_pod_spec(spec.as_object_mut().unwrap());
+        let c = &spec["containers"][0];
+        assert_eq!(
+            c["livenessProbe"],
+            json!({"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"}, "timeoutSeconds": 1,
+                   "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3})
+        );
+        assert_eq!(c["readinessProbe"]["periodSeconds"], 2);
+        assert_eq!(c["readinessProbe"]["timeoutSeconds"], 1);
+        assert!(c.get("startupProbe").is_none());
+    }
 }

@@ -1,9 +1,8 @@
 //! API discovery: legacy (`APIVersions`, `APIGroupList`, `APIResourceList`) and aggregated
-//! (`apidiscovery.k8s.io/v2`, chosen only when the client asks for it), plus `/version` and
-//! the `/openapi/v3` documents kubectl fetches before create/apply to learn that the server
-//! validates fields itself (`fieldValidation` on every PATCH operation).
+//! (`apidiscovery.k8s.io/v2`, chosen only when the client asks for it), plus `/version`.
+//! The OpenAPI documents are in [`crate::openapi`].
 
-use crate::resources::{RESOURCES, Resource, named_groups};
+use crate::resources::{self, Resource, named_groups};
 use minikind_contract::kubernetes;
 use serde_json::{Value, json};
 
@@ -57,12 +56,13 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
-fn group_json(group: &str, version: &str) -> Value {
-    let gv = format!("{group}/{version}");
+/// One group with its versions, the first being the preferred one.
+fn group_json(group: &str, versions: &[String]) -> Value {
+    let gv = |v: &str| json!({"groupVersion": format!("{group}/{v}"), "version": v});
     json!({
         "name": group,
-        "versions": [{"groupVersion": gv, "version": version}],
-        "preferredVersion": {"groupVersion": gv, "version": version},
+        "versions": versions.iter().map(|v| gv(v)).collect::<Vec<_>>(),
+        "preferredVersion": versions.first().map(|v| gv(v)).unwrap_or(Value::Null),
     })
 }
 
@@ -70,26 +70,26 @@ pub fn api_group_list() -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": named_groups().iter().map(|(g, v)| group_json(g, v)).collect::<Vec<_>>(),
+        "groups": named_groups().iter().map(|(g, vs)| group_json(g, vs)).collect::<Vec<_>>(),
     })
 }
 
 pub fn api_group(group: &str) -> Option<Value> {
     named_groups()
         .into_iter()
-        .find(|(g, _)| *g == group)
-        .map(|(g, v)| {
-            let mut j = group_json(g, v);
+        .find(|(g, _)| g == group)
+        .map(|(g, vs)| {
+            let mut j = group_json(&g, &vs);
             j["kind"] = json!("APIGroup");
             j["apiVersion"] = json!("v1");
             j
         })
 }
 
-fn in_gv<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static Resource> + 'a {
-    RESOURCES
-        .iter()
-        .filter(move |r| r.group == group && r.version == version)
+fn in_gv(group: &str, version: &str) -> impl Iterator<Item = &'static Resource> {
+    resources::in_group_version(group, version)
+        .into_iter()
+        .map(resources::get)
 }
 
 fn sub_verbs(sub: &str) -> Value {
@@ -161,7 +161,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     }))
 }
 
-fn aggregated_group(group: &str, version: &str) -> Value {
+fn aggregated_version_of(group: &str, version: &str) -> Value {
     let resources: Vec<Value> = in_gv(group, version)
         .map(|r| {
             json!({
@@ -183,20 +183,24 @@ fn aggregated_group(group: &str, version: &str) -> Value {
             })
         })
         .collect();
+    json!({"version": version, "resources": resources, "freshness": "Current"})
+}
+
+fn aggregated_group(group: &str, versions: &[String]) -> Value {
     json!({
         "metadata": {"name": group, "creationTimestamp": null},
-        "versions": [{"version": version, "resources": resources, "freshness": "Current"}],
+        "versions": versions.iter().map(|v| aggregated_version_of(group, v)).collect::<Vec<_>>(),
     })
 }
 
 /// Aggregated discovery for `/api` (legacy = true) or `/apis`.
 pub fn aggregated(legacy: bool, api_version: &str) -> Value {
     let items: Vec<Value> = if legacy {
-        vec![aggregated_group("", "v1")]
+        vec![aggregated_group("", &["v1".to_string()])]
     } else {
         named_groups()
             .iter()
-            .map(|(g, v)| aggregated_group(g, v))
+            .map(|(g, vs)| aggregated_group(g, vs))
             .collect()
     };
     json!({
@@ -205,138 +209,4 @@ pub fn aggregated(legacy: bool, api_version: &str) -> Value {
         "metadata": {},
         "items": items,
     })
-}
-
-// --- OpenAPI v3 ------------------------------------------------------------------------------
-
-fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
-}
-
-/// All served group versions.
-fn group_versions() -> Vec<(&'static str, &'static str)> {
-    let mut out = vec![("", "v1")];
-    out.extend(named_groups());
-    out
-}
-
-fn hash(s: &str) -> String {
-    // FNV-1a: the hash only has to change when the document does (clients cache by it).
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016X}")
-}
-
-pub fn openapi_root() -> Value {
-    let mut paths = serde_json::Map::new();
-    for (g, v) in group_versions() {
-        let p = gv_path(g, v);
-        let doc = openapi_gv(g, v).map(|d| d.to_string()).unwrap_or_default();
-        paths.insert(
-            p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}),
-        );
-    }
-    json!({ "paths": paths })
-}
-
-fn schema_name(r: &Resource) -> String {
-    let g = if r.group.is_empty() {
-        "core".to_string()
-    } else {
-        r.group.split('.').next().unwrap_or(r.group).to_string()
-    };
-    format!("io.k8s.api.{g}.{}.{}", r.version, r.kind)
-}
-
-/// The OpenAPI v3 document of one group version: paths with their operations (each tagged
-/// with `x-kubernetes-group-version-kind` and the `fieldValidation` query parameter) and an
-/// open object schema per kind (unknown fields are kept, not rejected).
-pub fn openapi_gv(group: &str, version: &str) -> Option<Value> {
-    let mut paths = serde_json::Map::new();
-    let mut schemas = serde_json::Map::new();
-    let base = if group.is_empty() {
-        format!("/api/{version}")
-    } else {
-        format!("/apis/{group}/{version}")
-    };
-    let mut any = false;
-    for r in in_gv(group, version) {
-        any = true;
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        let schema_ref = json!({"$ref": format!("#/components/schemas/{}", schema_name(r))});
-        let body = json!({"content": {"application/json": {"schema": schema_ref}}});
-        let params = json!([
-            {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-        ]);
-        let op = |action: &str, with_body: bool| {
-            let mut o = json!({
-                "operationId": format!("{action}{}", r.kind),
-                "parameters": params,
-                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": schema_ref}}}},
-                "x-kubernetes-action": action,
-                "x-kubernetes-group-version-kind": gvk,
-            });
-            if with_body {
-                o["requestBody"] = body.clone();
-            }
-            o
-        };
-        let (coll, item) = if r.namespaced {
-            (
-                format!("{base}/namespaces/{{namespace}}/{}", r.plural),
-                format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural),
-            )
-        } else {
-            (
-                format!("{base}/{}", r.plural),
-                format!("{base}/{}/{{name}}", r.plural),
-            )
-        };
-        paths.insert(
-            coll,
-            json!({"get": op("list", false), "post": op("post", true)}),
-        );
-        paths.insert(
-            item,
-            json!({
-                "get": op("get", false),
-                "put": op("put", true),
-                "patch": op("patch", true),
-                "delete": op("delete", false),
-            }),
-        );
-        schemas.insert(
-            schema_name(r),
-            json!({
-                "type": "object",
-                "description": format!("{} ({}), served by minikind.", r.kind, r.api_version()),
-                "properties": {
-                    "apiVersion": {"type": "string"},
-                    "kind": {"type": "string"},
-                    "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-                },
-                "x-kubernetes-preserve-unknown-fields": true,
-                "x-kubernetes-group-version-kind": [gvk],
-            }),
-        );
-    }
-    if !any {
-        return None;
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": kubernetes::GIT_VERSION},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    }))
 }

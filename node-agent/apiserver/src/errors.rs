@@ -165,6 +165,18 @@ impl ApiError {
         )
     }
 
+    /// A patch type the resource does not take (`negotiation.NewUnsupportedMediaTypeError`).
+    pub fn unsupported_patch(accepted: &[&str]) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
+            ),
+        )
+    }
+
     pub fn not_acceptable(message: impl Into<String>) -> Self {
         Self::new(406, "NotAcceptable", message)
     }

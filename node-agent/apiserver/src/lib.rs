@@ -1,7 +1,8 @@
 //! minikind's Kubernetes API server: the subset of the API a KIND-like cluster uses.
 //!
 //! It owns the object store (redb, with watch history), the HTTP(S) server — routing of
-//! Kubernetes-style paths, authentication and RBAC ([`auth`]), discovery, the object verbs, server-side
+//! Kubernetes-style paths, authentication and RBAC ([`auth`]), discovery, OpenAPI ([`openapi`]),
+//! CustomResourceDefinitions and their custom resources ([`crd`]), the object verbs, server-side
 //! tables, strict field validation, patches, protobuf bodies, the pod/service/node proxies —, admission
 //! (defaults, validation, and ClusterIP/NodePort allocation, which happens synchronously with
 //! the write, as in kube-apiserver), and the PKI and kubeconfig the server is reached with.
@@ -13,6 +14,7 @@
 pub mod admission;
 pub mod auth;
 pub mod clusterip;
+pub mod crd;
 pub mod cron;
 pub mod errors;
 pub mod kubeconfig;
@@ -29,6 +31,7 @@ pub mod validation;
 pub mod discovery;
 pub mod limits;
 pub mod objects;
+pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 #[rustfmt::skip]
@@ -36,6 +39,7 @@ mod protobuf_schema;
 pub mod proxy;
 pub mod strict;
 pub mod tables;
+pub mod typed;
 pub mod watch;
 pub mod workload_admission;
 mod workload_tables;
@@ -202,16 +206,24 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
                 .map(|l| json_response(200, &l))
                 .ok_or_else(|| ApiError::not_found_path(&path));
         }
-        ["openapi", "v3"] => return Ok(json_response(200, &discovery::openapi_root())),
+        ["openapi", "v3"] => return Ok(json_response(200, &openapi::v3_root())),
         ["openapi", "v3", "api", v] => {
-            return discovery::openapi_gv("", v)
-                .map(|d| json_response(200, &d))
+            return openapi::v3_document("", v)
+                .map(|(d, _)| json_response(200, &d))
                 .ok_or_else(|| ApiError::not_found_path(&path));
         }
         ["openapi", "v3", "apis", g, v] => {
-            return discovery::openapi_gv(g, v)
-                .map(|d| json_response(200, &d))
+            return openapi::v3_document(g, v)
+                .map(|(d, _)| json_response(200, &d))
                 .ok_or_else(|| ApiError::not_found_path(&path));
+        }
+        ["openapi", "v2"] => {
+            if !openapi::v2_accepts_json(&accept) {
+                return Err(ApiError::not_acceptable(
+                    "only application/json is served for /openapi/v2",
+                ));
+            }
+            return Ok(json_response(200, &openapi::v2()));
         }
         _ => {}
     }

@@ -143,11 +143,12 @@ fn namespace_accepts_new(st: &ApiState, ns: &str, res: ResIdx, name: &str) -> Ap
     Ok(())
 }
 
-fn item_response(code: u16, ctx: &Ctx, obj: &Obj) -> Response {
+fn item_response(code: u16, ctx: &Ctx, res: ResIdx, obj: &Obj) -> Response {
     if tables::wants_table(&ctx.accept) {
-        let v = obj.value();
+        let mut v = obj.value();
+        crate::crd::set_version(res, &mut v);
         let t = tables::table(
-            obj.res,
+            res,
             std::slice::from_ref(&v),
             obj.rv,
             None,
@@ -155,7 +156,7 @@ fn item_response(code: u16, ctx: &Ctx, obj: &Obj) -> Response {
         );
         return json_response(code, &t);
     }
-    raw_json_response(code, obj.json.clone())
+    raw_json_response(code, crate::crd::served_json(res, obj))
 }
 
 fn value_response(code: u16, v: &Value) -> Response {
@@ -170,9 +171,9 @@ pub fn get(st: &ApiState, ctx: &Ctx, res: ResIdx, name: &str) -> ApiResult<Respo
         .get(res, ns, name)
         .ok_or_else(|| ApiError::not_found(r.group, r.plural, name))?;
     if ctx.sub.as_deref() == Some("scale") {
-        return Ok(value_response(200, &scale_of(&obj.value())));
+        return Ok(value_response(200, &scale_of(res, &obj.value())));
     }
-    Ok(item_response(200, ctx, &obj))
+    Ok(item_response(200, ctx, res, &obj))
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -277,7 +278,7 @@ pub fn list(st: &ApiState, ctx: &Ctx, res: ResIdx) -> ApiResult<Response> {
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(&o.json);
+        body.extend_from_slice(&crate::crd::served_json(res, o));
     }
     body.extend_from_slice(b"]}");
     Ok(raw_json_response(200, body.into()))
@@ -287,9 +288,14 @@ pub fn list(st: &ApiState, ctx: &Ctx, res: ResIdx) -> ApiResult<Response> {
 /// server's create strategy does (pods, services, the workload kinds; nodes keep theirs, as the
 /// kubelet registers with one).
 fn init_metadata(res: ResIdx, v: &mut Value) {
+    // Custom objects with a status subresource, and CRDs, as their strategies'
+    // PrepareForCreate do.
+    let custom = res >= resources::RESOURCES.len();
     if (res == idx::pods()
         || res == idx::services()
         || res == idx::deployments()
+        || res == idx::crds()
+        || (custom && resources::get(res).has_status())
         || resources::is_workload(res))
         && let Some(m) = v.as_object_mut()
     {
@@ -301,7 +307,12 @@ fn init_metadata(res: ResIdx, v: &mut Value) {
     m.remove("deletionTimestamp");
     m.remove("deletionGracePeriodSeconds");
     m.remove("selfLink");
-    if res == idx::deployments() || res == idx::pods() || resources::is_workload(res) {
+    if res == idx::deployments()
+        || res == idx::pods()
+        || res == idx::crds()
+        || custom
+        || resources::is_workload(res)
+    {
         m.insert("generation".into(), json!(1));
     } else {
         m.remove("generation");
@@ -316,6 +327,7 @@ pub async fn create(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx) -> ApiResult<Res
     }
     let ns = check_namespace(res, ctx, &mut v)?;
     let r = resources::get(res);
+    crate::crd::check_create_allowed(&st.store, res)?;
     if r.namespaced {
         namespace_accepts_new(st, &ns, res, name_of(&v))?;
     }
@@ -362,7 +374,7 @@ pub async fn create(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx) -> ApiResult<Res
         return Ok(value_response(201, &p));
     }
     match out.object() {
-        Some(o) => Ok(item_response(201, ctx, o)),
+        Some(o) => Ok(item_response(201, ctx, res, o)),
         None => Err(ApiError::internal("create stored nothing")),
     }
 }
@@ -518,12 +530,12 @@ pub async fn update(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> A
     if let Some(p) = preview {
         return Ok(value_response(200, &p));
     }
-    written_response(ctx, out)
+    written_response(ctx, res, out)
 }
 
-fn written_response(ctx: &Ctx, out: Outcome) -> ApiResult<Response> {
+fn written_response(ctx: &Ctx, res: ResIdx, out: Outcome) -> ApiResult<Response> {
     match out.object() {
-        Some(o) => Ok(item_response(200, ctx, o)),
+        Some(o) => Ok(item_response(200, ctx, res, o)),
         None => Err(ApiError::internal("write returned no object")),
     }
 }
@@ -531,6 +543,15 @@ fn written_response(ctx: &Ctx, out: Outcome) -> ApiResult<Response> {
 pub async fn patch(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> ApiResult<Response> {
     let kind = PatchKind::from_content_type(&ctx.content_type)
         .ok_or_else(|| ApiError::unsupported_media_type(&ctx.content_type))?;
+    if kind == PatchKind::Strategic && res >= resources::RESOURCES.len() {
+        // Custom resources have no Go types to take patch strategies from; the real server
+        // offers them the other three patch types only.
+        return Err(ApiError::unsupported_patch(&[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ]));
+    }
     let r = resources::get(res);
     let ns = if r.namespaced {
         ctx.namespace.clone().unwrap_or_default()
@@ -643,13 +664,13 @@ pub async fn patch(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> Ap
                 };
                 let mut new = old.clone();
                 if sub.as_deref() == Some("scale") {
-                    let mut sc = scale_of(&old);
+                    let mut sc = scale_of(res, &old);
                     patch::apply_patch(kind, &mut sc, &body)?;
                     let n = sc
                         .pointer("/spec/replicas")
                         .and_then(Value::as_i64)
                         .ok_or_else(|| ApiError::bad_request("spec.replicas must be an integer"))?;
-                    new["spec"]["replicas"] = json!(n);
+                    set_replicas(res, &mut new, n);
                 } else {
                     patch::apply_patch(kind, &mut new, &body)?;
                     if strict {
@@ -684,17 +705,57 @@ pub async fn patch(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> Ap
     if sub.as_deref() == Some("scale")
         && let Some(o) = out.object()
     {
-        return Ok(value_response(200, &scale_of(&o.value())));
+        return Ok(value_response(200, &scale_of(res, &o.value())));
     }
     let created = matches!(&out, Outcome::Written(e) if e.ty == crate::store::EventType::Added);
     match out.object() {
-        Some(o) => Ok(item_response(if created { 201 } else { 200 }, ctx, o)),
+        Some(o) => Ok(item_response(if created { 201 } else { 200 }, ctx, res, o)),
         None => Err(ApiError::internal("patch returned no object")),
     }
 }
 
-/// The `autoscaling/v1` Scale view of a Deployment, ReplicaSet or StatefulSet.
-fn scale_of(v: &Value) -> Value {
+/// Where an object's replicas live: `/spec/replicas` and `/status/replicas` for the built-in
+/// kinds, the CRD's `subresources.scale` paths for a custom resource.
+fn replica_paths(res: ResIdx) -> (String, String, Option<String>) {
+    match crate::crd::scale_paths(res) {
+        Some(p) => p,
+        None => ("/spec/replicas".into(), "/status/replicas".into(), None),
+    }
+}
+
+fn set_replicas(res: ResIdx, v: &mut Value, n: i64) {
+    let (spec, _, _) = replica_paths(res);
+    let mut cur = v;
+    let parts: Vec<&str> = spec.split('/').skip(1).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let m = cur.as_object_mut().expect("just made an object");
+        if i + 1 == parts.len() {
+            m.insert((*part).to_string(), json!(n));
+            return;
+        }
+        cur = m.entry(*part).or_insert(json!({}));
+    }
+}
+
+/// The `autoscaling/v1` Scale view of a Deployment, ReplicaSet, StatefulSet or custom object.
+fn scale_of(res: ResIdx, v: &Value) -> Value {
+    let (spec, status, selector) = replica_paths(res);
+    let selector = match selector {
+        Some(p) => meta::str_at(v, &p).unwrap_or_default().to_string(),
+        None => v
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default(),
+    };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -705,12 +766,10 @@ fn scale_of(v: &Value) -> Value {
             "resourceVersion": meta::str_at(v, "/metadata/resourceVersion"),
             "creationTimestamp": meta::str_at(v, "/metadata/creationTimestamp"),
         },
-        "spec": {"replicas": v.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "spec": {"replicas": v.pointer(&spec).cloned().unwrap_or(json!(0))},
         "status": {
-            "replicas": v.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": v.pointer("/spec/selector/matchLabels").and_then(Value::as_object).map(|m| {
-                m.iter().map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",")
-            }).unwrap_or_default(),
+            "replicas": v.pointer(&status).cloned().unwrap_or(json!(0)),
+            "selector": selector,
         },
     })
 }
@@ -732,12 +791,12 @@ async fn scale(
                 return Err(ApiError::not_found(r.group, r.plural, name));
             };
             let mut new = old.clone();
-            new["spec"]["replicas"] = json!(replicas);
+            set_replicas(res, &mut new, replicas);
             finish_update(&st2, res, None, &old, new, "kube-controller-manager", true)
         })
         .await?;
     let v = out.object().map(|o| o.value()).unwrap_or(Value::Null);
-    Ok(value_response(200, &scale_of(&v)))
+    Ok(value_response(200, &scale_of(res, &v)))
 }
 
 /// `DeleteOptions` as sent in the body or the query.
@@ -932,7 +991,7 @@ pub async fn delete(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx, name: &str) -> A
             .store
             .get(res, &ns, name)
             .ok_or_else(|| ApiError::not_found(r.group, r.plural, name))?;
-        return Ok(item_response(200, ctx, &obj));
+        return Ok(item_response(200, ctx, res, &obj));
     }
     if o.orphan && res != idx::namespaces() && res != idx::pods() {
         // As with the `orphan` finalizer: marked deleted first, so that no controller adopts
@@ -1054,8 +1113,8 @@ async fn orphan_dependents(st: &Arc<ApiState>, ns: &str, uid: &str) -> ApiResult
         return Ok(());
     }
     let needle = format!("\"uid\":\"{uid}\"");
-    for (i, r) in resources::RESOURCES.iter().enumerate() {
-        if !r.namespaced {
+    for i in resources::all() {
+        if !resources::get(i).namespaced {
             continue;
         }
         let scope = (!ns.is_empty()).then_some(ns);

@@ -105,6 +105,18 @@ fn merges_primitives(field: &str) -> bool {
     field == "finalizers"
 }
 
+/// How strategic merge treats a list field (for the OpenAPI documents): the merge key of
+/// object lists that merge, and the strategy (`merge`), or None for lists that are replaced.
+pub fn list_strategy(
+    field: &str,
+    sample: Option<&Value>,
+) -> Option<(Option<&'static str>, &'static str)> {
+    if let Some(k) = merge_key(field, sample) {
+        return Some((Some(k), "merge"));
+    }
+    merges_primitives(field).then_some((None, "merge"))
+}
+
 /// Strategic merge of `patch` into `doc`.
 pub fn strategic_merge(doc: &mut Value, patch: &Value) {
     let Some(p) = patch.as_object() else {

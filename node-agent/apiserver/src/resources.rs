@@ -1,7 +1,9 @@
 //! The resource types the API server serves: their names, groups, scope and subresources.
 //!
 //! Everything else (routing, discovery, tables, storage keys) is derived from this one table so
-//! that a resource is added in exactly one place.
+//! that a resource is added in exactly one place. The custom resources that stored
+//! CustomResourceDefinitions declare are appended behind the table at run time
+//! ([`crate::crd::registry`]); the lookups here see both.
 
 /// One served resource type.
 #[derive(Debug)]
@@ -362,6 +364,18 @@ pub static RESOURCES: &[Resource] = &[
         subresources: &[],
         selectable_fields: &[],
     },
+    Resource {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        plural: "customresourcedefinitions",
+        singular: "customresourcedefinition",
+        kind: "CustomResourceDefinition",
+        namespaced: false,
+        short_names: &["crd", "crds"],
+        categories: &["api-extensions"],
+        subresources: &["status"],
+        selectable_fields: &[],
+    },
     // Reviews: created and answered, never stored (see `auth::reviews`).
     Resource {
         group: "authentication.k8s.io",
@@ -421,37 +435,91 @@ pub fn is_workload(res: ResIdx) -> bool {
     (r.group == "apps" || r.group == "batch") && r.kind != "ControllerRevision"
 }
 
-/// Index of a resource in [`RESOURCES`]; cheap to copy and compare.
+/// Index of a resource: below `RESOURCES.len()` a built-in one in [`RESOURCES`], above it a
+/// custom resource version in [`crate::crd::registry`]; cheap to copy and compare.
 pub type ResIdx = usize;
 
 pub fn by_path(group: &str, version: &str, plural: &str) -> Option<ResIdx> {
     RESOURCES
         .iter()
         .position(|r| r.group == group && r.version == version && r.plural == plural)
+        .or_else(|| crate::crd::registry::by_path(group, version, plural))
 }
 
 pub fn by_kind(api_version: &str, kind: &str) -> Option<ResIdx> {
     RESOURCES
         .iter()
         .position(|r| r.api_version() == api_version && r.kind == kind)
+        .or_else(|| crate::crd::registry::by_kind(api_version, kind))
 }
 
+/// The resource whose storage identifier is `id` (a custom resource's storage slot).
 pub fn by_id(id: &str) -> Option<ResIdx> {
-    RESOURCES.iter().position(|r| r.id() == id)
+    RESOURCES
+        .iter()
+        .position(|r| r.id() == id)
+        .or_else(|| crate::crd::registry::by_id(id))
 }
 
 pub fn get(idx: ResIdx) -> &'static Resource {
-    &RESOURCES[idx]
+    match RESOURCES.get(idx) {
+        Some(r) => r,
+        None => crate::crd::registry::resource(idx),
+    }
 }
 
-/// The groups served under `/apis`, each with its single version, in discovery order.
-pub fn named_groups() -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&str, &str)> = Vec::new();
+/// Where objects of `idx` are kept in the store: the resource itself for built-in kinds, the
+/// one slot shared by every version of a custom resource.
+pub fn storage_of(idx: ResIdx) -> ResIdx {
+    if idx < RESOURCES.len() {
+        idx
+    } else {
+        crate::crd::registry::slot_of(idx)
+    }
+}
+
+/// Every storage slot: the built-in resources and one per custom resource ever defined (what
+/// namespace deletion and the garbage collector walk).
+pub fn all() -> Vec<ResIdx> {
+    let mut out: Vec<ResIdx> = (0..RESOURCES.len()).collect();
+    out.extend(crate::crd::registry::slots());
+    out
+}
+
+/// The groups served under `/apis`, each with its versions in preference order (the first is
+/// the preferred one), in discovery order: the built-in groups, then the custom ones.
+pub fn named_groups() -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
-        if !out.iter().any(|(g, _)| *g == r.group) {
-            out.push((r.group, r.version));
+        if !out.iter().any(|(g, _)| g == r.group) {
+            out.push((r.group.to_string(), vec![r.version.to_string()]));
         }
     }
+    for (g, versions) in crate::crd::registry::groups() {
+        match out.iter_mut().find(|(x, _)| *x == g) {
+            Some((_, vs)) => {
+                for v in versions {
+                    if !vs.contains(&v) {
+                        vs.push(v);
+                    }
+                }
+                vs.sort_by(|a, b| crate::crd::version_priority(a, b));
+            }
+            None => out.push((g, versions)),
+        }
+    }
+    out
+}
+
+/// The served resources of one group version, built-in and custom, in discovery order.
+pub fn in_group_version(group: &str, version: &str) -> Vec<ResIdx> {
+    let mut out: Vec<ResIdx> = RESOURCES
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.group == group && r.version == version)
+        .map(|(i, _)| i)
+        .collect();
+    out.extend(crate::crd::registry::served_in(group, version));
     out
 }
 
@@ -525,5 +593,9 @@ pub mod idx {
     }
     pub fn cronjobs() -> ResIdx {
         by_path("batch", "v1", "cronjobs").expect("cronjobs registered")
+    }
+    pub fn crds() -> ResIdx {
+        by_path("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .expect("customresourcedefinitions registered")
     }
 }

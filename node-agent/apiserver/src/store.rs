@@ -47,7 +47,9 @@ pub struct Obj {
 }
 
 impl Obj {
-    fn build(res: ResIdx, value: &Value, rv: u64) -> ApiResult<Obj> {
+    /// An object of storage slot `res`; its selectable fields are those of `fields_of` (the
+    /// version it is written at).
+    fn build(res: ResIdx, fields_of: ResIdx, value: &Value, rv: u64) -> ApiResult<Obj> {
         let json = serde_json::to_vec(value)
             .map_err(|e| ApiError::internal(format!("serializing object: {e}")))?;
         let meta = value.get("metadata");
@@ -66,7 +68,7 @@ impl Obj {
                     .collect()
             })
             .unwrap_or_default();
-        let r = resources::get(res);
+        let r = resources::get(fields_of);
         let fields = r
             .selectable_fields
             .iter()
@@ -197,6 +199,20 @@ struct Inner {
     persist: Option<std::sync::mpsc::Sender<PersistOp>>,
 }
 
+impl Inner {
+    /// The objects of a storage slot (custom resources' slots are made on first use).
+    fn map(&self, slot: ResIdx) -> Option<&BTreeMap<Key, Arc<Obj>>> {
+        self.objects.get(slot)
+    }
+
+    fn map_mut(&mut self, slot: ResIdx) -> &mut BTreeMap<Key, Arc<Obj>> {
+        if self.objects.len() <= slot {
+            self.objects.resize_with(slot + 1, BTreeMap::new);
+        }
+        &mut self.objects[slot]
+    }
+}
+
 struct PersistOp {
     key: String,
     value: Option<Bytes>,
@@ -263,22 +279,36 @@ impl Store {
             let meta = tx.open_table(META).context("opening meta table")?;
             let rv = meta.get(META_RV)?.map(|g| g.value()).unwrap_or(0);
             let table = tx.open_table(OBJECTS).context("opening objects table")?;
-            let mut objs = Vec::new();
+            let mut entries = Vec::new();
             for entry in table.iter()? {
                 let (k, v) = entry?;
-                let key = k.value();
+                entries.push((k.value().to_string(), v.value().to_vec()));
+            }
+            // CustomResourceDefinitions first: their custom objects' resources exist only
+            // once the definitions are registered.
+            let crd_id = resources::get(resources::idx::crds()).id();
+            entries.sort_by_key(|(k, _)| k.split('|').next() != Some(crd_id.as_str()));
+            let mut objs = Vec::new();
+            for (key, bytes) in entries {
                 let id = key.split('|').next().unwrap_or_default();
-                let res = resources::by_id(id)
-                    .with_context(|| format!("store entry {key:?} has an unknown resource"))?;
-                let value: Value = serde_json::from_slice(v.value())
+                let value: Value = serde_json::from_slice(&bytes)
                     .with_context(|| format!("store entry {key:?} is not valid JSON"))?;
+                let Some(res) = resources::by_id(id) else {
+                    // A custom object whose definition is gone (removed while the cleanup
+                    // was under way): nothing serves it any more.
+                    tracing::warn!("store entry {key:?} has an unknown resource; skipped");
+                    continue;
+                };
+                if res == resources::idx::crds() {
+                    crate::crd::on_stored(&value, false);
+                }
                 let orv = value
                     .pointer("/metadata/resourceVersion")
                     .and_then(Value::as_str)
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
                 objs.push(
-                    Obj::build(res, &value, orv)
+                    Obj::build(res, crate::crd::storage_version(res), &value, orv)
                         .map_err(|e| anyhow::anyhow!("store entry {key:?}: {}", e.message))?,
                 );
             }
@@ -306,6 +336,9 @@ impl Store {
         let mut max_rv = rv;
         for o in objs {
             max_rv = max_rv.max(o.rv);
+            if objects.len() <= o.res {
+                objects.resize_with(o.res + 1, BTreeMap::new);
+            }
             objects[o.res].insert((o.namespace.clone(), o.name.clone()), Arc::new(o));
         }
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
@@ -344,8 +377,10 @@ impl Store {
         self.lock().rv
     }
 
+    /// The stored object (as stored: a custom object carries its storage version).
     pub fn get(&self, res: ResIdx, ns: &str, name: &str) -> Option<Arc<Obj>> {
-        self.lock().objects[res]
+        self.lock()
+            .map(resources::storage_of(res))?
             .get(&(ns.into(), name.into()))
             .cloned()
     }
@@ -362,7 +397,8 @@ impl Store {
         keep: impl Fn(&Obj) -> bool,
     ) -> (Vec<Arc<Obj>>, u64, bool) {
         let inner = self.lock();
-        let map = &inner.objects[res];
+        let empty = BTreeMap::new();
+        let map = inner.map(resources::storage_of(res)).unwrap_or(&empty);
         let lower: Bound<Key> = match (after, ns) {
             (Some((a_ns, a_name)), _) => Bound::Excluded((a_ns.into(), a_name.into())),
             (None, Some(ns)) => Bound::Included((ns.into(), "".into())),
@@ -396,9 +432,13 @@ impl Store {
     pub fn subscribe(&self, res: ResIdx, start: WatchStart) -> ApiResult<Subscription> {
         let inner = self.lock();
         let rx = self.events.subscribe();
+        let slot = resources::storage_of(res);
         match start {
             WatchStart::Snapshot => Ok(Subscription {
-                initial: inner.objects[res].values().cloned().collect(),
+                initial: inner
+                    .map(slot)
+                    .map(|m| m.values().cloned().collect())
+                    .unwrap_or_default(),
                 replay: Vec::new(),
                 rv: inner.rv,
                 rx,
@@ -413,7 +453,7 @@ impl Store {
                 let replay = inner
                     .history
                     .iter()
-                    .filter(|e| e.obj.rv > since && e.obj.res == res)
+                    .filter(|e| e.obj.rv > since && e.obj.res == slot)
                     .cloned()
                     .collect();
                 Ok(Subscription {
@@ -432,8 +472,9 @@ impl Store {
     }
 
     /// Reads, decides and writes one object atomically. `decide` sees the current object
-    /// (parsed) and returns what to do; the store sets `metadata.resourceVersion`. `decide`
-    /// runs under the store lock and must not call back into the store.
+    /// (parsed, at `res`'s version) and returns what to do; the store sets
+    /// `metadata.resourceVersion` (and a custom object's storage version). `decide` runs under
+    /// the store lock and must not call back into the store.
     pub async fn mutate(
         &self,
         res: ResIdx,
@@ -444,8 +485,21 @@ impl Store {
         let (outcome, ack) = {
             let mut inner = self.lock();
             let key: Key = (ns.into(), name.into());
-            let current = inner.objects[res].get(&key).cloned();
-            let change = decide(current.as_ref().map(|o| o.value()))?;
+            let slot = resources::storage_of(res);
+            let current = inner.map(slot).and_then(|m| m.get(&key)).cloned();
+            let change = decide(current.as_ref().map(|o| {
+                let mut v = o.value();
+                crate::crd::set_version(res, &mut v);
+                v
+            }))?;
+            let stored_at = crate::crd::storage_version(res);
+            let change = match change {
+                Change::Put(mut v) => {
+                    crate::crd::set_version(stored_at, &mut v);
+                    Change::Put(v)
+                }
+                other => other,
+            };
             let (ty, mut value) = match change {
                 Change::Keep => return Ok(Outcome::Unchanged(current)),
                 Change::Put(v) => {
@@ -476,7 +530,7 @@ impl Store {
             }
             let rv = inner.rv + 1;
             set_rv(&mut value, rv);
-            let obj = Arc::new(Obj::build(res, &value, rv)?);
+            let obj = Arc::new(Obj::build(slot, stored_at, &value, rv)?);
             if obj.name.is_empty() || &*obj.name != name || &*obj.namespace != ns {
                 return Err(ApiError::internal(format!(
                     "stored object {:?}/{:?} does not match its key {ns:?}/{name:?}",
@@ -486,11 +540,14 @@ impl Store {
             inner.rv = rv;
             match ty {
                 EventType::Deleted => {
-                    inner.objects[res].remove(&key);
+                    inner.map_mut(slot).remove(&key);
                 }
                 _ => {
-                    inner.objects[res].insert(key, obj.clone());
+                    inner.map_mut(slot).insert(key, obj.clone());
                 }
+            }
+            if slot == resources::idx::crds() {
+                crate::crd::on_stored(&value, ty == EventType::Deleted);
             }
             let event = Arc::new(Event {
                 ty,

@@ -7,7 +7,6 @@
 
 use crate::errors::{ApiError, ApiResult};
 use crate::resources::{self, ResIdx};
-use k8s_openapi::api::{apps, batch, coordination, core, discovery};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -47,33 +46,38 @@ fn unknown_fields(sent: &Value, kept: &Value, path: &str, out: &mut Vec<String>)
 /// Checks `v` strictly as the resource's type.
 pub fn check(res: ResIdx, v: &Value) -> ApiResult<()> {
     let r = resources::get(res);
-    let kept = match r.kind {
-        "Namespace" => round_trip::<core::v1::Namespace>(v),
-        "Node" => round_trip::<core::v1::Node>(v),
-        "Pod" => round_trip::<core::v1::Pod>(v),
-        "Service" => round_trip::<core::v1::Service>(v),
-        "Endpoints" => round_trip::<core::v1::Endpoints>(v),
-        "ConfigMap" => round_trip::<core::v1::ConfigMap>(v),
-        "Secret" => round_trip::<core::v1::Secret>(v),
-        "Lease" => round_trip::<coordination::v1::Lease>(v),
-        "Event" => round_trip::<core::v1::Event>(v),
-        "Deployment" => round_trip::<apps::v1::Deployment>(v),
-        "ReplicaSet" => round_trip::<apps::v1::ReplicaSet>(v),
-        "StatefulSet" => round_trip::<apps::v1::StatefulSet>(v),
-        "DaemonSet" => round_trip::<apps::v1::DaemonSet>(v),
-        "ControllerRevision" => round_trip::<apps::v1::ControllerRevision>(v),
-        "Job" => round_trip::<batch::v1::Job>(v),
-        "CronJob" => round_trip::<batch::v1::CronJob>(v),
-        "EndpointSlice" => round_trip::<discovery::v1::EndpointSlice>(v),
-        _ => return Ok(()),
+    struct RoundTrip<'a>(&'a Value);
+    impl crate::typed::Visit for RoundTrip<'_> {
+        type Out = Result<Value, String>;
+        fn visit<T: DeserializeOwned + Serialize + k8s_openapi::schemars::JsonSchema>(
+            self,
+        ) -> Self::Out {
+            round_trip::<T>(self.0)
+        }
+    }
+    let kept = match crate::typed::with_type(r, RoundTrip(v)) {
+        Some(kept) => kept,
+        // A custom object: what its schema would prune is unknown.
+        None if res >= resources::RESOURCES.len() => {
+            return report(r, crate::crd::unknown_fields(res, v));
+        }
+        None => return Ok(()),
     };
-    let prefix = format!(
-        "{} in version \"{}\" cannot be handled as a {}",
-        r.kind, r.version, r.kind
-    );
-    let kept = kept.map_err(|e| ApiError::bad_request(format!("{prefix}: {e}")))?;
+    let kept = kept.map_err(|e| ApiError::bad_request(format!("{}: {e}", prefix(r))))?;
     let mut unknown = Vec::new();
     unknown_fields(v, &kept, "", &mut unknown);
+    report(r, unknown)
+}
+
+fn prefix(r: &resources::Resource) -> String {
+    format!(
+        "{} in version \"{}\" cannot be handled as a {}",
+        r.kind, r.version, r.kind
+    )
+}
+
+/// The strict decoding error naming every unknown field, if any.
+fn report(r: &resources::Resource, unknown: Vec<String>) -> ApiResult<()> {
     if unknown.is_empty() {
         return Ok(());
     }
@@ -82,7 +86,8 @@ pub fn check(res: ResIdx, v: &Value) -> ApiResult<()> {
         .map(|f| format!("unknown field \"{f}\""))
         .collect();
     Err(ApiError::bad_request(format!(
-        "{prefix}: strict decoding error: {}",
+        "{}: strict decoding error: {}",
+        prefix(r),
         list.join(", ")
     )))
 }

@@ -288,11 +288,24 @@ fn columns(kind: &str) -> Vec<Col> {
             ),
         ],
         k if crate::workload_tables::serves(k) => crate::workload_tables::columns(k, name, age_col),
+        // The default table convertor's columns (`rest.NewDefaultTableConvertor`).
+        "CustomResourceDefinition" => vec![
+            name,
+            c(
+                "Created At",
+                "date",
+                0,
+                "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            ),
+        ],
         _ => vec![name, age_col],
     }
 }
 
 pub fn column_definitions(res: ResIdx) -> Value {
+    if let Some(custom) = crate::crd::columns::definitions(res) {
+        return custom;
+    }
     let cols = columns(resources::get(res).kind);
     Value::Array(
         cols.iter()
@@ -371,8 +384,12 @@ pub(crate) fn label_selector_string(sel: Option<&Value>) -> String {
 
 /// The cells of one row.
 pub fn cells(res: ResIdx, v: &Value) -> Vec<Value> {
+    if let Some(custom) = crate::crd::columns::cells(res, v) {
+        return custom;
+    }
     let name = s(v, "/metadata/name");
     match resources::get(res).kind {
+        "CustomResourceDefinition" => vec![json!(name), json!(s(v, "/metadata/creationTimestamp"))],
         "Pod" => pod_cells(v, name),
         "Service" => {
             let ty = s(v, "/spec/type");
@@ -758,7 +775,7 @@ pub fn table_bytes(
             IncludeObject::None => {}
             IncludeObject::Object => {
                 out.extend_from_slice(b",\"object\":");
-                out.extend_from_slice(&o.json);
+                out.extend_from_slice(&crate::crd::served_json(res, o));
             }
             IncludeObject::Metadata => {
                 out.extend_from_slice(

@@ -45,7 +45,7 @@ impl Filter {
     }
 
     fn matches(&self, o: &Obj) -> bool {
-        o.res == self.res
+        o.res == resources::storage_of(self.res)
             && self.ns.as_deref().is_none_or(|ns| &*o.namespace == ns)
             && o.labels_match(&self.q.labels)
             && o.fields_match(&self.q.fields)
@@ -70,7 +70,7 @@ impl Encoder {
                 b.extend_from_slice(b"{\"type\":\"");
                 b.extend_from_slice(ty.as_bytes());
                 b.extend_from_slice(b"\",\"object\":");
-                b.extend_from_slice(&obj.json);
+                b.extend_from_slice(&crate::crd::served_json(self.res, obj));
                 b.extend_from_slice(b"}\n");
                 Bytes::from(b)
             }
@@ -155,6 +155,8 @@ pub fn watch(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx) -> ApiResult<Response> 
     // An expired version is reported in-stream (HTTP 200 + ERROR event): an HTTP 410 makes
     // kube-rs retry the same version forever.
     let sub = st.store.subscribe(res, start);
+    let slot = resources::storage_of(res);
+    let crd = crate::crd::registry::version(res).map(|v| v.crd);
     tokio::spawn(async move {
         let mut sub = match sub {
             Ok(s) => s,
@@ -197,7 +199,15 @@ pub fn watch(st: &Arc<ApiState>, ctx: &Ctx, res: ResIdx) -> ApiResult<Response> 
                         if e.obj.rv <= sub.rv {
                             continue;
                         }
-                        if e.obj.res != res {
+                        if crd.as_deref().is_some_and(|c| {
+                            e.obj.res == resources::idx::crds()
+                                && e.ty == EventType::Deleted
+                                && &*e.obj.name == c
+                        }) {
+                            // The definition is gone: its watches end, as its storage does.
+                            return;
+                        }
+                        if e.obj.res != slot {
                             continue;
                         }
                         last_rv = e.obj.rv;

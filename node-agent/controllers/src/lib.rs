@@ -2,7 +2,7 @@
 //! scheduler, EndpointSlices (and legacy Endpoints), the workload controllers (Deployments
 //! owning ReplicaSets, ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs), the
 //! `default/kubernetes` service, the `default` ServiceAccount of each namespace, namespace
-//! deletion, owner-reference garbage collection (background, foreground, orphan) and pod GC.
+//! deletion, the CRD finalizer (custom objects removed before their definition), owner-reference garbage collection (background, foreground, orphan) and pod GC.
 //!
 //! This crate owns the reconcile loops and nothing they reconcile against: objects, the store
 //! and admission belong to `minikind-apiserver` (ClusterIP allocation too: it is synchronous
@@ -13,6 +13,7 @@
 //! Each controller reacts to store events for the keys they touch and also resyncs
 //! everything periodically, so a missed event (a lagging receiver) only delays convergence.
 
+pub mod crd_cleanup;
 pub mod cronjobs;
 pub mod daemonsets;
 pub mod deployments;
@@ -207,6 +208,12 @@ pub fn spawn_all(st: Arc<ApiState>, cfg: &ControllerConfig, cancel: Cancellation
     tokio::spawn(run_loop(
         st.clone(),
         lifecycle::Namespaces,
+        s,
+        cancel.clone(),
+    ));
+    tokio::spawn(run_loop(
+        st.clone(),
+        crd_cleanup::CrdCleanup,
         s,
         cancel.clone(),
     ));

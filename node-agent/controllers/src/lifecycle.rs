@@ -41,8 +41,8 @@ impl Reconciler for Namespaces {
             return;
         }
         // Remove everything in it, pods without grace (their kubelets stop them anyway).
-        for (i, r) in resources::RESOURCES.iter().enumerate() {
-            if !r.namespaced {
+        for i in resources::all() {
+            if !resources::get(i).namespaced {
                 continue;
             }
             let (objs, _, _) = st.store.list(i, Some(&key.1), None, 0, |_| true);
@@ -53,8 +53,8 @@ impl Reconciler for Namespaces {
                 }
             }
         }
-        let left = resources::RESOURCES.iter().enumerate().any(|(i, r)| {
-            r.namespaced
+        let left = resources::all().into_iter().any(|i| {
+            resources::get(i).namespaced
                 && !st
                     .store
                     .list(i, Some(&key.1), None, 1, |_| true)
@@ -149,8 +149,12 @@ impl Reconciler for GarbageCollector {
         // Owners in foreground deletion: in the event's namespace (everywhere on a resync),
         // and the cluster-scoped ones, which own namespaced objects too.
         let ns = (key.1 != "*" && !key.0.is_empty()).then_some(key.0.as_str());
-        for (i, r) in resources::RESOURCES.iter().enumerate() {
-            let scope = if r.namespaced { ns } else { None };
+        for i in resources::all() {
+            let scope = if resources::get(i).namespaced {
+                ns
+            } else {
+                None
+            };
             let (owners, _, _) = st.store.list(i, scope, None, 0, |o| {
                 o.json_contains(FOREGROUND_NEEDLE.as_bytes())
             });
@@ -188,8 +192,8 @@ async fn foreground_step(st: &Arc<ApiState>, res: usize, ns: &str, owner: &Value
     let scope = resources::get(res).namespaced.then_some(ns);
     let needle = format!("\"uid\":\"{uid}\"");
     let mut blocked = false;
-    for (j, r) in resources::RESOURCES.iter().enumerate() {
-        if !r.namespaced {
+    for j in resources::all() {
+        if !resources::get(j).namespaced {
             continue;
         }
         let (deps, _, _) = st
@@ -248,8 +252,8 @@ impl GarbageCollector {
     async fn collect_orphans(&mut self, st: &Arc<ApiState>, key: &Key) {
         // A cluster-scoped owner that went away (empty namespace) means a look everywhere.
         let ns = (key.1 != "*" && !key.0.is_empty()).then_some(key.0.as_str());
-        for (i, r) in resources::RESOURCES.iter().enumerate() {
-            if !r.namespaced {
+        for i in resources::all() {
+            if !resources::get(i).namespaced {
                 continue;
             }
             let (objs, _, _) = st
