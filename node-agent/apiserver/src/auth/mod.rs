@@ -129,9 +129,11 @@ impl Attributes {
             }
         }
         .into();
-        // Exec over a WebSocket is a GET, but runs a command: authorized as `create`, as
-        // kube-apiserver does since 1.31.
-        if a.resource == "pods" && matches!(a.subresource.as_str(), "exec" | "attach") {
+        // Exec (and attach, port-forward) over a WebSocket is a GET, but acts on the pod:
+        // authorized as `create`, as kube-apiserver does since 1.31.
+        if a.resource == "pods"
+            && matches!(a.subresource.as_str(), "exec" | "attach" | "portforward")
+        {
             a.verb = "create".into();
         }
         a
