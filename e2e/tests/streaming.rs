@@ -29,6 +29,8 @@ impl PortForward {
             .arg(test_kubeconfig())
             .args(["--context", &format!("minikind-{}", c.name)])
             .args(["port-forward", target, &format!(":{remote}")])
+            // At 4, client-go says which dialer it ended up with.
+            .arg("-v=4")
             // kubectl's switch between its WebSocket tunnel and the SPDY upgrade.
             .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets.to_string())
             .stdout(Stdio::piped())
@@ -130,6 +132,12 @@ fn kubectl_port_forward_reaches_a_pod_and_a_service_over_websocket_and_spdy() {
             let answer = pf.get();
             assert!(answer.starts_with("HTTP/1."), "websockets={websockets}: {answer:?}");
             assert!(answer.contains(PAGE), "websockets={websockets}: {answer:?}");
+        }
+        let log = pf.errors(Duration::from_millis(500)).join("\n");
+        if websockets {
+            // The WebSocket tunnel itself served, not the SPDY fallback behind it.
+            assert!(log.contains("Negotiation complete"), "{log}");
+            assert!(!log.contains("fallback to secondary dialer"), "{log}");
         }
         drop(pf);
         // The Service's port 80 is the pod's 8080: kubectl resolves both.
