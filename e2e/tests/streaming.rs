@@ -113,7 +113,10 @@ impl Drop for PortForward {
 
 #[test]
 fn kubectl_port_forward_reaches_a_pod_and_a_service_over_websocket_and_spdy() {
-    let c = Cluster::create("streams-pf", &format!("nodes:\n- role: control-plane\n{HERMETIC}"));
+    let c = Cluster::create(
+        "streams-pf",
+        &format!("nodes:\n- role: control-plane\n{HERMETIC}"),
+    );
     let manifest = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {{app: web}}\nspec:\n  \
          containers:\n  - name: httpd\n    image: minikind/tools\n    command: [sh, -c, \
@@ -130,7 +133,10 @@ fn kubectl_port_forward_reaches_a_pod_and_a_service_over_websocket_and_spdy() {
         // Twice: each local connection is a new stream pair on the same connection.
         for _ in 0..2 {
             let answer = pf.get();
-            assert!(answer.starts_with("HTTP/1."), "websockets={websockets}: {answer:?}");
+            assert!(
+                answer.starts_with("HTTP/1."),
+                "websockets={websockets}: {answer:?}"
+            );
             assert!(answer.contains(PAGE), "websockets={websockets}: {answer:?}");
         }
         let log = pf.errors(Duration::from_millis(500)).join("\n");

@@ -156,8 +156,8 @@ pub async fn forward(
                 let (Ok(a), Ok(b)) = (client_side.await, kubelet_side.await) else {
                     return;
                 };
-                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b))
-                    .await;
+                let _ =
+                    tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b)).await;
             });
             out
         }
@@ -179,7 +179,8 @@ pub async fn forward(
                 let (Ok(a), Ok(b)) = (client_side.await, kubelet_side.await) else {
                     return;
                 };
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(a), Role::Server, None).await;
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(a), Role::Server, None).await;
                 tunnel(ws, TokioIo::new(b)).await;
             });
             out

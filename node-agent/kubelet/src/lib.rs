@@ -33,16 +33,16 @@ pub mod overlay;
 pub mod pod_dns;
 pub mod pod_network;
 pub mod pod_worker;
+pub mod portforward;
 pub mod probe_worker;
 pub mod probes;
-pub mod portforward;
 pub mod pty;
 pub mod rootfs;
 pub mod routes;
 pub mod sandbox;
-pub mod spdy;
 pub mod server;
 pub mod spawn;
+pub mod spdy;
 pub mod status;
 pub mod token_manager;
 

@@ -399,7 +399,14 @@ impl Forward {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
                             let data = Bytes::copy_from_slice(&buf[..n]);
-                            if out.send(Frame::Data { stream, fin: false, data }).is_err() {
+                            if out
+                                .send(Frame::Data {
+                                    stream,
+                                    fin: false,
+                                    data,
+                                })
+                                .is_err()
+                            {
                                 break;
                             }
                         }
@@ -518,7 +525,10 @@ mod tests {
         let e = |hs: &[(&str, &str)]| parse_stream(1, &h(hs)).err().unwrap();
         assert_eq!(e(&[("streamtype", "data")]), "\"port\" header is required");
         assert!(e(&[("streamtype", "data"), ("port", "http")]).starts_with("unable to parse"));
-        assert_eq!(e(&[("streamtype", "data"), ("port", "0")]), "port \"0\" must be > 0");
+        assert_eq!(
+            e(&[("streamtype", "data"), ("port", "0")]),
+            "port \"0\" must be > 0"
+        );
         assert_eq!(e(&[("port", "80")]), "\"streamType\" header is required");
         assert_eq!(
             e(&[("streamtype", "stdin"), ("port", "80")]),

@@ -198,7 +198,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 fn parse_block(b: &[u8]) -> Result<Headers> {
     let mut at = 0usize;
     let mut take = |n: usize| -> Result<&[u8]> {
-        let s = b.get(at..at + n).context("SPDY header block is truncated")?;
+        let s = b
+            .get(at..at + n)
+            .context("SPDY header block is truncated")?;
         at += n;
         Ok(s)
     };
