@@ -234,6 +234,11 @@ mod tests {
             (a.verb.as_str(), a.subresource.as_str()),
             ("create", "exec")
         );
+        let a = Attributes::of_request("GET", "/api/v1/namespaces/d/pods/p/portforward", false);
+        assert_eq!(
+            (a.verb.as_str(), a.subresource.as_str()),
+            ("create", "portforward")
+        );
         let a = Attributes::of_request("GET", "/apis/apps/v1/deployments", true);
         assert_eq!((a.verb.as_str(), a.api_group.as_str()), ("watch", "apps"));
         let a = Attributes::of_request("DELETE", "/api/v1/namespaces/d/pods", false);
