@@ -511,6 +511,120 @@ mod tests {
             .collect()
     }
 
+    fn syn(stream: u32, kind: &str, port: u16, request: &str) -> Frame {
+        Frame::SynStream {
+            stream,
+            flags: 0,
+            headers: h(&[
+                ("streamtype", kind),
+                ("port", &port.to_string()),
+                ("requestid", request),
+            ]),
+        }
+    }
+
+    /// A SPDY session against [`serve`] on the node's own loopback (a `hostNetwork` pod):
+    /// pings answered, bad streams refused, a pair forwarded to a local server with both
+    /// streams finished after it, a refused port reported on the error stream.
+    #[tokio::test]
+    async fn a_session_forwards_pairs_and_reports_errors() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(b"pong:").await.unwrap();
+            s.write_all(&buf).await.unwrap();
+        });
+        // A port nothing listens on.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let target = Target {
+            netns: None,
+            pod: "default/web".into(),
+            uid: "u1".into(),
+        };
+        let session = tokio::spawn(serve(server, target, CancellationToken::new()));
+        let (rd, mut wr) = tokio::io::split(client);
+        let mut r = spdy::Reader::new(rd);
+        let mut w = spdy::Writer::new();
+        let mut send = async |f: Frame| wr.write_all(&w.encode(&f).unwrap()).await.unwrap();
+        send(Frame::Ping(1)).await;
+        send(syn(1, "stdin", port, "0")).await;
+        send(syn(3, "error", port, "1")).await;
+        send(syn(5, "data", port, "1")).await;
+        send(Frame::Data {
+            stream: 5,
+            fin: true,
+            data: Bytes::from_static(b"ping"),
+        })
+        .await;
+        send(syn(7, "error", closed_port, "2")).await;
+        send(syn(9, "data", closed_port, "2")).await;
+
+        let mut got: HashMap<u32, Vec<u8>> = HashMap::new();
+        let mut fins = Vec::new();
+        let mut seen = Vec::new();
+        while fins.len() < 4 {
+            let f = tokio::time::timeout(Duration::from_secs(10), r.next())
+                .await
+                .expect("the session answers")
+                .unwrap()
+                .expect("the session stays open");
+            match f {
+                Frame::Data { stream, fin, data } => {
+                    got.entry(stream).or_default().extend_from_slice(&data);
+                    if fin {
+                        fins.push(stream);
+                    }
+                }
+                other => seen.push(other),
+            }
+        }
+        assert!(seen.contains(&Frame::Ping(1)), "{seen:?}");
+        assert!(
+            seen.contains(&Frame::RstStream {
+                stream: 1,
+                status: spdy::REFUSED_STREAM
+            }),
+            "{seen:?}"
+        );
+        for s in [3, 5, 7, 9] {
+            assert!(
+                seen.contains(&Frame::SynReply {
+                    stream: s,
+                    flags: 0,
+                    headers: vec![]
+                }),
+                "reply to {s}: {seen:?}"
+            );
+        }
+        fins.sort();
+        assert_eq!(fins, vec![3, 5, 7, 9]);
+        assert_eq!(got.get(&5).map(Vec::as_slice), Some(&b"pong:ping"[..]));
+        assert!(got.get(&3).is_none_or(Vec::is_empty), "{got:?}");
+        let err = String::from_utf8_lossy(&got[&7]).into_owned();
+        assert!(
+            err.starts_with(&format!(
+                "error forwarding port {closed_port} to pod default/web, uid u1: failed to connect to localhost:{closed_port} inside namespace \"of the node\", IPv4: "
+            )),
+            "{err}"
+        );
+        // The client hangs up: the session ends.
+        drop(send);
+        drop(wr);
+        drop(r);
+        tokio::time::timeout(Duration::from_secs(5), session)
+            .await
+            .expect("the session ends with the connection")
+            .unwrap()
+            .unwrap();
+    }
+
     #[test]
     fn stream_headers_are_checked_like_the_kubelets() {
         let ok = parse_stream(
