@@ -615,7 +615,6 @@ mod tests {
             "{err}"
         );
         // The client hangs up: the session ends.
-        drop(send);
         drop(wr);
         drop(r);
         tokio::time::timeout(Duration::from_secs(5), session)
