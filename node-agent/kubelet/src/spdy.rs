@@ -168,6 +168,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let mut input = block;
         loop {
             let before = self.inflate.total_in();
+            let produced = out.len();
             if out.capacity() - out.len() < 256 {
                 out.reserve(out.capacity().max(1024));
             }
@@ -179,6 +180,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             match r {
                 Ok(Status::StreamEnd) => break,
                 Ok(_) if input.is_empty() && out.capacity() > out.len() => break,
+                // No progress with input left: the block is cut or corrupt.
+                Ok(_) if used == 0 && out.len() == produced => {
+                    bail!("inflating a SPDY header block: no progress")
+                }
                 Ok(_) => {}
                 Err(e) if e.needs_dictionary().is_some() => {
                     self.inflate
