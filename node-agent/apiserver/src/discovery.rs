@@ -95,7 +95,7 @@ fn in_gv(group: &str, version: &str) -> impl Iterator<Item = &'static Resource> 
 fn sub_verbs(sub: &str) -> Value {
     match sub {
         "log" => json!(["get"]),
-        "exec" => json!(["create", "get"]),
+        "exec" | "portforward" => json!(["create", "get"]),
         "binding" | "token" => json!(["create"]),
         "proxy" => json!(["create", "delete", "get", "patch", "update"]),
         _ => json!(["get", "patch", "update"]),
@@ -107,6 +107,7 @@ fn sub_kind(r: &Resource, sub: &str) -> (&'static str, &'static str, &'static st
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
         "exec" => ("", "v1", "PodExecOptions"),
+        "portforward" => ("", "v1", "PodPortForwardOptions"),
         "log" => ("", "v1", "Pod"),
         "proxy" if r.kind == "Pod" => ("", "v1", "PodProxyOptions"),
         "proxy" if r.kind == "Node" => ("", "v1", "NodeProxyOptions"),

@@ -21,6 +21,7 @@ pub mod kubeconfig;
 pub mod memory;
 pub mod meta;
 pub mod pki;
+pub mod portforward;
 pub mod resources;
 pub mod secrets;
 pub mod selectors;
@@ -295,7 +296,8 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
     {
         return Err(ApiError::not_found_path(&path));
     }
-    // Log and exec are proxied to the kubelet before the body is read (exec upgrades).
+    // Log, exec and port-forward are proxied to the kubelet before the body is read (the
+    // streaming ones upgrade).
     match (&method, name, sub) {
         (&axum::http::Method::GET, Some(n), Some("log")) => {
             return proxy::log(&st, ns.unwrap_or_default(), n, &query).await;
@@ -304,6 +306,11 @@ async fn route(st: Arc<ApiState>, req: Request) -> ApiResult<Response> {
             let ns = ns.unwrap_or_default().to_string();
             let n = n.to_string();
             return proxy::exec(&st, &ns, &n, &query, &raw_query, req).await;
+        }
+        (_, Some(n), Some("portforward")) => {
+            let ns = ns.unwrap_or_default().to_string();
+            let n = n.to_string();
+            return portforward::forward(&st, &ns, &n, &raw_query, req).await;
         }
         _ => {}
     }

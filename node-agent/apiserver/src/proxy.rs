@@ -1,4 +1,5 @@
-//! `pods/log`, `pods/exec` and `nodes/proxy`: proxied to the kubelet endpoint of the pod's node
+//! `pods/log`, `pods/exec` and `nodes/proxy` (and, in [`crate::portforward`],
+//! `pods/portforward`): proxied to the kubelet endpoint of the pod's node
 //! (`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>`), as the real API server does:
 //! the connection presents the API server's kubelet client certificate and accepts only a
 //! kubelet serving certificate signed by the cluster CA that names the InternalIP it dialled
@@ -63,6 +64,21 @@ fn target(
     Ok((kubelet_addr(st, &node)?, container))
 }
 
+/// The kubelet endpoint of the node `pod` runs on (`pods/portforward`, which names no
+/// container).
+pub(crate) fn pod_kubelet(st: &ApiState, ns: &str, pod: &str) -> ApiResult<SocketAddr> {
+    let p = st
+        .store
+        .get(idx::pods(), ns, pod)
+        .ok_or_else(|| ApiError::not_found("", "pods", pod))?
+        .value();
+    let node = str_at(&p, "/spec/nodeName")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("pod {pod} does not have a host assigned")))?
+        .to_string();
+    kubelet_addr(st, &node)
+}
+
 /// The kubelet endpoint of `node`: its InternalIP and `daemonEndpoints.kubeletEndpoint.Port`.
 fn kubelet_addr(st: &ApiState, node: &str) -> ApiResult<SocketAddr> {
     let n = st
@@ -93,7 +109,7 @@ fn kubelet_addr(st: &ApiState, node: &str) -> ApiResult<SocketAddr> {
 type KubeletStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// Dials the kubelet and completes the mutual TLS handshake.
-async fn connect(st: &ApiState, addr: SocketAddr) -> ApiResult<KubeletStream> {
+pub(crate) async fn connect(st: &ApiState, addr: SocketAddr) -> ApiResult<KubeletStream> {
     let Some(cfg) = st.kubelet_client.clone() else {
         return Err(ApiError::service_unavailable(
             "no kubelet client certificate: the API server serves plain HTTP without a PKI",

@@ -18,7 +18,7 @@ pub struct Resource {
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
-    /// Subresources: `status`, `log`, `exec`, `scale`, `binding`, `proxy`.
+    /// Subresources: `status`, `log`, `exec`, `portforward`, `scale`, `binding`, `proxy`.
     pub subresources: &'static [&'static str],
     /// Field selectors (besides `metadata.name`/`metadata.namespace`) the real server accepts.
     pub selectable_fields: &'static [&'static str],
@@ -109,7 +109,7 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["po"],
         categories: ALL,
-        subresources: &["status", "log", "exec", "binding", "proxy"],
+        subresources: &["status", "log", "exec", "portforward", "binding", "proxy"],
         selectable_fields: &[
             "spec.nodeName",
             "spec.restartPolicy",

@@ -96,7 +96,8 @@ pub fn check(method: &Method, path: &str, caller: Option<&Caller>) -> Option<Res
     if c.allowed() {
         return None;
     }
-    // Every path of this endpoint is a `nodes/proxy` one upstream (logs, exec, pods).
+    // Every path of this endpoint is a `nodes/proxy` one upstream (logs, exec, port-forward,
+    // pods).
     Some(text(
         StatusCode::FORBIDDEN,
         format!(
@@ -184,7 +185,12 @@ mod tests {
         let api = caller(API_SERVER_CLIENT_CN, &["kubeadm:cluster-admins"]);
         let admin = caller("someone", &[MASTERS_GROUP]);
         let node = caller("system:node:b", &["system:nodes"]);
-        for path in ["/pods", "/exec/default/p/c", "/containerLogs/default/p/c"] {
+        for path in [
+            "/pods",
+            "/exec/default/p/c",
+            "/containerLogs/default/p/c",
+            "/portForward/default/p",
+        ] {
             assert!(check(&Method::GET, path, Some(&api)).is_none());
             assert!(check(&Method::POST, path, Some(&admin)).is_none());
             let r = check(&Method::GET, path, None).expect("refused");

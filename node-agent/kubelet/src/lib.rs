@@ -4,7 +4,8 @@
 //! namespace with an address from the CIDR, processes from the node's filesystem with the
 //! pod's hostname and resolver files, restarts with back-off, probes, logs — reporting their
 //! status to the API and removing them when they are deleted. It also serves the kubelet
-//! endpoint (`/containerLogs`, `/exec`) the API server proxies `pods/log` and `pods/exec` to.
+//! endpoint (`/containerLogs`, `/exec`, `/portForward`) the API server proxies `pods/log`,
+//! `pods/exec` and `pods/portforward` to.
 //!
 //! Entry points: [`run_kubelet`] (the node agent calls it) and [`cli_main`]
 //! (`minikind kubelet …`, standalone against any API server).
@@ -33,6 +34,7 @@ pub mod overlay;
 pub mod pod_dns;
 pub mod pod_network;
 pub mod pod_worker;
+pub mod portforward;
 pub mod probe_worker;
 pub mod probes;
 pub mod pty;
@@ -41,6 +43,7 @@ pub mod routes;
 pub mod sandbox;
 pub mod server;
 pub mod spawn;
+pub mod spdy;
 pub mod status;
 pub mod token_manager;
 

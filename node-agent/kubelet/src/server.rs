@@ -2,7 +2,8 @@
 //! `GET /containerLogs/{ns}/{pod}/{container}` (`follow`, `tailLines`, `previous`,
 //! `timestamps`, `limitBytes`, `sinceSeconds`) and `/exec/{ns}/{pod}/{container}?command=…`
 //! upgraded to a websocket with subprotocol `v5.channel.k8s.io` or `v4.channel.k8s.io`
-//! (one channel byte first: 0 stdin, 1 stdout, 2 stderr, 3 status JSON, 4 resize, 255 close).
+//! (one channel byte first: 0 stdin, 1 stdout, 2 stderr, 3 status JSON, 4 resize, 255 close),
+//! and `/portForward/{ns}/{pod}` upgraded to SPDY/3.1 ([`crate::portforward`]).
 //!
 //! It serves HTTPS only, and only to the API server: see [`crate::auth`] for who may call it
 //! and how (mutual TLS against the cluster CA; `/healthz` alone is public).
@@ -137,6 +138,15 @@ pub fn router(k: Arc<Kubelet>) -> Router {
         .route(
             "/exec/{ns}/{pod}/{uid}/{container}",
             get(exec_with_uid).post(exec_with_uid),
+        )
+        .route(
+            "/portForward/{ns}/{pod}",
+            get(super::portforward::port_forward).post(super::portforward::port_forward),
+        )
+        .route(
+            "/portForward/{ns}/{pod}/{uid}",
+            get(super::portforward::port_forward_with_uid)
+                .post(super::portforward::port_forward_with_uid),
         )
         .with_state(k)
 }

@@ -129,9 +129,11 @@ impl Attributes {
             }
         }
         .into();
-        // Exec over a WebSocket is a GET, but runs a command: authorized as `create`, as
-        // kube-apiserver does since 1.31.
-        if a.resource == "pods" && matches!(a.subresource.as_str(), "exec" | "attach") {
+        // Exec (and attach, port-forward) over a WebSocket is a GET, but acts on the pod:
+        // authorized as `create`, as kube-apiserver does since 1.31.
+        if a.resource == "pods"
+            && matches!(a.subresource.as_str(), "exec" | "attach" | "portforward")
+        {
             a.verb = "create".into();
         }
         a
@@ -231,6 +233,11 @@ mod tests {
         assert_eq!(
             (a.verb.as_str(), a.subresource.as_str()),
             ("create", "exec")
+        );
+        let a = Attributes::of_request("GET", "/api/v1/namespaces/d/pods/p/portforward", false);
+        assert_eq!(
+            (a.verb.as_str(), a.subresource.as_str()),
+            ("create", "portforward")
         );
         let a = Attributes::of_request("GET", "/apis/apps/v1/deployments", true);
         assert_eq!((a.verb.as_str(), a.api_group.as_str()), ("watch", "apps"));

@@ -66,7 +66,10 @@ pub fn bootstrap_objects() -> Vec<(usize, Value)> {
     let mut edit = workload_rules(&rw);
     if let Some(a) = edit.as_array_mut() {
         a.push(json!({"apiGroups": [""], "resources": ["secrets"], "verbs": rw}));
-        a.push(json!({"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]}));
+        a.push(
+            json!({"apiGroups": [""], "resources": ["pods/exec", "pods/portforward"],
+                      "verbs": ["create", "get"]}),
+        );
         a.push(
             json!({"apiGroups": [""], "resources": ["serviceaccounts/token"],
                       "verbs": ["create"]}),
