@@ -236,7 +236,7 @@ mod tests {
         let e = "TCP:80=node:5".parse::<Forward>().unwrap_err().to_string();
         assert_eq!(
             e,
-            "forward \"TCP:80=node:5\": \"node\" is not NODE:NODEPORT"
+            "forward \"TCP:80=node:5\": \"node:5\" is not NODE:NODEPORT"
         );
         assert!("TCP80".parse::<Forward>().is_err());
     }
