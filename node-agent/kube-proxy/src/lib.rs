@@ -17,6 +17,7 @@
 
 pub mod jumps;
 pub mod model;
+pub mod nftables;
 pub mod partial_sync;
 pub mod service_rules;
 pub mod syncer;
