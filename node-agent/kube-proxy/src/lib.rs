@@ -10,6 +10,9 @@
 //! every `full_sync_period` and after a failure; other syncs write only the service chains
 //! that changed (`partial_sync`), as kube-proxy's do since `MinimizeIPTablesRestore`.
 //!
+//! kube-proxy's nftables mode is rendered by `nftables` (the `ip kube-proxy` table, one
+//! `nft -f -` transaction per sync); nodes do not run it yet.
+//!
 //! This crate owns the service rules end to end: the model, the rendering (`service_rules`,
 //! kube-proxy's chain names and rule order) and their sync. It runs iptables only through
 //! `minikind-iptables`, and must not write chains it does not own: Docker's, the network
