@@ -839,6 +839,99 @@ networking:
         }
     }
 
+    /// The examples of kind's configuration guide (kind.sigs.k8s.io/docs/user/configuration),
+    /// each with what minikind does: taken, or one error naming the field and why.
+    #[test]
+    fn kinds_documented_examples_are_taken_or_named() {
+        let head = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n";
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("minimal", "", None),
+            ("name", "name: app-1-cluster\n", None),
+            (
+                "multi-node",
+                "nodes:\n- role: control-plane\n- role: worker\n- role: worker\n",
+                None,
+            ),
+            (
+                "control-plane HA",
+                "nodes:\n- role: control-plane\n- role: control-plane\n- role: control-plane\n- role: worker\n",
+                Some("minikind runs exactly one"),
+            ),
+            (
+                "feature gates",
+                "featureGates:\n  \"CSIMigration\": true\n",
+                Some("`featureGates` is a KIND setting minikind does not reproduce"),
+            ),
+            (
+                "runtime config",
+                "runtimeConfig:\n  \"api/alpha\": \"false\"\n",
+                Some("`runtimeConfig` is a KIND setting minikind does not reproduce"),
+            ),
+            (
+                "IPv6",
+                "networking:\n  ipFamily: ipv6\n",
+                Some("`ipFamily` is a KIND setting minikind does not reproduce"),
+            ),
+            (
+                "API server",
+                "networking:\n  apiServerAddress: \"127.0.0.1\"\n  apiServerPort: 6443\n",
+                None,
+            ),
+            (
+                "pod and service subnets",
+                "networking:\n  podSubnet: \"10.244.0.0/16\"\n  serviceSubnet: \"10.96.0.0/12\"\n",
+                None,
+            ),
+            (
+                "disable default CNI",
+                "networking:\n  disableDefaultCNI: true\n",
+                Some("`disableDefaultCNI` is a KIND setting minikind does not reproduce"),
+            ),
+            (
+                "kube-proxy mode",
+                "networking:\n  kubeProxyMode: \"ipvs\"\n",
+                Some("ipvs is not reproduced"),
+            ),
+            (
+                "extra mounts",
+                "nodes:\n- role: control-plane\n  extraMounts:\n  - hostPath: /tmp\n    containerPath: /files\n    readOnly: true\n    selinuxRelabel: false\n    propagation: None\n",
+                None,
+            ),
+            (
+                "extra port mappings",
+                "nodes:\n- role: control-plane\n  extraPortMappings:\n  - containerPort: 80\n    hostPort: 80\n    listenAddress: \"127.0.0.1\"\n    protocol: TCP\n",
+                None,
+            ),
+            (
+                "node labels",
+                "nodes:\n- role: control-plane\n- role: worker\n  labels:\n    tier: frontend\n",
+                None,
+            ),
+            (
+                "node image",
+                "nodes:\n- role: control-plane\n  image: kindest/node:v1.16.4@sha256:b91a2c2317a000f3a783489dfb755064177dbc3a0b2f4147d50f04825d016f55\n",
+                Some("`image` is a KIND setting minikind does not reproduce"),
+            ),
+            (
+                "kubeadm patch beyond node labels",
+                "kubeadmConfigPatches:\n- |\n  kind: ClusterConfiguration\n  apiServer:\n    extraArgs:\n      enable-admission-plugins: NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionWebhook\n",
+                Some("kubeadmConfigPatches[0]"),
+            ),
+        ];
+        for (what, body, refused) in cases {
+            let r = parse(&format!("{head}{body}"));
+            match (refused, r) {
+                (None, Ok(_)) => {}
+                (Some(why), Err(e)) => {
+                    let e = e.to_string();
+                    assert!(e.contains(why), "{what}: {e}");
+                }
+                (None, Err(e)) => panic!("{what}: refused: {e}"),
+                (Some(why), Ok(_)) => panic!("{what}: taken, expected an error with {why:?}"),
+            }
+        }
+    }
+
     /// kind's ingress guide's config, as the guide gives it.
     const KIND_INGRESS_GUIDE: &str = r#"kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
