@@ -453,3 +453,25 @@ spec:
     c.minikind_ok(&["delete", "cluster"]);
     assert!(!container_exists(&lb2), "{lb2} outlived its cluster");
 }
+
+#[test]
+fn kube_proxy_mode_nftables_serves_services_from_kube_proxys_table() {
+    let c = Cluster::create(
+        "kindcfg-nft",
+        "networking:\n  kubeProxyMode: nftables\nnodes:\n- role: control-plane\n- role: worker\ndns:\n  upstream: lab\n",
+    );
+    // The create waited for a pod on every node to resolve kubernetes.default through the
+    // kube-dns ClusterIP: in this mode that DNAT is kube-proxy's nftables table, and iptables
+    // holds no service rules at all.
+    for node in [c.node("control-plane"), c.node("worker")] {
+        let table = c.exec_ok(&node, &["nft", "list", "table", "ip", "kube-proxy"]);
+        assert!(
+            table.contains("chain service-FY5PMXPG-kube-system/kube-dns/udp/dns {"),
+            "{node}: {table}"
+        );
+        assert!(table.contains("numgen random mod"), "{node}: {table}");
+        assert!(table.contains("map service-ips {"), "{node}: {table}");
+        let nat = c.exec_ok(&node, &["iptables-save", "-t", "nat"]);
+        assert!(!nat.contains("KUBE-SERVICES"), "{node}: {nat}");
+    }
+}

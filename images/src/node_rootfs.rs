@@ -102,6 +102,12 @@ pub(crate) fn add_network_tools(
         })?;
     fs.copy_host_file_to(&ip, "/usr/sbin/ip")?;
     elf_roots.push(ip);
+    // nftables' `nft`, where the host has it (Debian's `nftables`): kube-proxy's nftables mode
+    // writes its table with it. Without it only that mode is unavailable.
+    if let Some(nft) = find_program_in(bin_dirs, "nft") {
+        fs.copy_host_file_to(&nft, "/usr/sbin/nft")?;
+        elf_roots.push(nft);
+    }
     if Path::new("/etc/iproute2").is_dir() {
         for e in std::fs::read_dir("/etc/iproute2")
             .into_iter()

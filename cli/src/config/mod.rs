@@ -116,6 +116,8 @@ pub struct Networking {
     pub api_server_port: u16,
     /// A Docker `--internal` network: no route off the machine.
     pub internal: bool,
+    /// KIND's `kubeProxyMode: nftables` (else iptables, the default).
+    pub kube_proxy_nftables: bool,
 }
 
 impl Networking {
@@ -175,6 +177,7 @@ impl Default for ClusterConfig {
                 api_server_address: None,
                 api_server_port: 0,
                 internal: false,
+                kube_proxy_nftables: false,
             },
             dns: DnsOptions {
                 network_magic: true,
@@ -300,25 +303,21 @@ const KIND_ONLY_FIELDS: &[&str] = &[
     "disableDefaultCNI",
 ];
 
-/// `networking.kubeProxyMode`: nodes run kube-proxy's iptables mode, KIND's default. The
-/// other modes are one error saying why (kube-proxy's nftables table is rendered and tested in
-/// `minikind-kube-proxy`'s `nftables` module, but nodes do not run it yet).
-fn check_kube_proxy_mode(mode: &str) -> Result<(), String> {
+/// `networking.kubeProxyMode`: whether nodes run kube-proxy's nftables mode (else iptables,
+/// KIND's default). `none` and `ipvs` are one error saying why.
+fn kube_proxy_nftables(mode: &str) -> Result<bool, String> {
     match mode {
-        "iptables" => Ok(()),
-        "nftables" => Err(
-            "nftables is not run by minikind's nodes yet: their kube-proxy runs in iptables mode; \
-             use iptables (or leave the field out)"
-                .into(),
-        ),
+        "iptables" => Ok(false),
+        "nftables" => Ok(true),
         "none" => Err(
-            "none (no kube-proxy) is not reproduced: every minikind node runs kube-proxy in \
-             iptables mode; use iptables (or leave the field out)"
+            "none (no kube-proxy) is not reproduced: the cluster's own DNS reaches the API \
+             server through the kubernetes Service, which needs kube-proxy's rules; use iptables \
+             or nftables"
                 .into(),
         ),
         "ipvs" => Err(
             "ipvs is not reproduced: minikind programs no IPVS virtual servers (kube-proxy's \
-             IPVS mode is deprecated upstream); use iptables"
+             IPVS mode is deprecated upstream); use iptables or nftables"
                 .into(),
         ),
         other => Err(format!(
@@ -497,7 +496,8 @@ impl ClusterConfig {
 
         if let Some(net) = raw.networking {
             if let Some(mode) = net.kube_proxy_mode {
-                check_kube_proxy_mode(&mode).map_err(|m| field("networking.kubeProxyMode", m))?;
+                cfg.networking.kube_proxy_nftables =
+                    kube_proxy_nftables(&mode).map_err(|m| field("networking.kubeProxyMode", m))?;
             }
             if let Some(s) = net.pod_subnet {
                 cfg.networking.pod_subnet =
@@ -824,9 +824,19 @@ networking:
     fn kube_proxy_mode_iptables_is_taken_and_the_others_named() {
         let base =
             "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  kubeProxyMode: ";
-        assert!(parse(&format!("{base}iptables\n")).is_ok());
+        assert!(
+            !parse(&format!("{base}iptables\n"))
+                .unwrap()
+                .networking
+                .kube_proxy_nftables
+        );
+        assert!(
+            parse(&format!("{base}nftables\n"))
+                .unwrap()
+                .networking
+                .kube_proxy_nftables
+        );
         for (mode, why) in [
-            ("nftables", "not run by minikind's nodes yet"),
             ("none", "not reproduced"),
             ("ipvs", "no IPVS"),
             ("userspace", "is not one of iptables, nftables, ipvs, none"),

@@ -35,6 +35,8 @@ use crate::service_rules::{Endpoint, ServicePort, base32};
 
 /// kube-proxy's table (`ip6 kube-proxy` for IPv6, which minikind does not run).
 pub const TABLE: &str = "ip kube-proxy";
+/// Where a node has `nft` (the node image copies the host's, as it copies iptables).
+pub const NFT_PATH: &str = "/usr/sbin/nft";
 /// kube-proxy's `chainNameBaseLengthMax`.
 const CHAIN_NAME_BASE_MAX: usize = 240;
 
