@@ -292,9 +292,15 @@ mod tests {
             "usr/sbin/iptables-legacy-restore",
             "etc/nsswitch.conf",
             "usr/sbin/ip",
+            // The suite's prerequisites include nftables (README): kubeProxyMode nftables.
+            "usr/sbin/nft",
         ] {
             assert!(names.iter().any(|n| n == want), "missing {want}");
         }
+        assert!(
+            names.iter().any(|n| n.contains("libnftables.so")),
+            "nft's library is missing"
+        );
         // Every tool pods call is minikind's own, whatever busybox the host may add: each
         // name is a link to the minikind executable.
         let mut a = tar::Archive::new(tar.bytes.as_slice());
