@@ -95,6 +95,12 @@ enum Command {
     /// Run inside a node by the CLI (`minikind node images import|list|tag|remove`).
     #[command(subcommand, hide = true)]
     Node(crate::node_images::NodeCommand),
+    /// Give the cluster's LoadBalancer Services an address on its network until stopped, as
+    /// cloud-provider-kind does for KIND (one proxy container per Service).
+    CloudProvider {
+        #[command(flatten)]
+        name: NameArg,
+    },
     /// Print the minikind version.
     Version,
     /// Print a shell completion script.
@@ -450,6 +456,12 @@ async fn run(command: Command, status: &Status) -> Result<()> {
                 std::env::consts::ARCH
             );
             Ok(())
+        }
+        Command::CloudProvider { name } => {
+            let cluster = name.cluster(None)?;
+            let docker = docker::connect().await?;
+            let client = cluster_client(Some(cluster.clone())).await?;
+            crate::cloud_provider::run(docker, client, cluster).await
         }
         Command::Completion { shell } => {
             let mut cmd = Cli::command();

@@ -1,6 +1,7 @@
 //! `minikind`: the host command line, and — the same executable — the node agent and the small
 //! tools that nodes and pods run (dispatched on the name it was started as, busybox-style).
 
+mod cloud_provider;
 mod cluster;
 mod commands;
 mod config;

@@ -28,6 +28,7 @@ const PROGRAMS: &[(&str, Entry)] = &[
     ),
     ("dns-embedded", minikind_dns_embedded::cli_main),
     ("network-magic", minikind_network_magic::cli_main),
+    ("lb-proxy", crate::cloud_provider::proxy::cli_main),
     ("cat", crate::coreutils::cat_main),
     ("sleep", crate::coreutils::sleep_main),
 ];

@@ -102,6 +102,12 @@ pub(crate) fn add_network_tools(
         })?;
     fs.copy_host_file_to(&ip, "/usr/sbin/ip")?;
     elf_roots.push(ip);
+    // nftables' `nft`, where the host has it (Debian's `nftables`): kube-proxy's nftables mode
+    // writes its table with it. Without it only that mode is unavailable.
+    if let Some(nft) = find_program_in(bin_dirs, "nft") {
+        fs.copy_host_file_to(&nft, "/usr/sbin/nft")?;
+        elf_roots.push(nft);
+    }
     if Path::new("/etc/iproute2").is_dir() {
         for e in std::fs::read_dir("/etc/iproute2")
             .into_iter()
@@ -286,9 +292,15 @@ mod tests {
             "usr/sbin/iptables-legacy-restore",
             "etc/nsswitch.conf",
             "usr/sbin/ip",
+            // The suite's prerequisites include nftables (README): kubeProxyMode nftables.
+            "usr/sbin/nft",
         ] {
             assert!(names.iter().any(|n| n == want), "missing {want}");
         }
+        assert!(
+            names.iter().any(|n| n.contains("libnftables.so")),
+            "nft's library is missing"
+        );
         // Every tool pods call is minikind's own, whatever busybox the host may add: each
         // name is a link to the minikind executable.
         let mut a = tar::Archive::new(tar.bytes.as_slice());

@@ -116,6 +116,8 @@ pub struct Networking {
     pub api_server_port: u16,
     /// A Docker `--internal` network: no route off the machine.
     pub internal: bool,
+    /// KIND's `kubeProxyMode: nftables` (else iptables, the default).
+    pub kube_proxy_nftables: bool,
 }
 
 impl Networking {
@@ -175,6 +177,7 @@ impl Default for ClusterConfig {
                 api_server_address: None,
                 api_server_port: 0,
                 internal: false,
+                kube_proxy_nftables: false,
             },
             dns: DnsOptions {
                 network_magic: true,
@@ -230,6 +233,7 @@ struct RawNetworking {
     api_server_address: Option<String>,
     api_server_port: Option<i64>,
     internal: Option<bool>,
+    kube_proxy_mode: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,9 +300,31 @@ const KIND_ONLY_FIELDS: &[&str] = &[
     "containerdConfigPatchesJSON6902",
     "image",
     "ipFamily",
-    "kubeProxyMode",
     "disableDefaultCNI",
 ];
+
+/// `networking.kubeProxyMode`: whether nodes run kube-proxy's nftables mode (else iptables,
+/// KIND's default). `none` and `ipvs` are one error saying why.
+fn kube_proxy_nftables(mode: &str) -> Result<bool, String> {
+    match mode {
+        "iptables" => Ok(false),
+        "nftables" => Ok(true),
+        "none" => Err(
+            "none (no kube-proxy) is not reproduced: the cluster's own DNS reaches the API \
+             server through the kubernetes Service, which needs kube-proxy's rules; use iptables \
+             or nftables"
+                .into(),
+        ),
+        "ipvs" => Err(
+            "ipvs is not reproduced: minikind programs no IPVS virtual servers (kube-proxy's \
+             IPVS mode is deprecated upstream); use iptables or nftables"
+                .into(),
+        ),
+        other => Err(format!(
+            "{other:?} is not one of iptables, nftables, ipvs, none"
+        )),
+    }
+}
 
 impl ClusterConfig {
     /// The nodes' roles, in order.
@@ -469,6 +495,10 @@ impl ClusterConfig {
         }
 
         if let Some(net) = raw.networking {
+            if let Some(mode) = net.kube_proxy_mode {
+                cfg.networking.kube_proxy_nftables =
+                    kube_proxy_nftables(&mode).map_err(|m| field("networking.kubeProxyMode", m))?;
+            }
             if let Some(s) = net.pod_subnet {
                 cfg.networking.pod_subnet =
                     parse_cidr(&s).map_err(|m| field("networking.podSubnet", m))?;
@@ -788,6 +818,128 @@ networking:
             e.contains("featureGates") && e.contains("does not reproduce"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn kube_proxy_mode_iptables_is_taken_and_the_others_named() {
+        let base =
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  kubeProxyMode: ";
+        assert!(
+            !parse(&format!("{base}iptables\n"))
+                .unwrap()
+                .networking
+                .kube_proxy_nftables
+        );
+        assert!(
+            parse(&format!("{base}nftables\n"))
+                .unwrap()
+                .networking
+                .kube_proxy_nftables
+        );
+        for (mode, why) in [
+            ("none", "not reproduced"),
+            ("ipvs", "no IPVS"),
+            ("userspace", "is not one of iptables, nftables, ipvs, none"),
+        ] {
+            let e = parse(&format!("{base}{mode}\n")).unwrap_err().to_string();
+            assert!(
+                e.contains("field `networking.kubeProxyMode`") && e.contains(why),
+                "{mode}: {e}"
+            );
+        }
+    }
+
+    /// The examples of kind's configuration guide (kind.sigs.k8s.io/docs/user/configuration),
+    /// each with what minikind does: taken, or one error naming the field and why.
+    #[test]
+    fn kinds_documented_examples_are_taken_or_named() {
+        let head = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n";
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("minimal", "", None),
+            ("name", "name: app-1-cluster\n", None),
+            (
+                "multi-node",
+                "nodes:\n- role: control-plane\n- role: worker\n- role: worker\n",
+                None,
+            ),
+            (
+                "control-plane HA",
+                "nodes:\n- role: control-plane\n- role: control-plane\n- role: control-plane\n- role: worker\n",
+                Some("minikind runs exactly one"),
+            ),
+            (
+                "feature gates",
+                "featureGates:\n  \"CSIMigration\": true\n",
+                Some("`featureGates` is a KIND setting minikind does not reproduce"),
+            ),
+            (
+                "runtime config",
+                "runtimeConfig:\n  \"api/alpha\": \"false\"\n",
+                Some("`runtimeConfig` is a KIND setting minikind does not reproduce"),
+            ),
+            (
+                "IPv6",
+                "networking:\n  ipFamily: ipv6\n",
+                Some("`ipFamily` is a KIND setting minikind does not reproduce"),
+            ),
+            (
+                "API server",
+                "networking:\n  apiServerAddress: \"127.0.0.1\"\n  apiServerPort: 6443\n",
+                None,
+            ),
+            (
+                "pod and service subnets",
+                "networking:\n  podSubnet: \"10.244.0.0/16\"\n  serviceSubnet: \"10.96.0.0/12\"\n",
+                None,
+            ),
+            (
+                "disable default CNI",
+                "networking:\n  disableDefaultCNI: true\n",
+                Some("`disableDefaultCNI` is a KIND setting minikind does not reproduce"),
+            ),
+            (
+                "kube-proxy mode",
+                "networking:\n  kubeProxyMode: \"ipvs\"\n",
+                Some("ipvs is not reproduced"),
+            ),
+            (
+                "extra mounts",
+                "nodes:\n- role: control-plane\n  extraMounts:\n  - hostPath: /tmp\n    containerPath: /files\n    readOnly: true\n    selinuxRelabel: false\n    propagation: None\n",
+                None,
+            ),
+            (
+                "extra port mappings",
+                "nodes:\n- role: control-plane\n  extraPortMappings:\n  - containerPort: 80\n    hostPort: 80\n    listenAddress: \"127.0.0.1\"\n    protocol: TCP\n",
+                None,
+            ),
+            (
+                "node labels",
+                "nodes:\n- role: control-plane\n- role: worker\n  labels:\n    tier: frontend\n",
+                None,
+            ),
+            (
+                "node image",
+                "nodes:\n- role: control-plane\n  image: kindest/node:v1.16.4@sha256:b91a2c2317a000f3a783489dfb755064177dbc3a0b2f4147d50f04825d016f55\n",
+                Some("`image` is a KIND setting minikind does not reproduce"),
+            ),
+            (
+                "kubeadm patch beyond node labels",
+                "kubeadmConfigPatches:\n- |\n  kind: ClusterConfiguration\n  apiServer:\n    extraArgs:\n      enable-admission-plugins: NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionWebhook\n",
+                Some("kubeadmConfigPatches[0]"),
+            ),
+        ];
+        for (what, body, refused) in cases {
+            let r = parse(&format!("{head}{body}"));
+            match (refused, r) {
+                (None, Ok(_)) => {}
+                (Some(why), Err(e)) => {
+                    let e = e.to_string();
+                    assert!(e.contains(why), "{what}: {e}");
+                }
+                (None, Err(e)) => panic!("{what}: refused: {e}"),
+                (Some(why), Ok(_)) => panic!("{what}: taken, expected an error with {why:?}"),
+            }
+        }
     }
 
     /// kind's ingress guide's config, as the guide gives it.

@@ -37,6 +37,8 @@ pub mod env {
     /// space-separated list replaces them.
     pub const DNS_SEARCH: &str = "MINIKIND_DNS_SEARCH";
     pub const POD_SUBNET: &str = "MINIKIND_POD_SUBNET";
+    /// kube-proxy's mode (`iptables` or `nftables`, KIND's `networking.kubeProxyMode`).
+    pub const KUBE_PROXY_MODE: &str = "MINIKIND_KUBE_PROXY_MODE";
     pub const SERVICE_SUBNET: &str = "MINIKIND_SERVICE_SUBNET";
     /// `true` when the cluster network is a Docker `--internal` one (pods then reach other
     /// nodes through tunnels; see the kubelet's `overlay.rs`). Unset means false.

@@ -211,6 +211,24 @@ impl Cluster {
         (cluster, r)
     }
 
+    /// Creates a cluster from a KIND (`kind.x-k8s.io/v1alpha4`) config as a user has it,
+    /// unchanged (the name comes from `--name`), and panics with minikind's output if that
+    /// fails.
+    pub fn create_kind(prefix: &str, kind_config: &str) -> Cluster {
+        let name = unique_name(prefix);
+        let cluster = Cluster { name: name.clone() };
+        let args = [
+            "create", "cluster", "--name", &name, "--config", "-", "--wait", "90s",
+        ];
+        let r = minikind_stdin(&args, kind_config);
+        assert!(
+            r.ok,
+            "create cluster {name} failed:\n{}\n{}",
+            r.stdout, r.stderr
+        );
+        cluster
+    }
+
     /// `minikind <args…> --name <this cluster>`.
     pub fn minikind(&self, args: &[&str]) -> Run {
         let mut full = args.to_vec();

@@ -19,7 +19,7 @@ pub mod builtin_resolver;
 pub mod preload;
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ipnet::Ipv4Net;
@@ -60,6 +60,8 @@ pub struct NodeSettings {
     pub node_local_dns: Option<node_local_dns::NodeLocalDns>,
     /// The taints it registers with (`--register-with-taints`).
     pub node_taints: Vec<kubelet::Taint>,
+    /// kube-proxy in nftables mode (`networking.kubeProxyMode: nftables`) instead of iptables.
+    pub kube_proxy_nftables: bool,
 }
 
 impl NodeSettings {
@@ -130,7 +132,16 @@ impl NodeSettings {
                 kubelet::Taint::parse(t).with_context(|| format!("{}: {t:?}", env::NODE_TAINTS))
             })
             .collect::<Result<Vec<_>>>()?;
+        let kube_proxy_nftables = match get(env::KUBE_PROXY_MODE).as_deref() {
+            None | Some("iptables") => false,
+            Some("nftables") => true,
+            Some(other) => anyhow::bail!(
+                "{}={other:?}: kube-proxy's mode is iptables or nftables",
+                env::KUBE_PROXY_MODE
+            ),
+        };
         Ok(NodeSettings {
+            kube_proxy_nftables,
             node_local_dns,
             node_labels,
             node_taints,
@@ -367,14 +378,26 @@ async fn serve(settings: NodeSettings) -> Result<()> {
     }
     // Service rules first, as in KIND where the node turns Ready (and gets pods) only once
     // its network is up: pods such as CoreDNS reach the API through the kubernetes service.
-    let pcfg = KubeProxyConfig::for_node(settings.pod_subnet.into());
+    let mut pcfg = KubeProxyConfig::for_node(settings.pod_subnet.into());
+    if settings.kube_proxy_nftables {
+        pcfg.nftables = Some((
+            PathBuf::from(kube_proxy::nftables::NFT_PATH),
+            kube_proxy::nftables::NftConfig {
+                cluster_cidr: Some(settings.pod_subnet.into()),
+                masquerade_all: false,
+                service_cidrs: vec![settings.service_subnet.into()],
+                node_ips: vec![node_ip.into()],
+            },
+        ));
+    }
     let proxy = tokio::spawn(kube_proxy::run_kube_proxy(
         pcfg,
         client.clone(),
         shutdown.clone(),
     ));
     println!("minikind node agent: kube-proxy started");
-    match tokio::time::timeout(std::time::Duration::from_secs(30), wait_service_rules()).await {
+    let wait = wait_service_rules(settings.kube_proxy_nftables);
+    match tokio::time::timeout(std::time::Duration::from_secs(30), wait).await {
         Ok(()) => println!("minikind node agent: service rules in place"),
         Err(_) => eprintln!(
             "minikind node agent: no service rules after 30s; starting the kubelet anyway"
@@ -442,14 +465,29 @@ async fn stop(control_plane: Option<control_plane::RunningControlPlane>) -> Resu
 }
 
 /// Waits until kube-proxy's first sync put the `default/kubernetes` service into the nat table.
-async fn wait_service_rules() {
+async fn wait_service_rules(nftables: bool) {
     loop {
-        let save = tokio::task::spawn_blocking(|| {
-            minikind_iptables::save(Path::new("iptables-save"), &["-t", "nat"])
+        let save = tokio::task::spawn_blocking(move || {
+            if nftables {
+                // The kubernetes Service's chain in kube-proxy's table.
+                let out = std::process::Command::new(kube_proxy::nftables::NFT_PATH)
+                    .args(["list", "chains", "ip"])
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            } else {
+                minikind_iptables::save(Path::new("iptables-save"), &["-t", "nat"])
+                    .map_err(|e| e.to_string())
+            }
         })
         .await;
+        let marker = if nftables {
+            "-default/kubernetes/tcp/https"
+        } else {
+            "default/kubernetes:https cluster IP"
+        };
         if let Ok(Ok(text)) = save
-            && text.contains("default/kubernetes:https cluster IP")
+            && text.contains(marker)
         {
             return;
         }

@@ -8,10 +8,13 @@
 //!    the in-process API server, its watch and `run_kube_proxy`, with 0, 1 000 and 10 000
 //!    services already synced. Target: well inside 1 s.
 //!
+//! 3. The same services in kube-proxy's nftables mode (`nftables`): one `nft -f -` transaction
+//!    replacing the table, then the same sync again over the loaded table. Target: ≤ 1 s.
+//!
 //! Every scenario runs as root in a fresh private network namespace (nothing on the host is
 //! touched): `cargo bench -p minikind-kube-proxy --bench kube_proxy`. Optional arguments:
-//! `nft` or `legacy` (default: both for part 1, nft for part 2), `sync` or `latency` (only
-//! part 1 or part 2).
+//! `nft`, `legacy` or `nftables` (default: all three for part 1, nft for part 2), `sync` or
+//! `latency` (only parts 1 and 3, or part 2).
 
 #[path = "../tests/kube_proxy_common/mod.rs"]
 mod kube_proxy_common;
@@ -25,7 +28,7 @@ use kube::api::PostParams;
 use kube_proxy_common::*;
 use minikind_iptables::Commands;
 use minikind_kube_proxy::service_rules::{Protocol, ProxyConfig};
-use minikind_kube_proxy::{Syncer, model};
+use minikind_kube_proxy::{Syncer, model, nftables};
 use serde_json::json;
 
 fn ms(d: Duration) -> String {
@@ -167,6 +170,51 @@ fn scale(flavour: &'static str, commands: Commands, n: usize) {
     });
 }
 
+/// Part 3: the same services as kube-proxy's nftables table, with the host's `nft`.
+fn scale_nftables(n: usize) {
+    in_fresh_netns(move || {
+        let (services, slices) = objects(n, 5);
+        let cfg = nftables::NftConfig {
+            cluster_cidr: ProxyConfig::default().cluster_cidr,
+            masquerade_all: false,
+            service_cidrs: vec![
+                minikind_contract::DEFAULT_SERVICE_SUBNET
+                    .parse()
+                    .expect("CIDR"),
+            ],
+            node_ips: vec!["172.18.0.2".parse().expect("IP")],
+        };
+        let nft = std::path::Path::new("nft");
+        let t = Instant::now();
+        let m = model::build(&services, &slices);
+        let build = t.elapsed();
+        let t = Instant::now();
+        let text = nftables::transaction(&cfg, &m.ports);
+        let render = t.elapsed();
+        let t = Instant::now();
+        nftables::apply(nft, &text).expect("first nftables sync");
+        let apply = t.elapsed();
+        println!(
+            "[nftables] {n} services × 5 endpoints: {} lines, {:.1} MB transaction",
+            text.lines().count(),
+            text.len() as f64 / 1e6
+        );
+        println!(
+            "[nftables]   first full sync {} (model {}, render {}, nft -f {})",
+            ms(build + render + apply),
+            ms(build),
+            ms(render),
+            ms(apply)
+        );
+        let t = Instant::now();
+        nftables::sync(nft, &cfg, &m.ports).expect("second nftables sync");
+        println!(
+            "[nftables]   full resync over the loaded table {}",
+            ms(t.elapsed())
+        );
+    });
+}
+
 /// Service creation → DNAT in the kernel, through the API server and `run_kube_proxy`.
 fn create_to_rule(commands: Commands, background: usize, rounds: usize) {
     in_fresh_netns(move || {
@@ -266,7 +314,7 @@ fn main() {
     let picked = |set: &[&str], w: &str| {
         !args.iter().any(|a| set.contains(&a.as_str())) || args.iter().any(|a| a == w)
     };
-    let want = |f: &str| picked(&["nft", "legacy"], f);
+    let want = |f: &str| picked(&["nft", "legacy", "nftables"], f);
     let (want_sync, want_latency) = (
         picked(&["sync", "latency"], "sync"),
         picked(&["sync", "latency"], "latency"),
@@ -282,6 +330,19 @@ fn main() {
         }
         for n in [1_000, 10_000] {
             scale(name, commands.clone(), n);
+        }
+    }
+    if want("nftables") && want_sync {
+        if std::process::Command::new("nft")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            for n in [1_000, 10_000] {
+                scale_nftables(n);
+            }
+        } else {
+            println!("[nftables] skipped: no nft (Debian's nftables package)");
         }
     }
     if !want_latency {

@@ -10,6 +10,9 @@
 //! every `full_sync_period` and after a failure; other syncs write only the service chains
 //! that changed (`partial_sync`), as kube-proxy's do since `MinimizeIPTablesRestore`.
 //!
+//! In kube-proxy's nftables mode ([`KubeProxyConfig::nftables`]) the same model is written by
+//! `nftables` instead: the `ip kube-proxy` table, one `nft -f -` transaction per sync.
+//!
 //! This crate owns the service rules end to end: the model, the rendering (`service_rules`,
 //! kube-proxy's chain names and rule order) and their sync. It runs iptables only through
 //! `minikind-iptables`, and must not write chains it does not own: Docker's, the network
@@ -17,6 +20,7 @@
 
 pub mod jumps;
 pub mod model;
+pub mod nftables;
 pub mod partial_sync;
 pub mod service_rules;
 pub mod syncer;
@@ -62,6 +66,9 @@ pub struct KubeProxyConfig {
     /// Interval of full syncs: every chain rewritten and the jump rules checked (kube-proxy's
     /// `FullSyncPeriod`, one hour). Syncs after a failure are full too.
     pub full_sync_period: Duration,
+    /// kube-proxy's nftables mode instead of iptables: the `nft` program and the table's
+    /// settings (`networking.kubeProxyMode: nftables`).
+    pub nftables: Option<(std::path::PathBuf, nftables::NftConfig)>,
 }
 
 impl Default for KubeProxyConfig {
@@ -72,6 +79,7 @@ impl Default for KubeProxyConfig {
             min_sync_period: Duration::from_millis(100),
             sync_period: Duration::from_secs(30),
             full_sync_period: Duration::from_secs(3600),
+            nftables: None,
         }
     }
 }
@@ -104,11 +112,15 @@ impl KubeProxyConfig {
                 );
             }
         }
-        for cmd in [
-            &self.commands.iptables,
-            &self.commands.save,
-            &self.commands.restore,
-        ] {
+        let programs = match &self.nftables {
+            Some((nft, _)) => vec![nft],
+            None => vec![
+                &self.commands.iptables,
+                &self.commands.save,
+                &self.commands.restore,
+            ],
+        };
+        for cmd in programs {
             if !cmd.exists() {
                 bail!("kube-proxy: {} does not exist", cmd.display());
             }
@@ -201,9 +213,22 @@ async fn sync_loop(
         let full = last_full.is_none_or(|t| started.duration_since(t) >= cfg.full_sync_period);
         let (svc_objects, slice_objects) = (services.state(), slices.state());
         let mut s = syncer.take().context("kube-proxy: syncer lost")?;
+        let nft = cfg.nftables.clone();
         let (s, model, outcome) = tokio::task::spawn_blocking(move || {
             let model = model::build(&svc_objects, &slice_objects);
-            let outcome = s.sync(&model.ports, full);
+            let outcome = match &nft {
+                // The whole table in one transaction at every sync (no partial syncs yet).
+                Some((program, table)) => {
+                    nftables::sync(program, table, &model.ports).map(|()| SyncReport {
+                        full: true,
+                        restored: true,
+                        service_ports: model.ports.len(),
+                        endpoints: model.ports.iter().map(|p| p.endpoints.len()).sum(),
+                        ..SyncReport::default()
+                    })
+                }
+                None => s.sync(&model.ports, full),
+            };
             (s, model, outcome)
         })
         .await

@@ -150,7 +150,7 @@ fn hash16(input: &[u8]) -> String {
 
 /// RFC 4648 base32 with the standard alphabet (Go's `base32.StdEncoding`), padding omitted:
 /// only the first 16 characters are ever used.
-fn base32(data: &[u8]) -> String {
+pub(crate) fn base32(data: &[u8]) -> String {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut out = String::with_capacity(data.len().div_ceil(5) * 8);
     let (mut buffer, mut bits) = (0u32, 0u32);

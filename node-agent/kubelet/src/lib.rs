@@ -11,7 +11,8 @@
 //! (`minikind kubelet …`, standalone against any API server).
 //!
 //! This crate owns everything between a bound pod and its running processes: pod network
-//! namespaces ([`pod_network`], also `minikind netns`), the node's pod IPAM and routes, the
+//! namespaces ([`pod_network`], also `minikind netns`), pods' `hostPort`s ([`hostports`], the
+//! CNI portmap plugin's chains), the node's pod IPAM and routes, the
 //! tunnels of an internal network ([`overlay`]), the pods' resolver files ([`pod_dns`]),
 //! sandboxes, containers, probes, logs and the streaming endpoint. It talks to the control
 //! plane only through the API (a kube client), and must not touch the nat rules of services
@@ -23,6 +24,7 @@ pub mod container;
 pub mod env;
 pub mod events;
 pub mod handles;
+pub mod hostports;
 pub mod image_config;
 pub mod image_roots;
 pub mod ipam;

@@ -16,6 +16,7 @@ use kube::Api;
 
 use super::Kubelet;
 use super::spawn::{BindMount, PodContext};
+use crate::hostports;
 use crate::pod_dns::{self, NodeDns};
 use crate::pod_network::{self, NetnsSpec};
 use crate::token_manager;
@@ -619,6 +620,7 @@ pub async fn prepare(k: &Kubelet, pod: &Pod) -> Result<Sandbox> {
             .allocate(uid, &format!("{ns}/{name}"))?;
         let netns = netns_name(uid);
         ensure_netns(k, &netns, ip).await?;
+        forward_host_ports(k, pod, uid, ip).await?;
         (Some(netns), ip)
     };
 
@@ -733,9 +735,34 @@ async fn ensure_netns(k: &Kubelet, netns: &str, ip: Ipv4Addr) -> Result<()> {
     .context("network namespace task")?
 }
 
-/// Removes everything of the pod with `uid`: its network namespace (the veth pair goes with
-/// it), its files and logs, and its IP.
+/// Programs the pod's `hostPort`s on the node ([`hostports`]), as the CNI `portmap` plugin does
+/// when a KIND node's sandbox is made. Only where the kubelet manages the node's network.
+async fn forward_host_ports(k: &Kubelet, pod: &Pod, uid: &str, ip: Ipv4Addr) -> Result<()> {
+    let ports = hostports::from_pod(pod)?;
+    if ports.is_empty() || !k.cfg.manage_network {
+        return Ok(());
+    }
+    let net = Ipv4Net::new(ip, k.pod_cidr.prefix_len()).context("pod address prefix")?;
+    let (ipt, bridge, uid) = (
+        k.cfg.iptables.clone(),
+        k.cfg.bridge.clone(),
+        uid.to_string(),
+    );
+    tokio::task::spawn_blocking(move || hostports::forward(&ipt, &bridge, &uid, net, &ports))
+        .await
+        .context("hostPort task")?
+        .context("programming the pod's hostPorts")
+}
+
+/// Removes everything of the pod with `uid`: its hostPort rules, its network namespace (the
+/// veth pair goes with it), its files and logs, and its IP.
 pub async fn teardown(k: &Kubelet, uid: &str, log_dir: Option<PathBuf>) -> Result<()> {
+    if k.cfg.manage_network {
+        let (ipt, id) = (k.cfg.iptables.clone(), uid.to_string());
+        tokio::task::spawn_blocking(move || hostports::unforward(&ipt, &id))
+            .await
+            .context("hostPort task")??;
+    }
     let netns = netns_name(uid);
     tokio::task::spawn_blocking(move || pod_network::delete(&netns))
         .await

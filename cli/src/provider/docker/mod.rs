@@ -9,6 +9,7 @@ pub mod endpoint;
 pub mod exec;
 pub mod files;
 pub mod list;
+pub mod loadbalancer;
 pub mod network;
 pub mod nodes;
 pub mod wait;

@@ -127,6 +127,15 @@ pub fn node_container(
         format!("{}={}", agent_env::POD_SUBNET, cfg.networking.pod_subnet),
         format!(
             "{}={}",
+            agent_env::KUBE_PROXY_MODE,
+            if cfg.networking.kube_proxy_nftables {
+                "nftables"
+            } else {
+                "iptables"
+            }
+        ),
+        format!(
+            "{}={}",
             agent_env::SERVICE_SUBNET,
             cfg.networking.service_subnet
         ),
