@@ -337,7 +337,14 @@ pub async fn evidence(
     // are waited for below like the service attempts'.
     let cache_forwards = node_cache
         .as_ref()
-        .and_then(|c| Some(*c.delta.as_ref()?.forwards.get(&c.upstream_service?.to_string())?))
+        .and_then(|c| {
+            Some(
+                *c.delta
+                    .as_ref()?
+                    .forwards
+                    .get(&c.upstream_service?.to_string())?,
+            )
+        })
         .unwrap_or(0);
     let node_ip = nodes.get(&node_name).and_then(|n| n.ip);
 
@@ -461,7 +468,8 @@ pub async fn evidence(
             .filter(|q| {
                 Some(q.client.ip()) == node_ip
                     && q.proto.as_str() == "tcp"
-                    && q.time.is_none_or(|t| t + Duration::from_secs(1) >= window.0)
+                    && q.time
+                        .is_none_or(|t| t + Duration::from_secs(1) >= window.0)
             })
             .count() as u64;
         let all_seen = all_seen && forwards_seen >= cache_forwards;

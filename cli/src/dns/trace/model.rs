@@ -123,10 +123,12 @@ pub struct NodeCacheForwardHop {
     pub proto: String,
     /// `pooled` (a kept connection was reused) or `dialled` (a new one), when the counters say.
     pub connection: Option<String>,
-    /// Where kube-proxy's DNAT sent the connection: the node's conntrack table.
+    /// Where kube-proxy's DNAT sent the connection, from the node's conntrack table: known
+    /// when a replica's log names the connection's port, or when every pooled connection
+    /// goes to the same endpoint.
     pub endpoint: Option<SocketAddr>,
-    /// The conntrack line, and how many such flows the table holds.
-    pub conntrack: Option<String>,
+    /// The conntrack lines of the connection(s) that may have carried the query.
+    pub conntrack: Vec<String>,
     pub flows: usize,
     pub evidence: Vec<String>,
 }

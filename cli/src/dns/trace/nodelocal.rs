@@ -191,7 +191,11 @@ pub struct NodeCacheEvidence {
 pub async fn cache_pod(client: &kube::Client, node: &str) -> Result<Option<String>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let listed = pods
-        .list(&ListParams::default().labels(&format!("{}={}", node_local_dns::APP.0, node_local_dns::APP.1)))
+        .list(&ListParams::default().labels(&format!(
+            "{}={}",
+            node_local_dns::APP.0,
+            node_local_dns::APP.1
+        )))
         .await
         .context("listing the node-local-dns pods")?;
     Ok(listed.items.into_iter().find_map(|p| {
@@ -306,6 +310,9 @@ coredns_build_info{version=\"1.11.3\",revision=\"x\",goversion=\"rust\"} 1
         assert!(sample("# TYPE m counter").is_none());
         assert!(sample("m{a=\"unterminated} 3").is_none());
         assert!(sample("m notanumber").is_none());
-        assert_eq!(CacheCounters::parse("garbage\n{}\n"), CacheCounters::default());
+        assert_eq!(
+            CacheCounters::parse("garbage\n{}\n"),
+            CacheCounters::default()
+        );
     }
 }

@@ -10,11 +10,11 @@ use std::time::{Duration, SystemTime};
 use minikind_pod_tools::attempt::{Attempt, AttemptResult};
 
 use super::conntrack::{self, Flow};
-use super::nodelocal::NodeCacheEvidence;
 use super::model::{
     Answered, ClusterDnsHop, EmbeddedHop, EmbeddedMode, EndpointHop, ForwardFlow, ForwardHop, Hop,
     PodRef, ReplicaHop, ServiceRuleHop, StopHop, UpstreamHop,
 };
+use super::nodelocal::NodeCacheEvidence;
 use super::querylog::{LoggedError, LoggedQuery};
 use super::rules::{Endpoint, Ruleset};
 

@@ -36,12 +36,12 @@ pub fn ndots_explanation(name: &str, ndots: u8) -> String {
 pub(super) fn hop_lines(hop: &Hop) -> (&'static str, String, Vec<String>) {
     match hop {
         Hop::NodeLocal(h) => (
-            "node-local cache",
+            "node-local",
             format!("on {}: NOTRACK, no DNAT", h.node),
             vec![h.rule.clone()],
         ),
         Hop::NodeCache(h) => (
-            "node-local cache",
+            "node cache",
             format!(
                 "{}{}: {}",
                 h.pod,
@@ -59,15 +59,9 @@ pub(super) fn hop_lines(hop: &Hop) -> (&'static str, String, Vec<String>) {
         ),
         Hop::NodeCacheForward(h) => {
             let mut evidence = h.evidence.clone();
-            match &h.conntrack {
-                Some(line) if h.flows > 1 => {
-                    evidence.push(format!("the newest of {} flows: {line}", h.flows))
-                }
-                Some(line) => evidence.push(line.clone()),
-                None => {}
-            }
+            evidence.extend(h.conntrack.iter().cloned());
             (
-                "node-cache forward",
+                "its forward",
                 format!(
                     "{} → {} over {}{}{}",
                     h.from.map_or_else(|| h.node.clone(), |ip| ip.to_string()),

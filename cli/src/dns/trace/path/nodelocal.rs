@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use minikind_pod_tools::attempt::Attempt;
+use minikind_pod_tools::attempt::{Attempt, AttemptResult};
 
 use super::super::model::{
     CacheVerdict, Hop, NodeCacheForwardHop, NodeCacheHop, NodeLocalHop, ReplicaHop,
@@ -75,15 +75,35 @@ fn verdict(
     let same_block: Vec<&Attempt> = ev
         .attempts
         .iter()
-        .filter(|a| rules.node_local_rule(a.server, a.transport.as_proto()).is_some())
+        .filter(|a| {
+            rules
+                .node_local_rule(a.server, a.transport.as_proto())
+                .is_some()
+        })
         .filter(|a| a.rcode().is_some() && delta.zone_of(&a.name) == Some(zone))
         .collect();
-    let proven = same_block
+    let open: Vec<&&Attempt> = same_block
         .iter()
-        .filter(|a| forwarded(a, ev).is_some())
-        .count() as u64;
-    let open = same_block.len() as u64 - proven;
+        .filter(|a| forwarded(a, ev).is_none())
+        .collect();
+    let proven = (same_block.len() - open.len()) as u64;
     let misses = z.misses.saturating_sub(proven);
+    // The cache counts a hit by the kind of answer it held: `success` (NOERROR with records)
+    // or `denial` (NXDOMAIN, NODATA), as CoreDNS's response classification does.
+    let success = |a: &Attempt| matches!(&a.result, AttemptResult::Reply { rcode, answers, .. } if rcode == "NOERROR" && *answers > 0);
+    let class = success(attempt);
+    let (kind_hits, kind_open) = if class {
+        (
+            z.hits_success,
+            open.iter().filter(|a| success(a)).count() as u64,
+        )
+    } else {
+        (
+            z.hits_denial,
+            open.iter().filter(|a| !success(a)).count() as u64,
+        )
+    };
+    let only_this_lookup = z.requests <= same_block.len() as u64;
     let mut evidence = vec![format!(
         "{} `{zone}` block during the lookup: coredns_cache_hits_total +{} success +{} denial, \
          coredns_cache_misses_total +{}, coredns_dns_requests_total +{} ({} of this lookup's \
@@ -95,24 +115,28 @@ fn verdict(
         z.requests,
         same_block.len()
     )];
-    if z.requests > same_block.len() as u64 {
+    if !only_this_lookup {
         evidence.push(format!(
             "{} other queries reached the block meanwhile: the counts include them",
             z.requests - same_block.len() as u64
         ));
     }
+    let kind = if class { "success" } else { "denial" };
     let v = if attempt.rcode().is_none() {
         evidence.push("no reply came".into());
         CacheVerdict::Unknown
-    } else if misses == 0 && z.hits() >= open {
+    } else if misses == 0 && z.hits() >= open.len() as u64 {
         CacheVerdict::Hit
-    } else if z.hits() == 0 && misses >= open {
+    } else if kind_hits == 0 {
+        // No hit of this answer's kind at all: this one came from the forward.
         CacheVerdict::Miss
+    } else if only_this_lookup && kind_hits >= kind_open {
+        // Nothing else asked the block: every attempt with this kind of answer was a hit.
+        CacheVerdict::Hit
     } else {
         evidence.push(format!(
-            "{} hit(s) and {misses} miss(es) among {open} attempts: which was which is not \
-             recorded (node-cache's Corefile has no `log`)",
-            z.hits()
+            "{kind_hits} {kind} hit(s) and {misses} miss(es) for {kind_open} attempt(s) with a \
+             {kind} answer: which was which is not recorded (node-cache's Corefile has no `log`)"
         ));
         CacheVerdict::Unknown
     };
@@ -212,7 +236,9 @@ pub(super) fn assemble(
     };
     let mut evidence = Vec::new();
     if let Some(n) = delta.forwards.get(&key) {
-        evidence.push(format!("coredns_forward_requests_total{{to=\"{key}\"}} +{n}"));
+        evidence.push(format!(
+            "coredns_forward_requests_total{{to=\"{key}\"}} +{n}"
+        ));
     }
     for (what, n) in [("hits", reused), ("misses", dialled)] {
         if let Some(n) = n {
@@ -233,7 +259,25 @@ pub(super) fn assemble(
         ),
         None => Vec::new(),
     };
-    let flow = flows.first();
+    let mut endpoints: Vec<SocketAddr> = flows.iter().map(|f| f.answered_by()).collect();
+    endpoints.sort();
+    endpoints.dedup();
+    let endpoint = match endpoints.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    };
+    if endpoints.len() > 1 {
+        evidence.push(format!(
+            "{} pooled connections, to {}: which one carried this query only a replica's `log` \
+             line would say",
+            flows.len(),
+            endpoints
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let upstream = Some(to) == cache.upstream_service;
     hops.push(Hop::NodeCacheForward(NodeCacheForwardHop {
         node: node.to_string(),
@@ -241,8 +285,8 @@ pub(super) fn assemble(
         to,
         proto: proto.to_string(),
         connection,
-        endpoint: flow.map(|f| f.answered_by()),
-        conntrack: flow.map(|f| f.line.clone()),
+        endpoint,
+        conntrack: flows.iter().map(|f| f.line.clone()).collect(),
         flows: flows.len(),
         evidence,
     }));
@@ -255,7 +299,10 @@ pub(super) fn assemble(
             hops.push(stop(node, "the node's address is unknown"));
             return hops;
         };
-        let dnat_to = rules.docker_dns(to.ip(), proto).dnat.and_then(|r| r.dnat_to());
+        let dnat_to = rules
+            .docker_dns(to.ip(), proto)
+            .dnat
+            .and_then(|r| r.dnat_to());
         let from_node = |q: &&LoggedQuery| q.client.ip() == ip || q.client.ip().is_loopback();
         resolver_hops(
             &mut hops,
@@ -270,10 +317,10 @@ pub(super) fn assemble(
         );
         return hops;
     }
-    match (logged, flow) {
+    match (logged, endpoint) {
         (Some((replica, q)), _) => replica_hops(&mut hops, replica, q, ev),
-        (None, Some(f)) => {
-            let ip = f.answered_by().ip();
+        (None, Some(ep)) => {
+            let ip = ep.ip();
             match ev.replicas.iter().find(|r| r.ip == Some(ip)) {
                 Some(r) => {
                     hops.push(Hop::Replica(ReplicaHop {
@@ -297,6 +344,10 @@ pub(super) fn assemble(
                 )),
             }
         }
+        (None, None) if !flows.is_empty() => hops.push(stop(
+            format!("{to} on {node}"),
+            "the pool's connections go to more than one endpoint (see above)",
+        )),
         (None, None) => hops.push(stop(
             node,
             format!("no TCP flow from the node to {to} in its conntrack table"),

@@ -807,7 +807,12 @@ fn a_node_local_cache_miss_goes_over_tcp_to_kube_dns_upstream_then_the_replica()
     let hops = assemble(&all[0], &ev);
     assert_eq!(
         kinds(&hops),
-        ["node_local", "node_cache", "node_cache_forward", "cluster_dns"],
+        [
+            "node_local",
+            "node_cache",
+            "node_cache_forward",
+            "cluster_dns"
+        ],
         "{hops:#?}"
     );
     let Hop::NodeCache(c) = &hops[1] else {
@@ -824,7 +829,10 @@ fn a_node_local_cache_miss_goes_over_tcp_to_kube_dns_upstream_then_the_replica()
     // The logged source port picks the connection: the endpoint on the worker, not the other.
     assert_eq!(f.endpoint, Some("10.244.2.3:53".parse().unwrap()));
     assert_eq!(f.flows, 1);
-    assert_eq!(cluster_dns(&hops).pod, "kube-system/coredns-gzpjqvjrtz-f2mv5");
+    assert_eq!(
+        cluster_dns(&hops).pod,
+        "kube-system/coredns-gzpjqvjrtz-f2mv5"
+    );
     assert_eq!(cluster_dns(&hops).answered, Answered::OwnZone);
     // The other two cluster.local attempts: one miss proven by the log, one counted: the
     // block's two hits are theirs.
@@ -839,12 +847,22 @@ fn a_node_local_cache_miss_goes_over_tcp_to_kube_dns_upstream_then_the_replica()
     // the counters alone cannot say which of three attempts missed.
     ev.replicas[1].queries.pop();
     let hops = assemble(&all[0], &ev);
-    assert_eq!(kinds(&hops), ["node_local", "node_cache", "stop"], "{hops:#?}");
+    assert_eq!(
+        kinds(&hops),
+        ["node_local", "node_cache", "stop"],
+        "{hops:#?}"
+    );
     let Hop::NodeCache(c) = &hops[1] else {
         unreachable!()
     };
     assert_eq!(c.verdict, CacheVerdict::Unknown);
-    assert!(c.evidence.last().unwrap().contains("2 hit(s) and 1 miss(es) among 3"), "{c:#?}");
+    assert!(
+        c.evidence
+            .last()
+            .unwrap()
+            .contains("2 denial hit(s) and 1 miss(es) for 3 attempt(s)"),
+        "{c:#?}"
+    );
 }
 
 #[test]
@@ -857,4 +875,93 @@ fn a_node_local_rule_without_a_cache_pod_is_a_black_hole() {
         unreachable!()
     };
     assert!(s.reason.contains("no node-local-dns pod"), "{s:?}");
+}
+
+#[test]
+fn the_answers_kind_tells_a_hit_from_a_miss_without_any_log() {
+    // `kubernetes.default` from a pod: the first search candidate is new to the cache (a
+    // denial), the second was cached (a success). No replica logs; the cache dialled a new
+    // TCP connection to kube-dns-upstream, which the node's table shows DNATed to 10.244.1.2.
+    let (mut ev, _) = node_cache_evidence(&format!(
+        "coredns_cache_hits_total{{server=\"dns://10.96.0.10:53\",type=\"success\",{CLUSTER_BLOCK} 1\n\
+         coredns_cache_misses_total{{server=\"dns://10.96.0.10:53\",{CLUSTER_BLOCK} 1\n\
+         coredns_dns_requests_total{{server=\"dns://10.96.0.10:53\",zone=\"cluster.local.\",view=\"\",proto=\"udp\",family=\"1\",type=\"A\"}} 2\n\
+         coredns_forward_requests_total{{to=\"10.96.200.5:53\"}} 1\n\
+         coredns_proxy_conn_cache_misses_total{{proxy_name=\"forward\",to=\"10.96.200.5:53\",proto_type=\"tcp\"}} 1\n"
+    ));
+    let probe = ";; attempt 1: kubernetes.default.default.svc.cluster.local. A to 10.96.0.10#53 (UDP) from 10.244.2.2#51858 id 26459: NXDOMAIN, 0 answers, 4.103 ms
+;; attempt 2: kubernetes.default.svc.cluster.local. A to 10.96.0.10#53 (UDP) from 10.244.2.2#50717 id 11163: NOERROR, 1 answer, 0.630 ms
+";
+    let all = attempts(probe);
+    assert_eq!(all.len(), 2);
+    ev.attempts = all.clone();
+    ev.corefile_logs = Some(false);
+    for r in &mut ev.replicas {
+        r.queries.clear();
+    }
+    ev.nodes.get_mut("trc1-worker").unwrap().conntrack = conntrack::parse(
+        "ipv4     2 tcp      6 431999 ESTABLISHED src=172.26.0.3 dst=10.96.200.5 sport=41000 dport=53 \
+         src=10.244.1.2 dst=172.26.0.3 sport=53 dport=41000 [ASSURED] mark=0 zone=0 use=2\n",
+    );
+    let miss = assemble(&all[0], &ev);
+    assert_eq!(
+        kinds(&miss),
+        [
+            "node_local",
+            "node_cache",
+            "node_cache_forward",
+            "replica",
+            "stop"
+        ],
+        "{miss:#?}"
+    );
+    let Hop::NodeCacheForward(f) = &miss[2] else {
+        unreachable!()
+    };
+    assert_eq!(f.connection.as_deref(), Some("dialled"));
+    assert_eq!(f.endpoint, Some("10.244.1.2:53".parse().unwrap()));
+    let Hop::Replica(r) = &miss[3] else {
+        unreachable!()
+    };
+    assert_eq!(r.pod, "kube-system/coredns-gzpjqvjrtz-5hvmv");
+    let hit = assemble(&all[1], &ev);
+    assert_eq!(kinds(&hit), ["node_local", "node_cache"], "{hit:#?}");
+    // The text names both.
+    let text: String = [&miss, &hit]
+        .iter()
+        .flat_map(|h| h.iter().map(crate::dns::trace::render::hop_lines))
+        .map(|(label, summary, ev)| format!("{label}: {summary}\n{}\n", ev.join("\n")))
+        .collect();
+    assert!(text.contains("cache miss, forwarded"), "{text}");
+    assert!(text.contains("cache hit, answered on the node"), "{text}");
+    assert!(
+        text.contains(
+            "172.26.0.3 → 10.96.200.5:53 over TCP (dialled connection), DNAT → 10.244.1.2:53"
+        ),
+        "{text}"
+    );
+    // Two pooled connections to two endpoints and no log: the endpoint is not guessed.
+    ev.nodes.get_mut("trc1-worker").unwrap().conntrack = conntrack::parse(
+        "ipv4     2 tcp      6 431999 ESTABLISHED src=172.26.0.3 dst=10.96.200.5 sport=41000 dport=53 \
+         src=10.244.1.2 dst=172.26.0.3 sport=53 dport=41000 [ASSURED] mark=0 zone=0 use=2\n\
+         ipv4     2 tcp      6 431998 ESTABLISHED src=172.26.0.3 dst=10.96.200.5 sport=41001 dport=53 \
+         src=10.244.2.3 dst=172.26.0.3 sport=53 dport=41001 [ASSURED] mark=0 zone=0 use=2\n",
+    );
+    let miss = assemble(&all[0], &ev);
+    assert_eq!(
+        kinds(&miss),
+        ["node_local", "node_cache", "node_cache_forward", "stop"],
+        "{miss:#?}"
+    );
+    let Hop::NodeCacheForward(f) = &miss[2] else {
+        unreachable!()
+    };
+    assert_eq!((f.endpoint, f.flows), (None, 2));
+    assert!(
+        f.evidence
+            .last()
+            .unwrap()
+            .contains("2 pooled connections, to 10.244.1.2:53, 10.244.2.3:53"),
+        "{f:#?}"
+    );
 }
