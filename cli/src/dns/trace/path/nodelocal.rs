@@ -4,7 +4,7 @@
 //! kube-dns-upstream, the endpoint kube-proxy's DNAT picked from the node's conntrack table),
 //! then the usual chain behind the replica.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use minikind_pod_tools::attempt::{Attempt, AttemptResult};
 
@@ -16,15 +16,36 @@ use super::super::rules::{Rule, Ruleset};
 use super::{Evidence, Replica, Window, conntrack, replica_hops, resolver_hops, stop};
 use crate::dns::trace::querylog::LoggedQuery;
 
-/// The replica line of the cache's forward of `attempt`'s question: a TCP query from the
-/// node's address in the lookup's window.
+/// The addresses the replicas see the cache's TCP connections to `upstream` come from:
+/// kube-proxy masquerades a node's connection to a ClusterIP, as the node's address or, towards
+/// a pod on the same node, the bridge's — the reply direction of each flow in the node's
+/// conntrack table says which, and with which port.
+fn seen_as(ev: &Evidence, node: &str, node_ip: IpAddr, upstream: SocketAddr) -> Vec<SocketAddr> {
+    ev.nodes.get(node).map_or_else(Vec::new, |n| {
+        conntrack::from_to(&n.conntrack, "tcp", node_ip, None, upstream)
+            .iter()
+            .map(|f| f.reply.1)
+            .collect()
+    })
+}
+
+/// The replica line of the cache's forward of `attempt`'s question: a TCP query in the
+/// lookup's window from one of the cache's connections (or from the node's address, when
+/// the table no longer holds the flow).
 fn forwarded<'a>(attempt: &Attempt, ev: &'a Evidence) -> Option<(&'a Replica, &'a LoggedQuery)> {
-    let node_ip = ev.nodes.get(ev.client.node.as_deref()?)?.ip?;
+    let node = ev.client.node.as_deref()?;
+    let node_ip = ev.nodes.get(node)?.ip?;
+    let seen = ev
+        .node_cache
+        .as_ref()
+        .and_then(|c| c.upstream_service)
+        .map(|up| seen_as(ev, node, node_ip, up))
+        .unwrap_or_default();
     let window = Window::run(ev.window);
     ev.replicas.iter().find_map(|r| {
         window
             .pick(r.queries.iter().filter(|q| {
-                q.client.ip() == node_ip
+                (q.client.ip() == node_ip || seen.contains(&q.client))
                     && q.proto.as_str() == "tcp"
                     && q.asks(&attempt.name, &attempt.rtype)
             }))
@@ -249,14 +270,13 @@ pub(super) fn assemble(
     }
     // The connection's flow: the logged source port names it; otherwise the node's flows to
     // that address (a pool keeps one per connection).
-    let flows = match node_ip {
-        Some(ip) => conntrack::from_to(
-            &ev.nodes[node].conntrack,
-            proto,
-            ip,
-            logged.map(|(_, q)| q.client.port()),
-            to,
-        ),
+    let flows: Vec<_> = match node_ip {
+        Some(ip) => conntrack::from_to(&ev.nodes[node].conntrack, proto, ip, None, to)
+            .into_iter()
+            .filter(|f| {
+                logged.is_none_or(|(_, q)| f.reply.1 == q.client || f.original.0 == q.client)
+            })
+            .collect(),
         None => Vec::new(),
     };
     let mut endpoints: Vec<SocketAddr> = flows.iter().map(|f| f.answered_by()).collect();

@@ -794,13 +794,15 @@ fn a_node_local_cache_miss_goes_over_tcp_to_kube_dns_upstream_then_the_replica()
     ));
     // The replica on the worker logged the cache's TCP query from the node's address, and the
     // node's table holds that connection, DNATed to the replica.
-    let line = "2026-11-22T04:34:43.100000000Z [INFO] 172.26.0.3:41234 - 999 \"A IN \
+    // kube-proxy masqueraded the node's connection to the ClusterIP as the bridge's address
+    // (the replica is on the same node): the flow's reply direction says so.
+    let line = "2026-11-22T04:34:43.100000000Z [INFO] 10.244.2.1:15230 - 999 \"A IN \
                 rec-1.wild.example.test.default.svc.cluster.local. tcp 80 false 65535\" NXDOMAIN \
                 qr,aa,rd 150 0.000100000s";
     ev.replicas[1].queries.push(parse_all(line).remove(0));
     ev.nodes.get_mut("trc1-worker").unwrap().conntrack = conntrack::parse(
         "ipv4     2 tcp      6 431999 ESTABLISHED src=172.26.0.3 dst=10.96.200.5 sport=41234 dport=53 \
-         src=10.244.2.3 dst=172.26.0.3 sport=53 dport=41234 [ASSURED] mark=0 zone=0 use=2\n\
+         src=10.244.2.3 dst=10.244.2.1 sport=53 dport=15230 [ASSURED] mark=0 zone=0 use=2\n\
          ipv4     2 tcp      6 431990 ESTABLISHED src=172.26.0.3 dst=10.96.200.5 sport=41000 dport=53 \
          src=10.244.1.2 dst=172.26.0.3 sport=53 dport=41000 [ASSURED] mark=0 zone=0 use=2\n",
     );
