@@ -22,7 +22,7 @@ use std::time::Duration;
 use minikind_test_support::dnsload::{
     Load, Reply, answered, in_netns, latencies, load, ready_pod_netns, report,
 };
-use minikind_test_support::{Cluster, docker, eventually};
+use minikind_test_support::{Cluster, cluster_body, docker, eventually};
 
 const SAMPLES: usize = 2000;
 const MISSES: usize = 1000;
@@ -36,8 +36,7 @@ fn nxdomain(r: &Reply) -> bool {
 fn main() {
     let c = Cluster::create(
         "bench-nl",
-        "nodes:\n- role: control-plane\n- role: worker\nnetworking:\n  internal: true\n\
-         dns:\n  upstream: lab\n  nodeLocalDNS:\n    mode: local\n",
+        &cluster_body("seed-001-nodelocal-dnscache/cluster-local.yaml"),
     );
     let (cp, worker) = (c.node("control-plane"), c.node("worker"));
     eventually(

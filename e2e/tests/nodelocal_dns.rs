@@ -253,8 +253,7 @@ fn the_seeds_benefits_with_and_without_the_cache_in_one_run() {
     const LOOKUPS: usize = 1000;
     let c = Cluster::create(
         "e2e-nlm",
-        "nodes:\n- role: control-plane\n- role: worker\nnetworking:\n  internal: true\n\
-         dns:\n  upstream: lab\n  nodeLocalDNS:\n    mode: local\n",
+        &cluster_body("seed-001-nodelocal-dnscache/cluster-local.yaml"),
     );
     let (cp, worker) = (c.node("control-plane"), c.node("worker"));
     // A logging CoreDNS (seed 001's Corefile), one replica per node.
@@ -537,9 +536,8 @@ fn the_conntrack_race_with_glibc_with_and_without_the_cache() {
     glibc_probe_image(IMAGE);
     let c = Cluster::create(
         "e2e-nlr",
-        "networking:\n  internal: true\ndns:\n  upstream: lab\n  nodeLocalDNS:\n    mode: local\n",
+        &cluster_body("seed-001-nodelocal-dnscache/cluster-local.yaml"),
     );
-    let node = c.node("control-plane");
     c.minikind_ok(&["load", "docker-image", IMAGE]);
     c.minikind_ok(&[
         "scale",
@@ -553,28 +551,12 @@ fn the_conntrack_race_with_glibc_with_and_without_the_cache() {
     eventually(
         "three CoreDNS endpoints behind the DNAT",
         Duration::from_secs(90),
-        || (c.kube_dns_endpoint_rules(&node).len() == 3).then_some(()),
+        || (c.kube_dns_endpoint_rules(&c.node("worker")).len() == 3).then_some(()),
     );
-    let pod = |name: &str, server: &str, options: &str| {
-        format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  dnsPolicy: None\n  \
-             dnsConfig:\n    nameservers: [{server}]\n    searches: [default.svc.cluster.local, \
-             svc.cluster.local, cluster.local]\n    options:\n    - {{name: ndots, value: \"5\"}}\n{options}  \
-             containers:\n  - name: probe\n    image: {IMAGE}\n    imagePullPolicy: Never\n    \
-             command: [sleep, \"3600\"]\n---\n"
-        )
-    };
-    let variants = [
-        ("plain", "10.96.0.10", ""),
-        (
-            "reopen",
-            "10.96.0.10",
-            "    - {name: single-request-reopen}\n",
-        ),
-        ("use-vc", "10.96.0.10", "    - {name: use-vc}\n"),
-        ("cached", "169.254.20.10", ""),
-    ];
-    let manifest: String = variants.iter().map(|(n, s, o)| pod(n, s, o)).collect();
+    // The walk-through's pods, with this test's own image tag.
+    let manifest = std::fs::read_to_string(example("seed-001-nodelocal-dnscache/race-pods.yaml"))
+        .unwrap()
+        .replace("minikind-example/resolver-probe:glibc", IMAGE);
     let path = std::env::temp_dir().join(format!("minikind-nlr-{}.yaml", std::process::id()));
     std::fs::write(&path, manifest).unwrap();
     c.minikind_ok(&["apply", "-f", path.to_str().unwrap()]);
@@ -587,8 +569,9 @@ fn the_conntrack_race_with_glibc_with_and_without_the_cache() {
          e=$(busybox date +%s); [ $((e-s)) -ge 4 ] && slow=$((slow+1)); i=$((i+1)); done; \
          echo $slow $failed"
     );
-    for (name, _, _) in variants {
-        c.wait_pod_ready("default", name);
+    for name in ["plain", "reopen", "use-vc", "cached"] {
+        let pod = c.wait_pod_ready("default", name);
+        let node = pod["spec"]["nodeName"].as_str().unwrap().to_string();
         let before = conntrack_stats(&c, &node);
         let started = std::time::Instant::now();
         let r = c.pod_exec(name, &["sh", "-c", &script]);
@@ -598,7 +581,7 @@ fn the_conntrack_race_with_glibc_with_and_without_the_cache() {
         let d: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
         let (slow, failed) = r.stdout.trim().split_once(' ').expect("slow failed");
         println!(
-            "{name}: {LOOKUPS} getaddrinfo lookups in {:.1} s, {slow} took 4 s or more, {failed} \
+            "{name} (on {node}): {LOOKUPS} getaddrinfo lookups in {:.1} s, {slow} took 4 s or more, {failed} \
              failed; node conntrack during the run: clashres +{}, insert_failed +{}, drop +{}",
             took.as_secs_f64(),
             d[0],
