@@ -967,3 +967,43 @@ fn the_answers_kind_tells_a_hit_from_a_miss_without_any_log() {
         "{f:#?}"
     );
 }
+
+#[test]
+fn a_miss_of_the_root_block_goes_to_the_nodes_resolv_conf_and_on_to_the_upstream() {
+    // rec-1.wild.example.test. is in the cache's `.` block, which forwards to the node's
+    // resolv.conf (the magic's host IP) over the client's transport: Docker's rules, the
+    // embedded resolver, the lab upstream's line from the node's address.
+    let (ev, all) = node_cache_evidence(
+        "coredns_cache_misses_total{server=\"dns://10.96.0.10:53\",zones=\".\",view=\"\"} 1\n\
+         coredns_cache_hits_total{server=\"dns://10.96.0.10:53\",type=\"denial\",zones=\"cluster.local.\",view=\"\"} 3\n\
+         coredns_forward_requests_total{to=\"172.26.0.1:53\"} 1\n\
+         coredns_proxy_conn_cache_misses_total{proxy_name=\"forward\",to=\"172.26.0.1:53\",proto_type=\"udp\"} 1\n",
+    );
+    let hops = assemble(&all[3], &ev);
+    assert_eq!(
+        kinds(&hops),
+        [
+            "node_local",
+            "node_cache",
+            "node_cache_forward",
+            "embedded_resolver",
+            "upstream"
+        ],
+        "{hops:#?}"
+    );
+    let Hop::NodeCacheForward(f) = &hops[2] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (f.to, f.proto.as_str(), f.connection.as_deref()),
+        ("172.26.0.1:53".parse().unwrap(), "udp", Some("dialled"))
+    );
+    let Hop::EmbeddedResolver(e) = &hops[3] else {
+        unreachable!()
+    };
+    assert_eq!(e.listen, Some("127.0.0.11:51869".parse().unwrap()));
+    let Hop::Upstream(u) = &hops[4] else {
+        unreachable!()
+    };
+    assert_eq!(u.client, "172.26.0.3:48478".parse().unwrap());
+}
