@@ -593,4 +593,33 @@ fn the_conntrack_race_with_glibc_with_and_without_the_cache() {
             assert_eq!(slow, "0", "a lookup through the cache waited");
         }
     }
+    // Trying harder: the three pods that ask through the DNAT at once, so that both CPUs
+    // process queries together.
+    let node = c.node("worker");
+    let before = conntrack_stats(&c, &node);
+    let results: Vec<(String, String)> = std::thread::scope(|s| {
+        let runs: Vec<_> = ["plain", "reopen", "use-vc"]
+            .map(|name| {
+                let (c, script) = (&c, &script);
+                s.spawn(move || {
+                    let r = c.pod_exec(name, &["sh", "-c", script]);
+                    assert!(r.ok, "{name}: {}", r.stderr);
+                    (name.to_string(), r.stdout.trim().to_string())
+                })
+            })
+            .into_iter()
+            .collect();
+        runs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let after = conntrack_stats(&c, &node);
+    println!(
+        "all three at once through the DNAT: {results:?} (slow, failed per pod); node conntrack: \
+         clashres +{}, insert_failed +{}, drop +{}",
+        after[0] - before[0],
+        after[1] - before[1],
+        after[2] - before[2]
+    );
+    for (name, r) in &results {
+        assert!(r.ends_with(" 0"), "{name}: a lookup failed: {r}");
+    }
 }
