@@ -347,6 +347,14 @@ pub async fn evidence(
         })
         .unwrap_or(0);
     let node_ip = nodes.get(&node_name).and_then(|n| n.ip);
+    // The addresses the replicas see those forwards come from (kube-proxy's masquerade).
+    let cache_clients = match (
+        node_ip,
+        node_cache.as_ref().and_then(|c| c.upstream_service),
+    ) {
+        (Some(ip), Some(up)) => nodelocal::seen_as(&nodes[&node_name].conntrack, ip, up),
+        _ => Vec::new(),
+    };
 
     // The replicas behind them: their Corefile, where they forward, their query log.
     let all_pods: Api<Pod> = Api::all(client.clone());
@@ -466,7 +474,7 @@ pub async fn evidence(
             .iter()
             .flat_map(|(_, _, _, r)| r.queries.iter())
             .filter(|q| {
-                Some(q.client.ip()) == node_ip
+                (Some(q.client.ip()) == node_ip || cache_clients.contains(&q.client))
                     && q.proto.as_str() == "tcp"
                     && q.time
                         .is_none_or(|t| t + Duration::from_secs(1) >= window.0)

@@ -16,6 +16,8 @@ use kube::api::ListParams;
 use minikind_control_plane::dns_addon::NAMESPACE;
 use minikind_control_plane::node_local_dns;
 
+use super::conntrack::{self, Flow};
+
 /// One server block's cache counters (the `zones` label of CoreDNS's cache metrics, the `zone`
 /// label of its request counter).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -185,6 +187,17 @@ pub struct NodeCacheEvidence {
     pub upstream_service: Option<SocketAddr>,
     /// Why the counters could not be read, if they could not.
     pub error: Option<String>,
+}
+
+/// The addresses the replicas see the cache's TCP connections to `upstream` come from:
+/// kube-proxy masquerades a node's connection to a ClusterIP, as the node's address or, towards
+/// a pod on the same node, the bridge's — the reply direction of each flow in the node's
+/// conntrack table says which, and with which port.
+pub fn seen_as(flows: &[Flow], node_ip: IpAddr, upstream: SocketAddr) -> Vec<SocketAddr> {
+    conntrack::from_to(flows, "tcp", node_ip, None, upstream)
+        .iter()
+        .map(|f| f.reply.1)
+        .collect()
 }
 
 /// The node-local cache pod on `node` (the DaemonSet's, by its label), if any.

@@ -4,30 +4,17 @@
 //! kube-dns-upstream, the endpoint kube-proxy's DNAT picked from the node's conntrack table),
 //! then the usual chain behind the replica.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use minikind_pod_tools::attempt::{Attempt, AttemptResult};
 
 use super::super::model::{
     CacheVerdict, Hop, NodeCacheForwardHop, NodeCacheHop, NodeLocalHop, ReplicaHop,
 };
-use super::super::nodelocal::{CacheCounters, NodeCacheEvidence};
+use super::super::nodelocal::{CacheCounters, NodeCacheEvidence, seen_as};
 use super::super::rules::{Rule, Ruleset};
 use super::{Evidence, Replica, Window, conntrack, replica_hops, resolver_hops, stop};
 use crate::dns::trace::querylog::LoggedQuery;
-
-/// The addresses the replicas see the cache's TCP connections to `upstream` come from:
-/// kube-proxy masquerades a node's connection to a ClusterIP, as the node's address or, towards
-/// a pod on the same node, the bridge's — the reply direction of each flow in the node's
-/// conntrack table says which, and with which port.
-fn seen_as(ev: &Evidence, node: &str, node_ip: IpAddr, upstream: SocketAddr) -> Vec<SocketAddr> {
-    ev.nodes.get(node).map_or_else(Vec::new, |n| {
-        conntrack::from_to(&n.conntrack, "tcp", node_ip, None, upstream)
-            .iter()
-            .map(|f| f.reply.1)
-            .collect()
-    })
-}
 
 /// The replica line of the cache's forward of `attempt`'s question: a TCP query in the
 /// lookup's window from one of the cache's connections (or from the node's address, when
@@ -39,7 +26,7 @@ fn forwarded<'a>(attempt: &Attempt, ev: &'a Evidence) -> Option<(&'a Replica, &'
         .node_cache
         .as_ref()
         .and_then(|c| c.upstream_service)
-        .map(|up| seen_as(ev, node, node_ip, up))
+        .map(|up| seen_as(&ev.nodes[node].conntrack, node_ip, up))
         .unwrap_or_default();
     let window = Window::run(ev.window);
     ev.replicas.iter().find_map(|r| {
