@@ -400,6 +400,22 @@ fn the_seeds_benefits_with_and_without_the_cache_in_one_run() {
         "{nl:?}"
     );
 
+    // The trace of a new name through the cache, with CoreDNS logging: the miss is proven by
+    // the replica's line of the cache's TCP query (matched through kube-proxy's masquerade),
+    // and the chain goes on to that replica; asked again, it is a hit.
+    let traced = format!("tr-{run}.default.svc.cluster.local.");
+    let first = c.minikind_ok(&["dns", "trace", "client", &traced]);
+    println!("{first}");
+    assert!(first.contains("cache miss, forwarded"), "{first}");
+    assert!(first.contains("logged the cache's forward"), "{first}");
+    assert!(first.contains(" over TCP"), "{first}");
+    assert!(
+        first.contains(&format!("\"A IN {traced} tcp ")),
+        "the replica's own line: {first}"
+    );
+    let again = c.minikind_ok(&["dns", "trace", "client", &traced]);
+    assert!(again.contains("cache hit, answered on the node"), "{again}");
+
     // 4. Cross-node queries: one existing name, 200 lookups (a new socket each) through each
     //    path. Through kube-dns the DNAT spreads them over both replicas, so about half cross
     //    to the control plane's node; through the cache one miss at most leaves the node.
