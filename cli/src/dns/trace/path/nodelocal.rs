@@ -41,9 +41,11 @@ fn forwarded<'a>(attempt: &Attempt, ev: &'a Evidence) -> Option<(&'a Replica, &'
 }
 
 /// Hit or miss for `attempt`, with what shows it. A replica's log line of the cache's forward
-/// proves a miss; otherwise the counters decide when they leave no choice: the lookup's
-/// attempts that reached the same server block of the cache, less the proven misses, were all
-/// hits when the block counted no other miss, all misses when it counted no hit.
+/// proves a miss; otherwise the counters decide when they leave no choice. Of the lookup's
+/// attempts that reached the same server block of the cache (less the proven misses): all were
+/// hits when the block counted no other miss; this one was a miss when the block counted no hit
+/// of its kind of answer (`success` or `denial`); and when nothing else asked the block, it was
+/// a hit when there were as many hits of its kind as attempts with that kind of answer.
 fn verdict(
     attempt: &Attempt,
     ev: &Evidence,
