@@ -20,6 +20,7 @@
 mod conntrack;
 mod gather;
 mod model;
+mod nodelocal;
 mod path;
 mod querylog;
 mod render;
@@ -159,6 +160,11 @@ pub async fn trace(
         ndots: conf.ndots(),
     };
 
+    // The node-local cache's counters just before the lookup (what it adds is read after).
+    let node_cache = match (&target.nodes, pod.node.as_deref()) {
+        (Some(_), Some(node)) => gather::node_cache_before(&target.client, node).await,
+        _ => None,
+    };
     let command = probe_command(query, rtype);
     let started = SystemTime::now();
     let probe = gather::exec_capture(&pods, pod_name, container, &command)
@@ -198,6 +204,7 @@ pub async fn trace(
                 &pod,
                 &attempts,
                 window,
+                node_cache,
                 &mut trace.notes,
             )
             .await?
@@ -210,6 +217,8 @@ pub async fn trace(
                 replicas: Vec::new(),
                 corefile_logs: None,
                 upstream: None,
+                node_cache: None,
+                attempts: attempts.clone(),
                 window,
             }
         }

@@ -1,10 +1,12 @@
 //! What every crate's tests share: the pinned kubectl ([`kubectl`]), waiting for state
-//! ([`wait`]), private network namespaces ([`netns`]), and the fixtures of the end-to-end tests that drive real clusters on the local
+//! ([`wait`]), private network namespaces ([`netns`]), DNS asked from a pod's namespace
+//! ([`dnsload`]), and the fixtures of the end-to-end tests that drive real clusters on the local
 //! Docker engine (the `minikind` binary, scratch kubeconfigs, [`Cluster`]).
 //!
 //! Every test makes clusters with unique names and owns them through [`Cluster`], whose `Drop`
 //! deletes them with minikind's own delete — also when the test fails half-way.
 
+pub mod dnsload;
 pub mod images;
 pub mod kubectl;
 pub mod netns;

@@ -19,6 +19,7 @@ use minikind_resolv_conf::ResolvConf;
 
 use super::conntrack;
 use super::model::{EmbeddedMode, PodRef};
+use super::nodelocal::{self, NodeCacheEvidence};
 use super::path::{Evidence, NodeInfo, Replica, UpstreamInfo};
 use super::querylog;
 use super::rules::Ruleset;
@@ -243,6 +244,7 @@ pub async fn evidence(
     pod: &PodRef,
     attempts: &[Attempt],
     window: (SystemTime, SystemTime),
+    mut node_cache: Option<NodeCacheEvidence>,
     notes: &mut Vec<String>,
 ) -> Result<Evidence> {
     let network = nodes::network_name(cluster);
@@ -314,6 +316,45 @@ pub async fn evidence(
             }
         }
     }
+
+    // The node-local cache: what the lookup added to its counters, and the endpoints of the
+    // Service it forwards cluster names to (their replicas' logs show its TCP forwards).
+    if let Some(cache) = node_cache.as_mut() {
+        node_cache_after(client, cache).await;
+        if let (Some(up), Some(rules)) = (
+            cache.upstream_service,
+            nodes.get(&node_name).and_then(|n| n.rules.as_ref()),
+        ) && let Some(svc) = rules.service_rule(up, "tcp")
+        {
+            for ep in rules.endpoints(svc.target().unwrap_or_default()) {
+                if let Some(to) = ep.to() {
+                    endpoint_ips.insert(to.ip());
+                }
+            }
+        }
+    }
+    // How many queries the cache forwarded to that Service during the lookup: their lines
+    // are waited for below like the service attempts'.
+    let cache_forwards = node_cache
+        .as_ref()
+        .and_then(|c| {
+            Some(
+                *c.delta
+                    .as_ref()?
+                    .forwards
+                    .get(&c.upstream_service?.to_string())?,
+            )
+        })
+        .unwrap_or(0);
+    let node_ip = nodes.get(&node_name).and_then(|n| n.ip);
+    // The addresses the replicas see those forwards come from (kube-proxy's masquerade).
+    let cache_clients = match (
+        node_ip,
+        node_cache.as_ref().and_then(|c| c.upstream_service),
+    ) {
+        (Some(ip), Some(up)) => nodelocal::seen_as(&nodes[&node_name].conntrack, ip, up),
+        _ => Vec::new(),
+    };
 
     // The replicas behind them: their Corefile, where they forward, their query log.
     let all_pods: Api<Pod> = Api::all(client.clone());
@@ -429,6 +470,17 @@ pub async fn evidence(
                     .any(|q| Some(q.client) == a.local && q.id == a.id && q.asks(&a.name, &a.rtype))
             })
         });
+        let forwards_seen = replicas
+            .iter()
+            .flat_map(|(_, _, _, r)| r.queries.iter())
+            .filter(|q| {
+                (Some(q.client.ip()) == node_ip || cache_clients.contains(&q.client))
+                    && q.proto.as_str() == "tcp"
+                    && q.time
+                        .is_none_or(|t| t + Duration::from_secs(1) >= window.0)
+            })
+            .count() as u64;
+        let all_seen = all_seen && forwards_seen >= cache_forwards;
         if all_seen || corefile_logs == Some(false) || tokio::time::Instant::now() >= deadline {
             break;
         }
@@ -472,8 +524,41 @@ pub async fn evidence(
         replicas,
         corefile_logs,
         upstream,
+        node_cache,
+        attempts: attempts.to_vec(),
         window,
     })
+}
+
+/// The cache pod on `node` and its counters, read just before a lookup; `None` when no cache
+/// runs there (or the pods cannot be listed: the trace then shows the rule alone).
+pub async fn node_cache_before(client: &kube::Client, node: &str) -> Option<NodeCacheEvidence> {
+    let pod = nodelocal::cache_pod(client, node).await.ok()??;
+    let mut ev = NodeCacheEvidence {
+        pod: format!("{}/{pod}", minikind_control_plane::dns_addon::NAMESPACE),
+        name: pod.clone(),
+        ..Default::default()
+    };
+    match nodelocal::scrape(client, &pod).await {
+        Ok(c) => ev.before = Some(c),
+        Err(e) => ev.error = Some(format!("{e:#}")),
+    }
+    Some(ev)
+}
+
+/// The counters after the lookup, and the upstream Service's address.
+async fn node_cache_after(client: &kube::Client, cache: &mut NodeCacheEvidence) {
+    match nodelocal::upstream_service(client).await {
+        Ok(up) => cache.upstream_service = up,
+        Err(e) => cache.error = Some(format!("{e:#}")),
+    }
+    let Some(before) = cache.before.as_ref() else {
+        return;
+    };
+    match nodelocal::scrape(client, &cache.name).await {
+        Ok(after) => cache.delta = Some(after.since(before)),
+        Err(e) => cache.error = Some(format!("{e:#}")),
+    }
 }
 
 #[cfg(test)]

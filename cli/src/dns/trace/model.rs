@@ -65,6 +65,11 @@ pub enum Hop {
     /// NodeLocal DNSCache's NOTRACK rule on the client's node caught the query: the node's
     /// cache answers it before kube-proxy's DNAT.
     NodeLocal(NodeLocalHop),
+    /// What the node's cache did with it (hit or miss), from its own counters.
+    NodeCache(NodeCacheHop),
+    /// The cache's forward of a miss: to kube-dns-upstream over TCP (cluster zones), or to the
+    /// node's resolv.conf (`.`).
+    NodeCacheForward(NodeCacheForwardHop),
     ServiceRule(ServiceRuleHop),
     Endpoint(EndpointHop),
     /// The replica behind the endpoint, known by its address alone (its log says nothing).
@@ -82,6 +87,50 @@ pub enum Hop {
 pub struct NodeLocalHop {
     pub node: String,
     pub rule: String,
+}
+
+/// Whether node-cache answered from its cache, as its counters show.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheVerdict {
+    Hit,
+    Miss,
+    /// The counters do not tell this attempt apart (see the evidence).
+    Unknown,
+}
+
+/// The node-local cache's answer to the query.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NodeCacheHop {
+    pub node: String,
+    /// The cache pod, `kube-system/node-local-dns-…`.
+    pub pod: String,
+    /// The server block of the cache the name falls in (`cluster.local.`, `.`, …).
+    pub zone: Option<String>,
+    pub verdict: CacheVerdict,
+    /// What shows it: the counters' changes during the lookup, a replica's log line.
+    pub evidence: Vec<String>,
+}
+
+/// node-cache's forward of a cache miss.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NodeCacheForwardHop {
+    pub node: String,
+    /// The node's address (the cache has the node's network).
+    pub from: Option<IpAddr>,
+    pub to: SocketAddr,
+    /// `tcp` or `udp`, from the cache's connection counters.
+    pub proto: String,
+    /// `pooled` (a kept connection was reused) or `dialled` (a new one), when the counters say.
+    pub connection: Option<String>,
+    /// Where kube-proxy's DNAT sent the connection, from the node's conntrack table: known
+    /// when a replica's log names the connection's port, or when every pooled connection
+    /// goes to the same endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// The conntrack lines of the connection(s) that may have carried the query.
+    pub conntrack: Vec<String>,
+    pub flows: usize,
+    pub evidence: Vec<String>,
 }
 
 /// kube-proxy's `KUBE-SERVICES` rule on the client's node that caught the query.

@@ -12,8 +12,9 @@ use minikind_pod_tools::attempt::{Attempt, AttemptResult};
 use super::conntrack::{self, Flow};
 use super::model::{
     Answered, ClusterDnsHop, EmbeddedHop, EmbeddedMode, EndpointHop, ForwardFlow, ForwardHop, Hop,
-    NodeLocalHop, PodRef, ReplicaHop, ServiceRuleHop, StopHop, UpstreamHop,
+    PodRef, ReplicaHop, ServiceRuleHop, StopHop, UpstreamHop,
 };
+use super::nodelocal::NodeCacheEvidence;
 use super::querylog::{LoggedError, LoggedQuery};
 use super::rules::{Endpoint, Ruleset};
 
@@ -80,6 +81,10 @@ pub struct Evidence {
     /// Whether the Corefile has `log` (None: it could not be read).
     pub corefile_logs: Option<bool>,
     pub upstream: Option<UpstreamInfo>,
+    /// The node-local cache on the client's node, when one runs there.
+    pub node_cache: Option<NodeCacheEvidence>,
+    /// Every attempt of the lookup (the cache's counters are read per lookup, not per attempt).
+    pub attempts: Vec<Attempt>,
     /// When the lookup ran (from just before the tool started to just after it ended).
     pub window: (SystemTime, SystemTime),
 }
@@ -186,16 +191,7 @@ pub fn assemble(attempt: &Attempt, ev: &Evidence) -> Vec<Hop> {
     let server = attempt.server;
 
     if let Some(r) = rules.node_local_rule(server, proto) {
-        hops.push(Hop::NodeLocal(NodeLocalHop {
-            node: node.to_string(),
-            rule: r.text.clone(),
-        }));
-        hops.push(stop(
-            format!("the node-local cache on {node}"),
-            "node-cache's Corefile has no `log`: whether the answer came from its cache, and its \
-             TCP forward to kube-dns-upstream, are not recorded",
-        ));
-        return hops;
+        return nodelocal::assemble(attempt, ev, node, rules, r);
     }
 
     if let Some(svc) = rules.service_rule(server, proto) {
@@ -746,6 +742,8 @@ fn resolver_hops(
         reason,
     ));
 }
+
+mod nodelocal;
 
 #[cfg(test)]
 mod tests;

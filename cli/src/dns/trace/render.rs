@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::model::{Answered, EmbeddedMode, Hop, Trace, TracedAttempt};
+use super::model::{Answered, CacheVerdict, EmbeddedMode, Hop, Trace, TracedAttempt};
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
@@ -36,10 +36,48 @@ pub fn ndots_explanation(name: &str, ndots: u8) -> String {
 pub(super) fn hop_lines(hop: &Hop) -> (&'static str, String, Vec<String>) {
     match hop {
         Hop::NodeLocal(h) => (
-            "node-local cache",
+            "node-local",
             format!("on {}: NOTRACK, no DNAT", h.node),
             vec![h.rule.clone()],
         ),
+        Hop::NodeCache(h) => (
+            "node cache",
+            format!(
+                "{}{}: {}",
+                h.pod,
+                h.zone
+                    .as_ref()
+                    .map(|z| format!(" (block {z})"))
+                    .unwrap_or_default(),
+                match h.verdict {
+                    CacheVerdict::Hit => "cache hit, answered on the node",
+                    CacheVerdict::Miss => "cache miss, forwarded",
+                    CacheVerdict::Unknown => "hit or miss unknown",
+                }
+            ),
+            h.evidence.clone(),
+        ),
+        Hop::NodeCacheForward(h) => {
+            let mut evidence = h.evidence.clone();
+            evidence.extend(h.conntrack.iter().cloned());
+            (
+                "its forward",
+                format!(
+                    "{} → {} over {}{}{}",
+                    h.from.map_or_else(|| h.node.clone(), |ip| ip.to_string()),
+                    h.to,
+                    h.proto.to_uppercase(),
+                    h.connection
+                        .as_ref()
+                        .map(|c| format!(" ({c} connection)"))
+                        .unwrap_or_default(),
+                    h.endpoint
+                        .map(|e| format!(", DNAT → {e}"))
+                        .unwrap_or_default()
+                ),
+                evidence,
+            )
+        }
         Hop::ServiceRule(h) => (
             "service rule",
             format!(

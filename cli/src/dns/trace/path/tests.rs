@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use minikind_pod_tools::attempt::{Attempt, parse_line};
 
 use super::*;
+use crate::dns::trace::model::CacheVerdict;
 use crate::dns::trace::querylog::{parse_all, parse_errors};
 
 const WORKER: &str = include_str!("../testdata/worker-iptables-save.txt");
@@ -91,6 +92,8 @@ fn evidence(worker_save: &str, window: (&str, &str)) -> Evidence {
             ip: Some("172.26.0.2".parse().unwrap()),
             queries: parse_all(UPSTREAM),
         }),
+        node_cache: None,
+        attempts: Vec::new(),
         window: (at(window.0), at(window.1)),
     }
 }
@@ -107,6 +110,8 @@ fn kinds(hops: &[Hop]) -> Vec<&'static str> {
     hops.iter()
         .map(|h| match h {
             Hop::NodeLocal(_) => "node_local",
+            Hop::NodeCache(_) => "node_cache",
+            Hop::NodeCacheForward(_) => "node_cache_forward",
             Hop::ServiceRule(_) => "service_rule",
             Hop::Endpoint(_) => "endpoint",
             Hop::Replica(_) => "replica",
@@ -715,4 +720,290 @@ fn a_node_local_cache_catches_the_query_before_the_dnat() {
     // Without the cache's rules the same attempt goes through kube-proxy's service rule.
     let plain = evidence(WORKER, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
     assert_eq!(kinds(&assemble(&attempt, &plain))[0], "service_rule");
+}
+
+/// The worker with node-cache's raw rules for 10.96.0.10 (iptables mode) and its cache pod,
+/// whose counters moved by `delta` during the lookup of rec-1.wild.example.test.
+fn node_cache_evidence(delta: &str) -> (Evidence, Vec<Attempt>) {
+    use crate::dns::trace::nodelocal::{CacheCounters, NodeCacheEvidence};
+    use minikind_cluster_dns::nodecache::rules::{Table, rules};
+    let cache: String = rules(
+        &[
+            "169.254.20.10".parse().unwrap(),
+            "10.96.0.10".parse().unwrap(),
+        ],
+        53,
+        8080,
+    )
+    .iter()
+    .filter(|r| r.table == Table::Raw)
+    .map(|r| r.save_line() + "\n")
+    .collect();
+    let save = format!("*raw\n:PREROUTING ACCEPT [0:0]\n{cache}COMMIT\n{WORKER}");
+    let mut ev = evidence(&save, ("2026-11-22T04:34:42Z", "2026-11-22T04:34:44Z"));
+    let all = attempts(PROBE_REC1);
+    ev.attempts = all.clone();
+    ev.node_cache = Some(NodeCacheEvidence {
+        pod: "kube-system/node-local-dns-x7k2p".into(),
+        name: "node-local-dns-x7k2p".into(),
+        before: Some(CacheCounters::default()),
+        delta: Some(CacheCounters::parse(delta)),
+        upstream_service: Some("10.96.200.5:53".parse().unwrap()),
+        error: None,
+    });
+    (ev, all)
+}
+
+const CLUSTER_BLOCK: &str = "zones=\"cluster.local.\",view=\"\"}";
+
+#[test]
+fn a_node_local_cache_hit_is_read_from_its_counters() {
+    let (ev, all) = node_cache_evidence(&format!(
+        "coredns_cache_hits_total{{server=\"dns://10.96.0.10:53\",type=\"denial\",{CLUSTER_BLOCK} 3\n\
+         coredns_cache_hits_total{{server=\"dns://10.96.0.10:53\",type=\"success\",zones=\".\",view=\"\"}} 1\n\
+         coredns_dns_requests_total{{server=\"dns://10.96.0.10:53\",zone=\"cluster.local.\",view=\"\",proto=\"udp\",family=\"1\",type=\"A\"}} 3\n\
+         coredns_dns_requests_total{{server=\"dns://10.96.0.10:53\",zone=\".\",view=\"\",proto=\"udp\",family=\"1\",type=\"A\"}} 1\n"
+    ));
+    for a in &all {
+        let hops = assemble(a, &ev);
+        assert_eq!(kinds(&hops), ["node_local", "node_cache"], "{hops:#?}");
+        let Hop::NodeCache(h) = &hops[1] else {
+            unreachable!()
+        };
+        assert_eq!(h.verdict, CacheVerdict::Hit, "{h:#?}");
+        assert_eq!(h.pod, "kube-system/node-local-dns-x7k2p");
+    }
+    let Hop::NodeCache(h) = &assemble(&all[0], &ev)[1] else {
+        unreachable!()
+    };
+    assert_eq!(h.zone.as_deref(), Some("cluster.local."));
+    assert!(h.evidence[0].contains("+0 success +3 denial"), "{h:#?}");
+    let Hop::NodeCache(h) = &assemble(&all[3], &ev)[1] else {
+        unreachable!()
+    };
+    assert_eq!(h.zone.as_deref(), Some("."));
+}
+
+#[test]
+fn a_node_local_cache_miss_goes_over_tcp_to_kube_dns_upstream_then_the_replica() {
+    let (mut ev, all) = node_cache_evidence(&format!(
+        "coredns_cache_hits_total{{server=\"dns://10.96.0.10:53\",type=\"denial\",{CLUSTER_BLOCK} 2\n\
+         coredns_cache_misses_total{{server=\"dns://10.96.0.10:53\",{CLUSTER_BLOCK} 1\n\
+         coredns_forward_requests_total{{to=\"10.96.200.5:53\"}} 1\n\
+         coredns_proxy_conn_cache_hits_total{{proxy_name=\"forward\",to=\"10.96.200.5:53\",proto_type=\"tcp\"}} 1\n"
+    ));
+    // The replica on the worker logged the cache's TCP query from the node's address, and the
+    // node's table holds that connection, DNATed to the replica.
+    // kube-proxy masqueraded the node's connection to the ClusterIP as the bridge's address
+    // (the replica is on the same node): the flow's reply direction says so.
+    let line = "2026-11-22T04:34:43.100000000Z [INFO] 10.244.2.1:15230 - 999 \"A IN \
+                rec-1.wild.example.test.default.svc.cluster.local. tcp 80 false 65535\" NXDOMAIN \
+                qr,aa,rd 150 0.000100000s";
+    ev.replicas[1].queries.push(parse_all(line).remove(0));
+    ev.nodes.get_mut("trc1-worker").unwrap().conntrack = conntrack::parse(
+        "ipv4     2 tcp      6 431999 ESTABLISHED src=172.26.0.3 dst=10.96.200.5 sport=41234 dport=53 \
+         src=10.244.2.3 dst=10.244.2.1 sport=53 dport=15230 [ASSURED] mark=0 zone=0 use=2\n\
+         ipv4     2 tcp      6 431990 ESTABLISHED src=172.26.0.3 dst=10.96.200.5 sport=41000 dport=53 \
+         src=10.244.1.2 dst=172.26.0.3 sport=53 dport=41000 [ASSURED] mark=0 zone=0 use=2\n",
+    );
+    let hops = assemble(&all[0], &ev);
+    assert_eq!(
+        kinds(&hops),
+        [
+            "node_local",
+            "node_cache",
+            "node_cache_forward",
+            "cluster_dns"
+        ],
+        "{hops:#?}"
+    );
+    let Hop::NodeCache(c) = &hops[1] else {
+        unreachable!()
+    };
+    assert_eq!(c.verdict, CacheVerdict::Miss);
+    assert!(c.evidence[0].contains("coredns-gzpjqvjrtz-f2mv5"), "{c:#?}");
+    let Hop::NodeCacheForward(f) = &hops[2] else {
+        unreachable!()
+    };
+    assert_eq!(f.proto, "tcp");
+    assert_eq!(f.to, "10.96.200.5:53".parse().unwrap());
+    assert_eq!(f.connection.as_deref(), Some("pooled"));
+    // The logged source port picks the connection: the endpoint on the worker, not the other.
+    assert_eq!(f.endpoint, Some("10.244.2.3:53".parse().unwrap()));
+    assert_eq!(f.flows, 1);
+    assert_eq!(
+        cluster_dns(&hops).pod,
+        "kube-system/coredns-gzpjqvjrtz-f2mv5"
+    );
+    assert_eq!(cluster_dns(&hops).answered, Answered::OwnZone);
+    // The other two cluster.local attempts: one miss proven by the log, one counted: the
+    // block's two hits are theirs.
+    for a in &all[1..3] {
+        let hops = assemble(a, &ev);
+        let Hop::NodeCache(c) = &hops[1] else {
+            unreachable!()
+        };
+        assert_eq!(c.verdict, CacheVerdict::Hit, "{hops:#?}");
+    }
+    // Without the log line the pool's flows are all that is known: the newest is shown, and
+    // the counters alone cannot say which of three attempts missed.
+    ev.replicas[1].queries.pop();
+    let hops = assemble(&all[0], &ev);
+    assert_eq!(
+        kinds(&hops),
+        ["node_local", "node_cache", "stop"],
+        "{hops:#?}"
+    );
+    let Hop::NodeCache(c) = &hops[1] else {
+        unreachable!()
+    };
+    assert_eq!(c.verdict, CacheVerdict::Unknown);
+    assert!(
+        c.evidence
+            .last()
+            .unwrap()
+            .contains("2 denial hit(s) and 1 miss(es) for 3 attempt(s)"),
+        "{c:#?}"
+    );
+}
+
+#[test]
+fn a_node_local_rule_without_a_cache_pod_is_a_black_hole() {
+    let (mut ev, all) = node_cache_evidence("");
+    ev.node_cache = None;
+    let hops = assemble(&all[0], &ev);
+    assert_eq!(kinds(&hops), ["node_local", "stop"]);
+    let Hop::Stop(s) = &hops[1] else {
+        unreachable!()
+    };
+    assert!(s.reason.contains("no node-local-dns pod"), "{s:?}");
+}
+
+#[test]
+fn the_answers_kind_tells_a_hit_from_a_miss_without_any_log() {
+    // `kubernetes.default` from a pod: the first search candidate is new to the cache (a
+    // denial), the second was cached (a success). No replica logs; the cache dialled a new
+    // TCP connection to kube-dns-upstream, which the node's table shows DNATed to 10.244.1.2.
+    let (mut ev, _) = node_cache_evidence(&format!(
+        "coredns_cache_hits_total{{server=\"dns://10.96.0.10:53\",type=\"success\",{CLUSTER_BLOCK} 1\n\
+         coredns_cache_misses_total{{server=\"dns://10.96.0.10:53\",{CLUSTER_BLOCK} 1\n\
+         coredns_dns_requests_total{{server=\"dns://10.96.0.10:53\",zone=\"cluster.local.\",view=\"\",proto=\"udp\",family=\"1\",type=\"A\"}} 2\n\
+         coredns_forward_requests_total{{to=\"10.96.200.5:53\"}} 1\n\
+         coredns_proxy_conn_cache_misses_total{{proxy_name=\"forward\",to=\"10.96.200.5:53\",proto_type=\"tcp\"}} 1\n"
+    ));
+    let probe = ";; attempt 1: kubernetes.default.default.svc.cluster.local. A to 10.96.0.10#53 (UDP) from 10.244.2.2#51858 id 26459: NXDOMAIN, 0 answers, 4.103 ms
+;; attempt 2: kubernetes.default.svc.cluster.local. A to 10.96.0.10#53 (UDP) from 10.244.2.2#50717 id 11163: NOERROR, 1 answer, 0.630 ms
+";
+    let all = attempts(probe);
+    assert_eq!(all.len(), 2);
+    ev.attempts = all.clone();
+    ev.corefile_logs = Some(false);
+    for r in &mut ev.replicas {
+        r.queries.clear();
+    }
+    ev.nodes.get_mut("trc1-worker").unwrap().conntrack = conntrack::parse(
+        "ipv4     2 tcp      6 431999 ESTABLISHED src=172.26.0.3 dst=10.96.200.5 sport=41000 dport=53 \
+         src=10.244.1.2 dst=172.26.0.3 sport=53 dport=41000 [ASSURED] mark=0 zone=0 use=2\n",
+    );
+    let miss = assemble(&all[0], &ev);
+    assert_eq!(
+        kinds(&miss),
+        [
+            "node_local",
+            "node_cache",
+            "node_cache_forward",
+            "replica",
+            "stop"
+        ],
+        "{miss:#?}"
+    );
+    let Hop::NodeCacheForward(f) = &miss[2] else {
+        unreachable!()
+    };
+    assert_eq!(f.connection.as_deref(), Some("dialled"));
+    assert_eq!(f.endpoint, Some("10.244.1.2:53".parse().unwrap()));
+    let Hop::Replica(r) = &miss[3] else {
+        unreachable!()
+    };
+    assert_eq!(r.pod, "kube-system/coredns-gzpjqvjrtz-5hvmv");
+    let hit = assemble(&all[1], &ev);
+    assert_eq!(kinds(&hit), ["node_local", "node_cache"], "{hit:#?}");
+    // The text names both.
+    let text: String = [&miss, &hit]
+        .iter()
+        .flat_map(|h| h.iter().map(crate::dns::trace::render::hop_lines))
+        .map(|(label, summary, ev)| format!("{label}: {summary}\n{}\n", ev.join("\n")))
+        .collect();
+    assert!(text.contains("cache miss, forwarded"), "{text}");
+    assert!(text.contains("cache hit, answered on the node"), "{text}");
+    assert!(
+        text.contains(
+            "172.26.0.3 → 10.96.200.5:53 over TCP (dialled connection), DNAT → 10.244.1.2:53"
+        ),
+        "{text}"
+    );
+    // Two pooled connections to two endpoints and no log: the endpoint is not guessed.
+    ev.nodes.get_mut("trc1-worker").unwrap().conntrack = conntrack::parse(
+        "ipv4     2 tcp      6 431999 ESTABLISHED src=172.26.0.3 dst=10.96.200.5 sport=41000 dport=53 \
+         src=10.244.1.2 dst=172.26.0.3 sport=53 dport=41000 [ASSURED] mark=0 zone=0 use=2\n\
+         ipv4     2 tcp      6 431998 ESTABLISHED src=172.26.0.3 dst=10.96.200.5 sport=41001 dport=53 \
+         src=10.244.2.3 dst=172.26.0.3 sport=53 dport=41001 [ASSURED] mark=0 zone=0 use=2\n",
+    );
+    let miss = assemble(&all[0], &ev);
+    assert_eq!(
+        kinds(&miss),
+        ["node_local", "node_cache", "node_cache_forward", "stop"],
+        "{miss:#?}"
+    );
+    let Hop::NodeCacheForward(f) = &miss[2] else {
+        unreachable!()
+    };
+    assert_eq!((f.endpoint, f.flows), (None, 2));
+    assert!(
+        f.evidence
+            .last()
+            .unwrap()
+            .contains("2 pooled connections, to 10.244.1.2:53, 10.244.2.3:53"),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn a_miss_of_the_root_block_goes_to_the_nodes_resolv_conf_and_on_to_the_upstream() {
+    // rec-1.wild.example.test. is in the cache's `.` block, which forwards to the node's
+    // resolv.conf (the magic's host IP) over the client's transport: Docker's rules, the
+    // embedded resolver, the lab upstream's line from the node's address.
+    let (ev, all) = node_cache_evidence(
+        "coredns_cache_misses_total{server=\"dns://10.96.0.10:53\",zones=\".\",view=\"\"} 1\n\
+         coredns_cache_hits_total{server=\"dns://10.96.0.10:53\",type=\"denial\",zones=\"cluster.local.\",view=\"\"} 3\n\
+         coredns_forward_requests_total{to=\"172.26.0.1:53\"} 1\n\
+         coredns_proxy_conn_cache_misses_total{proxy_name=\"forward\",to=\"172.26.0.1:53\",proto_type=\"udp\"} 1\n",
+    );
+    let hops = assemble(&all[3], &ev);
+    assert_eq!(
+        kinds(&hops),
+        [
+            "node_local",
+            "node_cache",
+            "node_cache_forward",
+            "embedded_resolver",
+            "upstream"
+        ],
+        "{hops:#?}"
+    );
+    let Hop::NodeCacheForward(f) = &hops[2] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (f.to, f.proto.as_str(), f.connection.as_deref()),
+        ("172.26.0.1:53".parse().unwrap(), "udp", Some("dialled"))
+    );
+    let Hop::EmbeddedResolver(e) = &hops[3] else {
+        unreachable!()
+    };
+    assert_eq!(e.listen, Some("127.0.0.11:51869".parse().unwrap()));
+    let Hop::Upstream(u) = &hops[4] else {
+        unreachable!()
+    };
+    assert_eq!(u.client, "172.26.0.3:48478".parse().unwrap());
 }
