@@ -23,6 +23,7 @@ pub mod env;
 pub mod events;
 pub mod handles;
 pub mod image_config;
+pub mod image_imports;
 pub mod image_roots;
 pub mod ipam;
 pub mod isolation;
