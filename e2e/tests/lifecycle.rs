@@ -148,6 +148,33 @@ fn three_node_cluster_resolves_through_the_magic_survives_restart_and_deletes_cl
             .any(|r| r.starts_with("-A PREROUTING") && r.contains("DOCKER_OUTPUT")),
         "{before:#?}"
     );
+    // The CoreDNS replicas on the node restart with it (their restart counts rise), and each
+    // is unready until its readiness probe passes again: kube-proxy drops its endpoint from
+    // every node's rules meanwhile, then puts it back.
+    let restarts_on_w1 = || -> Vec<(String, i64, bool)> {
+        c.coredns_pods()
+            .iter()
+            .filter(|p| p["spec"]["nodeName"] == w1.as_str())
+            .map(|p| {
+                let restarts = p["status"]["containerStatuses"][0]["restartCount"]
+                    .as_i64()
+                    .unwrap_or(0);
+                let ready = p["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                });
+                (
+                    p["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    restarts,
+                    ready,
+                )
+            })
+            .collect()
+    };
+    let replicas_before = restarts_on_w1();
     let r = docker(&["restart", "-t", "2", &w1]);
     assert!(r.ok, "{}", r.stderr);
     let after = eventually(
@@ -156,11 +183,24 @@ fn three_node_cluster_resolves_through_the_magic_survives_restart_and_deletes_cl
         || {
             // The restart gives the node a fresh network namespace: Docker's rules, the magic,
             // then kube-proxy's and the kubelet's rules come back one after the other. Wait for
-            // the second boot and for the rule count to settle where it was.
+            // the second boot, for the node's CoreDNS replicas to be restarted and ready again
+            // (kube-proxy's first sync still sees them ready from before the restart, then
+            // drops and re-adds their endpoints as the kubelet reports them), for both
+            // endpoints in the rules, and for the rule count to settle where it was.
             let logs = docker(&["logs", &w1]);
             let boots = logs.stdout.matches("boot complete").count();
+            let replicas = restarts_on_w1();
+            let replicas_back = replicas.len() == replicas_before.len()
+                && replicas_before.iter().all(|(name, restarts, _)| {
+                    replicas
+                        .iter()
+                        .any(|(n, r, ready)| n == name && r > restarts && *ready)
+                });
+            if boots < 2 || !replicas_back || c.kube_dns_endpoint_rules(&w1).len() != 2 {
+                return None;
+            }
             let rules = nat_rules(&c, &w1);
-            (boots >= 2 && rules.len() >= before.len()).then_some(rules)
+            (rules.len() >= before.len()).then_some(rules)
         },
     );
     // Nothing is added twice later on either.

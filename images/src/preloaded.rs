@@ -108,19 +108,29 @@ pub fn build(sources: &Sources, coredns_image: &str) -> Result<Preloaded, Preloa
         Some(vec!["/usr/local/bin/cluster-dns".to_string()]),
         None,
     )?;
+    let [tools_tags, coredns_tags] = image_tags(coredns_image);
     Ok(Preloaded {
         layer,
         images: vec![
             PreloadedImage {
                 config: tools,
-                tags: vec![TOOLS_IMAGE.to_string(), TOOLS_IMAGE_LATEST.to_string()],
+                tags: tools_tags,
             },
             PreloadedImage {
                 config: coredns,
-                tags: vec![coredns_image.to_string()],
+                tags: coredns_tags,
             },
         ],
     })
+}
+
+/// The tags of the tools image and of the CoreDNS image (`coredns_image`: kubeadm's name),
+/// known before anything is built (the node agent tells its kubelet which images are coming).
+pub fn image_tags(coredns_image: &str) -> [Vec<String>; 2] {
+    [
+        vec![TOOLS_IMAGE.to_string(), TOOLS_IMAGE_LATEST.to_string()],
+        vec![coredns_image.to_string()],
+    ]
 }
 
 /// The OCI architecture name of this machine (Go's `GOARCH` spelling).

@@ -290,15 +290,22 @@ async fn serve(settings: NodeSettings) -> Result<()> {
         .into_owned();
     let node_ip = node_ipv4().context("finding the node's address")?;
     let shutdown = CancellationToken::new();
-    // The node's own images go into its store while the control plane starts; the kubelet
-    // waits for them (the CoreDNS pods and the create's checks run from them).
-    let preloading = tokio::task::spawn_blocking(|| {
-        preload::preload(
-            Path::new(minikind_contract::IMAGES_DIR),
-            &minikind_images::preloaded::Sources::node(),
-            dns_addon::COREDNS_IMAGE,
-        )
-    });
+    // The node's own images go into its store while the control plane and the kubelet start:
+    // off the node's way to Ready. A container of one of them (CoreDNS, the create's checks)
+    // waits for the import as for a pull (the kubelet's `image_imports`).
+    let imports = kubelet::image_imports::Imports::default();
+    let preloading = {
+        let importing = imports.begin(preload::references(dns_addon::COREDNS_IMAGE)?);
+        tokio::task::spawn_blocking(move || {
+            let report = preload::preload(
+                Path::new(minikind_contract::IMAGES_DIR),
+                &minikind_images::preloaded::Sources::node(),
+                dns_addon::COREDNS_IMAGE,
+            );
+            drop(importing);
+            report
+        })
+    };
 
     let control_plane = if settings.role == "control-plane" {
         let cfg = ControlPlaneConfig::for_node(
@@ -356,17 +363,15 @@ async fn serve(settings: NodeSettings) -> Result<()> {
         client_ca_pem: credentials.ca_crt.clone(),
     });
     kcfg.credentials = Some(credentials);
-    let report = preloading
-        .await
-        .context("the pre-load task")?
-        .context("pre-loading the node's images")?;
-    println!("minikind node agent: {report}");
-    // Containers get their roots from the node's image store (pre-loaded above, and what
+    // Containers get their roots from the node's image store (being pre-loaded, and what
     // `minikind load` fills).
-    kcfg.roots = std::sync::Arc::new(kubelet::image_roots::StoreRoots::open(
-        Path::new(minikind_contract::IMAGES_DIR),
-        &settings.cluster,
-    )?);
+    kcfg.roots = std::sync::Arc::new(
+        kubelet::image_roots::StoreRoots::open(
+            Path::new(minikind_contract::IMAGES_DIR),
+            &settings.cluster,
+        )?
+        .with_imports(imports),
+    );
     kcfg.tunnel_pod_routes = settings.internal_network;
     kcfg.node_labels.extend(settings.node_labels.clone());
     kcfg.register_taints = settings.node_taints.clone();
@@ -407,10 +412,23 @@ async fn serve(settings: NodeSettings) -> Result<()> {
     println!("minikind node agent: kubelet started");
     tokio::spawn(image_gc(shutdown.clone()));
 
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    // A failed pre-load stops the node as it did when the kubelet waited for it: the node's
+    // own images are part of the node, not something to run without.
+    let preload_failure = async {
+        match preloading.await {
+            Ok(Ok(report)) => {
+                println!("minikind node agent: {report}");
+                std::future::pending().await
+            }
+            Ok(Err(e)) => e.context("pre-loading the node's images"),
+            Err(e) => anyhow::Error::new(e).context("the pre-load task"),
+        }
+    };
+    let failure = tokio::select! {
+        _ = term.recv() => None,
+        _ = tokio::signal::ctrl_c() => None,
+        e = preload_failure => Some(e),
+    };
     shutdown.cancel();
     for (what, task) in [("kubelet", kubelet), ("kube-proxy", proxy)] {
         match task.await {
@@ -419,7 +437,8 @@ async fn serve(settings: NodeSettings) -> Result<()> {
             Ok(Ok(())) => {}
         }
     }
-    stop(control_plane).await
+    stop(control_plane).await?;
+    failure.map_or(Ok(()), Err)
 }
 
 /// The kubelet's image GC loop: every `ImageGCPeriod` (5 minutes), one pass with its default

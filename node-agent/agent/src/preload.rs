@@ -1,4 +1,5 @@
-//! The node image's own images, put into the node's store at boot (before the kubelet starts):
+//! The node image's own images, put into the node's store at boot (while the kubelet starts;
+//! its containers of these images wait for the import, see the kubelet's `image_imports`):
 //! minikind's tools image and the CoreDNS add-on's image under kubeadm's name, built from the
 //! node's own files (`minikind_images::preloaded`) — as a KIND node image carries its images
 //! in containerd's store, so a cluster starts with no registry and no host images.
@@ -11,7 +12,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use minikind_image_store::Store;
+use minikind_image_store::{Store, normalize_reference};
 use minikind_images::preloaded::{self, Preloaded, PreloadedImage, Sources};
 
 /// What a boot's pre-load did, for the agent's log.
@@ -42,6 +43,16 @@ impl std::fmt::Display for PreloadReport {
             list(&self.kept)
         )
     }
+}
+
+/// The store's names of the images [`preload`] puts in (what the kubelet waits for while it
+/// runs).
+pub fn references(coredns_image: &str) -> Result<Vec<String>> {
+    preloaded::image_tags(coredns_image)
+        .iter()
+        .flatten()
+        .map(|t| normalize_reference(t).with_context(|| format!("the pre-loaded image {t:?}")))
+        .collect()
 }
 
 /// Pre-loads the node's images into the store at `store_dir` (`coredns_image`: kubeadm's name
@@ -137,6 +148,10 @@ mod tests {
                 .repo_tags
                 .contains(&"docker.io/minikind/tools:latest".to_string())
         );
+        // What the kubelet is told to wait for is what the store now holds.
+        for r in references(COREDNS).unwrap() {
+            assert!(store.find(&r).unwrap().is_some(), "{r} not in the store");
+        }
         // A restart: nothing to do.
         let again = preload(dir.path(), &host_sources(), COREDNS).unwrap();
         assert_eq!(again, PreloadReport::default(), "{again}");

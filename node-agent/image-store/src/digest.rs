@@ -77,6 +77,32 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Counts every byte read through it (for content whose digest is already known).
+pub struct CountingReader<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: Read> CountingReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self { inner, bytes: 0 }
+    }
+
+    /// Reads what is left and returns the byte count.
+    pub fn finish(mut self) -> io::Result<u64> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok(self.bytes)
+    }
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

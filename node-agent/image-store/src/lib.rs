@@ -278,10 +278,23 @@ impl Store {
                     Some(p) => tree::clone_linked(p, &staged_dir)?,
                     None => fs::create_dir(&staged_dir)?,
                 }
-                let mut reader = digest::HashingReader::new(archive::open_layer(&file.path)?);
-                let applied = unpack::apply_layer(&staged_dir, &mut reader)
-                    .with_context(|| format!("image {}: unpacking layer {layer:?}", source.id))?;
-                let (diff_id, bytes) = reader.finish()?;
+                let unpacking = || format!("image {}: unpacking layer {layer:?}", source.id);
+                let layer_reader = archive::open_layer(&file.path)?;
+                let (applied, diff_id, bytes) = if file.digest == diff_ids[i] {
+                    // An uncompressed layer: staging hashed it, and that digest is its diffID
+                    // (as `verify_layer` takes it). Hashing every byte again while unpacking
+                    // would double the import's CPU time for nothing.
+                    let mut reader = digest::CountingReader::new(layer_reader);
+                    let applied =
+                        unpack::apply_layer(&staged_dir, &mut reader).with_context(unpacking)?;
+                    (applied, file.digest.clone(), reader.finish()?)
+                } else {
+                    let mut reader = digest::HashingReader::new(layer_reader);
+                    let applied =
+                        unpack::apply_layer(&staged_dir, &mut reader).with_context(unpacking)?;
+                    let (diff_id, bytes) = reader.finish()?;
+                    (applied, diff_id, bytes)
+                };
                 if diff_id != diff_ids[i] {
                     bail!(
                         "image {}: layer {layer:?} is corrupt: its content hashes to {diff_id}, \

@@ -187,6 +187,32 @@ async fn image_missing(
     }
 }
 
+/// Waits for the import of the container's image while one runs (the node's pre-load), as the
+/// kubelet waits for a pull: the container stays `Waiting`/`ContainerCreating` with a
+/// `Pulling` event, and no `ErrImagePull`. Returns how long it waited (`Some(None)`: no import
+/// was running); None when the pod is being stopped.
+async fn wait_for_import(
+    ctx: &ContainerCtx,
+    stop: &mut watch::Receiver<Option<Duration>>,
+) -> Option<Option<Duration>> {
+    let image = ctx.spec.image.as_deref().unwrap_or_default();
+    let Some(pending) = ctx.roots.importing(image) else {
+        return Some(None);
+    };
+    let name = ctx.spec.name.as_str();
+    ctx.pod.event(
+        false,
+        "Pulling",
+        format!("Pulling image \"{image}\""),
+        Some(name),
+    );
+    let started = Instant::now();
+    tokio::select! {
+        _ = pending.done() => Some(Some(started.elapsed())),
+        _ = stop.wait_for(Option::is_some) => None,
+    }
+}
+
 /// Runs the container until `stop` carries a grace period. `stop` also interrupts a
 /// back-off wait.
 pub async fn run(mut ctx: ContainerCtx, mut stop: watch::Receiver<Option<Duration>>) {
@@ -199,8 +225,11 @@ pub async fn run(mut ctx: ContainerCtx, mut stop: watch::Receiver<Option<Duratio
         if stop.borrow().is_some() {
             return;
         }
+        let Some(pulled) = wait_for_import(&ctx, &mut stop).await else {
+            return;
+        };
         let started_wall = jiff::Timestamp::now();
-        let (ended, container_id) = run_once(&mut ctx, restart, &mut stop).await;
+        let (ended, container_id) = run_once(&mut ctx, restart, pulled, &mut stop).await;
         if let Ended::ImageMissing(missing) = &ended {
             if image_missing(&ctx, missing, &mut pull_backoff, &mut stop).await {
                 continue;
@@ -373,6 +402,7 @@ fn process_for(
 async fn run_once(
     ctx: &mut ContainerCtx,
     restart: i32,
+    pulled: Option<Duration>,
     stop: &mut watch::Receiver<Option<Duration>>,
 ) -> (Ended, Option<String>) {
     let tmpl = ctx.handle.template();
@@ -417,7 +447,7 @@ async fn run_once(
         c.image = root.image_ref.clone();
         c.image_id = root.image_id.clone();
     });
-    let result = run_in_root(ctx, &tmpl, &root, restart, stop).await;
+    let result = run_in_root(ctx, &tmpl, &root, restart, pulled, stop).await;
     if let Err(e) = roots.release(&req, &root) {
         tracing::warn!(container = %name, "giving back the root filesystem: {e:#}");
     }
@@ -429,6 +459,7 @@ async fn run_in_root(
     tmpl: &super::handles::ProcessTemplate,
     root: &ContainerRoot,
     restart: i32,
+    pulled: Option<Duration>,
     stop: &mut watch::Receiver<Option<Duration>>,
 ) -> (Ended, Option<String>) {
     let (spec, opts) = match process_for(ctx, root, &tmpl.kubelet_env) {
@@ -453,12 +484,22 @@ async fn run_in_root(
     let id = new_container_id();
     let name = ctx.spec.name.as_str();
     let image = ctx.spec.image.as_deref().unwrap_or_default();
-    ctx.pod.event(
-        false,
-        "Pulled",
-        format!("Container image \"{image}\" already present on machine"),
-        Some(name),
-    );
+    let pulled_msg = match pulled {
+        // The kubelet's words after a pull (the time, and the time including the wait for
+        // the pull to start: one and the same here).
+        Some(took) => {
+            let took = go_duration(took);
+            let size = root
+                .image_size
+                .map(|s| format!(" Image size: {s} bytes."))
+                .unwrap_or_default();
+            format!(
+                "Successfully pulled image \"{image}\" in {took} ({took} including waiting).{size}"
+            )
+        }
+        None => format!("Container image \"{image}\" already present on machine"),
+    };
+    ctx.pod.event(false, "Pulled", pulled_msg, Some(name));
     ctx.pod.event(
         false,
         "Created",

@@ -9,7 +9,9 @@
 //!
 //! The node image's own images (minikind's tools, CoreDNS under kubeadm's name) are in the
 //! store like any other: the node agent pre-loads them at boot (its `preload` module), as a
-//! KIND node image ships its images in containerd's store. No name is treated specially here.
+//! KIND node image ships its images in containerd's store. No name is treated specially here;
+//! while an import the agent registered ([`StoreRoots::with_imports`]) runs, a container of
+//! that image waits for it as for a pull (`image_imports`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use anyhow::{Context, Result};
 use minikind_image_store::{Store, normalize_reference};
 use sha2::{Digest, Sha256};
 
+use super::image_imports::{Imports, Pending};
 use super::rootfs::{ContainerRoot, RootProvider, RootRequest};
 
 /// The image is not in the node's store (and nothing can be pulled).
@@ -64,6 +67,8 @@ impl std::error::Error for InvalidImageName {}
 pub struct StoreRoots {
     store: Arc<Store>,
     cluster: String,
+    /// Images on their way into the store (the node's pre-load), which containers wait for.
+    imports: Imports,
 }
 
 impl std::fmt::Debug for StoreRoots {
@@ -83,7 +88,14 @@ impl StoreRoots {
         Ok(StoreRoots {
             store: Arc::new(store),
             cluster: cluster.to_string(),
+            imports: Imports::default(),
         })
+    }
+
+    /// Containers whose image is among `imports` wait for its import instead of failing.
+    pub fn with_imports(mut self, imports: Imports) -> StoreRoots {
+        self.imports = imports;
+        self
     }
 
     /// The store's name for this run's container root.
@@ -96,7 +108,7 @@ impl RootProvider for StoreRoots {
     fn prepare(&self, req: &RootRequest<'_>) -> Result<ContainerRoot> {
         let normalized = normalize_reference(req.image)
             .map_err(|e| anyhow::Error::new(InvalidImageName(format!("{e:#}"))))?;
-        if self.store.find(&normalized)?.is_some() {
+        if let Some(image) = self.store.find(&normalized)? {
             let id = Self::container_id(req);
             // A root left by a kubelet that died mid-run is not in use any more.
             self.store.release(&id)?;
@@ -107,6 +119,7 @@ impl RootProvider for StoreRoots {
                 node_binds: Vec::new(),
                 image_ref: normalized,
                 image_id: p.image_id,
+                image_size: Some(image.size),
             });
         }
         Err(ImageNotPresent {
@@ -118,6 +131,12 @@ impl RootProvider for StoreRoots {
 
     fn release(&self, req: &RootRequest<'_>, _root: &ContainerRoot) -> Result<()> {
         self.store.release(&Self::container_id(req))
+    }
+
+    fn importing(&self, image: &str) -> Option<Pending> {
+        // A reference that does not parse is not being imported; `prepare` reports it.
+        let normalized = normalize_reference(image).ok()?;
+        self.imports.pending(&normalized)
     }
 }
 

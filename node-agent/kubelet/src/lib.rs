@@ -26,6 +26,7 @@ pub mod events;
 pub mod handles;
 pub mod hostports;
 pub mod image_config;
+pub mod image_imports;
 pub mod image_roots;
 pub mod ipam;
 pub mod isolation;

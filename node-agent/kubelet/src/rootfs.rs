@@ -33,6 +33,8 @@ pub struct ContainerRoot {
     pub image_ref: String,
     /// The image's ID (`sha256:` and its configuration's digest): the status's `imageID`.
     pub image_id: String,
+    /// The image's size in bytes where the provider knows it (the `Pulled` event names it).
+    pub image_size: Option<u64>,
 }
 
 /// Which container a root is for.
@@ -53,6 +55,11 @@ pub trait RootProvider: std::fmt::Debug + Send + Sync {
     fn prepare(&self, req: &RootRequest<'_>) -> Result<ContainerRoot>;
     /// Called once the run's processes are gone.
     fn release(&self, req: &RootRequest<'_>, root: &ContainerRoot) -> Result<()>;
+    /// The import of `image` (as the pod names it) while one is under way: the container
+    /// waits for it as for a pull. None for an image that is not being imported.
+    fn importing(&self, _image: &str) -> Option<super::image_imports::Pending> {
+        None
+    }
 }
 
 /// The node's directories a tools root shows read-only.
@@ -163,6 +170,7 @@ impl RootProvider for NodeToolsRoots {
             config,
             node_binds,
             image_ref: minikind_image_store::normalize_reference(req.image)?,
+            image_size: None,
         })
     }
 

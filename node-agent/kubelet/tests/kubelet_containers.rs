@@ -44,6 +44,7 @@ impl RootProvider for BusyboxRoots {
             node_binds: vec![],
             image_ref: req.image.to_string(),
             image_id: String::new(),
+            image_size: None,
         })
     }
 

@@ -224,3 +224,64 @@ fn images_come_from_the_store_and_missing_ones_fail_as_pulls_do() {
         lab.shutdown().await;
     });
 }
+
+#[test]
+fn a_pod_waits_for_an_image_being_imported_as_for_a_pull() {
+    assert!(
+        Path::new(BUSYBOX).is_file(),
+        "{BUSYBOX} is missing: apt-get install -y busybox-static"
+    );
+    isolated(|| async {
+        let store_dir = tempfile::tempdir().unwrap();
+        let imports = minikind_kubelet::image_imports::Imports::default();
+        // As the node agent does with its pre-loaded images: the import is announced, the
+        // kubelet starts, the store gets the image later.
+        let importing = imports.begin(vec!["docker.io/library/busybox:1.36".to_string()]);
+        let roots = StoreRoots::open(store_dir.path(), "lab")
+            .unwrap()
+            .with_imports(imports);
+        let lab = Lab::start_with(|cfg| cfg.roots = Arc::new(roots)).await;
+        // `IfNotPresent` would fail at once with ErrImagePull for an image the store lacks.
+        lab.create(image_pod("early", "busybox:1.36", Some("IfNotPresent")))
+            .await;
+        eventually(10, "the Pulling event", || async {
+            events_for(&lab, "early").await.into_iter().find(|e| {
+                e.reason.as_deref() == Some("Pulling")
+                    && e.message.as_deref() == Some("Pulling image \"busybox:1.36\"")
+            })
+        })
+        .await;
+        // While the import runs the container is being created, not failing.
+        for _ in 0..10 {
+            let p = lab.pods().get("early").await.unwrap();
+            assert_eq!(phase(&p), "Pending");
+            if let Some((reason, msg)) = waiting_reason(&p) {
+                assert_eq!(reason, "ContainerCreating", "{msg}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let (archive, id) = busybox_archive(&["busybox:1.36"]);
+        Store::open(store_dir.path())
+            .unwrap()
+            .import(archive.as_slice())
+            .unwrap();
+        drop(importing);
+        let p = lab.wait_running("early").await;
+        assert_eq!(status_of(&p).unwrap().image_id, id);
+        let events = events_for(&lab, "early").await;
+        assert!(
+            !events.iter().any(|e| e.type_.as_deref() == Some("Warning")),
+            "no failure while the image was on its way: {events:#?}"
+        );
+        let pulled = events
+            .iter()
+            .find(|e| e.reason.as_deref() == Some("Pulled"))
+            .and_then(|e| e.message.clone())
+            .unwrap_or_default();
+        assert!(
+            pulled.starts_with("Successfully pulled image \"busybox:1.36\" in ")
+                && pulled.contains(" including waiting). Image size: "),
+            "{pulled}"
+        );
+    });
+}
