@@ -201,14 +201,7 @@ async fn status(docker: &Docker, client: &kube::Client, cluster: &str) -> Result
             None
         }
     };
-    let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE)
-        .list(&ListParams::default().labels(&format!(
-            "{}={}",
-            node_local_dns::APP.0,
-            node_local_dns::APP.1
-        )))
-        .await
-        .context("listing the node-local-dns pods")?;
+    let pods = cache_pods(client).await?;
     let mut by_node: BTreeMap<String, (String, String)> = BTreeMap::new();
     for p in pods {
         if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
@@ -228,6 +221,19 @@ async fn status(docker: &Docker, client: &kube::Client, cluster: &str) -> Result
     }
     print!("{}", status_table(&rows, expected));
     Ok(())
+}
+
+/// The node-local-dns DaemonSet's pods (by its label), on every node.
+pub async fn cache_pods(client: &kube::Client) -> Result<Vec<Pod>> {
+    Ok(Api::<Pod>::namespaced(client.clone(), NAMESPACE)
+        .list(&ListParams::default().labels(&format!(
+            "{}={}",
+            node_local_dns::APP.0,
+            node_local_dns::APP.1
+        )))
+        .await
+        .context("listing the node-local-dns pods")?
+        .items)
 }
 
 /// One cell for another table (`dns magic status`): `off`, or the interface's addresses and

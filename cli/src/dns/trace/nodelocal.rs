@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::ListParams;
 use minikind_control_plane::dns_addon::NAMESPACE;
 use minikind_control_plane::node_local_dns;
 
@@ -202,16 +201,8 @@ pub fn seen_as(flows: &[Flow], node_ip: IpAddr, upstream: SocketAddr) -> Vec<Soc
 
 /// The node-local cache pod on `node` (the DaemonSet's, by its label), if any.
 pub async fn cache_pod(client: &kube::Client, node: &str) -> Result<Option<String>> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    let listed = pods
-        .list(&ListParams::default().labels(&format!(
-            "{}={}",
-            node_local_dns::APP.0,
-            node_local_dns::APP.1
-        )))
-        .await
-        .context("listing the node-local-dns pods")?;
-    Ok(listed.items.into_iter().find_map(|p| {
+    let pods = crate::dns::nodelocal::cache_pods(client).await?;
+    Ok(pods.into_iter().find_map(|p| {
         let on = p.spec.as_ref()?.node_name.as_deref()? == node;
         on.then(|| p.metadata.name.clone()).flatten()
     }))

@@ -128,6 +128,20 @@ impl Window {
         }
     }
 
+    /// The lookup's run for a line the lookup itself caused: no slack before its start. The
+    /// lines' times are stamped on the cluster's hosts after the line was written, so such a
+    /// line never precedes the lookup; a line from just before it (the same name asked a moment
+    /// earlier, e.g. the miss that filled the cache this lookup hits) stays out. (With a remote
+    /// engine whose clock runs behind this host's, a line may be missed; never a wrong one
+    /// taken.)
+    fn caused_by_run((from, to): (SystemTime, SystemTime)) -> Window {
+        Window {
+            from,
+            to: to + CLOCK_SLACK,
+            around: None,
+        }
+    }
+
     /// The best of `candidates` that fall in the window (all of them when a line carries no
     /// time): the closest to `around`, else the last.
     fn pick<'a>(

@@ -28,7 +28,7 @@ fn forwarded<'a>(attempt: &Attempt, ev: &'a Evidence) -> Option<(&'a Replica, &'
         .and_then(|c| c.upstream_service)
         .map(|up| seen_as(&ev.nodes[node].conntrack, node_ip, up))
         .unwrap_or_default();
-    let window = Window::run(ev.window);
+    let window = Window::caused_by_run(ev.window);
     ev.replicas.iter().find_map(|r| {
         window
             .pick(r.queries.iter().filter(|q| {

@@ -785,6 +785,29 @@ fn a_node_local_cache_hit_is_read_from_its_counters() {
 }
 
 #[test]
+fn the_forward_of_a_miss_just_before_the_lookup_does_not_make_it_a_miss() {
+    // The same name was asked half a second before this lookup started (e.g. a trace run just
+    // before): the replica's line of that miss's forward is inside the clock slack, but the
+    // lookup cannot have caused it; the counters say this lookup hit the cache.
+    let (mut ev, all) = node_cache_evidence(&format!(
+        "coredns_cache_hits_total{{server=\"dns://10.96.0.10:53\",type=\"denial\",{CLUSTER_BLOCK} 3\n\
+         coredns_cache_hits_total{{server=\"dns://10.96.0.10:53\",type=\"success\",zones=\".\",view=\"\"}} 1\n\
+         coredns_dns_requests_total{{server=\"dns://10.96.0.10:53\",zone=\"cluster.local.\",view=\"\",proto=\"udp\",family=\"1\",type=\"A\"}} 3\n\
+         coredns_dns_requests_total{{server=\"dns://10.96.0.10:53\",zone=\".\",view=\"\",proto=\"udp\",family=\"1\",type=\"A\"}} 1\n"
+    ));
+    let before = "2026-11-22T04:34:41.500000000Z [INFO] 172.26.0.3:15230 - 998 \"A IN \
+                  rec-1.wild.example.test.default.svc.cluster.local. tcp 80 false 65535\" NXDOMAIN \
+                  qr,aa,rd 150 0.000100000s";
+    ev.replicas[1].queries.push(parse_all(before).remove(0));
+    let hops = assemble(&all[0], &ev);
+    assert_eq!(kinds(&hops), ["node_local", "node_cache"], "{hops:#?}");
+    let Hop::NodeCache(h) = &hops[1] else {
+        unreachable!()
+    };
+    assert_eq!(h.verdict, CacheVerdict::Hit, "{h:#?}");
+}
+
+#[test]
 fn a_node_local_cache_miss_goes_over_tcp_to_kube_dns_upstream_then_the_replica() {
     let (mut ev, all) = node_cache_evidence(&format!(
         "coredns_cache_hits_total{{server=\"dns://10.96.0.10:53\",type=\"denial\",{CLUSTER_BLOCK} 2\n\
