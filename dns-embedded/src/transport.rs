@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType};
@@ -17,6 +18,9 @@ use crate::wire::{ResponseHeader, formerr_from_raw};
 
 /// How long an idle TCP connection is kept open waiting for its next query.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// Tasks receiving on the UDP socket: one per worker thread of the servers' runtimes.
+const UDP_RECEIVERS: usize = 2;
 
 /// One decoded query.
 pub struct Request {
@@ -57,7 +61,12 @@ pub fn spawn<H: Handler>(
     log: QueryLog,
 ) -> ServerTasks {
     let mut tasks = JoinSet::new();
-    tasks.spawn(udp_loop(handler.clone(), Arc::new(udp), log.clone()));
+    // Several receivers on the one socket, so that queries answered in the receiving task
+    // (see `udp_loop`) are answered on every worker thread at once.
+    let udp = Arc::new(udp);
+    for _ in 0..UDP_RECEIVERS {
+        tasks.spawn(udp_loop(handler.clone(), udp.clone(), log.clone()));
+    }
     tasks.spawn(tcp_loop(handler, tcp, log));
     ServerTasks { tasks }
 }
@@ -78,16 +87,37 @@ async fn udp_loop<H: Handler>(handler: Arc<H>, socket: Arc<UdpSocket>, log: Quer
             }
         };
         let raw = buf[..len].to_vec();
-        let handler = handler.clone();
-        let socket = socket.clone();
-        let log = log.clone();
-        inflight.spawn(async move {
-            if let Some(reply) = process(&*handler, raw, client, Proto::Udp, &log).await
-                && let Err(e) = socket.send_to(&reply, client).await
-            {
-                tracing::debug!("udp send to {client}: {e}");
-            }
+        let mut answer = Box::pin({
+            let (handler, log) = (handler.clone(), log.clone());
+            async move { process(&*handler, raw, client, Proto::Udp, &log).await }
         });
+        // A query answered from what the server holds (a local name, an error) is ready at the
+        // first poll: it is answered here, without a task of its own. One that waits (a forward
+        // to an upstream) goes on in a task; the task's first poll registers its real waker.
+        let first = answer
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        match first {
+            Poll::Ready(reply) => {
+                if let Some(reply) = reply {
+                    send(&socket, &reply, client).await;
+                }
+            }
+            Poll::Pending => {
+                let socket = socket.clone();
+                inflight.spawn(async move {
+                    if let Some(reply) = answer.await {
+                        send(&socket, &reply, client).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn send(socket: &UdpSocket, reply: &[u8], client: SocketAddr) {
+    if let Err(e) = socket.send_to(reply, client).await {
+        tracing::debug!("udp send to {client}: {e}");
     }
 }
 

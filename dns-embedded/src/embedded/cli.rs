@@ -104,7 +104,9 @@ pub fn cli_main(args: Vec<OsString>) -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    match run(args) {
+    let result = run(args);
+    QueryLog::Stdout.flush();
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("dns-embedded: {e:#}");
