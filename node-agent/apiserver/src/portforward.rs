@@ -98,13 +98,6 @@ pub async fn forward(
     } else {
         format!("/portForward/{ns}/{pod}?{raw_query}")
     };
-    let stream = crate::proxy::connect(st, addr).await?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ApiError::service_unavailable(format!("kubelet at {addr}: {e}")))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
     // The upgrade the kubelet sees is a SPDY one in both cases (`createSPDYRequest`).
     let mut up = hyper::Request::post(uri)
         .header("host", addr.to_string())
@@ -113,20 +106,12 @@ pub async fn forward(
     for p in &protocols {
         up = up.header(PROTOCOL_HEADER, p.as_str());
     }
-    let up = up
-        .body(Body::empty())
-        .map_err(|e| ApiError::internal(format!("building the kubelet request: {e}")))?;
-    let mut resp = send
-        .send_request(up)
-        .await
-        .map_err(|e| ApiError::service_unavailable(format!("kubelet at {addr}: {e}")))?;
+    let mut resp = crate::proxy::kubelet_upgrade(st, addr, up).await?;
     if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
         // Passed through as it came (a refused protocol, a pod without a sandbox, …).
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = axum::body::to_bytes(Body::new(resp.into_body()), 64 * 1024)
-            .await
-            .unwrap_or_default();
+        let body = crate::proxy::refusal_body(resp).await;
         let mut out = Response::builder().status(status);
         for (k, v) in &headers {
             if k != header::TRANSFER_ENCODING && k != header::CONTENT_LENGTH {

@@ -109,6 +109,38 @@ fn kubelet_addr(st: &ApiState, node: &str) -> ApiResult<SocketAddr> {
 type KubeletStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// Dials the kubelet and completes the mutual TLS handshake.
+/// Sends the upgrade request `up` (exec's WebSocket, port-forward's SPDY) to the kubelet at
+/// `addr` on a connection of its own, kept open for the upgraded stream; the kubelet's answer
+/// as it came (101, or its refusal).
+pub(crate) async fn kubelet_upgrade(
+    st: &ApiState,
+    addr: SocketAddr,
+    up: hyper::http::request::Builder,
+) -> ApiResult<hyper::Response<hyper::body::Incoming>> {
+    let up = up
+        .body(Body::empty())
+        .map_err(|e| ApiError::internal(format!("building the kubelet request: {e}")))?;
+    let stream = connect(st, addr).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ApiError::service_unavailable(format!("kubelet at {addr}: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    send.send_request(up)
+        .await
+        .map_err(|e| ApiError::service_unavailable(format!("kubelet at {addr}: {e}")))
+}
+
+/// The body of a kubelet answer that did not upgrade: its error message (64 KiB at most).
+pub(crate) async fn refusal_body(
+    resp: hyper::Response<hyper::body::Incoming>,
+) -> axum::body::Bytes {
+    axum::body::to_bytes(Body::new(resp.into_body()), 64 * 1024)
+        .await
+        .unwrap_or_default()
+}
+
 pub(crate) async fn connect(st: &ApiState, addr: SocketAddr) -> ApiResult<KubeletStream> {
     let Some(cfg) = st.kubelet_client.clone() else {
         return Err(ApiError::service_unavailable(
@@ -248,13 +280,6 @@ pub async fn exec(
         ser.finish()
     };
     let uri = format!("/exec/{ns}/{pod}/{container}?{q}");
-    let stream = connect(st, addr).await?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ApiError::service_unavailable(format!("kubelet at {addr}: {e}")))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
     let mut up = hyper::Request::builder()
         .method(req.method().clone())
         .uri(uri)
@@ -271,18 +296,10 @@ pub async fn exec(
             up = up.header(name, v);
         }
     }
-    let up = up
-        .body(Body::empty())
-        .map_err(|e| ApiError::internal(format!("building the kubelet request: {e}")))?;
-    let mut resp = send
-        .send_request(up)
-        .await
-        .map_err(|e| ApiError::service_unavailable(format!("kubelet at {addr}: {e}")))?;
+    let mut resp = kubelet_upgrade(st, addr, up).await?;
     if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
         let status = resp.status();
-        let body = axum::body::to_bytes(Body::new(resp.into_body()), 64 * 1024)
-            .await
-            .unwrap_or_default();
+        let body = refusal_body(resp).await;
         let msg = String::from_utf8_lossy(&body).trim().to_string();
         return Err(match status.as_u16() {
             404 => ApiError::not_found("", "pods", pod),
