@@ -12,8 +12,7 @@ use bollard::models::{
     RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
 };
 use minikind_contract::{CLUSTER_LABEL, ROLE_LABEL};
 
@@ -44,29 +43,15 @@ pub async fn list(docker: &Docker, cluster: &str) -> Result<Vec<LoadBalancer>> {
             format!("{ROLE_LABEL}={ROLE}"),
         ],
     )]);
-    let opts = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filter)
-        .build();
-    let list = docker
-        .list_containers(Some(opts))
+    Ok(super::containers(docker, filter)
         .await
-        .context("listing the load balancer containers")?;
-    Ok(list
+        .context("listing the load balancer containers")?
         .into_iter()
-        .map(|c| {
-            let labels = c.labels.unwrap_or_default();
-            LoadBalancer {
-                name: c
-                    .names
-                    .and_then(|n| n.into_iter().next())
-                    .unwrap_or_default()
-                    .trim_start_matches('/')
-                    .to_string(),
-                service: labels.get(SERVICE_LABEL).cloned().unwrap_or_default(),
-                config: labels.get(CONFIG_LABEL).cloned().unwrap_or_default(),
-                running: c.state.is_some_and(|s| s.to_string() == "running"),
-            }
+        .map(|c| LoadBalancer {
+            service: c.labels.get(SERVICE_LABEL).cloned().unwrap_or_default(),
+            config: c.labels.get(CONFIG_LABEL).cloned().unwrap_or_default(),
+            name: c.name,
+            running: c.running,
         })
         .collect())
 }

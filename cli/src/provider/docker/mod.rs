@@ -60,6 +60,9 @@ pub struct OwnedContainer {
     pub name: String,
     pub cluster: String,
     pub role: String,
+    /// Every label it carries (a role's own labels, e.g. a load balancer's Service).
+    pub labels: HashMap<String, String>,
+    pub running: bool,
 }
 
 pub async fn containers(
@@ -88,6 +91,8 @@ pub async fn containers(
                     .to_string(),
                 cluster: labels.get(CLUSTER_LABEL).cloned().unwrap_or_default(),
                 role: labels.get(ROLE_LABEL).cloned().unwrap_or_default(),
+                running: c.state.is_some_and(|s| s.to_string() == "running"),
+                labels,
             }
         })
         .collect();
@@ -176,6 +181,8 @@ mod tests {
             name: name.into(),
             cluster: cluster.into(),
             role: role.into(),
+            labels: HashMap::new(),
+            running: true,
         }
     }
 
