@@ -17,12 +17,11 @@
 //! - the cache's resident memory on each node (`VmRSS` and `VmHWM` of `cluster-dns node-cache`).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use minikind_test_support::dnsload::{
     Load, Reply, answered, in_netns, latencies, load, ready_pod_netns, report,
 };
-use minikind_test_support::{Cluster, cluster_body, docker, eventually};
+use minikind_test_support::{Cluster, cluster_body, docker};
 
 const SAMPLES: usize = 2000;
 const MISSES: usize = 1000;
@@ -39,20 +38,7 @@ fn main() {
         &cluster_body("seed-001-nodelocal-dnscache/cluster-local.yaml"),
     );
     let (cp, worker) = (c.node("control-plane"), c.node("worker"));
-    eventually(
-        "a ready cache on each node",
-        Duration::from_secs(90),
-        || {
-            let s = c.minikind_ok(&["dns", "nodelocal", "status"]);
-            [&cp, &worker]
-                .iter()
-                .all(|n| {
-                    s.lines()
-                        .any(|l| l.starts_with(n.as_str()) && l.contains("12/12"))
-                })
-                .then_some(())
-        },
-    );
+    c.wait_node_local_caches(&[&cp, &worker]);
     let manifest =
         std::env::temp_dir().join(format!("minikind-bench-nl-{}.yaml", std::process::id()));
     std::fs::write(

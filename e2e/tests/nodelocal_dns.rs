@@ -284,20 +284,7 @@ fn the_seeds_benefits_with_and_without_the_cache_in_one_run() {
             Some((on(&cp)?, on(&worker)?))
         },
     );
-    eventually(
-        "a ready cache on each node",
-        Duration::from_secs(90),
-        || {
-            let s = status(&c);
-            [&cp, &worker]
-                .iter()
-                .all(|n| {
-                    s.lines()
-                        .any(|l| l.starts_with(n.as_str()) && l.contains("12/12"))
-                })
-                .then_some(())
-        },
-    );
+    c.wait_node_local_caches(&[&cp, &worker]);
     let manifest = std::env::temp_dir().join(format!("minikind-nlm-{}.yaml", std::process::id()));
     std::fs::write(
         &manifest,

@@ -328,6 +328,22 @@ impl Cluster {
         ])
     }
 
+    /// Waits (90 s at most) until `minikind dns nodelocal status` shows a node-local cache on
+    /// each of `nodes` (full node names) holding all of node-cache's 12 rules for its address.
+    pub fn wait_node_local_caches(&self, nodes: &[&str]) {
+        eventually(
+            "a ready node-local cache on each node",
+            Duration::from_secs(90),
+            || {
+                let s = self.minikind_ok(&["dns", "nodelocal", "status"]);
+                nodes
+                    .iter()
+                    .all(|n| s.lines().any(|l| l.starts_with(n) && l.contains("12/12")))
+                    .then_some(())
+            },
+        );
+    }
+
     /// `rollout restart` of CoreDNS (so new replicas read an edited Corefile), then waits for it.
     pub fn restart_coredns(&self) {
         let out = self.minikind_ok(&[
