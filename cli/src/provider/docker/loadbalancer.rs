@@ -11,9 +11,7 @@ use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, NetworkingConfig,
     RestartPolicy, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::{InspectContainerOptions, RemoveContainerOptionsBuilder};
 use minikind_contract::{CLUSTER_LABEL, ROLE_LABEL};
 
 use super::nodes::{self, network_name};
@@ -113,16 +111,7 @@ pub fn container(
 /// Creates and starts the container; its address on the cluster network.
 pub async fn start(docker: &Docker, cluster: &str, body: ContainerCreateBody) -> Result<String> {
     let name = body.hostname.clone().unwrap_or_default();
-    let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-    docker
-        .create_container(Some(opts), body)
-        .await
-        .with_context(|| format!("creating {name}"))?;
-    docker
-        .start_container(&name, None)
-        .await
-        .with_context(|| format!("starting {name}"))?;
-    nodes::container_ip(docker, &name, &network_name(cluster)).await
+    nodes::create_and_start(docker, &name, body, cluster).await
 }
 
 /// Its address on the cluster network (None when it has none, e.g. stopped).

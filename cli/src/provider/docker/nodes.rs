@@ -354,16 +354,27 @@ pub async fn api_server_url(docker: &Docker, cluster: &str, cp: &str) -> Result<
 /// Creates and starts the lab upstream; returns its address on the cluster network.
 pub async fn start_upstream(docker: &Docker, cluster: &str, image: &str) -> Result<String> {
     let name = upstream_name(cluster);
-    let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+    create_and_start(docker, &name, upstream_container(cluster, image), cluster).await
+}
+
+/// Creates the container `name` from `body`, starts it, and gives its address on the cluster's
+/// network (the lab upstream, a load balancer).
+pub async fn create_and_start(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+    cluster: &str,
+) -> Result<String> {
+    let opts = CreateContainerOptionsBuilder::default().name(name).build();
     docker
-        .create_container(Some(opts), upstream_container(cluster, image))
+        .create_container(Some(opts), body)
         .await
         .with_context(|| format!("creating {name}"))?;
     docker
-        .start_container(&name, None)
+        .start_container(name, None)
         .await
         .with_context(|| format!("starting {name}"))?;
-    container_ip(docker, &name, &network_name(cluster)).await
+    container_ip(docker, name, &network_name(cluster)).await
 }
 
 pub async fn container_ip(docker: &Docker, container: &str, network: &str) -> Result<String> {
